@@ -1,0 +1,23 @@
+"""What the API needs to run, built by the `lantaarn` command from its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from timeseries import InfluxConfig
+
+API_VERSION = "1.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The API's resources and rules."""
+
+    registry_url: str
+    influx: InfluxConfig
+    dashboard_dir: Path | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_page: int = 10_000
+    max_range_days: float = 366.0
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,142 @@
+"""Raw readings of one device: `/v1/devices/{deviceId}/readings` as JSON or CSV."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api import cursor
+from api.deps import ConfigDep, InfluxDep, RegistryDep
+from api.problems import BadRequest
+from api.routes.devices import DeviceIdPath
+from api.schemas import ReadingOut, ReadingPage
+from api.timefmt import format_ns, now_ns, to_ns
+from devices import DEVICE_KINDS
+from timeseries.queries import raw_readings
+from timeseries.schema import raw_measurement
+
+router = APIRouter(prefix="/v1/devices", tags=["readings"])
+
+_DAY_NS = 86400 * 1_000_000_000
+
+
+@router.get(
+    "/{deviceId}/readings",
+    response_model=ReadingPage,
+    responses={200: {"content": {"text/csv": {}}}, 404: {"description": "no such device"}},
+)
+async def readings(
+    request: Request,
+    device_id: DeviceIdPath,
+    registry: RegistryDep,
+    influx: InfluxDep,
+    config: ConfigDep,
+    metric: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            description=("Comma-separated metric names; only readings with one of them"),
+        ),
+    ] = None,
+    start: Annotated[
+        datetime | None, Query(description="Inclusive, RFC 3339; default 24 hours before end")
+    ] = None,
+    end: Annotated[datetime | None, Query(description="Exclusive, RFC 3339; default now")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    order: Annotated[Literal["asc", "desc"], Query(description="oldest or newest first")] = "asc",
+    page_cursor: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
+) -> Response | ReadingPage:
+    """Raw readings of one device in a time range, with cursor pagination (`Link` header)."""
+    device = await asyncio.to_thread(registry.device, device_id)
+    problems: list[dict[str, str]] = []
+    kinds = [DEVICE_KINDS[k] for k in (device.kind, *device.extra_kinds) if k in DEVICE_KINDS]
+    known = {m.name for k in kinds for m in k.metrics}
+    metrics = [m.strip() for m in metric.split(",") if m.strip()] if metric else None
+    problems.extend(
+        {
+            "name": "metric",
+            "in": "query",
+            "reason": f"{device.kind} devices have no metric {name!r}",
+        }
+        for name in metrics or []
+        if name not in known
+    )
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            problems.append(
+                {"name": name, "in": "query", "reason": "give a time zone (Z or an offset)"}
+            )
+    if problems:
+        raise BadRequest(problems)
+    end_ns = to_ns(end) if end else now_ns()
+    start_ns = to_ns(start) if start else end_ns - _DAY_NS
+    if start_ns >= end_ns:
+        problems.append({"name": "start", "in": "query", "reason": "start must be before end"})
+    if end_ns - start_ns > timedelta(days=config.max_range_days).total_seconds() * 1e9:
+        problems.append(
+            {
+                "name": "start",
+                "in": "query",
+                "reason": f"the range may span at most {config.max_range_days:g} days",
+            }
+        )
+    if problems:
+        raise BadRequest(problems)
+    descending = order == "desc"
+    if page_cursor is not None:
+        state = cursor.decode(page_cursor)
+        after = state.get("t")
+        if not isinstance(after, int) or state.get("o") != order:
+            raise BadRequest(
+                [{"name": "cursor", "in": "query", "reason": "the cursor belongs to another query"}]
+            )
+        if descending:
+            end_ns = min(end_ns, after)
+        else:
+            start_ns = max(start_ns, after + 1)
+    found = await raw_readings(
+        influx,
+        [raw_measurement(k.name) for k in kinds],
+        device_id,
+        start_ns,
+        end_ns,
+        limit=limit + 1,
+        descending=descending,
+        metrics=metrics,
+    )
+    more = len(found) > limit
+    found = found[:limit]
+    next_cursor = cursor.encode({"t": found[-1].ts_ns, "o": order}) if more else None
+    headers = {"Link": cursor.next_link(request, next_cursor)} if next_cursor else {}
+    if "text/csv" in request.headers.get("accept", ""):
+        columns = metrics or [m.name for k in kinds for m in k.metrics]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["ts", "seq", *columns])
+        for r in found:
+            writer.writerow(
+                [
+                    format_ns(r.ts_ns),
+                    "" if r.seq is None else r.seq,
+                    *(repr(r.metrics[c]) if c in r.metrics else "" for c in columns),
+                ]
+            )
+        return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+    page = ReadingPage(
+        device_id=device_id,
+        next=next_cursor,
+        items=[
+            ReadingOut(
+                ts=format_ns(r.ts_ns), seq=r.seq, ts_assigned=r.ts_assigned, metrics=r.metrics
+            )
+            for r in found
+        ],
+    )
+    return Response(
+        page.model_dump_json(by_alias=True), media_type="application/json", headers=headers
+    )

@@ -1,0 +1,168 @@
+"""What the API returns and accepts: camelCase pydantic models, one per resource shape."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from devices import DEVICE_KINDS, Device
+
+
+class Out(BaseModel):
+    """Base of the API's answers: camelCase properties."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
+    )
+
+
+class PointGeometry(Out):
+    """A GeoJSON point in CRS84: [longitude, latitude]."""
+
+    type: Literal["Point"] = "Point"
+    coordinates: tuple[float, float]
+
+
+class MetricOut(Out):
+    """A metric of the catalogue."""
+
+    name: str
+    label: str
+    unit: str = Field(description="UCUM code")
+    minimum: float
+    maximum: float
+    aggregation: str
+    description: str
+
+
+class DeviceKindOut(Out):
+    """A device kind of the catalogue."""
+
+    name: str
+    label: str
+    description: str
+    interval_seconds: float
+    metrics: list[MetricOut]
+
+
+def kinds_out() -> list[DeviceKindOut]:
+    """The whole catalogue."""
+    return [
+        DeviceKindOut(
+            name=k.name,
+            label=k.label,
+            description=k.description,
+            interval_seconds=k.interval_s,
+            metrics=[
+                MetricOut(
+                    name=m.name,
+                    label=m.label,
+                    unit=m.unit,
+                    minimum=m.minimum,
+                    maximum=m.maximum,
+                    aggregation=m.aggregation.value,
+                    description=m.description,
+                )
+                for m in k.metrics
+            ],
+        )
+        for k in DEVICE_KINDS.values()
+    ]
+
+
+class DeviceOut(Out):
+    """A device of the registry."""
+
+    device_id: str
+    tenant: str
+    kind: str
+    extra_kinds: list[str]
+    name: str
+    location: PointGeometry
+    ipv6_address: str | None
+    interval_seconds: float
+    firmware: str | None
+    installed_on: date | None
+    retired_at: datetime | None
+    owner: str | None
+    observation_goal: str | None
+    legal_ground: str | None
+    personal_data: bool
+    active_until: date | None
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceOut:
+        """The API view of a registry device."""
+        return cls(
+            device_id=device.device_id,
+            tenant=device.tenant,
+            kind=device.kind,
+            extra_kinds=list(device.extra_kinds),
+            name=device.name,
+            location=PointGeometry(coordinates=(device.longitude, device.latitude)),
+            ipv6_address=device.ipv6_address,
+            interval_seconds=device.interval_s or DEVICE_KINDS[device.kind].interval_s,
+            firmware=device.firmware,
+            installed_on=device.installed_on,
+            retired_at=device.retired_at,
+            owner=device.owner,
+            observation_goal=device.observation_goal,
+            legal_ground=device.legal_ground,
+            personal_data=device.personal_data,
+            active_until=device.active_until,
+        )
+
+
+class DevicePage(Out):
+    """A page of devices; `next` is the cursor of the following page."""
+
+    items: list[DeviceOut]
+    next: str | None = None
+
+
+class ReadingOut(Out):
+    """One stored reading."""
+
+    ts: str = Field(description="UTC, RFC 3339 with Z")
+    seq: int | None = None
+    ts_assigned: bool = Field(False, description="true when the platform stamped the time")
+    metrics: dict[str, float]
+
+
+class ReadingPage(Out):
+    """A page of readings of one device, oldest or newest first."""
+
+    device_id: str
+    items: list[ReadingOut]
+    next: str | None = None
+
+
+class LatestOut(Out):
+    """The newest reading of one device and its status."""
+
+    device_id: str
+    tenant: str
+    kind: str
+    name: str
+    location: PointGeometry
+    status: Literal["online", "offline", "silent"]
+    ts: str | None
+    metrics: dict[str, float]
+
+
+class CheckOut(Out):
+    """One dependency's health."""
+
+    name: str
+    status: Literal["up", "down"]
+    detail: str | None = None
+
+
+class HealthOut(Out):
+    """The health of the API and what it depends on."""
+
+    status: Literal["up", "down"]
+    checks: list[CheckOut] = []

@@ -1,0 +1,1 @@
+"""The operators' web page (static files) and Grafana dashboards; no Python logic."""

@@ -1,0 +1,27 @@
+"""The ingest pipeline: MQTT source -> decode/validate -> sink, with the dead-letter."""
+
+from ingest.decode import Decoded, Decoder, Rejection, TimeRules, prepare
+from ingest.errors import BrokerRefused, IngestError, SourceClosed, StorageFatal
+from ingest.reasons import Reason
+from ingest.source import BrokerConfig, Delivery, MqttSource
+from ingest.worker import Worker, WorkerConfig, WorkerStats, run_worker
+
+__all__ = [
+    "BrokerConfig",
+    "BrokerRefused",
+    "Decoded",
+    "Decoder",
+    "Delivery",
+    "IngestError",
+    "MqttSource",
+    "Reason",
+    "Rejection",
+    "SourceClosed",
+    "StorageFatal",
+    "TimeRules",
+    "Worker",
+    "WorkerConfig",
+    "WorkerStats",
+    "prepare",
+    "run_worker",
+]

@@ -1,0 +1,71 @@
+"""The storage sink: raw readings, device status and rejections into InfluxDB."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from ingest.decode import Rejection, rejection_line
+from ingest.reasons import Reason
+from timeseries import BatchWriter
+from timeseries.schema import RAW_RP
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Stores lines and rejections; returns only once they are safely stored.
+
+    Lifecycle: constructed open; `store` may be awaited repeatedly; retries internally for as
+    long as storage is unavailable, and raises only on a fatal error (bad credentials).
+    """
+
+    async def store(self, lines: Sequence[str], rejections: Sequence[Rejection]) -> list[Rejection]:
+        """Store both; returns the rejections that storage itself added."""
+        ...
+
+
+class InfluxSink:
+    """Writes to InfluxDB through the batched writer, in chunks of `chunk_lines`."""
+
+    def __init__(self, writer: BatchWriter, chunk_lines: int = 5000) -> None:
+        self._writer = writer
+        self._chunk = chunk_lines
+        self._sequence = 0
+
+    async def store(self, lines: Sequence[str], rejections: Sequence[Rejection]) -> list[Rejection]:
+        """Write raw lines, then the dead-letter; refused raw lines join the dead-letter."""
+        added: list[Rejection] = []
+        for start in range(0, len(lines), self._chunk):
+            outcome = await self._writer.write(
+                lines[start : start + self._chunk], retention_policy=RAW_RP
+            )
+            for line, why in outcome.refused:
+                log.warning("InfluxDB refused a line: %s", why)
+                added.append(
+                    Rejection(
+                        Reason.STORAGE_REFUSED,
+                        "",
+                        why[:200],
+                        _line_time(line),
+                        excerpt=line[:256].encode(),
+                    )
+                )
+        dead = [*rejections, *added]
+        if dead:
+            rows = []
+            for rejection in dead:
+                self._sequence = (self._sequence + 1) % 1000
+                rows.append(rejection_line(rejection, self._sequence))
+            outcome = await self._writer.write(rows, retention_policy=RAW_RP)
+            for _line, why in outcome.refused:
+                log.error("InfluxDB refused a dead-letter point: %s", why)
+        return added
+
+
+def _line_time(line: str) -> int:
+    try:
+        return int(line.rsplit(" ", 1)[1])
+    except (IndexError, ValueError):
+        return 0

@@ -1,0 +1,193 @@
+"""The ingest worker: source -> decode/validate -> sink, acknowledging only what is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from devices import Registry, parse_topic, shared_subscription
+from ingest.decode import Decoded, TimeRules
+from ingest.errors import SourceClosed
+from ingest.registry_view import RegistryView
+from ingest.sink import InfluxSink, Sink
+from ingest.source import BrokerConfig, Delivery, MqttSource
+from timeseries import BatchWriter, InfluxClient, InfluxConfig, Retention, ensure_schema
+from timeseries.lineprotocol import escape_key, string_field
+
+log = logging.getLogger(__name__)
+
+SHARE_GROUP = "lantaarn-ingest"
+STATUS_STATES = frozenset({"online", "offline"})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Tuning of one worker: batch sizes (messages, lines) and the flush interval (seconds)."""
+
+    index: int = 0
+    share_group: str = SHARE_GROUP
+    client_id_prefix: str = "ingest"
+    batch_messages: int = 2000
+    flush_interval_s: float = 0.1
+    receive_maximum: int = 10_000
+    write_lines: int = 5000
+    registry_refresh_s: float = 2.0
+    time_rules: TimeRules = field(default_factory=TimeRules)
+
+    @property
+    def client_id(self) -> str:
+        """The worker's stable MQTT client id: a restarted worker resumes its session."""
+        return f"{self.client_id_prefix}-{self.index}"
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters of one worker since it started."""
+
+    messages: int = 0
+    values_stored: int = 0
+    lines_written: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+
+
+def status_lines(deliveries: list[Delivery], known: set[str]) -> list[str]:
+    """Device status points from `status` messages of registered devices."""
+    lines = []
+    for delivery in deliveries:
+        parsed = parse_topic(delivery.topic)
+        if parsed is None or parsed.device_id not in known:
+            continue
+        state = delivery.payload.decode("utf-8", "replace").strip().lower()
+        if state not in STATUS_STATES:
+            continue
+        lines.append(
+            f"device_status,device_id={escape_key(parsed.device_id)},"
+            f"tenant={escape_key(parsed.tenant)} state={string_field(state)} "
+            f"{delivery.received_ns}"
+        )
+    return lines
+
+
+class Worker:
+    """One ingest worker. `run()` returns when the source is closed and drained."""
+
+    def __init__(
+        self, config: WorkerConfig, source: MqttSource, sink: Sink, view: RegistryView
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.sink = sink
+        self.view = view
+        self.stats = WorkerStats()
+
+    async def run(self) -> None:
+        """Move batches from the source to the sink until the source is closed."""
+        while True:
+            try:
+                batch = await self.source.batch(
+                    self.config.batch_messages, self.config.flush_interval_s
+                )
+            except SourceClosed:
+                return
+            await self.handle(batch)
+
+    async def handle(self, batch: list[Delivery]) -> None:
+        """Decode, store and acknowledge one batch."""
+        decoder = self.view.decoder
+        decoded = Decoded()
+        statuses: list[Delivery] = []
+        for delivery in batch:
+            if delivery.topic.endswith("/status"):
+                statuses.append(delivery)
+            else:
+                decoder.decode(delivery.topic, delivery.payload, delivery.received_ns, decoded)
+        lines = decoded.lines
+        if statuses:
+            lines = lines + status_lines(statuses, set(decoder.devices))
+        added = await self.sink.store(lines, decoded.rejections)
+        self.source.ack(batch)
+        stats = self.stats
+        stats.batches += 1
+        stats.messages += len(batch)
+        stats.values_stored += decoded.stored_values
+        stats.lines_written += len(lines)
+        for rejection in (*decoded.rejections, *added):
+            stats.rejected[rejection.reason.value] += rejection.count
+
+
+async def run_worker(
+    config: WorkerConfig,
+    broker: BrokerConfig,
+    influx: InfluxConfig,
+    registry: Registry,
+    retention: Retention,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> WorkerStats:
+    """Run one worker until `stop` is set; then drain, acknowledge and leave.
+
+    `ready` is set once the worker is subscribed and taking messages.
+    """
+    stop = stop or asyncio.Event()
+    async with InfluxClient(influx) as client:
+        await _wait_for_influx(client, stop)
+        await ensure_schema(client, retention)
+        view = RegistryView(registry, config.time_rules, config.registry_refresh_s)
+        await view.refresh()
+        subscriptions = [
+            shared_subscription(config.share_group, "telemetry"),
+            shared_subscription(config.share_group, "status"),
+        ]
+        source = MqttSource(
+            broker, config.client_id, subscriptions, receive_maximum=config.receive_maximum
+        )
+        worker = Worker(config, source, InfluxSink(BatchWriter(client), config.write_lines), view)
+        await source.open()
+        if ready is not None:
+            ready.set()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                watch = tasks.create_task(view.watch(), name="registry-watch")
+                report = tasks.create_task(_report(worker), name="stats-report")
+                run = tasks.create_task(worker.run(), name="pipeline")
+                await stop.wait()
+                log.info("%s stopping: draining what was received", config.client_id)
+                source.close()
+                await run
+                watch.cancel()
+                report.cancel()
+        finally:
+            source.disconnect()
+        log.info("%s stopped: %s", config.client_id, worker.stats)
+        return worker.stats
+
+
+async def _wait_for_influx(client: InfluxClient, stop: asyncio.Event) -> None:
+    delay = 0.2
+    started = time.monotonic()
+    while not stop.is_set():
+        try:
+            await client.ping()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            if time.monotonic() - started > 5:
+                log.warning("waiting for InfluxDB: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _report(worker: Worker, every_s: float = 30.0) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        s = worker.stats
+        log.info(
+            "%s: %d messages, %d values stored, rejected %s",
+            worker.config.client_id,
+            s.messages,
+            s.values_stored,
+            dict(s.rejected) or "none",
+        )

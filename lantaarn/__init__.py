@@ -1,0 +1,1 @@
+"""The `lantaarn` command, its settings, and the local stack for `lantaarn demo`."""

@@ -1,0 +1,7 @@
+"""`python -m lantaarn`."""
+
+import sys
+
+from lantaarn.cli import main
+
+sys.exit(main())

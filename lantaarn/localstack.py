@@ -1,0 +1,340 @@
+"""Private Mosquitto and InfluxDB processes under a data folder, for the demo and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+LOOPBACKS = ("::1", "127.0.0.1")
+
+
+class StackError(Exception):
+    """A local service could not be started."""
+
+
+class PortInUse(StackError):
+    """A port we were asked to use is taken."""
+
+    def __init__(self, port: int, address: str, option: str) -> None:
+        super().__init__(
+            f"port {port} on {address} is already in use by another program; "
+            f"stop it or choose another port with {option}"
+        )
+        self.port = port
+
+
+class MissingBinary(StackError):
+    """A service's program is not installed."""
+
+    def __init__(self, program: str, package: str) -> None:
+        super().__init__(
+            f"{program} is not installed; install the Debian package {package} "
+            f"(apt-get install {package}) or run `make demo` as root"
+        )
+        self.program = program
+
+
+def check_port_free(port: int, option: str, addresses: tuple[str, ...] = LOOPBACKS) -> None:
+    """Raise PortInUse unless `port` can be bound on every address."""
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(port, address, option) from None
+                if exc.errno != errno.EADDRNOTAVAIL:  # that family is absent: nothing to clash
+                    raise
+
+
+def free_port() -> int:
+    """A port free on both ::1 and 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+            port = int(sock.getsockname()[1])
+        try:
+            check_port_free(port, "")
+        except PortInUse:
+            continue
+        return port
+    raise StackError("no free port found")
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class ServiceProcess:
+    """One service process with its log file; started and stopped by us."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    ready: Callable[[], bool]
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the process and wait until it answers."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as logfile:
+            self.process = subprocess.Popen(  # noqa: S603 - argv built by us
+                self.argv,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise StackError(
+                    f"{self.name} exited with {self.process.returncode} while "
+                    f"starting:\n{self.log_tail()}"
+                )
+            if self.ready():
+                log.info("%s is up (pid %d)", self.name, self.process.pid)
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise StackError(f"{self.name} did not answer within {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 8.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s`."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s; killing it", self.name, timeout_s)
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the service's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _require(program: str, package: str) -> str:
+    path = shutil.which(program) or (
+        f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None
+    )
+    if path is None:
+        raise MissingBinary(program, package)
+    return path
+
+
+@dataclass
+class Mosquitto:
+    """A private Mosquitto broker listening on ::1 and 127.0.0.1."""
+
+    folder: Path
+    port: int
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    max_queued_messages: int = 1_000_000
+    service: ServiceProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.folder / "mosquitto.conf"
+        binary = _require("mosquitto", "mosquitto")
+        self.service = ServiceProcess(
+            "mosquitto",
+            [binary, "-c", str(self.config_path)],
+            self.folder / "mosquitto.log",
+            lambda: _tcp_open("::1", self.port),
+        )
+
+    def config_text(self) -> str:
+        """The broker configuration we ship: it must hold the ingest backlog."""
+        lines = [
+            "# written by lantaarn; the queue limits must hold the ingest backlog while",
+            "# InfluxDB is down (workers hold acknowledgements until readings are stored)",
+            "persistence true",
+            f"persistence_location {self.folder}/",
+            "autosave_interval 30",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            f"max_queued_messages {self.max_queued_messages}",
+            "max_inflight_messages 1000",
+            "set_tcp_nodelay true",
+            # 30 days: an ingest worker's session outlives any outage we plan for.
+            "persistent_client_expiration 30d",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # otherwise it drops to `mosquitto`, who can't write here
+        if self.password_file is not None:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+            if self.acl_file is not None:
+                lines.append(f"acl_file {self.acl_file}")
+        else:
+            lines.append("allow_anonymous true")
+        for address in LOOPBACKS:
+            lines.append(f"listener {self.port} {address}")
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        """Write the configuration and start the broker."""
+        self.config_path.write_text(self.config_text())
+        self.service.start()
+
+    def reload(self) -> None:
+        """Make the broker re-read its password file and ACL (SIGHUP)."""
+        self.config_path.write_text(self.config_text())
+        if self.service.process is not None:
+            self.service.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        """Stop the broker (it saves its persistence file first)."""
+        self.service.stop()
+
+
+@dataclass
+class Influx:
+    """A private InfluxDB 1.x listening on ::1."""
+
+    folder: Path
+    port: int
+    rpc_port: int
+    service: ServiceProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.folder / "influxdb.conf"
+        binary = _require("influxd", "influxdb")
+        self.service = ServiceProcess(
+            "influxd",
+            [binary, "-config", str(self.config_path)],
+            self.folder / "influxd.log",
+            self._ping,
+        )
+
+    @property
+    def url(self) -> str:
+        """The HTTP address of this InfluxDB."""
+        return f"http://[::1]:{self.port}"
+
+    def _ping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response:  # noqa: S310
+                return int(response.status) == 204
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def config_text(self) -> str:
+        """InfluxDB 1.x configuration: own folders and ports, nothing reported home."""
+        return f"""# written by lantaarn
+reporting-disabled = true
+bind-address = "[::1]:{self.rpc_port}"
+
+[meta]
+  dir = "{self.folder}/meta"
+
+[data]
+  dir = "{self.folder}/data"
+  wal-dir = "{self.folder}/wal"
+  query-log-enabled = false
+  cache-max-memory-size = "512m"
+
+[coordinator]
+  query-timeout = "60s"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  bind-address = "[::1]:{self.port}"
+  log-enabled = false
+  max-body-size = 26214400
+
+[logging]
+  level = "warn"
+
+[continuous_queries]
+  enabled = false
+"""
+
+    def start(self) -> None:
+        """Write the configuration and start the database."""
+        self.config_path.write_text(self.config_text())
+        self.service.start(timeout_s=60)
+
+    def stop(self) -> None:
+        """Stop the database."""
+        self.service.stop()
+
+
+class LocalStack:
+    """Mosquitto and InfluxDB under one data folder; a context manager that stops both."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        mqtt_port: int,
+        influx_port: int,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.mosquitto = Mosquitto(data_dir / "mosquitto", mqtt_port, password_file, acl_file)
+        self.influx = Influx(data_dir / "influxdb", influx_port, free_port())
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.influx.start()
+            self.mosquitto.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with contextlib.suppress(Exception):
+            self.mosquitto.stop()
+        with contextlib.suppress(Exception):
+            self.influx.stop()

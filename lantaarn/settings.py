@@ -1,0 +1,143 @@
+"""The one settings object: environment variables `LANTAARN_*`, nested with `__`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api import ApiConfig
+from ingest import BrokerConfig, TimeRules, WorkerConfig
+from simulators import BrokerAddress
+from timeseries import InfluxConfig, Retention
+
+
+class MqttSettings(BaseModel):
+    """The broker: address and the ingest service's own login."""
+
+    host: str = Field("::1", description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    session_expiry_s: int = Field(
+        7 * 86400,
+        ge=0,
+        description="seconds an ingest worker's "
+        "session (and its queued messages) outlives a disconnect",
+    )
+
+
+class InfluxSettings(BaseModel):
+    """InfluxDB through its v1-compatible HTTP API."""
+
+    url: str = "http://[::1]:8086"
+    database: str = "lantaarn"
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    retention_raw: str = Field("90d", description="how long raw readings are kept")
+    retention_1m: str = Field("104w", description="how long 1-minute rollups are kept")
+    retention_1h: str = Field("INF", description="how long 1-hour rollups are kept")
+
+
+class IngestSettings(BaseModel):
+    """The ingest workers."""
+
+    workers: int = Field(1, ge=1, le=64, description="worker processes started by `ingest`")
+    batch_messages: int = Field(2000, ge=1, description="messages per batch at most")
+    flush_interval_s: float = Field(0.1, gt=0, description="seconds a batch waits to fill")
+    receive_maximum: int = Field(
+        10_000, ge=1, le=65_535, description="unacknowledged messages the broker may send us"
+    )
+    write_lines: int = Field(5000, ge=1, description="lines per InfluxDB write")
+    max_future_s: float = Field(300.0, ge=0, description="how far ahead a timestamp may be")
+    max_age_s: float = Field(30 * 86400.0, gt=0, description="how old a reading may be")
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API."""
+
+    hosts: list[str] = Field(["::1", "127.0.0.1"], description="addresses to listen on")
+    port: int = Field(8000, ge=1, le=65535)
+    cors_origins: list[str] = Field([], description="origins allowed to call the API")
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from the environment (`LANTAARN_MQTT__PORT=1884`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LANTAARN_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        Path(platformdirs.user_data_dir("lantaarn")),
+        description="where the demo keeps its broker, database and registry",
+    )
+    registry_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the device registry; default a SQLite file under data_dir",
+    )
+    log_level: str = "INFO"
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
+    api: ApiSettings = ApiSettings()
+
+    def registry(self) -> str:
+        """The registry's SQLAlchemy URL."""
+        if self.registry_url:
+            return self.registry_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
+
+    def influx_config(self) -> InfluxConfig:
+        """How the platform reaches InfluxDB."""
+        i = self.influx
+        return InfluxConfig(
+            i.url,
+            i.database,
+            i.username,
+            i.password.get_secret_value() if i.password else None,
+            i.token.get_secret_value() if i.token else None,
+        )
+
+    def retention(self) -> Retention:
+        """The retention tiers."""
+        return Retention(
+            self.influx.retention_raw, self.influx.retention_1m, self.influx.retention_1h
+        )
+
+    def broker(self) -> BrokerConfig:
+        """How ingest reaches the broker."""
+        m = self.mqtt
+        return BrokerConfig(
+            m.host,
+            m.port,
+            m.username,
+            m.password.get_secret_value() if m.password else None,
+            session_expiry_s=m.session_expiry_s,
+        )
+
+    def broker_address(self) -> BrokerAddress:
+        """How simulators reach the broker."""
+        return BrokerAddress(self.mqtt.host, self.mqtt.port)
+
+    def worker(self, index: int) -> WorkerConfig:
+        """The configuration of ingest worker `index`."""
+        g = self.ingest
+        return WorkerConfig(
+            index=index,
+            batch_messages=g.batch_messages,
+            flush_interval_s=g.flush_interval_s,
+            receive_maximum=g.receive_maximum,
+            write_lines=g.write_lines,
+            time_rules=TimeRules(g.max_future_s, g.max_age_s),
+        )
+
+    def api_config(self) -> ApiConfig:
+        """What the API needs."""
+        return ApiConfig(
+            self.registry(), self.influx_config(), cors_origins=tuple(self.api.cors_origins)
+        )

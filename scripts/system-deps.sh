@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lantaarn runs on, when their programs are missing.
+# Usage: scripts/system-deps.sh PACKAGE... (known: mosquitto influxdb chromium mosquitto-clients)
+set -euo pipefail
+
+program_of() {
+  case "$1" in
+    mosquitto) echo /usr/sbin/mosquitto ;;
+    influxdb) echo /usr/bin/influxd ;;
+    chromium) echo /usr/bin/chromium ;;
+    mosquitto-clients) echo /usr/bin/mosquitto_pub ;;
+    *) echo "unknown package $1" >&2; exit 2 ;;
+  esac
+}
+
+missing=()
+for package in "$@"; do
+  program=$(program_of "$package")
+  if [ ! -x "$program" ] && ! command -v "$(basename "$program")" >/dev/null 2>&1; then
+    missing+=("$package")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "lantaarn needs these Debian packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q "${missing[@]}"

@@ -1,0 +1,101 @@
+"""A running platform for integration tests: registry, one or more ingest workers, the API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from api import ApiConfig
+from devices import Registry
+from ingest import BrokerConfig, WorkerConfig, WorkerStats, run_worker
+from lantaarn.localstack import Influx, Mosquitto, free_port
+from lantaarn.seed import register_fleet
+from lantaarn.serve import serve_api
+from simulators import Fleet
+from timeseries import InfluxConfig, Retention
+
+
+@dataclass
+class Platform:
+    """What a test can reach: the registry, the API over ::1, the configurations."""
+
+    registry: Registry
+    influx: InfluxConfig
+    broker: BrokerConfig
+    api_port: int
+    http: httpx.AsyncClient
+    group: str
+    stats: list[WorkerStats] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def running_platform(
+    mosquitto: Mosquitto,
+    influx: Influx,
+    folder: Path,
+    *,
+    fleet: Fleet | None = None,
+    workers: int = 1,
+) -> AsyncIterator[Platform]:
+    """Start workers and the API against the session's broker and database; stop them after.
+
+    Every call gets its own database, share group and client ids, so tests do not meet.
+    """
+    tag = uuid.uuid4().hex[:10]
+    influx_config = InfluxConfig(influx.url, database=f"test_{tag}")
+    broker = BrokerConfig("::1", mosquitto.port)
+    api_port = free_port()
+    with Registry(f"sqlite:///{folder / f'registry-{tag}.sqlite3'}") as registry:
+        if fleet is not None:
+            register_fleet(registry, fleet)
+        stop = asyncio.Event()
+        readies = [asyncio.Event() for _ in range(workers)]
+        configs = [
+            WorkerConfig(
+                index=i,
+                share_group=f"g{tag}",
+                client_id_prefix=f"ingest-{tag}",
+                registry_refresh_s=0.2,
+                flush_interval_s=0.05,
+            )
+            for i in range(workers)
+        ]
+        api_stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            runs = [
+                tasks.create_task(
+                    run_worker(c, broker, influx_config, registry, Retention(), stop, ready)
+                )
+                for c, ready in zip(configs, readies, strict=True)
+            ]
+            api = tasks.create_task(
+                serve_api(
+                    ApiConfig(registry.url, influx_config), ["::1", "127.0.0.1"], api_port, api_stop
+                )
+            )
+            async with asyncio.timeout(30):
+                for ready in readies:
+                    await ready.wait()
+            async with httpx.AsyncClient(base_url=f"http://[::1]:{api_port}", timeout=30) as http:
+                async with asyncio.timeout(15):
+                    while True:
+                        try:
+                            if (await http.get("/v1/health/live")).status_code == 200:
+                                break
+                        except httpx.TransportError:
+                            pass
+                        await asyncio.sleep(0.05)
+                platform = Platform(registry, influx_config, broker, api_port, http, f"g{tag}")
+                try:
+                    yield platform
+                finally:
+                    stop.set()
+                    api_stop.set()
+                    platform.stats.extend([await r for r in runs])
+                    await api

@@ -1,0 +1,86 @@
+"""The storage schema in InfluxDB: database, retention policies and measurement names.
+
+Raw readings: one measurement per device kind (named after the kind), tags `tenant` and
+`device_id`, a float field per metric plus `seq`. Rollups: `{kind}_{window}` in a retention policy
+of their own. Rejections: the measurement `rejection`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from timeseries.client import InfluxClient
+
+log = logging.getLogger(__name__)
+
+RAW_RP: Final = "raw"
+REJECTIONS: Final = "rejection"
+_DURATION = re.compile(r"(INF|\d+[mhdw])")
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each tier is kept, as InfluxQL durations (`90d`, `104w`, `INF`)."""
+
+    raw: str = "90d"
+    rollup_1m: str = "104w"
+    rollup_1h: str = "INF"
+
+    def policies(self) -> dict[str, str]:
+        """Retention policy name to duration."""
+        return {RAW_RP: self.raw, "rollup_1m": self.rollup_1m, "rollup_1h": self.rollup_1h}
+
+
+def raw_measurement(kind: str) -> str:
+    """The measurement holding raw readings of a device kind."""
+    return kind
+
+
+def rollup_policy(window: str) -> str:
+    """The retention policy holding rollups of a window such as `1m`."""
+    return f"rollup_{window}"
+
+
+def rollup_measurement(kind: str, window: str) -> str:
+    """The measurement holding rollups of a device kind over a window."""
+    return f"{kind}_{window}"
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier in double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(text: str) -> str:
+    """An InfluxQL string literal in single quotes."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def ensure_schema(client: InfluxClient, retention: Retention) -> None:
+    """Create the database and retention policies, or bring their durations up to date."""
+    db = quote_ident(client.config.database)
+    statements = [f"CREATE DATABASE {db}"]
+    existing: set[str] = set()
+    await client.execute(statements)
+    for series in (await client.query(f"SHOW RETENTION POLICIES ON {db}", database=False))[0]:
+        name_at = series.columns.index("name")
+        existing.update(row[name_at] for row in series.values)
+    for name, duration in retention.policies().items():
+        if not _DURATION.fullmatch(duration):
+            raise ValueError(f"retention {name}: {duration!r} is not an InfluxQL duration")
+        default = " DEFAULT" if name == RAW_RP else ""
+        verb = "ALTER" if name in existing else "CREATE"
+        # SHARD DURATION follows InfluxDB's own defaults for the duration; only ours to set here.
+        statements = [
+            f"{verb} RETENTION POLICY {quote_ident(name)} ON {db} "
+            f"DURATION {duration} REPLICATION 1{default}"
+        ]
+        await client.execute(statements)
+    log.info(
+        "InfluxDB schema ready: database %s, retention %s",
+        client.config.database,
+        retention.policies(),
+    )
