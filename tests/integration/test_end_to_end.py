@@ -42,8 +42,9 @@ async def test_every_published_reading_comes_back_through_the_api(
         def publish() -> int:
             address = BrokerAddress("::1", mosquitto.port)
             with Publisher(address, f"sim-{platform.group}") as publisher:
-                sent = run_fleet(fleet.devices, publisher, seed=7, readings_per_device=10,
-                                 ledger=ledger)
+                sent = run_fleet(
+                    fleet.devices, publisher, seed=7, readings_per_device=10, ledger=ledger
+                )
                 assert publisher.flush(30)
             return sent
 
@@ -66,9 +67,7 @@ async def test_every_published_reading_comes_back_through_the_api(
             item = stored[format_ns(entry.ts_ns)]
             assert item["seq"] == entry.seq
             assert item["metrics"] == entry.metrics
-    assert sum(s.values_stored for s in platform.stats) == sum(
-        len(e.metrics) for e in ledger.sent
-    )
+    assert sum(s.values_stored for s in platform.stats) == sum(len(e.metrics) for e in ledger.sent)
     assert all(not s.rejected for s in platform.stats)
 
 

@@ -1,0 +1,68 @@
+"""`lantaarn ingest`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+
+from lantaarn.commands import Subcommands, install_stop
+from lantaarn.settings import Settings
+
+
+def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type-arg]
+    """Add `ingest`."""
+    ingest = commands.add_parser("ingest", help="run ingest workers")
+    ingest.add_argument(
+        "--workers",
+        type=int,
+        default=settings.ingest.workers,
+        help="worker processes to start (default %(default)s)",
+    )
+    ingest.add_argument(
+        "--index", type=int, default=None, help="run only worker INDEX (client id ingest-INDEX)"
+    )
+    ingest.set_defaults(run=run)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one worker in this process, or start several worker processes."""
+    from devices import Registry  # noqa: PLC0415
+    from ingest import run_worker  # noqa: PLC0415
+
+    if args.workers > 1 and args.index is None:
+        return _spawn(args.workers)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop(stop)
+        with Registry(settings.registry()) as registry:
+            await run_worker(
+                settings.worker(args.index or 0),
+                settings.broker(),
+                settings.influx_config(),
+                registry,
+                settings.retention(),
+                stop,
+            )
+
+    asyncio.run(main())
+    return 0
+
+
+def _spawn(count: int) -> int:
+    argv = [sys.executable, "-m", "lantaarn", "ingest", "--index"]
+    children = [
+        subprocess.Popen([*argv, str(i)])  # noqa: S603 - our own interpreter and arguments
+        for i in range(count)
+    ]
+
+    def forward(sig: int, _frame: object) -> None:
+        for child in children:
+            child.send_signal(sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(child.wait() for child in children)
