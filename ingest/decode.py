@@ -69,6 +69,7 @@ class Decoded:
     lines: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     stored_values: int = 0
+    late_values: int = 0
     # device id -> newest receive time (ns) of a stored reading, for device status
     seen: dict[str, int] = field(default_factory=dict)
 
@@ -79,6 +80,8 @@ class TimeRules:
 
     max_future_s: float = 300.0
     max_age_s: float = 30 * 86400.0
+    # Older than this at arrival, a reading misses the rollup of its window (grace + a minute).
+    late_after_s: float = 180.0
 
 
 def _timestamp_ns(ts: str | float | int | None) -> int | str | None:
@@ -224,7 +227,7 @@ class Decoder:
             )
             return
         stamped = ts is None
-        at = received_ns if ts is None else ts
+        at = received_ns if ts is None or isinstance(ts, str) else ts
         fields: dict[str, list[str]] = {}
         for name, value in reading.metrics.items():
             entry = known.metrics.get(name)
@@ -283,6 +286,8 @@ class Decoder:
         for key, parts in fields.items():
             out.lines.append(f"{key} {','.join(parts + extra)} {at}")
             out.stored_values += len(parts)
+            if at < received_ns - self.rules.late_after_s * _NS:
+                out.late_values += len(parts)
         if received_ns > out.seen.get(device.device_id, 0):
             out.seen[device.device_id] = received_ns
 

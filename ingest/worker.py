@@ -12,6 +12,7 @@ from devices import Registry, parse_topic, shared_subscription
 from ingest.decode import Decoded, TimeRules
 from ingest.errors import SourceClosed
 from ingest.registry_view import RegistryView
+from ingest.rollups import RollupConfig, RollupJob, assigned_kinds
 from ingest.sink import InfluxSink, Sink
 from ingest.source import BrokerConfig, Delivery, MqttSource
 from timeseries import BatchWriter, InfluxClient, InfluxConfig, Retention, ensure_schema
@@ -35,6 +36,8 @@ class WorkerConfig:
     receive_maximum: int = 10_000
     write_lines: int = 5000
     registry_refresh_s: float = 2.0
+    workers: int = 1  # how many workers share the load (each rolls up its share of kinds)
+    rollups: RollupConfig = field(default_factory=RollupConfig)
     time_rules: TimeRules = field(default_factory=TimeRules)
 
     @property
@@ -49,6 +52,7 @@ class WorkerStats:
 
     messages: int = 0
     values_stored: int = 0
+    late_values: int = 0  # stored raw, but after their window's rollup was made
     lines_written: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     batches: int = 0
@@ -114,6 +118,7 @@ class Worker:
         stats.batches += 1
         stats.messages += len(batch)
         stats.values_stored += decoded.stored_values
+        stats.late_values += decoded.late_values
         stats.lines_written += len(lines)
         for rejection in (*decoded.rejections, *added):
             stats.rejected[rejection.reason.value] += rejection.count
@@ -145,7 +150,11 @@ async def run_worker(
         source = MqttSource(
             broker, config.client_id, subscriptions, receive_maximum=config.receive_maximum
         )
-        worker = Worker(config, source, InfluxSink(BatchWriter(client), config.write_lines), view)
+        writer = BatchWriter(client)
+        worker = Worker(config, source, InfluxSink(writer, config.write_lines), view)
+        rollups = RollupJob(
+            client, writer, config.rollups, assigned_kinds(config.index, config.workers)
+        )
         await source.open()
         if ready is not None:
             ready.set()
@@ -154,9 +163,11 @@ async def run_worker(
                 watch = tasks.create_task(view.watch(), name="registry-watch")
                 report = tasks.create_task(_report(worker), name="stats-report")
                 run = tasks.create_task(worker.run(), name="pipeline")
+                roll = tasks.create_task(rollups.run(), name="rollups")
                 await stop.wait()
                 log.info("%s stopping: draining what was received", config.client_id)
                 source.close()
+                roll.cancel()
                 await run
                 watch.cancel()
                 report.cancel()

@@ -1,0 +1,167 @@
+"""Computing rollups from raw readings and storing them: one measurement per kind and window.
+
+A rollup row: measurement `{kind}_{window}` in retention policy `rollup_{window}`, tags `tenant`
+and `device_id`, fields `{metric}_{stat}` (see timeseries.aggregate.STATS), time = window start.
+Rollups are recomputed from the stored raw readings of closed windows, so a rollup always
+equals the aggregation of the raw readings of its window, however many workers stored them,
+in whatever order, and with whatever redeliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from devices import DEVICE_KINDS
+from timeseries.aggregate import F64, I64, STATS, Groups, Windows, aggregate
+from timeseries.client import InfluxClient, Series
+from timeseries.lineprotocol import series_key
+from timeseries.schema import (
+    RAW_RP,
+    quote_ident,
+    raw_measurement,
+    rollup_measurement,
+    rollup_policy,
+)
+from timeseries.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+WINDOW_SECONDS = {"1m": 60, "15m": 900, "1h": 3600, "1d": 86400}
+# How far before a window to look for a counter's previous value or a state's held value.
+CONTEXT_NS = 1800 * NS
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSamples:
+    """Raw samples of one measurement, column-wise: device per sample, times, values per metric."""
+
+    devices: list[tuple[str, str]]  # (tenant, device_id) per series index
+    series: dict[str, I64]  # metric -> series index per sample
+    ts_ns: dict[str, I64]
+    values: dict[str, F64]
+
+
+def window_ns(window: str) -> int:
+    """The width of a named window (`1m`, `15m`, `1h`, `1d`) in ns."""
+    return WINDOW_SECONDS[window] * NS
+
+
+def columns_of(results: Sequence[Series], metrics: Sequence[str]) -> SeriesSamples:
+    """Turn query series (one per device, grouped by tenant and device_id) into numpy columns."""
+    devices: list[tuple[str, str]] = []
+    parts: dict[str, tuple[list[int], list[int], list[float]]] = {m: ([], [], []) for m in metrics}
+    for index, result in enumerate(results):
+        devices.append((result.tags.get("tenant", ""), result.tags.get("device_id", "")))
+        time_at = result.columns.index("time")
+        positions = {m: result.columns.index(m) for m in metrics if m in result.columns}
+        for metric, at in positions.items():
+            s, t, v = parts[metric]
+            for row in result.values:
+                value = row[at]
+                if value is not None:
+                    s.append(index)
+                    t.append(row[time_at])
+                    v.append(value)
+    return SeriesSamples(
+        devices,
+        {m: np.asarray(p[0], dtype=np.int64) for m, p in parts.items()},
+        {m: np.asarray(p[1], dtype=np.int64) for m, p in parts.items()},
+        {m: np.asarray(p[2], dtype=np.float64) for m, p in parts.items()},
+    )
+
+
+async def read_raw(
+    client: InfluxClient,
+    kind: str,
+    start_ns: int,
+    end_ns: int,
+    *,
+    device_ids: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+) -> SeriesSamples:
+    """Raw samples of a kind in [start, end), grouped by device; all metrics unless named."""
+    names = list(metrics or [m.name for m in DEVICE_KINDS[kind].metrics])
+    fields = ", ".join(quote_ident(m) for m in names)
+    where = f"time >= {int(start_ns)} AND time < {int(end_ns)}"
+    params: dict[str, object] = {}
+    if device_ids:
+        alternatives = []
+        for n, device_id in enumerate(device_ids):
+            params[f"d{n}"] = device_id
+            alternatives.append(f"device_id = $d{n}")
+        where += " AND (" + " OR ".join(alternatives) + ")"
+    q = (
+        f"SELECT {fields} FROM {quote_ident(RAW_RP)}.{quote_ident(raw_measurement(kind))} "  # noqa: S608
+        f'WHERE {where} GROUP BY "tenant", "device_id"'
+    )
+    results = await client.query(q, params=params or None)
+    return columns_of(results[0], names)
+
+
+def roll(kind: str, samples: SeriesSamples, windows: Windows) -> dict[str, Groups]:
+    """Aggregate every metric of a kind's samples over the windows."""
+    out: dict[str, Groups] = {}
+    device_kind = DEVICE_KINDS[kind]
+    for metric in device_kind.metrics:
+        if metric.name not in samples.series:
+            continue
+        out[metric.name] = aggregate(
+            metric.aggregation,
+            samples.series[metric.name],
+            samples.ts_ns[metric.name],
+            samples.values[metric.name],
+            windows,
+        )
+    return out
+
+
+def rollup_lines(
+    kind: str, window: str, samples: SeriesSamples, groups: dict[str, Groups]
+) -> list[str]:
+    """Line protocol for rollup rows: one line per (device, window), a field per metric stat."""
+    rows: dict[tuple[int, int], list[str]] = {}
+    for metric, result in groups.items():
+        names = STATS[DEVICE_KINDS[kind].metric(metric).aggregation]  # type: ignore[union-attr]
+        columns = [result.stats[name] for name in names]
+        for i in range(len(result)):
+            key = (int(result.series[i]), int(result.window_start_ns[i]))
+            fields = rows.setdefault(key, [])
+            for name, column in zip(names, columns, strict=True):
+                value = float(column[i])
+                if name == "count":
+                    fields.append(f"{metric}_count={int(value)}i")
+                elif np.isfinite(value):
+                    fields.append(f"{metric}_{name}={value!r}")
+    measurement = rollup_measurement(kind, window)
+    keys = {
+        index: series_key(measurement, {"tenant": tenant, "device_id": device_id})
+        for index, (tenant, device_id) in enumerate(samples.devices)
+    }
+    return [f"{keys[s]} {','.join(fields)} {t}" for (s, t), fields in rows.items() if fields]
+
+
+async def rebuild(
+    client: InfluxClient,
+    writer: BatchWriter,
+    kind: str,
+    window: str,
+    start_ns: int,
+    end_ns: int,
+) -> int:
+    """Recompute and store the rollups of whole windows in [start, end); returns rows written."""
+    width = window_ns(window)
+    start_ns -= start_ns % width
+    end_ns -= end_ns % width
+    if end_ns <= start_ns:
+        return 0
+    samples = await read_raw(client, kind, start_ns - max(CONTEXT_NS, width), end_ns)
+    lines = rollup_lines(kind, window, samples, roll(kind, samples, Windows(start_ns, width)))
+    outcome = await writer.write(lines, retention_policy=rollup_policy(window))
+    for _line, why in outcome.refused:
+        log.error("InfluxDB refused a rollup row of %s/%s: %s", kind, window, why)
+    return len(lines)
