@@ -14,6 +14,7 @@ import httpx
 from api import ApiConfig
 from devices import Registry
 from ingest import BrokerConfig, WorkerConfig, WorkerStats, run_worker
+from ingest.rollups import RollupConfig
 from lantaarn.localstack import Influx, Mosquitto, free_port
 from lantaarn.seed import register_fleet
 from lantaarn.serve import serve_api
@@ -42,10 +43,12 @@ async def running_platform(
     *,
     fleet: Fleet | None = None,
     workers: int = 1,
+    rollups: RollupConfig | None = None,
 ) -> AsyncIterator[Platform]:
     """Start workers and the API against the session's broker and database; stop them after.
 
-    Every call gets its own database, share group and client ids, so tests do not meet.
+    Every call gets its own database, share group and client ids, so tests do not meet. The
+    workers' rollup job is off unless `rollups` is given (tests drive it with their own clock).
     """
     tag = uuid.uuid4().hex[:10]
     influx_config = InfluxConfig(influx.url, database=f"test_{tag}")
@@ -63,6 +66,8 @@ async def running_platform(
                 client_id_prefix=f"ingest-{tag}",
                 registry_refresh_s=0.2,
                 flush_interval_s=0.05,
+                workers=workers,
+                rollups=rollups or RollupConfig(windows=()),
             )
             for i in range(workers)
         ]
