@@ -15,8 +15,16 @@ from ingest.registry_view import RegistryView
 from ingest.rollups import RollupConfig, RollupJob, assigned_kinds
 from ingest.sink import InfluxSink, Sink
 from ingest.source import BrokerConfig, Delivery, MqttSource
-from timeseries import BatchWriter, InfluxClient, InfluxConfig, Retention, ensure_schema
+from timeseries import (
+    BatchWriter,
+    InfluxClient,
+    InfluxConfig,
+    InfluxError,
+    Retention,
+    ensure_schema,
+)
 from timeseries.lineprotocol import escape_key, string_field
+from timeseries.schema import RAW_RP
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +169,7 @@ async def run_worker(
         try:
             async with asyncio.TaskGroup() as tasks:
                 watch = tasks.create_task(view.watch(), name="registry-watch")
-                report = tasks.create_task(_report(worker), name="stats-report")
+                report = tasks.create_task(_report(worker, writer), name="stats-report")
                 run = tasks.create_task(worker.run(), name="pipeline")
                 roll = tasks.create_task(rollups.run(), name="rollups")
                 await stop.wait()
@@ -191,14 +199,31 @@ async def _wait_for_influx(client: InfluxClient, stop: asyncio.Event) -> None:
             delay = min(delay * 2, 5.0)
 
 
-async def _report(worker: Worker, every_s: float = 30.0) -> None:
+async def _report(worker: Worker, writer: BatchWriter, every_s: float = 10.0) -> None:
+    """Store the worker's counters every `every_s` seconds (for the dashboard), log each minute."""
+    last = (0, 0, 0)
+    ticks = 0
     while True:
         await asyncio.sleep(every_s)
         s = worker.stats
-        log.info(
-            "%s: %d messages, %d values stored, rejected %s",
-            worker.config.client_id,
-            s.messages,
-            s.values_stored,
-            dict(s.rejected) or "none",
+        now = (s.messages, s.values_stored, sum(s.rejected.values()))
+        messages, values, rejected = (a - b for a, b in zip(now, last, strict=True))
+        last = now
+        line = (
+            f"ingest_stats,worker={escape_key(worker.config.client_id)} messages={messages}i,"
+            f"values={values}i,rejected={rejected}i {time.time_ns()}"
         )
+        try:
+            await writer.write([line], retention_policy=RAW_RP)
+        except InfluxError as exc:
+            log.warning("could not store the worker's counters: %s", exc)
+        ticks += 1
+        if ticks % max(1, round(60 / every_s)) == 0:
+            log.info(
+                "%s: %d messages, %d values stored, %d late, rejected %s",
+                worker.config.client_id,
+                s.messages,
+                s.values_stored,
+                s.late_values,
+                dict(s.rejected) or "none",
+            )

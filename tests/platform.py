@@ -44,6 +44,7 @@ async def running_platform(
     fleet: Fleet | None = None,
     workers: int = 1,
     rollups: RollupConfig | None = None,
+    anonymous_read: bool = True,
 ) -> AsyncIterator[Platform]:
     """Start workers and the API against the session's broker and database; stop them after.
 
@@ -81,7 +82,10 @@ async def running_platform(
             ]
             api = tasks.create_task(
                 serve_api(
-                    ApiConfig(registry.url, influx_config), ["::1", "127.0.0.1"], api_port, api_stop
+                    ApiConfig(registry.url, influx_config, anonymous_read=anonymous_read),
+                    ["::1", "127.0.0.1"],
+                    api_port,
+                    api_stop,
                 )
             )
             async with asyncio.timeout(30):

@@ -116,3 +116,161 @@ async def last_status(client: InfluxClient, since_ns: int) -> dict[str, tuple[in
         for row in series.values:
             out[series.tags.get("device_id", "")] = (int(row[0]), str(row[1]))
     return out
+
+
+@dataclass(slots=True)
+class StoredRejection:
+    """A dead-letter entry as stored."""
+
+    ts_ns: int
+    reason: str
+    tenant: str
+    device_id: str
+    topic: str
+    metric: str
+    detail: str
+    excerpt: str
+    values: int
+
+
+async def rejections(
+    client: InfluxClient,
+    *,
+    start_ns: int,
+    end_ns: int,
+    limit: int,
+    tenants: Sequence[str] | None = None,
+    device_id: str | None = None,
+    reason: str | None = None,
+) -> list[StoredRejection]:
+    """Rejections in [start, end), newest first, filtered."""
+    if tenants is not None and not tenants:
+        return []
+    where = [f"time >= {int(start_ns)}", f"time < {int(end_ns)}"]
+    params: dict[str, object] = {}
+    if tenants is not None:
+        alternatives = []
+        for n, tenant in enumerate(tenants):
+            params[f"t{n}"] = tenant
+            alternatives.append(f"tenant = $t{n}")
+        where.append("(" + " OR ".join(alternatives) + ")")
+    if device_id is not None:
+        params["device"] = device_id
+        where.append("device_id = $device")
+    if reason is not None:
+        params["reason"] = reason
+        where.append("reason = $reason")
+    q = (
+        f"SELECT * FROM {_source('rejection')} WHERE {' AND '.join(where)} "
+        f"ORDER BY time DESC LIMIT {int(limit)}"
+    )
+    out = []
+    for series in (await client.query(q, params=params or None))[0]:
+        at = {name: i for i, name in enumerate(series.columns)}
+        for row in series.values:
+            text = {name: "" if row[i] is None else str(row[i]) for name, i in at.items()}
+            out.append(
+                StoredRejection(
+                    int(text["time"]),
+                    text.get("reason", ""),
+                    text.get("tenant", ""),
+                    text.get("device_id", ""),
+                    text.get("topic", ""),
+                    text.get("metric", ""),
+                    text.get("detail", ""),
+                    text.get("excerpt", ""),
+                    int(text.get("values") or 1),
+                )
+            )
+    return out
+
+
+@dataclass(slots=True)
+class MinuteActivity:
+    """What the platform took in during one minute."""
+
+    minute_ns: int
+    values_stored: int = 0
+    messages: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+
+
+async def activity(
+    client: InfluxClient, start_ns: int, end_ns: int, tenants: Sequence[str] | None = None
+) -> list[MinuteActivity]:
+    """Values stored (all tenants; from the workers' counters) and rejections per reason."""
+    if tenants is not None and not tenants:
+        return []
+    bounds = f"time >= {int(start_ns)} AND time < {int(end_ns)}"
+    tenant_filter = ""
+    params: dict[str, object] = {}
+    if tenants is not None:
+        alternatives = []
+        for n, tenant in enumerate(tenants):
+            params[f"t{n}"] = tenant
+            alternatives.append(f"tenant = $t{n}")
+        tenant_filter = " AND (" + " OR ".join(alternatives) + ")"
+    q = (
+        f'SELECT sum("values"), sum("messages") FROM {_source("ingest_stats")} WHERE {bounds} '
+        f"GROUP BY time(1m) fill(0);"
+        f'SELECT sum("values") FROM {_source("rejection")} WHERE {bounds}{tenant_filter} '
+        f'GROUP BY time(1m), "reason" fill(none)'
+    )
+    stored, rejected = await client.query(q, params=params or None)
+    minutes: dict[int, MinuteActivity] = {}
+    for series in stored:
+        for t, values, messages in series.values:
+            minutes[int(t)] = MinuteActivity(int(t), int(values or 0), int(messages or 0))
+    for series in rejected:
+        reason = series.tags.get("reason", "")
+        for t, count in series.values:
+            entry = minutes.setdefault(int(t), MinuteActivity(int(t)))
+            entry.rejections[reason] = entry.rejections.get(reason, 0) + int(count or 0)
+    return [minutes[t] for t in sorted(minutes)]
+
+
+async def rollup_progress(client: InfluxClient, kind: str, window: str) -> int | None:
+    """Up to when (ns, exclusive) rollups of a kind and window are complete, if known."""
+    q = (
+        'SELECT last("done") FROM "rollup_1h"."rollup_progress" WHERE "kind" = $kind '
+        'AND "window" = $window'
+    )
+    for series in (await client.query(q, params={"kind": kind, "window": window}))[0]:
+        for row in series.values:
+            return int(row[1])
+    return None
+
+
+async def read_rollups(
+    client: InfluxClient,
+    kind: str,
+    window: str,
+    metric: str,
+    stats: Sequence[str],
+    start_ns: int,
+    end_ns: int,
+    device_ids: Sequence[str],
+) -> tuple[list[str], list[list[object]]]:
+    """Stored rollup rows of one metric: (device id per row, [time, stat...] per row), by time."""
+    if not device_ids:
+        return [], []
+    fields = ", ".join(quote_ident(f"{metric}_{s}") for s in stats)
+    params: dict[str, object] = {}
+    alternatives = []
+    for n, device_id in enumerate(device_ids):
+        params[f"d{n}"] = device_id
+        alternatives.append(f"device_id = $d{n}")
+    q = (
+        f"SELECT {fields} FROM {quote_ident(f'rollup_{window}')}.{quote_ident(f'{kind}_{window}')} "
+        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} "
+        f'AND ({" OR ".join(alternatives)}) GROUP BY "device_id"'
+    )
+    owners: list[str] = []
+    rows: list[list[object]] = []
+    for series in (await client.query(q, params=params))[0]:
+        for row in series.values:
+            if row[1] is None:  # the count; rows without this metric
+                continue
+            owners.append(series.tags.get("device_id", ""))
+            rows.append(row)
+    return owners, rows
