@@ -49,7 +49,9 @@ class InfluxSink:
                         "",
                         why[:200],
                         _line_time(line),
+                        *_line_owner(line),
                         excerpt=line[:256].encode(),
+                        count=_metric_values(line),
                     )
                 )
         dead = [*rejections, *added]
@@ -69,3 +71,19 @@ def _line_time(line: str) -> int:
         return int(line.rsplit(" ", 1)[1])
     except (IndexError, ValueError):
         return 0
+
+
+def _line_owner(line: str) -> tuple[str, str]:
+    """(tenant, device id) from a raw line's tags; ours are never escaped (ids are plain)."""
+    head = line.split(" ", 1)[0].split(",")[1:]
+    tags = dict(part.split("=", 1) for part in head if "=" in part)
+    return tags.get("tenant", ""), tags.get("device_id", "")
+
+
+def _metric_values(line: str) -> int:
+    """How many metric values a raw line holds (its fields, less seq and ts_assigned)."""
+    try:
+        fields = line.split(" ")[1].split(",")
+    except IndexError:
+        return 1
+    return max(1, sum(1 for f in fields if not f.startswith(("seq=", "ts_assigned="))))

@@ -175,6 +175,8 @@ class MqttSource:
                 f"the broker refused the subscriptions of {self.client_id}: {', '.join(failed)}"
             )
             log.error("%s", self._refused)
+        else:
+            log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.set)
 
