@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import problems
+from api import auth, problems
 from api.config import API_VERSION, ApiConfig
-from api.routes import devices, health, kinds, latest, readings
+from api.keys import KeyStore
+from api.metrics import MetricsMiddleware, RequestMetrics
+from api.routes import (
+    activity,
+    aggregates,
+    devices,
+    health,
+    kinds,
+    latest,
+    readings,
+    rejections,
+    tenants,
+)
 from devices import Registry
 from timeseries import InfluxClient
 
@@ -22,15 +37,74 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "static"
 
+# The security headers of the NLGov API Design Rules (transport security module) and OWASP's
+# REST advice. HSTS is sent always: browsers ignore it over plain HTTP (RFC 6797, 8.1), and behind
+# a TLS-terminating proxy it is what the rules ask for.
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Strict-Transport-Security": "max-age=31536000",
+}
+# JSON and CSV answers load nothing and may be framed by nobody.
+CSP_API = "default-src 'none'; frame-ancestors 'none'"
+# The dashboard is our own files only; images may also be a data: URL or the map tiles of a
+# tile server the operator names (any https origin: tiles are drawn, never run).
+CSP_DASHBOARD = (
+    "default-src 'self'; img-src 'self' data: https:; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+# Swagger UI as FastAPI serves it: scripts and styles from jsDelivr and one inline script.
+CSP_DOCS = (
+    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class ResponseHeaders:
+    """ASGI middleware: API-Version and the security and caching headers on every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the headers as the answer starts."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope["path"])
+        if path == "/dashboard" or path.startswith("/dashboard/"):
+            csp, cache = CSP_DASHBOARD, None
+        elif path == "/v1/docs" or path.startswith("/v1/docs/"):
+            csp, cache = CSP_DOCS, None
+        else:
+            csp, cache = CSP_API, "no-store"
+
+        async def _send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["API-Version"] = API_VERSION
+                for name, value in _SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                headers.setdefault("Content-Security-Policy", csp)
+                if cache is not None:
+                    headers.setdefault("Cache-Control", cache)
+            await send(message)
+
+        await self.app(scope, receive, _send)
+
 
 def create_app(config: ApiConfig) -> FastAPI:
     """The lantaarn HTTP API under /v1, with the dashboard at /dashboard."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with Registry(config.registry_url) as registry:
+        with Registry(config.registry_url) as registry, KeyStore(config.registry_url) as keys:
             async with InfluxClient(config.influx) as influx:
                 app.state.registry = registry
+                app.state.keys = keys
                 app.state.influx = influx
                 app.state.config = config
                 yield
@@ -49,29 +123,36 @@ def create_app(config: ApiConfig) -> FastAPI:
     )
     problems.install(app)
 
-    @app.middleware("http")
-    async def _headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers["API-Version"] = API_VERSION
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if not request.url.path.startswith(("/dashboard", "/v1/docs")):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
+    # Starlette runs the middleware added last first: metrics sit innermost so they see the
+    # route that answered; the headers reach every answer, CORS preflights included.
+    metrics = RequestMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["*"],
-            expose_headers=["API-Version", "Link"],
+            expose_headers=["API-Version", "Link", "WWW-Authenticate"],
         )
+    app.add_middleware(ResponseHeaders)
 
-    for module in (health, kinds, devices, readings, latest):
+    @app.get("/metrics", include_in_schema=False)
+    async def _metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    for module in (
+        health,
+        kinds,
+        tenants,
+        devices,
+        readings,
+        aggregates,
+        latest,
+        rejections,
+        activity,
+    ):
         app.include_router(module.router)
 
     dashboard = config.dashboard_dir or DEFAULT_DASHBOARD
@@ -82,4 +163,15 @@ def create_app(config: ApiConfig) -> FastAPI:
             return FileResponse(dashboard / "index.html")
 
         app.mount("/dashboard/", StaticFiles(directory=dashboard), name="dashboard")
+
+    plain_openapi = app.openapi
+
+    def _openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            auth.document(schema)
+            problems.document(schema)
+        return app.openapi_schema or {}
+
+    app.openapi = _openapi  # type: ignore[method-assign]
     return app

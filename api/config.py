@@ -18,6 +18,8 @@ class ApiConfig:
     influx: InfluxConfig
     dashboard_dir: Path | None = None
     cors_origins: tuple[str, ...] = ()
+    # Whether callers without an API key may read telemetry and devices (of every tenant).
+    anonymous_read: bool = False
     max_page: int = 10_000
     max_range_days: float = 366.0
     extra: dict[str, str] = field(default_factory=dict)

@@ -166,3 +166,54 @@ class HealthOut(Out):
 
     status: Literal["up", "down"]
     checks: list[CheckOut] = []
+
+
+class RejectionOut(Out):
+    """One thing ingest set aside: a message, a reading or a metric value, and why."""
+
+    ts: str = Field(description="when it was received (UTC)")
+    reason: str
+    tenant: str | None
+    device_id: str | None
+    topic: str
+    metric: str | None
+    detail: str
+    excerpt: str = Field(description="the start of the raw payload")
+    values: int = Field(description="how many metric values it stands for")
+
+
+class RejectionPage(Out):
+    """A page of rejections, newest first."""
+
+    items: list[RejectionOut]
+    next: str | None = None
+
+
+class ActivityMinute(Out):
+    """What the platform took in during one minute."""
+
+    minute: str
+    readings: int = Field(description="metric values stored (all tenants)")
+    messages: int
+    rejections: dict[str, int] = Field(description="rejected values by reason")
+
+
+class ActivityOut(Out):
+    """Intake per minute, oldest first."""
+
+    items: list[ActivityMinute]
+
+
+class AggregateOut(Out):
+    """Aggregates of one metric per interval."""
+
+    device_id: str | None = None
+    kind: str
+    metric: str
+    unit: str
+    aggregation: str
+    interval: str
+    time_zone: str
+    source: Literal["rollup", "raw"]
+    devices: int = Field(1, description="how many devices the figures combine")
+    items: list[dict[str, float | str | None]]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator
 
 _NS = 1_000_000_000
 
@@ -28,3 +32,25 @@ def to_ns(moment: datetime) -> int:
 def now_ns() -> int:
     """The current time in ns since the epoch."""
     return to_ns(datetime.now(UTC))
+
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})"
+)
+
+
+def _rfc3339_only(value: object) -> object:
+    # pydantic would also take epoch numbers and zone-less times; the API promises RFC 3339.
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value.strip()):
+        raise ValueError("give an RFC 3339 time with a zone, e.g. 2026-11-28T12:00:00Z")
+    return value
+
+
+def _storable(value: datetime) -> datetime:
+    # InfluxDB keeps nanoseconds in 64 bits: 1677-09-21 to 2262-04-11.
+    if not 1678 <= value.year <= 2261:
+        raise ValueError("times run from the year 1678 to 2261")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_rfc3339_only), AfterValidator(_storable)]

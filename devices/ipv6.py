@@ -27,8 +27,13 @@ def parse_prefix(text: str) -> ipaddress.IPv6Network:
     return network
 
 
-def check_device_address(text: str, prefixes: Iterable[str]) -> ipaddress.IPv6Address:
-    """The device address `text`, if it is global unicast or unique-local and inside a prefix."""
+def check_device_address(
+    text: str, prefixes: Iterable[str], *, tenant: str | None = None
+) -> ipaddress.IPv6Address:
+    """The device address `text`, if it is global unicast or unique-local and inside a prefix.
+
+    `tenant` (the prefixes' owner) only makes the messages clearer.
+    """
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -40,10 +45,15 @@ def check_device_address(text: str, prefixes: Iterable[str]) -> ipaddress.IPv6Ad
             f"{address} is neither global unicast (2000::/3) nor unique-local (fc00::/7)",
             field="ipv6Address",
         )
+    owner = f"tenant {tenant}" if tenant else "the tenant"
     nets = [parse_prefix(p) for p in prefixes]
-    if not any(address in net for net in nets):
-        names = ", ".join(str(n) for n in nets) or "none"
+    if not nets:
         raise InvalidDevice(
-            f"{address} is outside the tenant's prefixes ({names})", field="ipv6Address"
+            f"{address} cannot be used: {owner} has no IPv6 prefixes", field="ipv6Address"
+        )
+    if not any(address in net for net in nets):
+        names = ", ".join(str(n) for n in nets)
+        raise InvalidDevice(
+            f"{address} is outside the IPv6 prefixes of {owner} ({names})", field="ipv6Address"
         )
     return address

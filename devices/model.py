@@ -42,3 +42,57 @@ class Device:
     def retired(self) -> bool:
         """Whether the device has been retired."""
         return self.retired_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLogin:
+    """A device's broker login: username `{tenant}/{deviceId}` and its Mosquitto password hash."""
+
+    tenant: str
+    device_id: str
+    password_hash: str = field(repr=False)
+
+    @property
+    def username(self) -> str:
+        """The MQTT username of the device."""
+        return f"{self.tenant}/{self.device_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class BoundingBox:
+    """A WGS84 box in degrees; `min_lon > max_lon` means it crosses the antimeridian."""
+
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+    def problems(self) -> list[str]:
+        """What is wrong with the box (empty when it is fine)."""
+        found = []
+        for name, value, limit in (
+            ("minLon", self.min_lon, 180.0),
+            ("maxLon", self.max_lon, 180.0),
+            ("minLat", self.min_lat, 90.0),
+            ("maxLat", self.max_lat, 90.0),
+        ):
+            if not -limit <= value <= limit:
+                found.append(f"{name} {value} is outside -{limit:g}..{limit:g}")
+        if self.min_lat > self.max_lat:
+            found.append(f"minLat {self.min_lat} is above maxLat {self.max_lat}")
+        return found
+
+    @classmethod
+    def parse(cls, text: str) -> BoundingBox:
+        """`minLon,minLat,maxLon,maxLat` in degrees; ValueError says what is wrong."""
+        parts = text.split(",")
+        if len(parts) != 4:
+            raise ValueError("give four numbers: minLon,minLat,maxLon,maxLat")
+        try:
+            min_lon, min_lat, max_lon, max_lat = (float(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"{text!r} is not four numbers: minLon,minLat,maxLon,maxLat") from None
+        box = cls(min_lon, min_lat, max_lon, max_lat)
+        if problems := box.problems():
+            raise ValueError("; ".join(problems))
+        return box

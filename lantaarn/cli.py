@@ -7,12 +7,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lantaarn.commands import api, demo, ingest, simulate
+from lantaarn.commands import api, broker_config, demo, devices, ingest, keys, simulate
 from lantaarn.localstack import StackError
 from lantaarn.settings import Settings
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

@@ -43,6 +43,8 @@ def run_demo(
             "data_dir": data_dir,
             "mqtt": MqttSettings(host="::1", port=mqtt_port),
             "influx": settings.influx.model_copy(update={"url": f"http://[::1]:{influx_port}"}),
+            # The demo's dashboard opens without a key; real deployments keep this off.
+            "api": settings.api.model_copy(update={"anonymous_read": True}),
         }
     )
     fleet = make_fleet(devices, tenants=2, seed=1, interval_s=interval_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, Field, SecretStr
@@ -10,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api import ApiConfig
 from ingest import BrokerConfig, TimeRules, WorkerConfig
+from ingest.rollups import RollupConfig
 from simulators import BrokerAddress
 from timeseries import InfluxConfig, Retention
 
@@ -46,6 +48,12 @@ class IngestSettings(BaseModel):
     """The ingest workers."""
 
     workers: int = Field(1, ge=1, le=64, description="worker processes started by `ingest`")
+    share_group: str = Field(
+        "lantaarn-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="MQTT shared subscription"
+    )
+    client_id_prefix: str = Field(
+        "ingest", pattern=r"^[A-Za-z0-9_-]{1,40}$", description="workers are PREFIX-0, PREFIX-1, …"
+    )
     batch_messages: int = Field(2000, ge=1, description="messages per batch at most")
     flush_interval_s: float = Field(0.1, gt=0, description="seconds a batch waits to fill")
     receive_maximum: int = Field(
@@ -54,6 +62,12 @@ class IngestSettings(BaseModel):
     write_lines: int = Field(5000, ge=1, description="lines per InfluxDB write")
     max_future_s: float = Field(300.0, ge=0, description="how far ahead a timestamp may be")
     max_age_s: float = Field(30 * 86400.0, gt=0, description="how old a reading may be")
+    rollup_windows: list[Literal["1m", "1h"]] = Field(
+        ["1m", "1h"], description="UTC-aligned windows to keep rollups of"
+    )
+    rollup_grace_s: float = Field(
+        120.0, ge=0, description="how long after a window closes its rollup waits for stragglers"
+    )
 
 
 class ApiSettings(BaseModel):
@@ -62,6 +76,9 @@ class ApiSettings(BaseModel):
     hosts: list[str] = Field(["::1", "127.0.0.1"], description="addresses to listen on")
     port: int = Field(8000, ge=1, le=65535)
     cors_origins: list[str] = Field([], description="origins allowed to call the API")
+    anonymous_read: bool = Field(
+        False, description="whether callers without an API key may read telemetry and devices"
+    )
 
 
 class Settings(BaseSettings):
@@ -129,15 +146,30 @@ class Settings(BaseSettings):
         g = self.ingest
         return WorkerConfig(
             index=index,
+            share_group=g.share_group,
+            client_id_prefix=g.client_id_prefix,
             batch_messages=g.batch_messages,
             flush_interval_s=g.flush_interval_s,
             receive_maximum=g.receive_maximum,
             write_lines=g.write_lines,
-            time_rules=TimeRules(g.max_future_s, g.max_age_s),
+            time_rules=TimeRules(
+                g.max_future_s, g.max_age_s, late_after_s=g.rollup_grace_s + _smallest(g)
+            ),
+            workers=g.workers,
+            rollups=RollupConfig(windows=tuple(g.rollup_windows), grace_s=g.rollup_grace_s),
         )
 
     def api_config(self) -> ApiConfig:
         """What the API needs."""
         return ApiConfig(
-            self.registry(), self.influx_config(), cors_origins=tuple(self.api.cors_origins)
+            self.registry(),
+            self.influx_config(),
+            cors_origins=tuple(self.api.cors_origins),
+            anonymous_read=self.api.anonymous_read,
         )
+
+
+def _smallest(ingest: IngestSettings) -> float:
+    """The shortest rollup window in seconds (60 when none is kept)."""
+    sizes = {"1m": 60.0, "15m": 900.0, "1h": 3600.0, "1d": 86400.0}
+    return min((sizes[w] for w in ingest.rollup_windows), default=60.0)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from api.auth import Reader
 from api.deps import InfluxDep, RegistryDep
 from api.schemas import LatestOut, PointGeometry
 from api.timefmt import format_ns, now_ns
@@ -42,12 +43,16 @@ def device_status(
 async def latest(
     registry: RegistryDep,
     influx: InfluxDep,
+    principal: Reader,
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[LatestOut]:
     """The latest reading of every active device (of the last two days) with its status."""
     devices = await asyncio.to_thread(
-        registry.devices, tenants=[tenant] if tenant else None, kind=kind, include_retired=False
+        registry.devices,
+        tenants=principal.allowed_tenants(tenant),
+        kind=kind,
+        include_retired=False,
     )
     kinds = sorted({k for d in devices for k in (d.kind, *d.extra_kinds) if k in DEVICE_KINDS})
     now = now_ns()

@@ -1,0 +1,1 @@
+"""Schema migrations of the device registry (Alembic), run by `Registry.open()`."""

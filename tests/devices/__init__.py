@@ -1,0 +1,1 @@
+"""Tests of the device domain: registry, import and export, broker provisioning."""
