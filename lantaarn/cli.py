@@ -7,12 +7,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lantaarn.commands import api, broker_config, demo, devices, ingest, keys, simulate
+from lantaarn.commands import (
+    api,
+    broker_config,
+    demo,
+    devices,
+    ingest,
+    keys,
+    rollups,
+    simulate,
+)
 from lantaarn.localstack import StackError
 from lantaarn.settings import Settings
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

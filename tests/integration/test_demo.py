@@ -1,0 +1,113 @@
+"""`lantaarn demo` as a user runs it: live data within a minute, a clean stop, clear port errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lantaarn.localstack import free_port
+from tests.conftest import require_program
+
+pytestmark = pytest.mark.slow
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    )
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
+    require_program("mosquitto", "mosquitto")
+    require_program("influxd", "influxdb")
+    api, mqtt, influx = free_port(), free_port(), free_port()
+    argv = [
+        sys.executable, "-m", "lantaarn", "demo", "--data-dir", str(tmp_path / "data"),
+        "--api-port", str(api), "--mqtt-port", str(mqtt), "--influx-port", str(influx),
+        "--devices", "120", "--interval", "2",
+    ]  # fmt: skip
+    log = (tmp_path / "demo.log").open("wb")
+    demo = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        seen: dict[str, str] = {}
+        changed = False
+        while time.monotonic() < deadline and not changed:
+            time.sleep(1)
+            try:
+                latest = httpx.get(f"http://127.0.0.1:{api}/v1/latest", timeout=5).json()
+            except httpx.HTTPError:
+                continue
+            live = {d["deviceId"]: d["ts"] for d in latest if d["ts"]}
+            changed = bool(seen) and any(live.get(k) != v for k, v in seen.items())
+            seen = seen or live
+        assert changed, (tmp_path / "demo.log").read_text()[-3000:]
+        assert len(latest) == 120
+        page = httpx.get(f"http://[::1]:{api}/dashboard", timeout=5)
+        assert page.status_code == 200
+        assert "<html" in page.text.lower()
+        # The broker wants a login: an anonymous client is turned away.
+        anonymous = subprocess.run(
+            ["mosquitto_pub", "-h", "::1", "-p", str(mqtt), "-t", "lantaarn/v1/GM0363/x/telemetry",
+             "-m", "{}", "-q", "1", "-V", "mqttv5"],
+            capture_output=True, text=True, check=False,
+        ) if _have("mosquitto_pub") else None  # fmt: skip
+        if anonymous is not None:
+            assert anonymous.returncode != 0
+        children = _children(demo.pid)
+        assert len(children) >= 2  # mosquitto and influxd
+        started = time.monotonic()
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(15)
+        assert time.monotonic() - started < 10
+        assert demo.returncode == 0
+        for child in children:
+            assert not Path(f"/proc/{child}").exists() or _zombie(child)
+        for port in (api, mqtt, influx):
+            with socket.socket(socket.AF_INET6) as sock:
+                # Nothing listens any more (connections may linger in TIME_WAIT).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("::1", port))
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        log.close()
+
+
+def test_a_taken_port_gets_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "lantaarn", "demo", "--data-dir", str(tmp_path),
+             "--api-port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"port {port}" in result.stderr
+    assert "--api-port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _have(program: str) -> bool:
+    from shutil import which
+
+    return which(program) is not None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
