@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from api.live import LiveState
+from api.timefmt import format_ns
 from devices import DEVICE_KINDS, Device
 
 
@@ -92,6 +94,20 @@ class DeviceOut(Out):
     legal_ground: str | None
     personal_data: bool
     active_until: date | None
+    status: Literal["online", "offline", "silent"] | None = Field(
+        None, description="silent: no reading for three reporting intervals"
+    )
+    last_seen: str | None = Field(None, description="time of the newest reading (UTC)")
+    latest: dict[str, float] | None = Field(None, description="the newest value of each metric")
+
+    def live(self, state: LiveState | None) -> DeviceOut:
+        """This device with its live state filled in."""
+        if state is None:
+            return self
+        seen = format_ns(state.last_seen_ns) if state.last_seen_ns is not None else None
+        return self.model_copy(
+            update={"status": state.status, "last_seen": seen, "latest": state.metrics}
+        )
 
     @classmethod
     def of(cls, device: Device) -> DeviceOut:

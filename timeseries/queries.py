@@ -76,19 +76,34 @@ async def raw_readings(
     return ordered[:limit]
 
 
+def _one_of(device_ids: Sequence[str] | None) -> tuple[str, dict[str, object]]:
+    """` AND (device_id = $d0 OR ...)` with its bound values; nothing for None (all devices)."""
+    if device_ids is None:
+        return "", {}
+    params: dict[str, object] = {f"d{n}": d for n, d in enumerate(device_ids)}
+    alternatives = " OR ".join(f"device_id = $d{n}" for n in range(len(device_ids)))
+    return f" AND ({alternatives})", params
+
+
 async def latest_readings(
-    client: InfluxClient, measurements: Sequence[str], since_ns: int
+    client: InfluxClient,
+    measurements: Sequence[str],
+    since_ns: int,
+    device_ids: Sequence[str] | None = None,
 ) -> dict[str, RawReading]:
-    """The newest reading of every device since `since_ns`, by device id."""
+    """The newest reading of every device (or of `device_ids`) since `since_ns`, by device id."""
+    out: dict[str, RawReading] = {}
+    if device_ids is not None and not device_ids:
+        return out
+    among, params = _one_of(device_ids)
     statements = [
-        f"SELECT * FROM {_source(m)} WHERE time >= {since_ns} GROUP BY device_id "
+        f"SELECT * FROM {_source(m)} WHERE time >= {since_ns}{among} GROUP BY device_id "
         f"ORDER BY time DESC LIMIT 1"
         for m in measurements
     ]
-    out: dict[str, RawReading] = {}
     if not statements:
         return out
-    for result in await client.query(";".join(statements)):
+    for result in await client.query(";".join(statements), params=params or None):
         for series in result:
             device_id = series.tags.get("device_id", "")
             for row in series.values:
@@ -105,14 +120,19 @@ async def latest_readings(
     return out
 
 
-async def last_status(client: InfluxClient, since_ns: int) -> dict[str, tuple[int, str]]:
+async def last_status(
+    client: InfluxClient, since_ns: int, device_ids: Sequence[str] | None = None
+) -> dict[str, tuple[int, str]]:
     """The last `status` message (time in ns, state) of every device since `since_ns`."""
+    out: dict[str, tuple[int, str]] = {}
+    if device_ids is not None and not device_ids:
+        return out
+    among, params = _one_of(device_ids)
     q = (
-        f"SELECT last(state) FROM {_source('device_status')} WHERE time >= {since_ns} "
+        f"SELECT last(state) FROM {_source('device_status')} WHERE time >= {since_ns}{among} "
         f"GROUP BY device_id"
     )
-    out: dict[str, tuple[int, str]] = {}
-    for series in (await client.query(q))[0]:
+    for series in (await client.query(q, params=params or None))[0]:
         for row in series.values:
             out[series.tags.get("device_id", "")] = (int(row[0]), str(row[1]))
     return out

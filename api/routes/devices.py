@@ -15,7 +15,8 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from api import cursor
 from api.auth import Operator, Principal, Reader, ensure_visible
-from api.deps import RegistryDep
+from api.deps import InfluxDep, RegistryDep
+from api.live import live_states_if_available
 from api.problems import ApiProblem, BadRequest
 from api.registry_schemas import (
     BrokerLoginOut,
@@ -26,6 +27,7 @@ from api.registry_schemas import (
     RetireIn,
 )
 from api.schemas import DeviceOut, DevicePage
+from api.timefmt import now_ns
 from devices import BoundingBox, Device, InvalidDevice
 from devices.provisioning import issue_credentials, provision
 from devices.topics import DEVICE_ID_PATTERN, TENANT_PATTERN
@@ -82,6 +84,7 @@ async def list_devices(
     request: Request,
     response: Response,
     registry: RegistryDep,
+    influx: InfluxDep,
     principal: Reader,
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
     kind: Annotated[str | None, Query(max_length=32, description="the main kind")] = None,
@@ -127,7 +130,9 @@ async def list_devices(
                 media_type=f"{media_type}; charset=utf-8",
                 headers=dict(response.headers),
             )
-    return DevicePage(items=[DeviceOut.of(d) for d in found], next=next_cursor)
+    states = await live_states_if_available(influx, found, now_ns())
+    items = [DeviceOut.of(d).live(states.get(d.device_id)) for d in found]
+    return DevicePage(items=items, next=next_cursor)
 
 
 @router.post(
@@ -217,12 +222,13 @@ async def import_file(
     responses={404: {"description": "no such device"}},
 )
 async def get_device(
-    device_id: DeviceIdPath, registry: RegistryDep, principal: Reader
+    device_id: DeviceIdPath, registry: RegistryDep, influx: InfluxDep, principal: Reader
 ) -> DeviceOut:
     """One device."""
     device = await registry_call(registry.device, device_id)
     ensure_visible(principal, device_id, device.tenant)
-    return DeviceOut.of(device)
+    states = await live_states_if_available(influx, [device], now_ns())
+    return DeviceOut.of(device).live(states.get(device_id))
 
 
 async def _own_device(registry: RegistryDep, principal: Principal, device_id: str) -> Device:

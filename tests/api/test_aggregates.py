@@ -166,6 +166,16 @@ async def test_aggregates_from_raw_and_rollups_agree_with_the_readings_sent(
         assert {i["reason"] for i in only.json()["items"]} == {"out_of_range"}
         elsewhere = await http.get("/v1/rejections", params={"tenant": other_tenant.tenant})
         assert elsewhere.json()["items"] == []
+        # The device itself: its newest reading is the one without `ts`, stamped on arrival,
+        # which kept lamax; it is online. Its neighbours of the same kind sent nothing: silent.
+        device = (await http.get(f"/v1/devices/{noise.device_id}")).json()
+        assert device["latest"] == {"lamax": 60.0}
+        assert device["lastSeen"] > rfc3339_ms(start_ms + 4 * HOUR_MS - 60_000)
+        assert device["status"] == "online"
+        listed = (await http.get("/v1/devices", params={"kind": "noise"})).json()["items"]
+        states = {d["deviceId"]: (d["status"], d["lastSeen"]) for d in listed}
+        assert states[noise.device_id][0] == "online"
+        assert all(s == ("silent", None) for d, s in states.items() if d != noise.device_id)
         activity = await http.get("/v1/fleet/activity", params={"minutes": 5})
         assert activity.status_code == 200
         counted = sum(m["rejections"].get("out_of_range", 0) for m in activity.json()["items"])
