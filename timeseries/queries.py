@@ -53,7 +53,9 @@ async def raw_readings(
 ) -> list[RawReading]:
     """Readings of one device in [start, end), merged over its measurements, at most `limit`."""
     order = "DESC" if descending else "ASC"
-    select = "*" if not metrics else ", ".join(quote_ident(m) for m in (*metrics, "seq"))
+    # With named metrics, InfluxDB returns only rows holding one of them, so LIMIT counts
+    # readings that will be answered (seq is left out: it would match every row).
+    select = "*" if not metrics else ", ".join(quote_ident(m) for m in metrics)
     statements = [
         f"SELECT {select} FROM {_source(m)} WHERE device_id = $device AND time >= {start_ns} "
         f"AND time < {end_ns} ORDER BY time {order} LIMIT {int(limit)}"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from api import cursor
 from api.auth import Reader, ensure_visible
@@ -18,7 +20,8 @@ from api.routes.devices import DeviceIdPath
 from api.schemas import ReadingOut, ReadingPage
 from api.timefmt import Moment, format_ns, now_ns, to_ns
 from devices import DEVICE_KINDS
-from timeseries.queries import raw_readings
+from timeseries import InfluxClient
+from timeseries.queries import RawReading, raw_readings
 from timeseries.schema import raw_measurement
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
@@ -49,7 +52,15 @@ async def readings(
         Moment | None, Query(description="Inclusive, RFC 3339; default 24 hours before end")
     ] = None,
     end: Annotated[Moment | None, Query(description="Exclusive, RFC 3339; default now")] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=10_000,
+            description="readings per page: default 1000 for JSON; CSV without a limit streams "
+            "the whole range",
+        ),
+    ] = None,
     order: Annotated[Literal["asc", "desc"], Query(description="oldest or newest first")] = "asc",
     page_cursor: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
 ) -> Response | ReadingPage:
@@ -86,6 +97,17 @@ async def readings(
     if problems:
         raise BadRequest(problems)
     descending = order == "desc"
+    measurements = [raw_measurement(k.name) for k in kinds]
+    wants_csv = "text/csv" in request.headers.get("accept", "")
+    columns = metrics or [m.name for k in kinds for m in k.metrics]
+    if wants_csv and limit is None and page_cursor is None:
+        # The whole range, a page at a time: a year of one device never sits in memory.
+        return StreamingResponse(
+            _csv_stream(influx, measurements, device_id, start_ns, end_ns, descending, metrics,
+                        columns),
+            media_type="text/csv; charset=utf-8",
+        )  # fmt: skip
+    limit = limit or 1000
     if page_cursor is not None:
         state = cursor.decode(page_cursor)
         after = state.get("t")
@@ -99,7 +121,7 @@ async def readings(
             start_ns = max(start_ns, after + 1)
     found = await raw_readings(
         influx,
-        [raw_measurement(k.name) for k in kinds],
+        measurements,
         device_id,
         start_ns,
         end_ns,
@@ -111,20 +133,9 @@ async def readings(
     found = found[:limit]
     next_cursor = cursor.encode({"t": found[-1].ts_ns, "o": order}) if more else None
     headers = {"Link": cursor.next_link(request, next_cursor)} if next_cursor else {}
-    if "text/csv" in request.headers.get("accept", ""):
-        columns = metrics or [m.name for k in kinds for m in k.metrics]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["ts", "seq", *columns])
-        for r in found:
-            writer.writerow(
-                [
-                    format_ns(r.ts_ns),
-                    "" if r.seq is None else r.seq,
-                    *(repr(r.metrics[c]) if c in r.metrics else "" for c in columns),
-                ]
-            )
-        return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+    if wants_csv:
+        body = _csv_header(columns) + _csv_rows(found, columns)
+        return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
     page = ReadingPage(
         device_id=device_id,
         next=next_cursor,
@@ -138,3 +149,53 @@ async def readings(
     return Response(
         page.model_dump_json(by_alias=True), media_type="application/json", headers=headers
     )
+
+
+CSV_PAGE = 10_000
+
+
+def _csv_header(columns: list[str]) -> str:
+    return ",".join(["ts", "seq", *columns]) + "\n"
+
+
+def _csv_rows(found: list[RawReading], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for r in found:
+        writer.writerow(
+            [
+                format_ns(r.ts_ns),
+                "" if r.seq is None else r.seq,
+                *(repr(r.metrics[c]) if c in r.metrics else "" for c in columns),
+            ]
+        )
+    return buffer.getvalue()
+
+
+async def _csv_stream(
+    influx: InfluxClient,
+    measurements: list[str],
+    device_id: str,
+    start_ns: int,
+    end_ns: int,
+    descending: bool,
+    metrics: list[str] | None,
+    columns: list[str],
+) -> AsyncIterator[str]:
+    """The CSV of a whole range, fetched and sent `CSV_PAGE` readings at a time."""
+    yield _csv_header(columns)
+    while start_ns < end_ns:
+        page = await raw_readings(
+            influx, measurements, device_id, start_ns, end_ns, limit=CSV_PAGE,
+            descending=descending, metrics=metrics,
+        )  # fmt: skip
+        if not page:
+            return
+        yield _csv_rows(page, columns)
+        if len(page) < CSV_PAGE:
+            return
+        # A full page: more may follow after its last reading.
+        if descending:
+            end_ns = page[-1].ts_ns
+        else:
+            start_ns = page[-1].ts_ns + 1

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from pathlib import Path
 
 import httpx
 import pytest
 
+from api.routes import readings as readings_route
 from api.timefmt import format_ns
 from lantaarn.localstack import Influx, Mosquitto
 from simulators import BrokerAddress, Ledger, Publisher, make_fleet, run_fleet
@@ -33,7 +36,7 @@ async def _all_readings(http: httpx.AsyncClient, device_id: str) -> list[dict[st
 
 
 async def test_every_published_reading_comes_back_through_the_api(
-    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet = make_fleet(24, tenants=2, seed=7, interval_s=0.01)
     ledger = Ledger()
@@ -59,6 +62,22 @@ async def test_every_published_reading_comes_back_through_the_api(
                 if all(len(got[d]) >= len(expected[d]) for d in expected):
                     break
                 await asyncio.sleep(0.2)
+        # The same readings as CSV, streamed a few at a time, newest first.
+        monkeypatch.setattr(readings_route, "CSV_PAGE", 3)
+        device_id, sent_readings = next(iter(expected.items()))
+        response = await platform.http.get(
+            f"/v1/devices/{device_id}/readings",
+            params={"order": "desc"},
+            headers={"Accept": "text/csv"},
+        )
+        assert response.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert [r["ts"] for r in rows] == [format_ns(e.ts_ns) for e in reversed(sent_readings)]
+        for row, entry in zip(rows, reversed(sent_readings), strict=True):
+            assert row["seq"] == str(entry.seq)
+            assert {k: float(v) for k, v in row.items() if k not in ("ts", "seq") and v} == (
+                entry.metrics
+            )
 
     for device_id, sent_readings in expected.items():
         stored = {item["ts"]: item for item in got[device_id]}
