@@ -9,6 +9,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 SCENARIOS = {
     "ingest": ["-m", "bench.ingest"],
+    "api": ["-m", "bench.api_queries"],
     "simulator": ["-m", "bench.simulator_throughput", "--duration", "20", "--connections", "1"],
     "dashboard": ["-m", "bench.dashboard_overview"],
 }

@@ -338,3 +338,39 @@ class LocalStack:
             self.mosquitto.stop()
         with contextlib.suppress(Exception):
             self.influx.stop()
+
+
+def _in_use(exc: StackError) -> bool:
+    text = str(exc).lower()
+    return "address already in use" in text or "address in use" in text
+
+
+def private_influx(folder: Path, attempts: int = 4) -> Influx:
+    """A started InfluxDB on free ports; retried on new ports if another program took one
+    between choosing and binding (other test runs share this machine)."""
+    for attempt in range(attempts):
+        database = Influx(folder, free_port(), free_port())
+        try:
+            database.start()
+        except StackError as exc:
+            if not _in_use(exc) or attempt == attempts - 1:
+                raise
+            log.warning("influxd lost its port to another program; trying other ports")
+            continue
+        return database
+    raise AssertionError("unreachable")
+
+
+def private_mosquitto(folder: Path, attempts: int = 4, **options: Path | None) -> Mosquitto:
+    """A started Mosquitto on a free port, retried like `private_influx`."""
+    for attempt in range(attempts):
+        broker = Mosquitto(folder, free_port(), **options)  # type: ignore[arg-type]
+        try:
+            broker.start()
+        except StackError as exc:
+            if not _in_use(exc) or attempt == attempts - 1:
+                raise
+            log.warning("mosquitto lost its port to another program; trying another port")
+            continue
+        return broker
+    raise AssertionError("unreachable")

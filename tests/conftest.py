@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from lantaarn.localstack import Influx, Mosquitto, ServiceProcess, free_port
+from lantaarn.localstack import (
+    Influx,
+    Mosquitto,
+    ServiceProcess,
+    private_influx,
+    private_mosquitto,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _SERVICES: list[ServiceProcess] = []
@@ -29,8 +35,7 @@ def require_program(program: str, package: str) -> None:
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """A private broker for the whole session, anonymous access, on ::1 and 127.0.0.1."""
     require_program("mosquitto", "mosquitto")
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"), free_port())
-    broker.start()
+    broker = private_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     _SERVICES.append(broker.service)
     yield broker
     broker.stop()
@@ -40,8 +45,7 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx]:
     """A private InfluxDB 1.x for the whole session."""
     require_program("influxd", "influxdb")
-    database = Influx(tmp_path_factory.mktemp("influxdb"), free_port(), free_port())
-    database.start()
+    database = private_influx(tmp_path_factory.mktemp("influxdb"))
     _SERVICES.append(database.service)
     yield database
     database.stop()

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from devices import Registry
-from lantaarn.localstack import Influx, Mosquitto, free_port
+from lantaarn.localstack import Influx, Mosquitto, private_influx, private_mosquitto
 from lantaarn.seed import register_fleet
 from simulators import make_fleet
 from simulators.publisher import rfc3339_ms
@@ -52,10 +52,8 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     require_program("mosquitto", "mosquitto")
     require_program("influxd", "influxdb")
-    mosquitto = Mosquitto(tmp_path / "mosquitto", free_port())
-    influx = Influx(tmp_path / "influxdb", free_port(), free_port())
-    mosquitto.start()
-    influx.start()
+    mosquitto = private_mosquitto(tmp_path / "mosquitto")
+    influx = private_influx(tmp_path / "influxdb")
     fleet = make_fleet(60, tenants=2, seed=21)
     registry_url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     with Registry(registry_url) as registry:
