@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -345,32 +346,35 @@ def _in_use(exc: StackError) -> bool:
     return "address already in use" in text or "address in use" in text
 
 
+_Service = TypeVar("_Service", Influx, Mosquitto)
+
+
+def _on_free_ports(make: Callable[[], _Service], attempts: int) -> _Service:
+    # A port is free when chosen but another program (other test runs share this machine)
+    # may take it before the service binds it: then start again on other ports.
+    for attempt in range(attempts):
+        service = make()
+        try:
+            service.start()
+        except StackError as exc:
+            if not _in_use(exc) or attempt == attempts - 1:
+                raise
+            log.warning("%s lost its port to another program; trying others", service.service.name)
+            continue
+        return service
+    raise AssertionError("unreachable")
+
+
 def private_influx(folder: Path, attempts: int = 4) -> Influx:
-    """A started InfluxDB on free ports; retried on new ports if another program took one
-    between choosing and binding (other test runs share this machine)."""
-    for attempt in range(attempts):
-        database = Influx(folder, free_port(), free_port())
-        try:
-            database.start()
-        except StackError as exc:
-            if not _in_use(exc) or attempt == attempts - 1:
-                raise
-            log.warning("influxd lost its port to another program; trying other ports")
-            continue
-        return database
-    raise AssertionError("unreachable")
+    """A started InfluxDB on free ports."""
+    return _on_free_ports(lambda: Influx(folder, free_port(), free_port()), attempts)
 
 
-def private_mosquitto(folder: Path, attempts: int = 4, **options: Path | None) -> Mosquitto:
-    """A started Mosquitto on a free port, retried like `private_influx`."""
-    for attempt in range(attempts):
-        broker = Mosquitto(folder, free_port(), **options)  # type: ignore[arg-type]
-        try:
-            broker.start()
-        except StackError as exc:
-            if not _in_use(exc) or attempt == attempts - 1:
-                raise
-            log.warning("mosquitto lost its port to another program; trying another port")
-            continue
-        return broker
-    raise AssertionError("unreachable")
+def private_mosquitto(
+    folder: Path,
+    attempts: int = 4,
+    password_file: Path | None = None,
+    acl_file: Path | None = None,
+) -> Mosquitto:
+    """A started Mosquitto on a free port."""
+    return _on_free_ports(lambda: Mosquitto(folder, free_port(), password_file, acl_file), attempts)
