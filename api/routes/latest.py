@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+import orjson
+from fastapi import APIRouter, Query, Request, Response
 
 from api.auth import Reader
 from api.deps import InfluxDep, RegistryDep
@@ -17,15 +18,26 @@ from devices.topics import TENANT_PATTERN
 router = APIRouter(prefix="/v1/latest", tags=["latest"])
 
 
-@router.get("", response_model=list[LatestOut])
+GEOJSON = "application/geo+json"
+
+
+@router.get(
+    "",
+    response_model=list[LatestOut],
+    responses={200: {"content": {GEOJSON: {"description": "a FeatureCollection in CRS84"}}}},
+)
 async def latest(
+    request: Request,
     registry: RegistryDep,
     influx: InfluxDep,
     principal: Reader,
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
-) -> list[LatestOut]:
-    """The latest reading of every active device (of the last two days) with its status."""
+) -> list[LatestOut] | Response:
+    """The latest reading of every active device (of the last two days) with its status.
+
+    As GeoJSON (`Accept: application/geo+json`) for a map: one Point feature per device.
+    """
     devices = await asyncio.to_thread(
         registry.devices,
         tenants=principal.allowed_tenants(tenant),
@@ -49,4 +61,18 @@ async def latest(
                 metrics=state.metrics,
             )
         )
+    if GEOJSON in request.headers.get("accept", ""):
+        collection = {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": item.device_id,
+                    "geometry": item.location.model_dump(),
+                    "properties": item.model_dump(exclude={"location"}),
+                }
+                for item in out
+            ],
+        }
+        return Response(orjson.dumps(collection), media_type=GEOJSON)
     return out

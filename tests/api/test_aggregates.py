@@ -176,6 +176,15 @@ async def test_aggregates_from_raw_and_rollups_agree_with_the_readings_sent(
         states = {d["deviceId"]: (d["status"], d["lastSeen"]) for d in listed}
         assert states[noise.device_id][0] == "online"
         assert all(s == ("silent", None) for d, s in states.items() if d != noise.device_id)
+        geo = await http.get("/v1/latest", headers={"Accept": "application/geo+json"})
+        assert geo.headers["content-type"] == "application/geo+json"
+        features = {f["id"]: f for f in geo.json()["features"]}
+        assert len(features) == len(fleet.devices)
+        assert features[noise.device_id]["geometry"] == {
+            "type": "Point",
+            "coordinates": [noise.longitude, noise.latitude],
+        }
+        assert features[noise.device_id]["properties"]["metrics"] == {"lamax": 60.0}
         activity = await http.get("/v1/fleet/activity", params={"minutes": 5})
         assert activity.status_code == 200
         counted = sum(m["rejections"].get("out_of_range", 0) for m in activity.json()["items"])
