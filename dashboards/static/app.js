@@ -1,86 +1,271 @@
-// The operators' first page: fleet counts and the latest value of every device, polled.
-const REFRESH_MS = 5000;
-const MAX_ROWS = 500;
-let kinds = new Map();
+// The operators' dashboard: routing between views, settings, and the polling loop that keeps
+// every view live. Everything comes from this server; nothing is loaded from the internet.
 
-async function getJson(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
-  return response.json();
+import { ApiError, apiKey, capabilities, getJson, setApiKey } from "./api.js";
+import { DevicePage } from "./device.js";
+import { el, number, unitText } from "./format.js";
+import { DeviceMap } from "./map.js";
+import { Overview } from "./overview.js";
+import { Rejections } from "./rejections.js";
+
+const TILE_STORE = "lantaarn.tileUrl";
+const REFRESH_STORE = "lantaarn.refreshSeconds";
+const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#f9a825" };
+
+const query = new URLSearchParams(location.search);
+const state = { latest: [], view: null, timer: 0, busy: false, askedForKey: false };
+
+function refreshSeconds() {
+  // ?refresh=N in the address wins (handy on a wall screen, and for tests), then the setting.
+  const wanted = Number(query.get("refresh") ?? localStorage.getItem(REFRESH_STORE) ?? 5);
+  return Math.min(300, Math.max(1, Number.isFinite(wanted) ? wanted : 5));
 }
 
-function formatValues(kindName, metrics) {
-  const kind = kinds.get(kindName);
-  return Object.entries(metrics).map(([name, value]) => {
-    const metric = kind?.metrics.find((m) => m.name === name);
-    const unit = metric ? metric.unit.replace("Cel", "°C").replace("ug/m3", "µg/m³") : "";
-    return `${metric?.label ?? name} ${Number(value).toLocaleString("nl-NL")} ${unit}`.trim();
-  }).join(" · ");
+const ctx = {
+  kinds: new Map(),
+  caps: { rejections: false, aggregates: false, activity: false },
+  tenant: () => document.getElementById("tenant").value,
+  kindLabel: (name) => ctx.kinds.get(name)?.label ?? name,
+  metric: (kind, name) => ctx.kinds.get(kind)?.metrics.find((m) => m.name === name),
+  navigate: (hash) => {
+    if (location.hash === hash) route();
+    else location.hash = hash;
+  },
+};
+
+function banner(message) {
+  const node = document.getElementById("banner");
+  node.textContent = message ?? "";
+  node.hidden = !message;
 }
 
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text;
-  if (className) td.className = className;
+function showError(error) {
+  if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+    banner(error.status === 401
+      ? "The API needs an API key: enter yours under Settings."
+      : "Your API key may not see this. Check the key under Settings.");
+    if (!state.askedForKey) {
+      state.askedForKey = true;
+      openSettings();
+    }
+  } else if (error instanceof ApiError && error.status === 404) {
+    // A device of another tenant is answered as if it did not exist: say both.
+    banner(`Not found, or not visible with this API key (${error.message}).`);
+  } else {
+    banner(`Cannot reach the API (${error.message}); retrying.`);
+  }
+  document.getElementById("updated").textContent = "not updated";
 }
 
-function render(latest) {
-  const count = (status) => latest.filter((d) => d.status === status).length;
-  document.getElementById("n-devices").textContent = latest.length;
-  for (const s of ["online", "offline", "silent"]) {
-    document.getElementById(`n-${s}`).textContent = count(s);
-  }
-  const perKind = new Map();
-  for (const d of latest) {
-    const k = perKind.get(d.kind) ?? { total: 0, online: 0 };
-    k.total += 1;
-    if (d.status === "online") k.online += 1;
-    perKind.set(d.kind, k);
-  }
-  const kindBody = document.querySelector("#kinds tbody");
-  kindBody.replaceChildren();
-  for (const [name, k] of [...perKind].sort()) {
-    const row = kindBody.insertRow();
-    cell(row, kinds.get(name)?.label ?? name);
-    cell(row, k.total);
-    cell(row, k.online);
-  }
-  const filter = document.getElementById("kind-filter").value;
-  const body = document.querySelector("#latest tbody");
-  body.replaceChildren();
-  const shown = latest.filter((d) => !filter || d.kind === filter)
-    .sort((a, b) => (b.ts ?? "").localeCompare(a.ts ?? "")).slice(0, MAX_ROWS);
-  for (const d of shown) {
-    const row = body.insertRow();
-    row.dataset.deviceId = d.deviceId;
-    cell(row, d.name);
-    cell(row, d.tenant);
-    cell(row, kinds.get(d.kind)?.label ?? d.kind);
-    cell(row, d.status, `status-${d.status}`);
-    cell(row, d.ts ? d.ts.replace("T", " ").replace("Z", "") : "–");
-    cell(row, formatValues(d.kind, d.metrics), "values");
-  }
+// ---- map view -------------------------------------------------------------------------------
+
+const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`));
+
+function ramp(t) {
+  // Blue → green → yellow → red, readable on the pale background.
+  const stops = [[33, 102, 172], [67, 160, 71], [253, 216, 53], [198, 40, 40]];
+  const x = Math.min(1, Math.max(0, t)) * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = stops[i].map((v, k) => Math.round(v + (stops[i + 1][k] - v) * f));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
 }
 
-async function refresh() {
+function renderMap() {
+  const choice = document.getElementById("colour-by").value;
+  const legend = document.getElementById("legend");
+  let devices = state.latest;
+  let colours;
+  if (choice === "status") {
+    colours = devices.map((d) => STATUS_COLOURS[d.status]);
+    legend.replaceChildren(...Object.entries(STATUS_COLOURS).map(([s, c]) =>
+      el("span", {}, el("i", { style: `background:${c}` }), s)));
+  } else {
+    const [kind, name] = choice.split(":");
+    const metric = ctx.metric(kind, name);
+    // Only devices that report this metric: the others would be an uncoloured crowd.
+    devices = devices.filter((d) => d.metrics[name] !== undefined);
+    const values = devices.map((d) => d.metrics[name]);
+    // A loop, not Math.min(...values): spreading 10,000 arguments is slow and has a limit.
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of values) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (!values.length) [lo, hi] = [0, 1];
+    if (!(hi > lo)) [lo, hi] = [lo - 1, hi + 1];
+    colours = values.map((v) => ramp((v - lo) / (hi - lo)));
+    const unit = unitText(metric?.unit);
+    legend.replaceChildren(
+      el("span", {}, `${number(lo)} ${unit}`),
+      el("span", { className: "ramp", style: `background:linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})` }),
+      el("span", {}, `${number(hi)} ${unit}`));
+  }
+  deviceMap.setDevices(devices, colours);
+  document.getElementById("map-note").textContent =
+    `${number(devices.length)} devices${deviceMap.tileUrl ? "" : " · plain projection, no tiles"}`;
+}
+
+// ---- views and routing ----------------------------------------------------------------------
+
+const overview = new Overview(ctx);
+const devicePage = new DevicePage(ctx);
+const rejections = new Rejections(ctx);
+
+function show(view) {
+  state.view = view;
+  for (const section of document.querySelectorAll("main > section[data-view]")) {
+    section.hidden = section.dataset.view !== view;
+  }
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.classList.toggle("active", link.dataset.nav === view);
+  }
+  document.body.dataset.view = view;
+}
+
+async function route() {
+  const [path, search = ""] = location.hash.slice(1).split("?");
+  const parts = path.split("/").filter(Boolean);
   try {
-    const latest = await getJson("/v1/latest");
-    render(latest);
-    document.getElementById("updated").textContent =
-      `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+    if (parts[0] === "device" && parts[1]) {
+      show("device");
+      await devicePage.open(decodeURIComponent(parts[1]));
+      updated();
+    } else if (parts[0] === "rejections") {
+      show("rejections");
+      await rejections.open(new URLSearchParams(search));
+      updated();
+    } else if (parts[0] === "map") {
+      show("map");
+      renderMap();
+      await tick();
+    } else {
+      show("overview");
+      await tick();
+    }
   } catch (error) {
-    document.getElementById("updated").textContent = `cannot reach the API (${error.message})`;
+    showError(error);
   }
+}
+
+function updated() {
+  banner("");
+  document.getElementById("updated").textContent =
+    `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+  document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
+}
+
+/** One refresh of the visible view. Overlapping ticks are skipped, not queued. */
+async function tick() {
+  if (state.busy) return;
+  state.busy = true;
+  try {
+    if (state.view === "overview" || state.view === "map") {
+      const early = state.prefetched;
+      state.prefetched = null;
+      state.latest = await (early ?? getJson("/v1/latest", { tenant: ctx.tenant() }));
+      updateTenants(state.latest);
+      if (state.view === "overview") await overview.render(state.latest);
+      else renderMap();
+    } else if (state.view === "device") {
+      await devicePage.refresh();
+    } else if (state.view === "rejections") {
+      await rejections.refresh();
+    }
+    updated();
+  } catch (error) {
+    showError(error);
+  } finally {
+    state.busy = false;
+  }
+}
+
+function updateTenants(latest) {
+  // Only the tenants the API showed us (with a key: that key's tenants).
+  const select = document.getElementById("tenant");
+  const known = new Set([...select.options].map((o) => o.value));
+  for (const tenant of new Set(latest.map((d) => d.tenant))) {
+    if (!known.has(tenant)) select.add(new Option(tenant, tenant));
+  }
+}
+
+// ---- settings -------------------------------------------------------------------------------
+
+function openSettings() {
+  document.getElementById("api-key").value = apiKey();
+  document.getElementById("tile-url").value = localStorage.getItem(TILE_STORE) ?? "";
+  document.getElementById("refresh").value = refreshSeconds();
+  const dialog = document.getElementById("settings");
+  if (!dialog.open) dialog.showModal();
+}
+
+function applySettings(choice) {
+  if (choice === "forget") setApiKey("");
+  if (choice === "save") {
+    setApiKey(document.getElementById("api-key").value.trim());
+    const tiles = document.getElementById("tile-url").value.trim();
+    if (tiles) localStorage.setItem(TILE_STORE, tiles);
+    else localStorage.removeItem(TILE_STORE);
+    localStorage.setItem(REFRESH_STORE, String(document.getElementById("refresh").value || 5));
+    deviceMap.setTileUrl(tiles);
+  }
+  if (choice === "save" || choice === "forget") {
+    startPolling();
+    route();
+  }
+}
+
+function startPolling() {
+  clearInterval(state.timer);
+  state.timer = setInterval(() => {
+    // A hidden tab need not keep the API busy.
+    if (!document.hidden) tick();
+  }, refreshSeconds() * 1000);
 }
 
 async function main() {
-  const catalogue = await getJson("/v1/device-kinds");
-  kinds = new Map(catalogue.map((k) => [k.name, k]));
-  const select = document.getElementById("kind-filter");
-  for (const k of catalogue) select.add(new Option(k.label, k.name));
-  select.addEventListener("change", refresh);
-  await refresh();
-  setInterval(refresh, REFRESH_MS);
+  document.getElementById("open-settings").addEventListener("click", openSettings);
+  const dialog = document.getElementById("settings");
+  dialog.addEventListener("close", () => applySettings(dialog.returnValue));
+  document.getElementById("tenant").addEventListener("change", () => route());
+  document.getElementById("colour-by").addEventListener("change", renderMap);
+  document.getElementById("fit-map").addEventListener("click", () => {
+    deviceMap.fit();
+    deviceMap.redraw();
+  });
+  deviceMap.setTileUrl(localStorage.getItem(TILE_STORE) ?? "");
+  window.addEventListener("hashchange", route);
+  // Read-only handles for tests and for debugging from the console.
+  window.lantaarn = { map: deviceMap, state, ctx };
+
+  // The fleet's latest values are the slowest answer with a large fleet: ask for them at once,
+  // alongside the catalogue, instead of after it.
+  const view = location.hash.split("/")[1] ?? "";
+  if (["", "overview", "map"].includes(view)) {
+    state.prefetched = getJson("/v1/latest");
+    state.prefetched.catch(() => {}); // its error is reported by the tick that uses it
+  }
+  try {
+    const [catalogue, caps] = await Promise.all([getJson("/v1/device-kinds"), capabilities()]);
+    ctx.kinds = new Map(catalogue.map((k) => [k.name, k]));
+    Object.assign(ctx.caps, caps);
+  } catch (error) {
+    showError(error);
+  }
+  document.body.dataset.capabilities = Object.entries(ctx.caps)
+    .filter(([, on]) => on).map(([name]) => name).join(" ");
+  const kindFilter = document.getElementById("kind-filter");
+  const colourBy = document.getElementById("colour-by");
+  for (const kind of ctx.kinds.values()) {
+    kindFilter.add(new Option(kind.label, kind.name));
+    for (const m of kind.metrics) {
+      if (m.aggregation === "counter") continue; // running totals say little on a map
+      colourBy.add(new Option(`${kind.label}: ${m.label}`, `${kind.name}:${m.name}`));
+    }
+  }
+  await route();
+  startPolling();
 }
 
 main();

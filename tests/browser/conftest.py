@@ -1,0 +1,171 @@
+"""A live platform with a publishing fleet, and a headless Chromium, shared by a module's tests."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+
+from api.keys import KeyStore, Role
+from devices import DEVICE_KINDS, Device, topic
+from lantaarn.localstack import Influx, Mosquitto
+from simulators import BrokerAddress, Fleet, Publisher, make_fleet, telemetry_payload
+from tests.conftest import require_program
+from tests.dashboards.live_fleet import LiveFleet, publish_troubles
+from tests.platform import Platform, running_platform
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLEET_SIZE = 40
+HISTORY_MINUTES = 60
+
+
+@dataclass
+class Live:
+    """The running platform, its fleet, and the devices kept offline and silent on purpose."""
+
+    platform: Platform
+    fleet: Fleet
+    base_url: str
+    offline: Device
+    silent: Device
+    key: str  # a viewer key for every tenant
+    tenant_key: str  # a viewer key for the first tenant only
+
+    def device_of(self, kind: str) -> Device:
+        """A publishing device of a kind."""
+        return next(
+            d for d in self.fleet.devices if d.kind == kind and d not in (self.offline, self.silent)
+        )
+
+
+@dataclass
+class Tab:
+    """A page and what its console said; `errors` must stay empty unless a test expects some."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    async def sign_in(self, key: str) -> None:
+        """Have the dashboard find `key` as if the operator had entered it before."""
+        await self.page.add_init_script(
+            f"if (!localStorage.getItem('lantaarn.apiKey')) "
+            f"localStorage.setItem('lantaarn.apiKey', {key!r});"
+        )
+
+    def screenshot_path(self, name: str) -> Path:
+        """Where a screenshot of this test goes (test-artifacts/ is ignored by git)."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        return ARTIFACTS / f"dashboard-{name}.png"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> str:
+    """Debian's Chromium (or the one on PATH), checked before any platform is started.
+
+    Missing, the browser tests are skipped, and fail under CI=true.
+    """
+    require_program("chromium", "chromium")
+    return CHROMIUM if Path(CHROMIUM).exists() else str(shutil.which("chromium"))
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """The module's platform and browser live as long as the module: one backend for all."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def live(
+    mosquitto: Mosquitto, influx: Influx, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Live]:
+    """A platform whose fleet publishes every second; one device offline, one never heard."""
+    fleet = make_fleet(FLEET_SIZE, tenants=2, seed=11, interval_s=1.0)
+    offline, silent = fleet.devices[-1], fleet.devices[-2]
+    folder = tmp_path_factory.mktemp("browser")
+    async with running_platform(mosquitto, influx, folder, fleet=fleet) as platform:
+        publishing = Fleet(fleet.tenants, fleet.devices[:-2])
+
+        def last_words() -> None:
+            address = BrokerAddress("::1", mosquitto.port)
+            with Publisher(address, f"sim-once-{platform.group}") as publisher:
+                now_ms = int(time.time() * 1000)
+                # One reading, then its last will: the API must call it offline, not silent.
+                publisher.publish(
+                    topic(offline.tenant, offline.device_id),
+                    telemetry_payload(now_ms - 500, 0, _valid_metrics(offline)),
+                )
+                assert publisher.flush(10)
+                publish_troubles(
+                    publisher, Fleet(fleet.tenants, (fleet.devices[0], offline)), now_ms
+                )
+                assert publisher.flush(10)
+
+        await asyncio.to_thread(last_words)
+        with KeyStore(platform.registry.url) as keys:
+            key = keys.create(Role.VIEWER, None, "browser tests")[1]
+            tenant_key = keys.create(Role.VIEWER, [fleet.tenants[0].code], "one tenant")[1]
+        auth = {"Authorization": f"Bearer {key}"}
+        with LiveFleet(
+            publishing,
+            mosquitto.port,
+            f"sim-{platform.group}",
+            history_minutes=HISTORY_MINUTES,
+        ):
+            async with asyncio.timeout(30):
+                while True:
+                    latest = (await platform.http.get("/v1/latest", headers=auth)).json()
+                    fresh = [d for d in latest if d["ts"]]
+                    if len(fresh) == FLEET_SIZE - 1 and any(
+                        d["status"] == "offline" for d in latest
+                    ):
+                        break
+                    await asyncio.sleep(0.2)
+            base_url = f"http://127.0.0.1:{platform.api_port}"
+            yield Live(platform, fleet, base_url, offline, silent, key, tenant_key)
+
+
+def _valid_metrics(device: Device) -> dict[str, float]:
+    """A reading inside every metric's range."""
+    return {m.name: max(m.minimum, 0.0) for m in DEVICE_KINDS[device.kind].metrics}
+
+
+@pytest.fixture(scope="module")
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    """Chromium, headless, for the module's tests."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def tab(browser: Browser) -> AsyncIterator[Tab]:
+    """A fresh browser context (empty localStorage) and a page that records console errors."""
+    context: BrowserContext = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    opened = Tab(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            opened.errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: opened.errors.append(f"uncaught: {error}"))
+    yield opened
+    await context.close()

@@ -1,0 +1,303 @@
+"""The built-in dashboard in headless Chromium against a running platform with a live fleet."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.async_api import Page, Request, Route
+
+from tests.browser.conftest import FLEET_SIZE, Live, Tab
+
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+
+# Polling every second keeps the tests short; operators get the 5 s default.
+LIVE = "/dashboard?refresh=1"
+
+
+async def _until(page: Page, predicate: str, arg: Any = None, wait_ms: float = 10_000) -> None:
+    """Wait until a JavaScript predicate holds; expressions become functions.
+
+    Playwright evaluates a bare expression with eval(), which the dashboard's Content Security
+    Policy (rightly) forbids; a function is handed over by the debugger protocol instead.
+    """
+    if not predicate.lstrip().startswith("("):
+        predicate = f"() => ({predicate})"
+    await page.wait_for_function(predicate, arg=arg, timeout=wait_ms)
+
+
+async def _texts(page: Page, selector: str) -> list[str]:
+    texts: list[str] = await page.locator(selector).all_inner_texts()
+    return texts
+
+
+async def _row_times(page: Page) -> dict[str, str]:
+    """Device id -> the 'last reading' cell of the latest-values table."""
+    found: dict[str, str] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#latest tbody tr')]
+            .map((row) => [row.dataset.deviceId, row.cells[4].textContent]))"""
+    )
+    return found
+
+
+async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: Tab) -> None:
+    page = tab.page
+    await tab.sign_in(live.key)
+    await page.goto(live.base_url + LIVE)
+    await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
+    assert await page.inner_text("#n-offline") == "1"
+    assert await page.inner_text("#n-silent") == "1"
+    assert await page.inner_text("#n-online") == str(FLEET_SIZE - 2)
+    fleet_rows = await _texts(page, "#fleet tbody tr")
+    pairs = {(d.tenant, d.kind) for d in live.fleet.devices}
+    assert len(fleet_rows) == len(pairs)
+    assert sum(int(r.split("\t")[2]) for r in fleet_rows) == FLEET_SIZE
+
+    before = await _row_times(page)
+    assert len(before) == FLEET_SIZE
+    assert before[live.silent.device_id] == "–"
+    await _until(
+        page,
+        """(before) => [...document.querySelectorAll('#latest tbody tr')].filter(
+            (row) => before[row.dataset.deviceId] !== row.cells[4].textContent).length >= 10""",
+        arg=before,
+        wait_ms=15_000,
+    )
+    after = await _row_times(page)
+    assert after[live.offline.device_id] == before[live.offline.device_id]
+
+    capabilities = await page.get_attribute("body", "data-capabilities") or ""
+    if "activity" in capabilities:
+        await _until(page, "document.getElementById('activity-chart').dataset.readings > 0")
+        await _until(page, "document.querySelectorAll('#reasons tbody tr').length >= 3")
+        reasons = {r.split("\t")[0] for r in await _texts(page, "#reasons tbody tr")}
+        assert {"bad_json", "unknown_metric", "out_of_range"} <= reasons
+    else:
+        # Without /v1/fleet/activity the page estimates, and says so.
+        await _until(page, "document.getElementById('n-readings').textContent.startsWith('≥')")
+        assert "no /v1/fleet/activity" in await page.inner_text("#activity-note")
+    # Filters narrow the capped table.
+    await page.select_option("#status-filter", "offline")
+    assert await _texts(page, "#latest tbody tr td:first-child") == [live.offline.name]
+    await page.screenshot(path=tab.screenshot_path("overview"), full_page=True)
+    assert tab.errors == []
+
+
+async def test_map_draws_every_device_and_opens_one(live: Live, tab: Tab) -> None:
+    page = tab.page
+    await tab.sign_in(live.key)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    # Every dot is painted where the map says: read the canvas under each device.
+    painted = await page.evaluate(
+        """() => {
+            const canvas = document.getElementById('map');
+            const g = canvas.getContext('2d');
+            const ratio = canvas.width / canvas.clientWidth;
+            return window.lantaarn.map.screenPoints().filter(([x, y]) => {
+                const pixel = g.getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1);
+                const [r, gr, b] = pixel.data;
+                return !(r === 0xee && gr === 0xf1 && b === 0xf4);
+            }).length;
+        }"""
+    )
+    assert painted == FLEET_SIZE
+    await page.screenshot(path=tab.screenshot_path("map"))
+
+    await page.select_option("#colour-by", "air_quality:pm25")
+    quality = sum(1 for d in live.fleet.devices if d.kind == "air_quality")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{quality}'")
+    assert "µg/m³" in await page.inner_text("#legend")
+
+    x, y, device_id = await page.evaluate("window.lantaarn.map.screenPoints()[0]")
+    box = await page.locator("#map").bounding_box()
+    assert box is not None
+    await page.mouse.click(box["x"] + x, box["y"] + y)
+    await _until(
+        page, f"location.hash === '#/device/{device_id}' && document.body.dataset.view === 'device'"
+    )
+    assert tab.errors == []
+
+
+async def _chart_points(page: Page) -> dict[str, int]:
+    found: dict[str, int] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#device-charts figure')]
+            .map((f) => [f.dataset.metric, Number(f.querySelector('canvas').dataset.points)]))"""
+    )
+    return found
+
+
+async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) -> None:
+    page = tab.page
+    await tab.sign_in(live.key)
+    device = live.device_of("air_quality")
+    await page.goto(live.base_url + LIVE + f"#/device/{device.device_id}")
+    await _until(
+        page,
+        """() => {
+            const canvases = [...document.querySelectorAll('#device-charts canvas')];
+            return canvases.length === 5 && canvases.every((c) => c.dataset.points > 2);
+        }""",
+    )
+    assert await page.inner_text("#device-name") == device.name
+    pm25 = page.locator("#device-values [data-metric=pm25]")
+    assert "µg/m³" in await pm25.inner_text()
+    assert "WHO 2021 24-h guideline 15 µg/m³" in await pm25.inner_text()
+    assert "°C" in await page.inner_text("#device-values [data-metric=temperature]")
+    first = await _chart_points(page)
+    # Live: the hour's charts gain the readings that keep arriving.
+    await _until(
+        page,
+        """(before) => Number(document.querySelector('#device-charts [data-metric=pm25] canvas')
+            .dataset.points) > before""",
+        arg=first["pm25"],
+        wait_ms=15_000,
+    )
+    await page.screenshot(path=tab.screenshot_path("device-air-quality"), full_page=True)
+
+    for span in ("day", "week"):
+        await page.click(f"[data-range={span}]")
+        await _until(
+            page,
+            f"document.querySelector('[data-range={span}]').getAttribute('aria-pressed') === "
+            "'true' && document.getElementById('device-source').textContent.includes('charts')",
+        )
+        points = await _chart_points(page)
+        assert all(n >= 1 for n in points.values()), (span, points)
+
+    lamp = live.device_of("lamppost")
+    await page.goto(live.base_url + LIVE + f"#/device/{lamp.device_id}")
+    await page.click("[data-range=day]")
+    await _until(
+        page,
+        "document.querySelectorAll('#device-charts canvas').length === 6 && "
+        "document.getElementById('device-summary').textContent.includes('lamp failure')",
+    )
+    points = await _chart_points(page)
+    assert {"dim_level", "active_power", "active_energy", "operating_hours", "lamp_failure"} <= set(
+        points
+    )
+    assert all(n > 0 for n in points.values()), points
+    assert "kWh" in await page.inner_text("#device-values [data-metric=active_energy]")
+    summary = await page.inner_text("#device-summary")
+    assert "Energy +" in summary
+    assert "Burning hours +" in summary
+    await page.screenshot(path=tab.screenshot_path("device-lamppost"), full_page=True)
+    assert tab.errors == []
+
+
+async def test_rejections_view_lists_what_the_api_offers(live: Live, tab: Tab) -> None:
+    page = tab.page
+    await tab.sign_in(live.key)
+    await page.goto(live.base_url + LIVE + "#/rejections")
+    await _until(page, "document.body.dataset.view === 'rejections'")
+    capabilities = await page.get_attribute("body", "data-capabilities") or ""
+    if "rejections" in capabilities:
+        await _until(page, "document.querySelectorAll('#rejections tbody tr').length >= 3")
+        reasons = set(await _texts(page, "#rejections tbody td:nth-child(2)"))
+        assert {"bad_json", "unknown_metric", "out_of_range"} <= reasons
+    else:
+        # Degrades: says what is missing, asks for nothing it cannot get.
+        await _until(
+            page,
+            "document.getElementById('rejections-note').textContent.includes('no /v1/rejections')",
+        )
+        assert await page.locator("#rejections").is_hidden()
+    assert tab.errors == []
+
+
+REJECTIONS: list[dict[str, str | None]] = [
+    {
+        "ts": "2026-11-28T12:00:01Z",
+        "reason": "out_of_range",
+        "tenant": "GM0363",
+        "deviceId": "gm0363-aq-00001",
+        "topic": "lantaarn/v1/GM0363/gm0363-aq-00001/telemetry",
+        "metric": "pm25",
+        "detail": "pm25 = -3 is below 0",
+        "excerpt": '{"metrics": {"pm25": -3}}',
+    },
+    {
+        "ts": "2026-11-28T12:00:00Z",
+        "reason": "bad_json",
+        "tenant": "GM0344",
+        "deviceId": "gm0344-lp-00002",
+        "topic": "lantaarn/v1/GM0344/gm0344-lp-00002/telemetry",
+        "metric": None,
+        "detail": "expected value at line 1 column 1",
+        "excerpt": "{not json",
+    },
+]
+
+
+async def test_rejections_table_renders_and_filters_the_planned_shape(live: Live, tab: Tab) -> None:
+    """The view against the shape the lead specified, served by the test, with its filters."""
+    page = tab.page
+    await tab.sign_in(live.key)
+    asked: list[str] = []
+
+    async def openapi(route: Route) -> None:
+        response = await route.fetch()
+        spec: dict[str, Any] = await response.json()
+        spec["paths"]["/v1/rejections"] = {"get": {}}
+        await route.fulfill(response=response, json=spec)
+
+    async def rejections(route: Route, request: Request) -> None:
+        asked.append(request.url)
+        reason = parse_qs(urlsplit(request.url).query).get("reason", [""])[0]
+        items = [r for r in REJECTIONS if not reason or r["reason"] == reason]
+        await route.fulfill(
+            content_type="application/json", body=json.dumps({"items": items, "next": None})
+        )
+
+    await page.route("**/v1/openapi.json", openapi)
+    await page.route("**/v1/rejections?**", rejections)
+    await page.goto(live.base_url + LIVE + "#/rejections")
+    await _until(page, "document.querySelectorAll('#rejections tbody tr').length === 2")
+    assert "{not json" in await page.inner_text("#rejections")
+    await page.select_option("#rejection-filters select[name=reason]", "out_of_range")
+    await page.fill("#rejection-filters input[name=deviceId]", "gm0363-aq-00001")
+    await page.click("#rejection-filters button[type=submit]")
+    await _until(page, "document.querySelectorAll('#rejections tbody tr').length === 1")
+    assert "reason=out_of_range" in asked[-1]
+    assert "deviceId=gm0363-aq-00001" in asked[-1]
+    assert "pm25 = -3" in await page.inner_text("#rejections tbody")
+    await page.screenshot(path=tab.screenshot_path("rejections"), full_page=True)
+    assert tab.errors == []
+
+
+async def test_a_key_is_asked_for_and_limits_the_view_to_its_tenant(live: Live, tab: Tab) -> None:
+    page = tab.page
+    sent: list[str | None] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.headers.get("authorization"))
+            if "/v1/latest" in request.url
+            else None
+        ),
+    )
+    await tab.sign_in("ltn_0000000000000000_not-a-key")
+    await page.goto(live.base_url + LIVE)
+    # The API refuses the unknown key: the page says so and opens its settings.
+    await page.wait_for_selector("#settings[open]")
+    assert "API key" in await page.inner_text("#banner")
+    await page.fill("#api-key", live.tenant_key)
+    await page.click("#save-settings")
+    tenant = live.fleet.tenants[0].code
+    mine = [d for d in live.fleet.devices if d.tenant == tenant]
+    await _until(page, f"document.getElementById('n-devices').textContent === '{len(mine)}'")
+    assert sent[0] == "Bearer ltn_0000000000000000_not-a-key"
+    assert sent[-1] == f"Bearer {live.tenant_key}"
+    assert await page.evaluate("localStorage.getItem('lantaarn.apiKey')") == live.tenant_key
+    await _until(page, "document.getElementById('banner').hidden")
+    tenants = await page.evaluate(
+        "[...document.querySelectorAll('#tenant option')].map((o) => o.value)"
+    )
+    assert tenants == ["", tenant]
+    assert {r.split("\t")[1] for r in await _texts(page, "#latest tbody tr")} == {tenant}
+    # The refusals of the wrong key are the only console errors.
+    assert tab.errors
+    assert all("401" in e for e in tab.errors), tab.errors
