@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lantaarn needs Python 3.11 or newer"'
+	@PYTHON=$(PYTHON) bash scripts/system-deps.sh python3-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

@@ -209,8 +209,10 @@ class ActivityMinute(Out):
     """What the platform took in during one minute."""
 
     minute: str
-    readings: int = Field(description="metric values stored (all tenants)")
-    messages: int
+    readings: int | None = Field(
+        description="metric values stored, all tenants; null for a key limited to some tenants"
+    )
+    messages: int | None = Field(description="messages taken in; null as for readings")
     rejections: dict[str, int] = Field(description="rejected values by reason")
 
 
@@ -230,6 +232,8 @@ class AggregateOut(Out):
     aggregation: str
     interval: str
     time_zone: str
-    source: Literal["rollup", "raw"]
+    source: Literal["rollup", "raw", "rollup+raw"] = Field(
+        description="stored rollups, raw readings, or rollups and the newest raw readings"
+    )
     devices: int = Field(1, description="how many devices the figures combine")
     items: list[dict[str, float | str | None]]

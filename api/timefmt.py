@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
 
 _NS = 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def format_ns(ns: int) -> str:
@@ -26,7 +27,9 @@ def format_ns(ns: int) -> str:
 
 def to_ns(moment: datetime) -> int:
     """Nanoseconds since the epoch of an aware datetime."""
-    return int(moment.timestamp()) * _NS + moment.microsecond * 1000
+    # Exact integer arithmetic (a float timestamp loses nanoseconds and rounds toward zero
+    # before 1970).
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def now_ns() -> int:

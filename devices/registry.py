@@ -11,7 +11,7 @@ import ipaddress
 import json
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC, date, datetime
@@ -384,9 +384,17 @@ class Registry:
                 raise NotFound("tenant", code)
             return _tenant(row)
 
-    def tenants(self, *, after: str | None = None, limit: int | None = None) -> list[Tenant]:
-        """Tenants by code, starting after code `after`."""
+    def tenants(
+        self,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        codes: Collection[str] | None = None,
+    ) -> list[Tenant]:
+        """Tenants by code, starting after code `after`; only `codes` when given."""
         query = select(_TenantRow).order_by(_TenantRow.code)
+        if codes is not None:
+            query = query.where(_TenantRow.code.in_(sorted(codes)))
         if after is not None:
             query = query.where(_TenantRow.code > after)
         if limit is not None:

@@ -15,13 +15,9 @@ from dataclasses import dataclass
 
 from devices import DEVICE_KINDS
 from timeseries import BatchWriter, InfluxClient
-from timeseries.rollups import rebuild, window_ns
-from timeseries.schema import quote_ident, rollup_policy
+from timeseries.rollups import Coverage, read_coverage, rebuild, window_ns, write_coverage
 
 log = logging.getLogger(__name__)
-
-PROGRESS = "rollup_progress"
-PROGRESS_POLICY = rollup_policy("1h")  # kept forever; one point per (kind, window), at time 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +52,8 @@ class RollupJob:
         self.config = config
         self.kinds = kinds
         self._clock = clock
-        self._progress: dict[tuple[str, str], int] | None = None
+        self._progress: dict[tuple[str, str], Coverage] | None = None
         self.rows_written = 0
-
-    async def _load_progress(self) -> dict[tuple[str, str], int]:
-        q = (
-            f'SELECT last("done") FROM {quote_ident(PROGRESS_POLICY)}.{quote_ident(PROGRESS)} '  # noqa: S608
-            'GROUP BY "kind", "window"'
-        )
-        progress: dict[tuple[str, str], int] = {}
-        for series in (await self._client.query(q))[0]:
-            for row in series.values:
-                key = (series.tags.get("kind", ""), series.tags.get("window", ""))
-                progress[key] = int(row[1])
-        return progress
 
     def due(self, window: str) -> int:
         """End (ns) of the newest window that is closed and past its grace period."""
@@ -80,22 +64,22 @@ class RollupJob:
     async def tick(self) -> int:
         """Roll every closed window not rolled yet; returns rows written."""
         if self._progress is None:
-            self._progress = await self._load_progress()
+            self._progress = await read_coverage(self._client)
         written = 0
         for window in self.config.windows:
             width = window_ns(window)
             due = self.due(window)
             for kind in self.kinds:
-                done = self._progress.get((kind, window), due - self.config.first_windows * width)
-                while done < due:
-                    end = min(due, done + self.config.max_windows_per_query * width)
-                    written += await rebuild(self._client, self._writer, kind, window, done, end)
-                    done = end
-                    await self._writer.write(
-                        [f"{PROGRESS},kind={kind},window={window} done={done}i 0"],
-                        retention_policy=PROGRESS_POLICY,
+                first = due - self.config.first_windows * width
+                coverage = self._progress.get((kind, window), Coverage(first, first))
+                while coverage.done < due:
+                    end = min(due, coverage.done + self.config.max_windows_per_query * width)
+                    written += await rebuild(
+                        self._client, self._writer, kind, window, coverage.done, end
                     )
-                    self._progress[(kind, window)] = done
+                    coverage = Coverage(coverage.since, end)
+                    await write_coverage(self._writer, kind, window, coverage)
+                    self._progress[(kind, window)] = coverage
         self.rows_written += written
         return written
 

@@ -43,9 +43,29 @@ def bind(hosts: list[str], port: int) -> list[socket.socket]:
     return sockets
 
 
-async def serve_api(config: ApiConfig, hosts: list[str], port: int, stop: asyncio.Event) -> None:
-    """Serve the API until `stop` is set."""
-    sockets = bind(hosts, port)
+def bind_free(hosts: list[str], attempts: int = 20) -> tuple[list[socket.socket], int]:
+    """Listening sockets on one port that is free on every host (chosen by the kernel)."""
+    for _ in range(attempts):
+        first = bind(hosts[:1], 0)
+        port = int(first[0].getsockname()[1])
+        try:
+            return first + bind(hosts[1:], port), port
+        except OSError:
+            for sock in first:
+                sock.close()
+    raise OSError(f"no port free on all of {', '.join(hosts)}")
+
+
+async def serve_api(
+    config: ApiConfig,
+    hosts: list[str],
+    port: int,
+    stop: asyncio.Event,
+    *,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve the API until `stop` is set (on `sockets` when given, already listening)."""
+    sockets = sockets or bind(hosts, port)
     server = _Server(
         uvicorn.Config(
             create_app(config),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lantaarn runs on, when their programs are missing.
-# Usage: scripts/system-deps.sh PACKAGE... (known: mosquitto influxdb chromium mosquitto-clients)
+# Usage: scripts/system-deps.sh PACKAGE...
+# (known: mosquitto influxdb chromium mosquitto-clients python3-venv)
 set -euo pipefail
 
 program_of() {
@@ -9,6 +10,7 @@ program_of() {
     influxdb) echo /usr/bin/influxd ;;
     chromium) echo /usr/bin/chromium ;;
     mosquitto-clients) echo /usr/bin/mosquitto_pub ;;
+    python3-venv) echo python3-venv ;;
     *) echo "unknown package $1" >&2; exit 2 ;;
   esac
 }
@@ -16,7 +18,10 @@ program_of() {
 missing=()
 for package in "$@"; do
   program=$(program_of "$package")
-  if [ ! -x "$program" ] && ! command -v "$(basename "$program")" >/dev/null 2>&1; then
+  if [ "$package" = python3-venv ]; then
+    # Debian's python3 makes virtual environments only with python3-venv (ensurepip).
+    "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null || missing+=("$package")
+  elif [ ! -x "$program" ] && ! command -v "$(basename "$program")" >/dev/null 2>&1; then
     missing+=("$package")
   fi
 done

@@ -15,9 +15,9 @@ from api import ApiConfig
 from devices import Registry
 from ingest import BrokerConfig, WorkerConfig, WorkerStats, run_worker
 from ingest.rollups import RollupConfig
-from lantaarn.localstack import Influx, Mosquitto, free_port
+from lantaarn.localstack import Influx, Mosquitto
 from lantaarn.seed import register_fleet
-from lantaarn.serve import serve_api
+from lantaarn.serve import bind_free, serve_api
 from simulators import Fleet
 from timeseries import InfluxConfig, Retention
 
@@ -53,8 +53,10 @@ async def running_platform(
     """
     tag = uuid.uuid4().hex[:10]
     influx_config = InfluxConfig(influx.url, database=f"test_{tag}")
-    broker = BrokerConfig("::1", mosquitto.port)
-    api_port = free_port()
+    # A short session expiry: the test's workers leave no session queueing messages for the
+    # rest of the test run on the shared broker.
+    broker = BrokerConfig("::1", mosquitto.port, session_expiry_s=30)
+    sockets, api_port = bind_free(["::1", "127.0.0.1"])
     with Registry(f"sqlite:///{folder / f'registry-{tag}.sqlite3'}") as registry:
         if fleet is not None:
             register_fleet(registry, fleet)
@@ -86,6 +88,7 @@ async def running_platform(
                     ["::1", "127.0.0.1"],
                     api_port,
                     api_stop,
+                    sockets=sockets,
                 )
             )
             async with asyncio.timeout(30):

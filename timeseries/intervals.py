@@ -1,8 +1,9 @@
-"""Aggregates over intervals for the API: from stored rollups where they cover the range, else raw.
+"""Aggregates over intervals for the API: from stored rollups where they cover, raw elsewhere.
 
 The stored rollups and answers from raw readings use the same numpy functions
-(timeseries.aggregate), so an answer does not depend on where it came from, except as noted
-for a state's share of time on when hours are merged into days.
+(timeseries.aggregate). A range is answered from rollups for the windows they are known to
+cover (timeseries.rollups.Coverage) and from raw readings for the rest (typically the last
+minutes, not rolled up yet); the rows of both are merged per interval.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from devices import DEVICE_KINDS, Aggregation
-from timeseries.aggregate import I64, STATS, Windows, aggregate, merge
+from devices import DEVICE_KINDS
+from timeseries.aggregate import F64, I64, STATS, Windows, aggregate, merge
 from timeseries.client import InfluxClient
-from timeseries.queries import read_rollups, rollup_progress
-from timeseries.rollups import CONTEXT_NS, read_raw, window_ns
+from timeseries.queries import read_rollups
+from timeseries.rollups import CONTEXT_NS, read_coverage, read_raw, window_ns
 
 NS = 1_000_000_000
 INTERVALS = ("1m", "15m", "1h", "1d")
 # Which stored rollup an interval is built from.
 BASE = {"1m": "1m", "15m": "1m", "1h": "1h", "1d": "1h"}
+Source = Literal["rollup", "raw", "rollup+raw"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,14 @@ class IntervalRows:
     starts: list[int]
     ends: list[int]
     stats: dict[str, list[float]]
-    source: Literal["rollup", "raw"]
+    source: Source
+
+
+def whole_hour_zone(zone: ZoneInfo, start_ns: int, end_ns: int) -> bool:
+    """Whether the zone's offset is whole hours over the range (days are then made of hours)."""
+    moments = (start_ns, end_ns, (start_ns + end_ns) // 2)
+    offsets = [datetime.fromtimestamp(t / NS, zone).utcoffset() for t in moments]
+    return all(o is not None and o % timedelta(hours=1) == timedelta(0) for o in offsets)
 
 
 def _local_day_starts(starts_ns: I64, zone: ZoneInfo) -> I64:
@@ -64,65 +73,95 @@ def bucket_bounds(start_ns: int, end_ns: int, interval: str, zone: ZoneInfo | No
     return max(1, -(-(end_ns - start_ns) // window_ns(interval)))
 
 
+def _empty(names: Sequence[str]) -> IntervalRows:
+    return IntervalRows([], [], {name: [] for name in names}, "raw")
+
+
 async def interval_aggregates(
     client: InfluxClient,
     kind: str,
     metric: str,
-    device_ids: Sequence[str],
+    device_ids: Sequence[str] | None,
     start_ns: int,
     end_ns: int,
     interval: str,
     zone: ZoneInfo | None = None,
+    tenants: Sequence[str] | None = None,
 ) -> IntervalRows:
-    """Aggregates of one metric over the devices, per interval, in [start, end)."""
+    """Aggregates of one metric per interval in [start, end), over the devices named (or, with
+    `device_ids` None, all devices of `tenants`, or all devices when that is None too)."""
     aggregation = DEVICE_KINDS[kind].metric(metric).aggregation  # type: ignore[union-attr]
     names = STATS[aggregation]
+    if (device_ids is not None and not device_ids) or (tenants is not None and not tenants):
+        return _empty(names)
     base = BASE[interval]
     base_width = window_ns(base)
     local_days = interval == "1d" and zone is not None and zone.key != "UTC"
     align = base_width if local_days else window_ns(interval)
+    # Whole intervals only, so rollups and raw readings cover the same time.
     start_ns -= start_ns % align
-    progress = await rollup_progress(client, kind, base)
-    source: Literal["rollup", "raw"]
-    if progress is not None and end_ns <= progress:
-        source = "rollup"
+    end_ns += -end_ns % align
+    coverage = (await read_coverage(client, kind, base)).get((kind, base))
+    rolled_end = start_ns
+    if coverage is not None and coverage.since <= start_ns < coverage.done:
+        rolled_end = min(end_ns, coverage.done)
+    parts: list[tuple[I64, I64, dict[str, F64]]] = []
+    if rolled_end > start_ns:
         owners, rows = await read_rollups(
-            client, kind, base, metric, names, start_ns, end_ns, device_ids
+            client, kind, base, metric, names, start_ns, rolled_end, device_ids, tenants
         )
         index = {d: i for i, d in enumerate(dict.fromkeys(owners))}
-        series = np.array([index[o] for o in owners], dtype=np.int64)
-        times = np.array([int(r[0]) for r in rows], dtype=np.int64)  # type: ignore[call-overload]
-        stats = {
-            name: np.array(
-                [np.nan if r[i + 1] is None else float(r[i + 1]) for r in rows],  # type: ignore[arg-type]
-                dtype=np.float64,
+        parts.append(
+            (
+                np.array([index[o] for o in owners], dtype=np.int64),
+                np.array([int(r[0]) for r in rows], dtype=np.int64),  # type: ignore[call-overload]
+                {
+                    name: np.array(
+                        [np.nan if r[i + 1] is None else float(r[i + 1]) for r in rows],  # type: ignore[arg-type]
+                        dtype=np.float64,
+                    )
+                    for i, name in enumerate(names)
+                },
             )
-            for i, name in enumerate(names)
-        }
-        order = np.lexsort((times, series))
-        series, times = series[order], times[order]
-        stats = {name: column[order] for name, column in stats.items()}
-    else:
-        source = "raw"
+        )
+    if rolled_end < end_ns:
         samples = await read_raw(
             client,
             kind,
-            start_ns - max(CONTEXT_NS, base_width),
+            rolled_end - max(CONTEXT_NS, base_width),
             end_ns,
             device_ids=device_ids,
+            tenants=tenants,
             metrics=[metric],
         )
-        width = base_width if local_days else window_ns(interval)
+        # Alone, raw readings are aggregated per interval directly; beside rollups, per base
+        # window like the rollups, so that both merge into the same intervals.
+        width = base_width if (local_days or rolled_end > start_ns) else window_ns(interval)
         groups = aggregate(
             aggregation,
             samples.series[metric],
             samples.ts_ns[metric],
             samples.values[metric],
-            Windows(start_ns, width),
+            Windows(rolled_end, width),
         )
         keep = groups.window_start_ns < end_ns
-        series, times = groups.series[keep], groups.window_start_ns[keep]
-        stats = {name: column[keep] for name, column in groups.stats.items()}
+        parts.append(
+            (
+                # Raw series numbers must not collide with the rollups' device numbers.
+                groups.series[keep] + 1_000_000,
+                groups.window_start_ns[keep],
+                {name: column[keep] for name, column in groups.stats.items()},
+            )
+        )
+    source: Source = (
+        "rollup+raw" if len(parts) == 2 else "rollup" if rolled_end > start_ns else "raw"
+    )
+    series = np.concatenate([p[0] for p in parts])
+    times = np.concatenate([p[1] for p in parts])
+    stats = {name: np.concatenate([p[2][name] for p in parts]) for name in names}
+    order = np.lexsort((times, series))  # rows in time order within a bucket, for `last`
+    series, times = series[order], times[order]
+    stats = {name: column[order] for name, column in stats.items()}
     if local_days:
         assert zone is not None
         buckets = _local_day_starts(times, zone)
@@ -138,11 +177,3 @@ async def interval_aggregates(
     else:
         ends = [s + window_ns(interval) for s in starts]
     return IntervalRows(starts, ends, {name: merged[name].tolist() for name in names}, source)
-
-
-def aggregation_of(kind: str, metric: str) -> Aggregation:
-    """The aggregation kind of a metric of a device kind."""
-    found = DEVICE_KINDS[kind].metric(metric)
-    if found is None:
-        raise KeyError(metric)
-    return found.aggregation

@@ -6,10 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from timeseries.client import InfluxClient
-from timeseries.schema import RAW_RP, quote_ident
-
-# Columns of a raw reading that are not metrics.
-NON_METRIC = frozenset({"time", "tenant", "device_id", "seq", "ts_assigned"})
+from timeseries.schema import RAW_RP, one_of, quote_ident, selection
 
 
 @dataclass(slots=True)
@@ -78,13 +75,12 @@ async def raw_readings(
     return ordered[:limit]
 
 
-def _one_of(device_ids: Sequence[str] | None) -> tuple[str, dict[str, object]]:
-    """` AND (device_id = $d0 OR ...)` with its bound values; nothing for None (all devices)."""
+def _among(device_ids: Sequence[str] | None) -> tuple[str, dict[str, object]]:
+    """` AND (device_id = $d0 OR ...)` with bound values; nothing for None (all devices)."""
     if device_ids is None:
         return "", {}
-    params: dict[str, object] = {f"d{n}": d for n, d in enumerate(device_ids)}
-    alternatives = " OR ".join(f"device_id = $d{n}" for n in range(len(device_ids)))
-    return f" AND ({alternatives})", params
+    clause, params = one_of("device_id", device_ids, "d")
+    return f" AND {clause}", params
 
 
 async def latest_readings(
@@ -97,7 +93,7 @@ async def latest_readings(
     out: dict[str, RawReading] = {}
     if device_ids is not None and not device_ids:
         return out
-    among, params = _one_of(device_ids)
+    among, params = _among(device_ids)
     statements = [
         f"SELECT * FROM {_source(m)} WHERE time >= {since_ns}{among} GROUP BY device_id "
         f"ORDER BY time DESC LIMIT 1"
@@ -129,7 +125,7 @@ async def last_status(
     out: dict[str, tuple[int, str]] = {}
     if device_ids is not None and not device_ids:
         return out
-    among, params = _one_of(device_ids)
+    among, params = _among(device_ids)
     q = (
         f"SELECT last(state) FROM {_source('device_status')} WHERE time >= {since_ns}{among} "
         f"GROUP BY device_id"
@@ -171,11 +167,9 @@ async def rejections(
     where = [f"time >= {int(start_ns)}", f"time < {int(end_ns)}"]
     params: dict[str, object] = {}
     if tenants is not None:
-        alternatives = []
-        for n, tenant in enumerate(tenants):
-            params[f"t{n}"] = tenant
-            alternatives.append(f"tenant = $t{n}")
-        where.append("(" + " OR ".join(alternatives) + ")")
+        clause, bound = one_of("tenant", tenants, "t")
+        where.append(clause)
+        params |= bound
     if device_id is not None:
         params["device"] = device_id
         where.append("device_id = $device")
@@ -227,11 +221,8 @@ async def activity(
     tenant_filter = ""
     params: dict[str, object] = {}
     if tenants is not None:
-        alternatives = []
-        for n, tenant in enumerate(tenants):
-            params[f"t{n}"] = tenant
-            alternatives.append(f"tenant = $t{n}")
-        tenant_filter = " AND (" + " OR ".join(alternatives) + ")"
+        clause, params = one_of("tenant", tenants, "t")
+        tenant_filter = f" AND {clause}"
     q = (
         f'SELECT sum("values"), sum("messages") FROM {_source("ingest_stats")} WHERE {bounds} '
         f"GROUP BY time(1m) fill(0);"
@@ -251,18 +242,6 @@ async def activity(
     return [minutes[t] for t in sorted(minutes)]
 
 
-async def rollup_progress(client: InfluxClient, kind: str, window: str) -> int | None:
-    """Up to when (ns, exclusive) rollups of a kind and window are complete, if known."""
-    q = (
-        'SELECT last("done") FROM "rollup_1h"."rollup_progress" WHERE "kind" = $kind '
-        'AND "window" = $window'
-    )
-    for series in (await client.query(q, params={"kind": kind, "window": window}))[0]:
-        for row in series.values:
-            return int(row[1])
-    return None
-
-
 async def read_rollups(
     client: InfluxClient,
     kind: str,
@@ -271,25 +250,26 @@ async def read_rollups(
     stats: Sequence[str],
     start_ns: int,
     end_ns: int,
-    device_ids: Sequence[str],
+    device_ids: Sequence[str] | None,
+    tenants: Sequence[str] | None = None,
 ) -> tuple[list[str], list[list[object]]]:
-    """Stored rollup rows of one metric: (device id per row, [time, stat...] per row), by time."""
-    if not device_ids:
+    """Stored rollup rows of one metric: (device id per row, [time, stat...] per row), by time.
+
+    The devices named, or all devices of the tenants named (see schema.selection).
+    """
+    chosen = selection(device_ids, tenants)
+    if chosen is None:
         return [], []
+    among, params = chosen
     fields = ", ".join(quote_ident(f"{metric}_{s}") for s in stats)
-    params: dict[str, object] = {}
-    alternatives = []
-    for n, device_id in enumerate(device_ids):
-        params[f"d{n}"] = device_id
-        alternatives.append(f"device_id = $d{n}")
     q = (
         f"SELECT {fields} FROM {quote_ident(f'rollup_{window}')}.{quote_ident(f'{kind}_{window}')} "
-        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} "
-        f'AND ({" OR ".join(alternatives)}) GROUP BY "device_id"'
+        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)}{among} "
+        'GROUP BY "device_id"'
     )
     owners: list[str] = []
     rows: list[list[object]] = []
-    for series in (await client.query(q, params=params))[0]:
+    for series in (await client.query(q, params=params or None))[0]:
         for row in series.values:
             if row[1] is None:  # the count; rows without this metric
                 continue

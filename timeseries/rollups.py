@@ -25,6 +25,7 @@ from timeseries.schema import (
     raw_measurement,
     rollup_measurement,
     rollup_policy,
+    selection,
 )
 from timeseries.writer import BatchWriter
 
@@ -82,19 +83,20 @@ async def read_raw(
     end_ns: int,
     *,
     device_ids: Sequence[str] | None = None,
+    tenants: Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
 ) -> SeriesSamples:
-    """Raw samples of a kind in [start, end), grouped by device; all metrics unless named."""
+    """Raw samples of a kind in [start, end), grouped by device; all metrics unless named.
+
+    All devices, or those named, or all devices of the tenants named.
+    """
     names = list(metrics or [m.name for m in DEVICE_KINDS[kind].metrics])
     fields = ", ".join(quote_ident(m) for m in names)
-    where = f"time >= {int(start_ns)} AND time < {int(end_ns)}"
-    params: dict[str, object] = {}
-    if device_ids:
-        alternatives = []
-        for n, device_id in enumerate(device_ids):
-            params[f"d{n}"] = device_id
-            alternatives.append(f"device_id = $d{n}")
-        where += " AND (" + " OR ".join(alternatives) + ")"
+    chosen = selection(device_ids, tenants)
+    if chosen is None:
+        return columns_of([], names)
+    among, params = chosen
+    where = f"time >= {int(start_ns)} AND time < {int(end_ns)}{among}"
     q = (
         f"SELECT {fields} FROM {quote_ident(RAW_RP)}.{quote_ident(raw_measurement(kind))} "  # noqa: S608
         f'WHERE {where} GROUP BY "tenant", "device_id"'
@@ -165,3 +167,59 @@ async def rebuild(
     for _line, why in outcome.refused:
         log.error("InfluxDB refused a rollup row of %s/%s: %s", kind, window, why)
     return len(lines)
+
+
+PROGRESS = "rollup_progress"
+PROGRESS_POLICY = rollup_policy("1h")  # kept for ever; one point per (kind, window), at time 0
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Rollups of a kind and window are complete for windows in [since, done) (ns)."""
+
+    since: int
+    done: int
+
+    def covers(self, start_ns: int, end_ns: int) -> bool:
+        """Whether every window of [start, end) is rolled up."""
+        return self.since <= start_ns and end_ns <= self.done
+
+
+def coverage_line(kind: str, window: str, coverage: Coverage) -> str:
+    """The progress point of a kind and window (time 0: each write replaces the last)."""
+    return f"{PROGRESS},kind={kind},window={window} done={coverage.done}i,since={coverage.since}i 0"
+
+
+async def read_coverage(
+    client: InfluxClient, kind: str | None = None, window: str | None = None
+) -> dict[tuple[str, str], Coverage]:
+    """How far rollups are complete, per (kind, window); one kind and window when named."""
+    where = []
+    params: dict[str, object] = {}
+    if kind is not None:
+        where.append('"kind" = $kind')
+        params["kind"] = kind
+    if window is not None:
+        where.append('"window" = $window')
+        params["window"] = window
+    q = (
+        f'SELECT last("done") AS done, last("since") AS since FROM '  # noqa: S608
+        f"{quote_ident(PROGRESS_POLICY)}.{quote_ident(PROGRESS)}"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + ' GROUP BY "kind", "window"'
+    )
+    out: dict[tuple[str, str], Coverage] = {}
+    for series in (await client.query(q, params=params or None))[0]:
+        for row in series.values:
+            done = int(row[1])
+            # Progress written before `since` existed: only what comes after is known good.
+            since = done if row[2] is None else int(row[2])
+            out[(series.tags.get("kind", ""), series.tags.get("window", ""))] = Coverage(
+                since, done
+            )
+    return out
+
+
+async def write_coverage(writer: BatchWriter, kind: str, window: str, coverage: Coverage) -> None:
+    """Record how far the rollups of a kind and window are complete."""
+    await writer.write([coverage_line(kind, window, coverage)], retention_policy=PROGRESS_POLICY)

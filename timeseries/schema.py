@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,11 +55,6 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def quote_string(text: str) -> str:
-    """An InfluxQL string literal in single quotes."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 async def ensure_schema(client: InfluxClient, retention: Retention) -> None:
     """Create the database and retention policies, or bring their durations up to date."""
     db = quote_ident(client.config.database)
@@ -84,3 +80,38 @@ async def ensure_schema(client: InfluxClient, retention: Retention) -> None:
         client.config.database,
         retention.policies(),
     )
+
+
+def one_of(tag: str, values: Sequence[str], name: str) -> tuple[str, dict[str, object]]:
+    """`("tag" = $name0 OR "tag" = $name1 ...)` with the values bound as parameters.
+
+    An empty `values` is a caller's bug (it would match nothing, or everything if left out):
+    callers answer "nothing" themselves before asking InfluxDB.
+    """
+    if not values:
+        raise ValueError(f"one_of({tag!r}) needs at least one value")
+    params: dict[str, object] = {f"{name}{n}": value for n, value in enumerate(values)}
+    alternatives = " OR ".join(f"{quote_ident(tag)} = ${name}{n}" for n in range(len(values)))
+    return f"({alternatives})", params
+
+
+def selection(
+    device_ids: Sequence[str] | None, tenants: Sequence[str] | None
+) -> tuple[str, dict[str, object]] | None:
+    """` AND (...)` choosing some devices, or all devices of some tenants, with bound values.
+
+    `("", {})` when neither is given (everything); None when a given list is empty (nothing).
+    Devices win over tenants: a long list of all of a tenant's devices is better said as the
+    tenant (InfluxDB reads the query from the URL).
+    """
+    if device_ids is not None:
+        if not device_ids:
+            return None
+        clause, params = one_of("device_id", device_ids, "d")
+        return f" AND {clause}", params
+    if tenants is not None:
+        if not tenants:
+            return None
+        clause, params = one_of("tenant", tenants, "t")
+        return f" AND {clause}", params
+    return "", {}

@@ -27,17 +27,21 @@ async def fleet_activity(
 ) -> ActivityOut:
     """Readings stored and rejections by reason, per minute, for the last `minutes` minutes.
 
-    Readings count over all tenants (the workers count them); rejections per tenant.
+    Readings and messages are counted for the whole platform, so they are given only to keys
+    that see every tenant, when no tenant is asked for; rejections are per tenant.
     """
     end = now_ns()
     start = end - end % _MINUTE_NS - (minutes - 1) * _MINUTE_NS
     rows = await activity(influx, start, end, principal.allowed_tenants(tenant))
+    # The workers count for the whole platform: a key limited to some tenants (or a question
+    # about one tenant) gets only what is per tenant, the rejections.
+    platform_wide = principal.tenants is None and tenant is None
     return ActivityOut(
         items=[
             ActivityMinute(
                 minute=format_ns(r.minute_ns),
-                readings=r.values_stored,
-                messages=r.messages,
+                readings=r.values_stored if platform_wide else None,
+                messages=r.messages if platform_wide else None,
                 rejections=r.rejections,
             )
             for r in rows

@@ -131,6 +131,8 @@ export class Overview {
     const reasons = new Map();
     const readings = [];
     const rejected = [];
+    // A key limited to some tenants gets no platform-wide counts (readings are null then).
+    const counted = items.every((item) => item.readings !== null);
     for (const item of items) {
       const t = Date.parse(item.minute);
       let total = 0;
@@ -138,14 +140,18 @@ export class Overview {
         reasons.set(reason, (reasons.get(reason) ?? 0) + n);
         total += n;
       }
-      readings.push([t + 30e3, item.readings]);
+      if (counted) readings.push([t + 30e3, item.readings]);
       rejected.push([t + 30e3, total]);
     }
     // The newest minute is still filling; the one before it is the honest rate.
     const full = items.length - 2;
-    document.getElementById("n-readings").textContent = full >= 0 ? number(readings[full][1]) : "–";
+    document.getElementById("n-readings").textContent =
+      counted && full >= 0 ? number(readings[full][1]) : "–";
     document.getElementById("n-rejections").textContent = full >= 0 ? number(rejected[full][1]) : "–";
-    note.textContent = "Metric values stored and rejected per minute, all workers together.";
+    note.textContent = counted
+      ? "Metric values stored and rejected per minute, all workers together."
+      : "Metric values rejected per minute for your tenants (stored values are counted " +
+        "platform-wide, which this key may not see).";
     canvas.dataset.readings = String(readings.reduce((sum, [, n]) => sum + n, 0));
     const end = Date.now();
     drawChart(canvas, {

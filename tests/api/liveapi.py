@@ -20,9 +20,9 @@ import httpx
 from api import ApiConfig
 from api.keys import KeyStore, Role
 from devices import DEVICE_KINDS, Device, Registry
-from lantaarn.localstack import Influx, free_port
+from lantaarn.localstack import Influx
 from lantaarn.seed import register_fleet
-from lantaarn.serve import serve_api
+from lantaarn.serve import bind_free, serve_api
 from simulators import make_fleet
 from timeseries import InfluxClient, InfluxConfig, Retention, ensure_schema
 from timeseries.lineprotocol import line, series_key
@@ -97,7 +97,7 @@ def seed_world(influx: Influx, folder: Path, *, anonymous_read: bool = False) ->
 @contextmanager
 def serving(config: ApiConfig) -> Iterator[str]:
     """Serve the API on 127.0.0.1 in a thread; yields its base URL."""
-    port = free_port()
+    sockets, port = bind_free(["127.0.0.1"])
     started = threading.Event()
     loop_box: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
@@ -105,7 +105,7 @@ def serving(config: ApiConfig) -> Iterator[str]:
         stop = asyncio.Event()
         loop_box.append((asyncio.get_running_loop(), stop))
         started.set()
-        await serve_api(config, ["127.0.0.1"], port, stop)
+        await serve_api(config, ["127.0.0.1"], port, stop, sockets=sockets)
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), name="live-api", daemon=True)
     thread.start()
@@ -117,8 +117,9 @@ def serving(config: ApiConfig) -> Iterator[str]:
             if httpx.get(f"{url}/v1/health/live").status_code == 200:
                 break
         except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the API at {url} did not come up")
         time.sleep(0.05)
     try:
         yield url

@@ -28,7 +28,7 @@ from devices.provisioning import (
 )
 from devices.topics import shared_subscription, topic
 from lantaarn.cli import main
-from lantaarn.localstack import Mosquitto, free_port
+from lantaarn.localstack import Mosquitto, private_mosquitto
 from tests.conftest import _SERVICES, require_program
 
 INGEST_PASSWORD = "ingest-secret"
@@ -158,12 +158,10 @@ def auth_broker(tmp_path: Path) -> Iterator[AuthBroker]:
             ServiceLogin.with_password("lantaarn-api", OPERATOR_PASSWORD, Role.OPERATOR),
         ]
         folder = tmp_path / "mosquitto"
-        broker = Mosquitto(
-            folder, free_port(), password_file=folder / "passwd", acl_file=folder / "acl"
-        )
+        password_file, acl_file = folder / "passwd", folder / "acl"
+        write_broker_config(registry, password_file, acl_file, services)  # before it starts
+        broker = private_mosquitto(folder, password_file=password_file, acl_file=acl_file)
         setup = AuthBroker(broker, registry, logins, services)
-        setup.write_config()
-        broker.start()
         _SERVICES.append(broker.service)
         try:
             yield setup

@@ -29,14 +29,23 @@ def _children(pid: int) -> list[int]:
 def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
     require_program("mosquitto", "mosquitto")
     require_program("influxd", "influxdb")
-    api, mqtt, influx = free_port(), free_port(), free_port()
-    argv = [
-        sys.executable, "-m", "lantaarn", "demo", "--data-dir", str(tmp_path / "data"),
-        "--api-port", str(api), "--mqtt-port", str(mqtt), "--influx-port", str(influx),
-        "--devices", "120", "--interval", "2",
-    ]  # fmt: skip
-    log = (tmp_path / "demo.log").open("wb")
-    demo = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    # Free ports may be taken by another program before the demo binds them: it then says
+    # so (exit 2) and we try other ports.
+    for _attempt in range(4):
+        api, mqtt, influx = free_port(), free_port(), free_port()
+        argv = [
+            sys.executable, "-m", "lantaarn", "demo", "--data-dir", str(tmp_path / "data"),
+            "--api-port", str(api), "--mqtt-port", str(mqtt), "--influx-port", str(influx),
+            "--devices", "120", "--interval", "2",
+        ]  # fmt: skip
+        log = (tmp_path / "demo.log").open("wb")
+        demo = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        try:
+            demo.wait(3)
+        except subprocess.TimeoutExpired:
+            break  # running
+        log.close()
+        assert demo.returncode == 2, (tmp_path / "demo.log").read_text()[-3000:]
     try:
         deadline = time.monotonic() + 60
         seen: dict[str, str] = {}
