@@ -52,7 +52,7 @@ class RollupJob:
         self.config = config
         self.kinds = kinds
         self._clock = clock
-        self._progress: dict[tuple[str, str], Coverage] | None = None
+        self._progress: dict[tuple[str, str], Coverage] = {}
         self.rows_written = 0
 
     def due(self, window: str) -> int:
@@ -63,8 +63,8 @@ class RollupJob:
 
     async def tick(self) -> int:
         """Roll every closed window not rolled yet; returns rows written."""
-        if self._progress is None:
-            self._progress = await read_coverage(self._client)
+        # Read every tick (one small query): `lantaarn rollups rebuild` may have widened it.
+        self._progress = await read_coverage(self._client)
         written = 0
         for window in self.config.windows:
             width = window_ns(window)

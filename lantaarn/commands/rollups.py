@@ -45,7 +45,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild and report how many rollup rows were written."""
     from devices import DEVICE_KINDS  # noqa: PLC0415
     from timeseries import BatchWriter, InfluxClient, ensure_schema  # noqa: PLC0415
-    from timeseries.rollups import rebuild  # noqa: PLC0415
+    from timeseries.rollups import (  # noqa: PLC0415
+        Coverage,
+        read_coverage,
+        rebuild,
+        window_ns,
+        write_coverage,
+    )
 
     kinds = args.kind or sorted(DEVICE_KINDS)
     unknown = sorted(set(kinds) - set(DEVICE_KINDS))
@@ -61,9 +67,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             await ensure_schema(client, settings.retention())
             writer = BatchWriter(client)
             total = 0
+            known = await read_coverage(client)
             for window in windows:
+                width = window_ns(window)
+                first, last = start - start % width, end - end % width
                 for kind in kinds:
-                    total += await rebuild(client, writer, kind, window, start, end)
+                    # A day at a time: bounded memory however long the range.
+                    for at in range(first, last, 86400 * 10**9):
+                        upto = min(last, at + 86400 * 10**9)
+                        total += await rebuild(client, writer, kind, window, at, upto)
+                    # Answers may use rollups where they are known complete: widen that span
+                    # when the rebuilt range touches it (or start one when there is none).
+                    old = known.get((kind, window))
+                    if old is None:
+                        await write_coverage(writer, kind, window, Coverage(first, last))
+                    elif first <= old.done and last >= old.since:
+                        wider = Coverage(min(first, old.since), max(last, old.done))
+                        await write_coverage(writer, kind, window, wider)
             return total
 
     rows = asyncio.run(main())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from tests.platform import running_platform
 from tests.timeseries.reference import reference
 from timeseries import BatchWriter, InfluxClient
 from timeseries.aggregate import STATS
-from timeseries.rollups import rebuild, window_ns
+from timeseries.rollups import read_coverage, window_ns
 from timeseries.schema import RAW_RP, quote_ident
 
 pytestmark = pytest.mark.anyio
@@ -186,7 +189,25 @@ async def test_rollups_equal_the_aggregation_of_the_raw_readings(
             first_window = (index[late.device_id], start_ms * 1_000_000)
             before = await stored_rollups(client, late.kind, metric.name, index)
             assert before[first_window]["count"] == want[first_window]["count"] - 1
-            await rebuild(client, writer, late.kind, "1m", start_ms * 1_000_000, clock_ns)
+            # As an operator would: the command, against this database.
+            env = {
+                **os.environ,
+                "LANTAARN_INFLUX__URL": platform.influx.url,
+                "LANTAARN_INFLUX__DATABASE": platform.influx.database,
+            }
+            command = [
+                sys.executable, "-m", "lantaarn", "rollups", "rebuild", "--window", "1m",
+                "--kind", late.kind, "--start", rfc3339_ms(start_ms - 30 * 60_000),
+                "--end", rfc3339_ms(clock_ns // 1_000_000),
+            ]  # fmt: skip
+            result = await asyncio.to_thread(
+                subprocess.run, command, env=env, capture_output=True, text=True, check=False
+            )
+            assert result.returncode == 0, result.stderr
+            assert "rebuilt" in result.stdout
             after = await stored_rollups(client, late.kind, metric.name, index)
             assert after[first_window]["count"] == want[first_window]["count"]
+            # ...and rollups are now known good from the rebuilt start on.
+            coverage = (await read_coverage(client, late.kind, "1m"))[(late.kind, "1m")]
+            assert coverage.since <= (start_ms - 30 * 60_000) * 1_000_000
     assert sum(s.late_values for s in platform.stats) >= len(DEVICE_KINDS[late.kind].metrics)
