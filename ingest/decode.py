@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,13 +12,13 @@ from typing import Final
 from pydantic import ValidationError
 
 from devices import DEVICE_KINDS, MAX_PAYLOAD_BYTES, Device, Metric, TelemetryIn, parse_topic
-from devices.payload import ReadingIn
 from ingest.reasons import Reason
 from timeseries.lineprotocol import escape_key, series_key, string_field
 from timeseries.schema import REJECTIONS, raw_measurement
 
 EXCERPT_BYTES: Final = 256
 _NS: Final = 1_000_000_000
+_LARGEST: Final = sys.float_info.max
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class KnownDevice:
     device: Device
     # metric name -> (series key of its measurement, the metric)
     metrics: Mapping[str, tuple[str, Metric]]
+    # metric name -> (series key, lowest, highest valid value), bounds clamped to finite
+    # numbers so that one chained comparison also refuses infinities and NaN
+    limits: Mapping[str, tuple[str, float, float]] = field(default_factory=dict)
 
 
 def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
@@ -58,7 +62,11 @@ def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
             )
             for metric in kind.metrics:
                 metrics.setdefault(metric.name, (key, metric))  # the device's own kind wins
-        index[device.device_id] = KnownDevice(device, metrics)
+        limits = {
+            name: (key, max(metric.minimum, -_LARGEST), min(metric.maximum, _LARGEST))
+            for name, (key, metric) in metrics.items()
+        }
+        index[device.device_id] = KnownDevice(device, metrics, limits)
     return index
 
 
@@ -104,6 +112,9 @@ def _timestamp_ns(ts: str | float | int | None) -> int | str | None:
     return round(ts * 1e6) * 1000  # microsecond resolution, like RFC 3339 with six decimals
 
 
+_BOTH_FORMS: Final = "give either metrics (with ts, seq) or readings"
+
+
 def excerpt(payload: bytes) -> bytes:
     """The start of a payload, for the dead-letter."""
     return payload[:EXCERPT_BYTES]
@@ -115,6 +126,12 @@ class Decoder:
     def __init__(self, devices: Mapping[str, KnownDevice], rules: TimeRules | None = None) -> None:
         self.devices = devices
         self.rules = rules or TimeRules()
+        self._max_future_ns = round(self.rules.max_future_s * _NS)
+        self._max_age_ns = round(self.rules.max_age_s * _NS)
+        self._late_after_ns = round(self.rules.late_after_s * _NS)
+        # telemetry topic -> its device, for topics that passed every check against this
+        # snapshot. Bounded by the registry: each device has exactly one telemetry topic.
+        self._routes: dict[str, KnownDevice] = {}
 
     def decode(self, topic: str, payload: bytes, received_ns: int, out: Decoded) -> None:
         """Add what one telemetry message yields to `out`."""
@@ -145,27 +162,13 @@ class Decoder:
                 )
             )
 
-        parsed = parse_topic(topic_name)
-        if parsed is None or parsed.channel != "telemetry":
-            reject(Reason.TOPIC_INVALID, "topic is not lantaarn/v1/{tenant}/{deviceId}/telemetry")
-            return
-        tenant, device_id = parsed.tenant, parsed.device_id
-        known = self.devices.get(device_id)
+        known = self._routes.get(topic_name)
         if known is None:
-            # No tenant tag: an unregistered sender could otherwise mint series without bound.
-            reject(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered", "", device_id)
-            return
-        if known.device.tenant != tenant:
-            reject(
-                Reason.TENANT_MISMATCH,
-                f"device {device_id!r} belongs to another tenant than {tenant!r}",
-                known.device.tenant,
-                device_id,
-            )
-            return
-        if known.device.retired:
-            reject(Reason.DEVICE_RETIRED, f"device {device_id!r} is retired", tenant, device_id)
-            return
+            known = self._route(topic_name, payload, received_ns, out)
+            if known is None:
+                return
+        device = known.device
+        tenant, device_id = device.tenant, device.device_id
         if len(payload) > MAX_PAYLOAD_BYTES:
             reject(
                 Reason.PAYLOAD_TOO_LARGE,
@@ -184,18 +187,73 @@ class Decoder:
                 where = ".".join(str(p) for p in first["loc"])
                 reject(Reason.SCHEMA, f"{where}: {first['msg']}"[:200], tenant, device_id)
             return
-        readings = message.all_readings()
-        if readings is None:
-            reject(
-                Reason.SCHEMA, "give either metrics (with ts, seq) or readings", tenant, device_id
+        # The two forms of TelemetryIn.all_readings, without building a ReadingIn per message
+        # (that validates the metrics a second time and costs as much as parsing the JSON).
+        readings = message.readings
+        if readings is not None:
+            if message.metrics is not None or message.ts is not None or message.seq is not None:
+                reject(Reason.SCHEMA, _BOTH_FORMS, tenant, device_id)
+                return
+            for reading in readings:
+                self._reading(
+                    reading.ts, reading.seq, reading.metrics, known, topic_name, payload,
+                    received_ns, out,
+                )  # fmt: skip
+        elif message.metrics:
+            self._reading(
+                message.ts, message.seq, message.metrics, known, topic_name, payload,
+                received_ns, out,
+            )  # fmt: skip
+        else:
+            reject(Reason.SCHEMA, _BOTH_FORMS, tenant, device_id)
+
+    def _route(
+        self, topic_name: str, payload: bytes, received_ns: int, out: Decoded
+    ) -> KnownDevice | None:
+        """The device a telemetry topic belongs to, or None (and a rejection) when refused."""
+
+        def reject(reason: Reason, detail: str, tenant: str = "", device_id: str = "") -> None:
+            out.rejections.append(
+                Rejection(
+                    reason,
+                    topic_name[:256],
+                    detail,
+                    received_ns,
+                    tenant,
+                    device_id,
+                    excerpt=excerpt(payload),
+                )
             )
-            return
-        for reading in readings:
-            self._reading(reading, known, topic_name, payload, received_ns, out)
+
+        parsed = parse_topic(topic_name)
+        if parsed is None or parsed.channel != "telemetry":
+            reject(Reason.TOPIC_INVALID, "topic is not lantaarn/v1/{tenant}/{deviceId}/telemetry")
+            return None
+        tenant, device_id = parsed.tenant, parsed.device_id
+        known = self.devices.get(device_id)
+        if known is None:
+            # No tenant tag: an unregistered sender could otherwise mint series without bound.
+            reject(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered", "", device_id)
+            return None
+        if known.device.tenant != tenant:
+            reject(
+                Reason.TENANT_MISMATCH,
+                f"device {device_id!r} belongs to another tenant than {tenant!r}",
+                known.device.tenant,
+                device_id,
+            )
+            return None
+        if known.device.retired:
+            reject(Reason.DEVICE_RETIRED, f"device {device_id!r} is retired", tenant, device_id)
+            return None
+        self._routes[topic_name] = known
+        return known
 
     def _reading(
         self,
-        reading: ReadingIn,
+        ts_given: str | float | None,
+        seq: int | None,
+        metrics: Mapping[str, float],
         known: KnownDevice,
         topic_name: str,
         payload: bytes,
@@ -203,14 +261,14 @@ class Decoder:
         out: Decoded,
     ) -> None:
         device = known.device
-        ts = _timestamp_ns(reading.ts)
+        ts = _timestamp_ns(ts_given)
         detail = ""
         reason: Reason | None = None
         if isinstance(ts, str):
             reason, detail = Reason.TIMESTAMP_INVALID, ts
-        elif ts is not None and ts > received_ns + self.rules.max_future_s * _NS:
+        elif ts is not None and ts > received_ns + self._max_future_ns:
             reason, detail = Reason.TIMESTAMP_IN_FUTURE, "ts is ahead of the receive time"
-        elif ts is not None and ts < received_ns - self.rules.max_age_s * _NS:
+        elif ts is not None and ts < received_ns - self._max_age_ns:
             reason, detail = Reason.TIMESTAMP_TOO_OLD, "ts is older than the platform accepts"
         if reason is not None:
             out.rejections.append(
@@ -222,15 +280,14 @@ class Decoder:
                     device.tenant,
                     device.device_id,
                     excerpt=excerpt(payload),
-                    count=len(reading.metrics),
+                    count=len(metrics),
                 )
             )
             return
-        stamped = ts is None
-        at = received_ns if ts is None or isinstance(ts, str) else ts
+        limits = known.limits
         fields: dict[str, list[str]] = {}
-        for name, value in reading.metrics.items():
-            entry = known.metrics.get(name)
+        for name, value in metrics.items():
+            entry = limits.get(name)
             if entry is None:
                 out.rejections.append(
                     Rejection(
@@ -245,8 +302,16 @@ class Decoder:
                     )
                 )
                 continue
-            key, metric = entry
+            key, lowest, highest = entry
             number = float(value)
+            # The bounds are finite, so this also refuses NaN and the infinities.
+            if lowest <= number <= highest:
+                parts = fields.get(key)
+                if parts is None:
+                    fields[key] = [f"{name}={number!r}"]
+                else:
+                    parts.append(f"{name}={number!r}")
+                continue
             if not math.isfinite(number):
                 out.rejections.append(
                     Rejection(
@@ -261,32 +326,32 @@ class Decoder:
                     )
                 )
                 continue
-            if not metric.minimum <= number <= metric.maximum:
-                out.rejections.append(
-                    Rejection(
-                        Reason.OUT_OF_RANGE,
-                        topic_name[:256],
-                        f"{name}={number} outside {metric.minimum}..{metric.maximum} {metric.unit}",
-                        received_ns,
-                        device.tenant,
-                        device.device_id,
-                        name,
-                        excerpt(payload),
-                    )
+            metric = known.metrics[name][1]
+            out.rejections.append(
+                Rejection(
+                    Reason.OUT_OF_RANGE,
+                    topic_name[:256],
+                    f"{name}={number} outside {metric.minimum}..{metric.maximum} {metric.unit}",
+                    received_ns,
+                    device.tenant,
+                    device.device_id,
+                    name,
+                    excerpt(payload),
                 )
-                continue
-            fields.setdefault(key, []).append(f"{name}={number!r}")
+            )
         if not fields:
             return
-        extra = []
-        if reading.seq is not None:
-            extra.append(f"seq={reading.seq}i")
-        if stamped:
-            extra.append("ts_assigned=true")
+        at = received_ns if ts is None or isinstance(ts, str) else ts
+        extra = "" if seq is None else f",seq={seq}i"
+        if ts is None:
+            extra += ",ts_assigned=true"
+        tail = f"{extra} {at}"
+        late = at < received_ns - self._late_after_ns
+        lines = out.lines
         for key, parts in fields.items():
-            out.lines.append(f"{key} {','.join(parts + extra)} {at}")
+            lines.append(f"{key} {','.join(parts)}{tail}")
             out.stored_values += len(parts)
-            if at < received_ns - self.rules.late_after_s * _NS:
+            if late:
                 out.late_values += len(parts)
         if received_ns > out.seen.get(device.device_id, 0):
             out.seen[device.device_id] = received_ns

@@ -1,31 +1,40 @@
-"""The MQTT source: a paho-mqtt client that holds each acknowledgement until we release it.
+"""The MQTT source: a subscriber that holds each acknowledgement until we release it.
 
-paho runs its network loop in a thread of its own; messages are handed to asyncio in batches.
-The broker never has more than `receive_maximum` unacknowledged messages out to us (MQTT 5
-flow control), so the buffer here is bounded by construction: while storage is slow, the
-backlog waits in the broker.
+It runs on the event loop itself (`ingest.wire`), not in a thread: a socket read becomes a list
+of deliveries at once, and a batch's PUBACKs go out in one write. The broker never has more
+than `receive_maximum` unacknowledged messages out to us (MQTT 5 flow control), so the buffer
+here is bounded by construction: while storage is slow, the backlog waits in the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import random
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
 from ingest.errors import BrokerRefused, SourceClosed
+from ingest.wire import (
+    DISCONNECT_PACKET,
+    PINGREQ_PACKET,
+    PROP_SERVER_KEEP_ALIVE,
+    Delivery,
+    ProtocolBroken,
+    SubscriberProtocol,
+    connect_packet,
+    puback_packets,
+    reason_text,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = ["BrokerConfig", "Delivery", "MqttSource"]
+
+_SUBSCRIBE_MID = 1  # the only packet id we ever send (acks reuse the broker's ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,23 +49,12 @@ class BrokerConfig:
     session_expiry_s: int = 7 * 86400
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message as the broker delivered it; `generation` counts connections."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
-    received_ns: int
-
-
 class MqttSource:
     """Delivers messages of some subscriptions in batches; acknowledges on request.
 
-    Lifecycle: `async with` connects and subscribes; `batch()` returns deliveries until
-    `close()` is called, after which it drains what was buffered and then raises SourceClosed.
+    Lifecycle: `async with` connects and subscribes (and reconnects, resuming the session,
+    whenever the connection is lost); `batch()` returns deliveries until `close()` is called,
+    after which it drains what was buffered and then raises SourceClosed.
     """
 
     def __init__(
@@ -72,31 +70,18 @@ class MqttSource:
         self.subscriptions = list(subscriptions)
         self.receive_maximum = max(1, min(receive_maximum, 65_535))
         self._buffer: deque[Delivery] = deque()
-        self._lock = threading.Lock()
         self._generation = 0
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = asyncio.Event()
-        self._connected = asyncio.Event()
+        self._protocol: SubscriberProtocol | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Event | None = None
         self._refused: BrokerRefused | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._wanted = 1
-        self._subscribe_mid: int | None = None
+        self._disconnecting = False
         self.connected = False
-        self.received = 0
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        if broker.username is not None:
-            client.username_pw_set(broker.username, broker.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self._client = client
+        self.received = 0  # deliveries since start, all connections
+        self.acked = 0
 
     async def __aenter__(self) -> MqttSource:
         await self.open()
@@ -105,173 +90,227 @@ class MqttSource:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.disconnect()
+        await self.aclose()
 
     async def open(self, timeout_s: float = 15.0) -> None:
         """Connect (resuming our session) and subscribe; returns once the broker confirmed both.
 
         Raises BrokerRefused when turned away or when no answer comes within `timeout_s`.
         """
-        self._loop = asyncio.get_running_loop()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.broker.session_expiry_s
-        props.ReceiveMaximum = self.receive_maximum
-        self._client.connect_async(
-            self.broker.host,
-            self.broker.port,
-            self.broker.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
-        self._client.loop_start()
+        self._subscribed = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.client_id}")
         try:
             async with asyncio.timeout(timeout_s):
-                await self._connected.wait()
+                await self._subscribed.wait()
         except TimeoutError:
-            self.disconnect()
+            await self.aclose()
             raise BrokerRefused(
                 f"no answer from the broker at [{self.broker.host}]:"
                 f"{self.broker.port} within {timeout_s:.0f} s"
             ) from None
         if self._refused is not None:
-            self.disconnect()
+            await self.aclose()
             raise self._refused
 
-    # -- paho's thread ---------------------------------------------------------------------------
+    # -- the connection --------------------------------------------------------------------------
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        _props: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._refused = BrokerRefused(f"the broker refused {self.client_id}: {reason}")
-            log.error("%s", self._refused)
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._connected.set)
-            return
-        with self._lock:
-            self._generation += 1
-        self.connected = True
-        log.info("%s connected (session present: %s)", self.client_id, flags.session_present)
-        _rc, self._subscribe_mid = client.subscribe([(sub, 1) for sub in self.subscriptions])
+    async def _run(self) -> None:
+        """Keep a connection: connect, subscribe, and on loss reconnect with backoff (1-10 s)."""
+        delay = 1.0
+        while not self._closed:
+            try:
+                await self._session()
+                delay = 1.0
+            except BrokerRefused as exc:
+                self._refused = exc
+                log.error("%s", exc)  # noqa: TRY400 - a refusal, not a bug: no traceback
+                if self._subscribed is not None:
+                    self._subscribed.set()
+            except (OSError, TimeoutError, ProtocolBroken) as exc:
+                if not self._closed:
+                    log.warning("%s cannot reach the broker: %s", self.client_id, exc)
+            finally:
+                self._lost(self._generation)
+            if self._closed:
+                return
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            delay = min(delay * 2, 10.0)
 
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        _props: Properties | None,
-    ) -> None:
-        if mid != self._subscribe_mid:
-            return
-        failed = [str(r) for r in reasons if r.is_failure]
+    async def _session(self) -> None:
+        """One connection, from CONNECT until it is lost (returns) or refused (raises)."""
+        loop = asyncio.get_running_loop()
+        keepalive = self.broker.keepalive_s
+        # Every connection gets a generation of its own: packet ids are only meaningful on the
+        # connection that delivered them, and an ack must never reach another one.
+        self._generation += 1
+        generation = self._generation
+        async with asyncio.timeout(max(keepalive, 5)):
+            _, protocol = await loop.create_connection(
+                lambda: SubscriberProtocol(generation, self._deliver, self._lost),
+                self.broker.host,
+                self.broker.port,
+            )
+            self._protocol = protocol
+            protocol.send(
+                connect_packet(
+                    self.client_id,
+                    keepalive,
+                    session_expiry_s=self.broker.session_expiry_s,
+                    receive_maximum=self.receive_maximum,
+                    username=self.broker.username,
+                    password=self.broker.password,
+                )
+            )
+            connack = await protocol.connack
+            if connack.reason >= 0x80:
+                protocol.abort("refused")
+                raise BrokerRefused(
+                    f"the broker refused {self.client_id}: {reason_text(connack.reason)}"
+                )
+            server_keepalive = connack.properties.get(PROP_SERVER_KEEP_ALIVE)
+            if isinstance(server_keepalive, int) and server_keepalive > 0:
+                keepalive = server_keepalive  # MQTT 5: the server's value binds us
+            self.connected = True
+            log.info("%s connected (session present: %s)", self.client_id, connack.session_present)
+            protocol.subscribe(_SUBSCRIBE_MID, self.subscriptions)
+            reasons = await protocol.suback
+        failed = [reason_text(r) for r in reasons if r >= 0x80]
         if failed:
-            self._refused = BrokerRefused(
+            protocol.abort("subscription refused")
+            raise BrokerRefused(
                 f"the broker refused the subscriptions of {self.client_id}: {', '.join(failed)}"
             )
-            log.error("%s", self._refused)
-        else:
-            log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.set)
+        log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
+        if self._subscribed is not None:
+            self._subscribed.set()
+        await self._keep_alive(protocol, keepalive)
 
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        _props: Properties | None,
-    ) -> None:
-        self.connected = False
-        with self._lock:
-            # Unacknowledged messages of the lost connection come back on the next one; acking
-            # them by their old packet ids could acknowledge other messages, so forget them.
-            self._generation += 1
-            self._buffer.clear()
+    async def _keep_alive(self, protocol: SubscriberProtocol, keepalive_s: int) -> None:
+        """Ping when quiet, and drop a connection the broker stopped answering on."""
+        every = max(0.5, keepalive_s / 2)
+        while not protocol.lost.done():
+            await asyncio.wait([protocol.lost], timeout=every)
+            now = time.monotonic()
+            if now - protocol.last_received > keepalive_s * 1.5:
+                protocol.abort(f"no packet from the broker for {keepalive_s * 1.5:.0f} s")
+            elif self._disconnecting:
+                pass  # nothing may follow DISCONNECT; the broker is closing the connection
+            elif now - protocol.last_sent >= every or now - protocol.last_received >= every:
+                protocol.send(PINGREQ_PACKET)
+        why = protocol.lost.result()
         if not self._closed:
-            log.warning("%s lost the broker: %s; reconnecting", self.client_id, reason)
+            raise ConnectionError(why or "the broker closed the connection")
 
-    def _on_message(
-        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
-    ) -> None:
-        if self._closed:
-            return  # left unacknowledged: the broker hands it out again
+    def _lost(self, generation: int) -> None:
+        """Forget connection `generation` (if current): its packet ids mean nothing any more.
+
+        Called by the protocol the moment the socket closes, so that no ack is counted for a
+        dead connection, and again when the session ends (then usually with nothing to do).
+        """
+        if generation != self._generation:
+            return
+        was = self.connected
+        self.connected = False
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.abort("the session ended")  # e.g. no SUBACK in time: never leave it open
+        # Unacknowledged messages of the lost connection come back on the next one; acking
+        # them by their old packet ids could acknowledge other messages, so forget them.
+        self._generation += 1
+        self._buffer.clear()
+        if was and not self._closed:
+            log.warning("%s lost the broker; reconnecting", self.client_id)
+
+    def _deliver(self, deliveries: list[Delivery]) -> None:
+        """Called by the protocol with what one socket read held."""
+        if self._closed or deliveries[0].generation != self._generation:
+            return  # left unacknowledged: the broker hands them out again
+        self._buffer.extend(deliveries)
+        self.received += len(deliveries)
+        waiter = self._waiter
+        if waiter is not None and len(self._buffer) >= self._wanted and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the pipeline's side ---------------------------------------------------------------------
+
+    async def _wait(self, wanted: int, timeout_s: float | None) -> bool:
+        """Wait until `wanted` deliveries are buffered or the source closes; False on timeout."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter, self._wanted = waiter, wanted
         try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = message._topic.decode("utf-8", "replace")  # noqa: SLF001
-        delivery = Delivery(
-            topic,
-            bytes(message.payload),
-            message.mid,
-            message.qos,
-            self._generation,
-            time.time_ns(),
-        )
-        with self._lock:
-            self._buffer.append(delivery)
-            size = len(self._buffer)
-            self.received += 1
-        if size >= self._wanted and self._loop is not None:
-            self._wanted = 1 << 62  # one wake-up per batch, not per message
-            self._loop.call_soon_threadsafe(self._ready.set)
-
-    # -- asyncio's side --------------------------------------------------------------------------
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        except TimeoutError:
+            return False
+        finally:
+            self._waiter = None
+        return True
 
     async def batch(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
         """Up to `max_messages` deliveries, waiting at most `max_wait_s` after the first one."""
-        while True:
-            with self._lock:
-                if self._buffer:
-                    break
-                if self._closed:
-                    raise SourceClosed("the source was closed and is drained")
-                self._ready.clear()
-                self._wanted = 1
-            await self._ready.wait()
+        buffer = self._buffer
+        while not buffer:
+            if self._closed:
+                raise SourceClosed("the source was closed and is drained")
+            await self._wait(1, None)
         deadline = time.monotonic() + max_wait_s
-        while True:
-            with self._lock:
-                if len(self._buffer) >= max_messages or self._closed:
-                    break
-                self._ready.clear()
-                self._wanted = max_messages
+        while len(buffer) < max_messages and not self._closed:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not await self._wait(max_messages, remaining):
                 break
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._ready.wait()
-            except TimeoutError:
-                break
-        with self._lock:
-            count = min(max_messages, len(self._buffer))
-            return [self._buffer.popleft() for _ in range(count)]
+        popleft = buffer.popleft
+        return [popleft() for _ in range(min(max_messages, len(buffer)))]
 
     def ack(self, deliveries: Sequence[Delivery]) -> int:
         """Acknowledge deliveries of the current connection; returns how many were acked."""
-        done = 0
+        protocol = self._protocol
+        if protocol is None:
+            return 0
         generation = self._generation
-        for delivery in deliveries:
-            if delivery.qos > 0 and delivery.generation == generation:
-                self._client.ack(delivery.mid, delivery.qos)
-                done += 1
-        return done
+        mids = [d.mid for d in deliveries if d.qos and d.generation == generation]
+        protocol.send(puback_packets(mids))
+        self.acked += len(mids)
+        return len(mids)
 
     def close(self) -> None:
         """Stop handing out new messages once the buffer is drained (`batch` then raises)."""
         self._closed = True
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._ready.set)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
-    def disconnect(self) -> None:
-        """Leave the broker, keeping the session; unacknowledged messages will come back."""
-        self._closed = True
-        self._client.disconnect()
-        self._client.loop_stop()
+    def disconnect(self, linger_s: float = 3.0) -> None:
+        """Leave the broker, keeping the session; unacknowledged messages will come back.
+
+        We send DISCONNECT and let the broker close the connection: Mosquitto reads one packet
+        per wake-up and drops a connection whose peer has closed without reading the rest, so
+        closing our end at once loses the PUBACKs of the last batch (they come back as
+        duplicates). After `linger_s` seconds we close it ourselves.
+        """
+        self.close()
+        protocol = self._protocol
+        transport = protocol.transport if protocol is not None else None
+        if protocol is not None and transport is not None:
+            if not self._disconnecting:
+                self._disconnecting = True
+                protocol.send(DISCONNECT_PACKET)
+                try:
+                    asyncio.get_running_loop().call_later(linger_s, transport.close)
+                except RuntimeError:  # no loop runs any more: nobody would read the answer
+                    transport.close()
+        elif self._task is not None:
+            self._task.cancel()  # connecting or waiting to reconnect: nothing to flush
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """`disconnect`, then wait until the connection is closed (acks flushed)."""
+        self.disconnect()
+        task = self._task
+        if task is None:
+            return
+        await asyncio.wait([task], timeout=timeout_s)
+        if not task.done():
+            task.cancel()
+            log.warning("%s: the broker connection did not close in time", self.client_id)
+            await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: the connection task failed", self.client_id, exc_info=task.exception())

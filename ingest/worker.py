@@ -97,29 +97,60 @@ class Worker:
         self.stats = WorkerStats()
 
     async def run(self) -> None:
-        """Move batches from the source to the sink until the source is closed."""
-        while True:
-            try:
-                batch = await self.source.batch(
-                    self.config.batch_messages, self.config.flush_interval_s
-                )
-            except SourceClosed:
-                return
-            await self.handle(batch)
+        """Move batches from the source to the sink until the source is closed.
+
+        Batch N+1 is decoded while batch N is being written: InfluxDB works on one core while
+        we decode on the other. Only one write is in flight, so acknowledgements keep the
+        order of the batches, and at most two batches are held besides the source's buffer.
+        """
+        writing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                try:
+                    batch = await self.source.batch(
+                        self.config.batch_messages, self.config.flush_interval_s
+                    )
+                except SourceClosed:
+                    break
+                decoded = self.decode(batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self.store(batch, decoded), name="store-batch")
+                writing.add_done_callback(self._stop_on_failure)
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()  # we are cancelled or failing: the batch stays unacknowledged
+
+    def _stop_on_failure(self, writing: asyncio.Task[None]) -> None:
+        # A fatal storage error (refused credentials) must not wait for the next message to
+        # surface: closing the source ends `batch()`, and `run` then awaits the failed write.
+        if not writing.cancelled() and writing.exception() is not None:
+            self.source.close()
 
     async def handle(self, batch: list[Delivery]) -> None:
         """Decode, store and acknowledge one batch."""
-        decoder = self.view.decoder
+        await self.store(batch, self.decode(batch))
+
+    def decode(self, batch: list[Delivery]) -> tuple[Decoded, list[str]]:
+        """Lines and rejections of a batch: telemetry decoded, status messages as points."""
+        decode = self.view.decoder.decode
         decoded = Decoded()
         statuses: list[Delivery] = []
         for delivery in batch:
             if delivery.topic.endswith("/status"):
                 statuses.append(delivery)
             else:
-                decoder.decode(delivery.topic, delivery.payload, delivery.received_ns, decoded)
+                decode(delivery.topic, delivery.payload, delivery.received_ns, decoded)
         lines = decoded.lines
         if statuses:
-            lines = lines + status_lines(statuses, set(decoder.devices))
+            lines = lines + status_lines(statuses, set(self.view.decoder.devices))
+        return decoded, lines
+
+    async def store(self, batch: list[Delivery], prepared: tuple[Decoded, list[str]]) -> None:
+        """Store a decoded batch, then acknowledge it: only now is every reading safe."""
+        decoded, lines = prepared
         added = await self.sink.store(lines, decoded.rejections)
         self.source.ack(batch)
         stats = self.stats
@@ -180,7 +211,7 @@ async def run_worker(
                 watch.cancel()
                 report.cancel()
         finally:
-            source.disconnect()
+            await source.aclose()
         log.info("%s stopped: %s", config.client_id, worker.stats)
         return worker.stats
 
