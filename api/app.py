@@ -126,6 +126,8 @@ def create_app(config: ApiConfig) -> FastAPI:
     # Starlette runs the middleware added last first: metrics sit innermost so they see the
     # route that answered; the headers reach every answer, CORS preflights included.
     metrics = RequestMetrics()
+    for collector in config.collectors:
+        metrics.registry.register(collector)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if config.cors_origins:
         app.add_middleware(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.registry import Collector
 
 from timeseries import InfluxConfig
 
@@ -20,6 +22,6 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = ()
     # Whether callers without an API key may read telemetry and devices (of every tenant).
     anonymous_read: bool = False
-    max_page: int = 10_000
     max_range_days: float = 366.0
-    extra: dict[str, str] = field(default_factory=dict)
+    # More metrics for /metrics, e.g. the ingest worker's when it runs in the same process.
+    collectors: tuple[Collector, ...] = ()

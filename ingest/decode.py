@@ -78,8 +78,6 @@ class Decoded:
     rejections: list[Rejection] = field(default_factory=list)
     stored_values: int = 0
     late_values: int = 0
-    # device id -> newest receive time (ns) of a stored reading, for device status
-    seen: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,13 +351,15 @@ class Decoder:
             out.stored_values += len(parts)
             if late:
                 out.late_values += len(parts)
-        if received_ns > out.seen.get(device.device_id, 0):
-            out.seen[device.device_id] = received_ns
 
 
-def rejection_line(rejection: Rejection, sequence: int) -> str:
-    """The dead-letter point of a rejection; `sequence` keeps same-nanosecond points apart."""
-    tags = f"{REJECTIONS},reason={escape_key(rejection.reason.value)}"
+def rejection_line(rejection: Rejection, at_ns: int, worker: str) -> str:
+    """The dead-letter point of a rejection at `at_ns`, tagged with the worker that wrote it.
+
+    Points of one series and time replace each other: the sink gives every rejection its own
+    time (see InfluxSink) and each worker its own series.
+    """
+    tags = f"{REJECTIONS},reason={escape_key(rejection.reason.value)},worker={escape_key(worker)}"
     if rejection.tenant:
         tags += f",tenant={escape_key(rejection.tenant)}"
     fields = [
@@ -371,4 +371,4 @@ def rejection_line(rejection: Rejection, sequence: int) -> str:
     ]
     if rejection.metric:
         fields.append(f"metric={string_field(rejection.metric)}")
-    return f"{tags} {','.join(fields)} {rejection.received_ns + sequence}"
+    return f"{tags} {','.join(fields)} {at_ns}"

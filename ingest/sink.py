@@ -29,10 +29,16 @@ class Sink(Protocol):
 class InfluxSink:
     """Writes to InfluxDB through the batched writer, in chunks of `chunk_lines`."""
 
-    def __init__(self, writer: BatchWriter, chunk_lines: int = 5000) -> None:
+    def __init__(self, writer: BatchWriter, chunk_lines: int = 5000, worker: str = "") -> None:
         self._writer = writer
         self._chunk = chunk_lines
-        self._sequence = 0
+        self._worker = worker
+        self._last_ns = 0  # time of the last dead-letter point written: each gets its own
+
+    @property
+    def unavailable(self) -> bool:
+        """Whether InfluxDB is not answering right now (the writer is retrying)."""
+        return self._writer.unavailable
 
     async def store(self, lines: Sequence[str], rejections: Sequence[Rejection]) -> list[Rejection]:
         """Write raw lines, then the dead-letter; refused raw lines join the dead-letter."""
@@ -58,8 +64,10 @@ class InfluxSink:
         if dead:
             rows = []
             for rejection in dead:
-                self._sequence = (self._sequence + 1) % 1000
-                rows.append(rejection_line(rejection, self._sequence))
+                # Receive time, nudged forward by a nanosecond where two would share one (all
+                # rejections of one message were received at once).
+                self._last_ns = max(rejection.received_ns, self._last_ns + 1)
+                rows.append(rejection_line(rejection, self._last_ns, self._worker))
             outcome = await self._writer.write(rows, retention_policy=RAW_RP)
             for _line, why in outcome.refused:
                 log.error("InfluxDB refused a dead-letter point: %s", why)

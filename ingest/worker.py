@@ -6,10 +6,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from devices import Registry, parse_topic, shared_subscription
-from ingest.decode import Decoded, TimeRules
+from ingest.decode import Decoded, KnownDevice, TimeRules
 from ingest.errors import SourceClosed
 from ingest.registry_view import RegistryView
 from ingest.rollups import RollupConfig, RollupJob, assigned_kinds
@@ -44,6 +45,7 @@ class WorkerConfig:
     receive_maximum: int = 10_000
     write_lines: int = 5000
     registry_refresh_s: float = 2.0
+    stop_within_s: float = 7.0  # SIGTERM to exit is promised within 10 s
     workers: int = 1  # how many workers share the load (each rolls up its share of kinds)
     rollups: RollupConfig = field(default_factory=RollupConfig)
     time_rules: TimeRules = field(default_factory=TimeRules)
@@ -66,12 +68,15 @@ class WorkerStats:
     batches: int = 0
 
 
-def status_lines(deliveries: list[Delivery], known: set[str]) -> list[str]:
-    """Device status points from `status` messages of registered devices."""
+def status_lines(deliveries: list[Delivery], known: Mapping[str, KnownDevice]) -> list[str]:
+    """Device status points from `status` messages of registered devices, under their tenant."""
     lines = []
     for delivery in deliveries:
         parsed = parse_topic(delivery.topic)
-        if parsed is None or parsed.device_id not in known:
+        if parsed is None:
+            continue
+        device = known.get(parsed.device_id)
+        if device is None or device.device.tenant != parsed.tenant:
             continue
         state = delivery.payload.decode("utf-8", "replace").strip().lower()
         if state not in STATUS_STATES:
@@ -95,6 +100,11 @@ class Worker:
         self.sink = sink
         self.view = view
         self.stats = WorkerStats()
+
+    @property
+    def storage_unavailable(self) -> bool:
+        """Whether the sink is retrying because storage does not answer."""
+        return bool(getattr(self.sink, "unavailable", False))
 
     async def run(self) -> None:
         """Move batches from the source to the sink until the source is closed.
@@ -145,7 +155,7 @@ class Worker:
                 decode(delivery.topic, delivery.payload, delivery.received_ns, decoded)
         lines = decoded.lines
         if statuses:
-            lines = lines + status_lines(statuses, set(self.view.decoder.devices))
+            lines = lines + status_lines(statuses, self.view.decoder.devices)
         return decoded, lines
 
     async def store(self, batch: list[Delivery], prepared: tuple[Decoded, list[str]]) -> None:
@@ -171,14 +181,20 @@ async def run_worker(
     retention: Retention,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    observe: Callable[[Worker], None] | None = None,
 ) -> WorkerStats:
     """Run one worker until `stop` is set; then drain, acknowledge and leave.
 
-    `ready` is set once the worker is subscribed and taking messages.
+    `ready` is set once the worker is subscribed and taking messages; `observe` is handed the
+    worker once it exists (for its counters on /metrics). Stopping takes at most
+    `config.stop_within_s`: a batch InfluxDB has not taken by then stays unacknowledged, and
+    the broker hands it out again when the worker returns.
     """
     stop = stop or asyncio.Event()
     async with InfluxClient(influx) as client:
         await _wait_for_influx(client, stop)
+        if stop.is_set():
+            return WorkerStats()
         await ensure_schema(client, retention)
         view = RegistryView(registry, config.time_rules, config.registry_refresh_s)
         await view.refresh()
@@ -190,7 +206,10 @@ async def run_worker(
             broker, config.client_id, subscriptions, receive_maximum=config.receive_maximum
         )
         writer = BatchWriter(client)
-        worker = Worker(config, source, InfluxSink(writer, config.write_lines), view)
+        sink = InfluxSink(writer, config.write_lines, worker=config.client_id)
+        worker = Worker(config, source, sink, view)
+        if observe is not None:
+            observe(worker)
         rollups = RollupJob(
             client, writer, config.rollups, assigned_kinds(config.index, config.workers)
         )
@@ -207,9 +226,19 @@ async def run_worker(
                 log.info("%s stopping: draining what was received", config.client_id)
                 source.close()
                 roll.cancel()
-                await run
                 watch.cancel()
                 report.cancel()
+                try:
+                    async with asyncio.timeout(config.stop_within_s):
+                        await asyncio.shield(run)
+                except TimeoutError:
+                    log.warning(
+                        "%s: storage did not take the last batch within %.0f s; leaving it "
+                        "unacknowledged for redelivery",
+                        config.client_id,
+                        config.stop_within_s,
+                    )
+                    run.cancel()
         finally:
             await source.aclose()
         log.info("%s stopped: %s", config.client_id, worker.stats)

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from devices import Device, Registry
 from devices.provisioning import Role, ServiceLogin, new_password, write_broker_config
 from ingest import run_worker
+from ingest.metrics import WorkerCollector
 from lantaarn.localstack import LocalStack, Mosquitto, check_port_free
 from lantaarn.seed import register_fleet
 from lantaarn.serve import serve_api
@@ -110,6 +111,7 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sim_stop = threading.Event()
+    ingest_metrics = WorkerCollector()  # the worker's counters on the API's /metrics
     with Registry(settings.registry()) as registry:
         ingest_stop = asyncio.Event()
         api_stop = asyncio.Event()
@@ -122,11 +124,17 @@ async def _run(
                     registry,
                     settings.retention(),
                     ingest_stop,
+                    observe=ingest_metrics.add,
                 ),
                 name="ingest-0",
             )
             tasks.create_task(
-                serve_api(settings.api_config(), settings.api.hosts, api_port, api_stop),
+                serve_api(
+                    settings.api_config(collectors=(ingest_metrics,)),
+                    settings.api.hosts,
+                    api_port,
+                    api_stop,
+                ),
                 name="api",
             )
             simulation = tasks.create_task(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,6 +49,10 @@ class IngestSettings(BaseModel):
     """The ingest workers."""
 
     workers: int = Field(1, ge=1, le=64, description="worker processes started by `ingest`")
+    metrics_host: str = Field("::1", description="where `lantaarn ingest` serves /metrics")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="its port (worker N uses port + N); 0 for none"
+    )
     share_group: str = Field(
         "lantaarn-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="MQTT shared subscription"
     )
@@ -159,13 +164,14 @@ class Settings(BaseSettings):
             rollups=RollupConfig(windows=tuple(g.rollup_windows), grace_s=g.rollup_grace_s),
         )
 
-    def api_config(self) -> ApiConfig:
-        """What the API needs."""
+    def api_config(self, collectors: tuple[Collector, ...] = ()) -> ApiConfig:
+        """What the API needs (`collectors`: more metrics for its /metrics)."""
         return ApiConfig(
             self.registry(),
             self.influx_config(),
             cors_origins=tuple(self.api.cors_origins),
             anonymous_read=self.api.anonymous_read,
+            collectors=collectors,
         )
 
 

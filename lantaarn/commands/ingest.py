@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import subprocess
 import sys
 
-from lantaarn.commands import Subcommands, install_stop
+from lantaarn.commands import Subcommands, hostport, install_stop
 from lantaarn.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type-arg]
@@ -29,23 +32,41 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run one worker in this process, or start several worker processes."""
+    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+
     from devices import Registry  # noqa: PLC0415
     from ingest import run_worker  # noqa: PLC0415
+    from ingest.metrics import WorkerCollector  # noqa: PLC0415
 
     if args.workers > 1 and args.index is None:
         return _spawn(args.workers)
+
+    index = args.index or 0
+    collector = WorkerCollector()
+    if settings.ingest.metrics_port:
+        metrics = CollectorRegistry()
+        metrics.register(collector)
+        port = settings.ingest.metrics_port + index
+        where = hostport(settings.ingest.metrics_host, port)
+        try:
+            start_http_server(port, addr=settings.ingest.metrics_host, registry=metrics)
+            log.info("metrics on http://%s/metrics", where)
+        except OSError as exc:
+            # Counters are worth less than readings: ingest goes on without them.
+            log.warning("no /metrics: cannot listen on %s (%s)", where, exc)
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop(stop)
         with Registry(settings.registry()) as registry:
             await run_worker(
-                settings.worker(args.index or 0),
+                settings.worker(index),
                 settings.broker(),
                 settings.influx_config(),
                 registry,
                 settings.retention(),
                 stop,
+                observe=collector.add,
             )
 
     asyncio.run(main())

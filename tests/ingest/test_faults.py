@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
 from devices import Registry
-from lantaarn.localstack import Influx, Mosquitto, private_influx, private_mosquitto
+from lantaarn.localstack import Influx, Mosquitto, free_port, private_influx, private_mosquitto
 from lantaarn.seed import register_fleet
 from simulators import make_fleet
 from simulators.publisher import rfc3339_ms
@@ -67,6 +68,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "LANTAARN_INGEST__BATCH_MESSAGES": "250",
         "LANTAARN_INGEST__ROLLUP_WINDOWS": "[]",
         "LANTAARN_LOG_LEVEL": "INFO",
+        "LANTAARN_INGEST__METRICS_PORT": str(free_port()),
     }
     devices = [(d.tenant, d.device_id, d.kind) for d in fleet.devices if d.kind in KINDS]
     try:
@@ -200,8 +202,12 @@ async def test_an_influxdb_outage_under_load_loses_nothing(stack: Stack) -> None
     publisher = in_background(stack, messages(stack, sent), rate=1000)
     await asyncio.sleep(1.0)
     stack.influx.stop()
-    await asyncio.sleep(60.0)  # a minute: the worker holds its acks, the broker the backlog
+    await asyncio.sleep(20.0)  # the worker holds its acks, the broker the backlog
+    # Stopping while a batch cannot be stored still takes less than 10 s (it stays unacked).
+    assert worker.terminate() < 10.0
+    await asyncio.sleep(40.0)  # a minute in all
     stack.influx.start()
+    worker.start()
     await asyncio.to_thread(publisher.join, 60)
     got = await wait_until_stored(stack, len(sent))
     worker.terminate()
@@ -250,6 +256,15 @@ async def test_a_batch_influxdb_refuses_in_part_keeps_the_rest(stack: Stack) -> 
     while (await rejected(stack)).get("storage_refused", 0) < refused_values:
         assert time.monotonic() < deadline, await rejected(stack)
         await asyncio.sleep(0.3)
+    # The worker counts them on /metrics too.
+    port = stack.env["LANTAARN_INGEST__METRICS_PORT"]
+    async with httpx.AsyncClient(timeout=5) as http:
+        metrics = (await http.get(f"http://[::1]:{port}/metrics")).text
+    counted = (
+        'lantaarn_ingest_values_rejected_total{reason="storage_refused",worker="ingest-0"} '
+        f"{float(refused_values)}"
+    )
+    assert counted in metrics
     worker.terminate()
     assert_reconciled(fine, got)
     assert await rejected(stack) == {"storage_refused": refused_values}
