@@ -7,6 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
+from ingest import BrokerRefused
 from lantaarn.commands import (
     api,
     broker_config,
@@ -19,6 +22,7 @@ from lantaarn.commands import (
 )
 from lantaarn.localstack import StackError
 from lantaarn.settings import Settings
+from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
 COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups)
@@ -39,9 +43,33 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
+# Failures that retrying will not mend: the command stops with their message, no traceback.
+FATAL: tuple[type[Exception], ...] = (InfluxAuthFailed, BrokerRefused)
+
+
+def _fatal(exc: BaseException) -> Exception | None:
+    """The first fatal failure inside `exc` (also inside exception groups of task groups)."""
+    if isinstance(exc, FATAL):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _fatal(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lantaarn` command."""
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LANTAARN_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        print(f"lantaarn: invalid settings: {problems}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -55,4 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BaseException as exc:
+        fatal = _fatal(exc)
+        if fatal is None:
+            raise
+        print(f"lantaarn: {fatal}", file=sys.stderr)
+        return 3
     return code

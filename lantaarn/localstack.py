@@ -240,6 +240,8 @@ class Influx:
     folder: Path
     port: int
     rpc_port: int
+    max_body_bytes: int = 25 * 1024 * 1024  # larger writes get 413
+    auth_enabled: bool = False
     service: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
@@ -289,7 +291,8 @@ bind-address = "[::1]:{self.rpc_port}"
 [http]
   bind-address = "[::1]:{self.port}"
   log-enabled = false
-  max-body-size = 26214400
+  max-body-size = {self.max_body_bytes}
+  auth-enabled = {"true" if self.auth_enabled else "false"}
 
 [logging]
   level = "warn"
@@ -365,9 +368,16 @@ def _on_free_ports(make: Callable[[], _Service], attempts: int) -> _Service:
     raise AssertionError("unreachable")
 
 
-def private_influx(folder: Path, attempts: int = 4) -> Influx:
+def private_influx(
+    folder: Path,
+    attempts: int = 4,
+    max_body_bytes: int = 25 * 1024 * 1024,
+    auth_enabled: bool = False,
+) -> Influx:
     """A started InfluxDB on free ports."""
-    return _on_free_ports(lambda: Influx(folder, free_port(), free_port()), attempts)
+    return _on_free_ports(
+        lambda: Influx(folder, free_port(), free_port(), max_body_bytes, auth_enabled), attempts
+    )
 
 
 def private_mosquitto(

@@ -32,6 +32,9 @@ class MqttSettings(BaseModel):
     )
 
 
+DURATION = r"^(INF|\d+[mhdw])$"  # an InfluxQL duration such as 90d, 104w or INF
+
+
 class InfluxSettings(BaseModel):
     """InfluxDB through its v1-compatible HTTP API."""
 
@@ -40,9 +43,15 @@ class InfluxSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
-    retention_raw: str = Field("90d", description="how long raw readings are kept")
-    retention_1m: str = Field("104w", description="how long 1-minute rollups are kept")
-    retention_1h: str = Field("INF", description="how long 1-hour rollups are kept")
+    retention_raw: str = Field(
+        "90d", pattern=DURATION, description="how long raw readings are kept"
+    )
+    retention_1m: str = Field(
+        "104w", pattern=DURATION, description="how long 1-minute rollups are kept"
+    )
+    retention_1h: str = Field(
+        "INF", pattern=DURATION, description="how long 1-hour rollups are kept"
+    )
 
 
 class IngestSettings(BaseModel):

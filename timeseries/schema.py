@@ -30,6 +30,11 @@ class Retention:
     rollup_1m: str = "104w"
     rollup_1h: str = "INF"
 
+    def __post_init__(self) -> None:
+        for name, duration in self.policies().items():
+            if not _DURATION.fullmatch(duration):
+                raise ValueError(f"retention {name}: {duration!r} is not an InfluxQL duration")
+
     def policies(self) -> dict[str, str]:
         """Retention policy name to duration."""
         return {RAW_RP: self.raw, "rollup_1m": self.rollup_1m, "rollup_1h": self.rollup_1h}
@@ -65,8 +70,6 @@ async def ensure_schema(client: InfluxClient, retention: Retention) -> None:
         name_at = series.columns.index("name")
         existing.update(row[name_at] for row in series.values)
     for name, duration in retention.policies().items():
-        if not _DURATION.fullmatch(duration):
-            raise ValueError(f"retention {name}: {duration!r} is not an InfluxQL duration")
         default = " DEFAULT" if name == RAW_RP else ""
         verb = "ALTER" if name in existing else "CREATE"
         # SHARD DURATION follows InfluxDB's own defaults for the duration; only ours to set here.
