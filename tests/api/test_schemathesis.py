@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from api import ApiConfig, create_app
 from lantaarn.localstack import Influx
@@ -54,6 +54,9 @@ def test_the_live_app_publishes_the_schema_we_test(live: str) -> None:
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
+    # The same examples on every run: CI must not turn red on a new random draw. Explore with
+    # more examples (and derandomize off) by hand.
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_the_api_keeps_its_own_contract(case: Case, world: World, live: str) -> None:
@@ -61,8 +64,10 @@ def test_the_api_keeps_its_own_contract(case: Case, world: World, live: str) -> 
         base_url=live,
         headers={"Authorization": f"Bearer {world.keys['admin']}"},
         # Schema-valid is not always valid: a cursor we never handed out, an unknown tenant or
-        # kind is a 400 the schema cannot express. Everything else is checked.
-        excluded_checks=[positive_data_acceptance],
+        # kind is a 400 the schema cannot express. And "invalid" is not always invalid once
+        # sent: a mutated header is replaced by our key, a null-or-array query value becomes the
+        # string "false" in the URL (seen: /v1/latest?kind=false). Everything else is checked.
+        excluded_checks=[positive_data_acceptance, negative_data_rejection],
     )
 
 
