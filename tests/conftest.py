@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from lantaarn.localstack import (
     Influx,
@@ -18,6 +19,12 @@ from lantaarn.localstack import (
 )
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Under CI the property tests draw the same examples every run: a red run must be reproducible
+# (and not a new random draw); by hand they explore afresh each time.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if IN_CI:
+    settings.load_profile("ci")
 _SERVICES: list[ServiceProcess] = []
 
 
