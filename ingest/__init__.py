@@ -1,10 +1,16 @@
 """The ingest pipeline: MQTT source -> decode/validate -> sink, with the dead-letter."""
 
 from ingest.decode import Decoded, Decoder, Rejection, TimeRules, prepare
-from ingest.errors import BrokerRefused, IngestError, SourceClosed, StorageFatal
+from ingest.errors import (
+    BrokerRefused,
+    IngestError,
+    LeaveInterrupted,
+    SourceClosed,
+    StorageFatal,
+)
 from ingest.reasons import Reason
 from ingest.source import BrokerConfig, Delivery, MqttSource
-from ingest.worker import Worker, WorkerConfig, WorkerStats, run_worker
+from ingest.worker import Worker, WorkerConfig, WorkerStats, run_leaver, run_worker
 
 __all__ = [
     "BrokerConfig",
@@ -13,6 +19,7 @@ __all__ = [
     "Decoder",
     "Delivery",
     "IngestError",
+    "LeaveInterrupted",
     "MqttSource",
     "Reason",
     "Rejection",
@@ -23,5 +30,6 @@ __all__ = [
     "WorkerConfig",
     "WorkerStats",
     "prepare",
+    "run_leaver",
     "run_worker",
 ]

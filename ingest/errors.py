@@ -17,3 +17,7 @@ class SourceClosed(IngestError):
 
 class StorageFatal(IngestError):
     """Storage refuses us for good (401/403): the worker stops with this message."""
+
+
+class LeaveInterrupted(IngestError):
+    """A worker's leave was stopped before its session was drained; the session is kept."""

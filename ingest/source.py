@@ -4,6 +4,10 @@ It runs on the event loop itself (`ingest.wire`), not in a thread: a socket read
 of deliveries at once, and a batch's PUBACKs go out in one write. The broker never has more
 than `receive_maximum` unacknowledged messages out to us (MQTT 5 flow control), so the buffer
 here is bounded by construction: while storage is slow, the backlog waits in the broker.
+
+A source made with `leave=True` retires a worker's session for good (scale-down): it resumes the
+session, unsubscribes instead of subscribing, hands out what the session still holds, and
+`end_session()` then has the broker delete the session.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from ingest.wire import (
     DISCONNECT_PACKET,
     PINGREQ_PACKET,
     PROP_SERVER_KEEP_ALIVE,
+    SESSION_TAKEN_OVER,
     Delivery,
     ProtocolBroken,
     SubscriberProtocol,
     connect_packet,
+    disconnect_packet,
     puback_packets,
     reason_text,
 )
@@ -55,6 +61,13 @@ class MqttSource:
     Lifecycle: `async with` connects and subscribes (and reconnects, resuming the session,
     whenever the connection is lost); `batch()` returns deliveries until `close()` is called,
     after which it drains what was buffered and then raises SourceClosed.
+
+    With `leave=True` it unsubscribes from `subscriptions` on every connection instead, so the
+    broker routes nothing new to the session and only what the session holds arrives;
+    `quiet_for()` tells when that is all stored and acknowledged, and `end_session()` leaves
+    and deletes the session. A leaving source that finds another client using its id (the
+    worker was not stopped), or loses its connection, gives up rather than fight over the
+    session.
     """
 
     def __init__(
@@ -64,6 +77,7 @@ class MqttSource:
         subscriptions: Sequence[str],
         *,
         receive_maximum: int = 10_000,
+        leave: bool = False,
     ) -> None:
         self.broker = broker
         self.client_id = client_id
@@ -82,6 +96,18 @@ class MqttSource:
         self.connected = False
         self.received = 0  # deliveries since start, all connections
         self.acked = 0
+        self.leave = leave
+        # Leaving only: whether this connection's UNSUBSCRIBE was confirmed, its deliveries not
+        # yet acknowledged, and when anything last arrived, was acknowledged or unsubscribed.
+        self._unsubscribed = False
+        self._pending = 0
+        self._last_activity = time.monotonic()
+        self.session_ended = False
+
+    @property
+    def refused(self) -> BrokerRefused | None:
+        """Why the broker turned us away, if it did."""
+        return self._refused
 
     async def __aenter__(self) -> MqttSource:
         await self.open()
@@ -126,6 +152,8 @@ class MqttSource:
                 log.error("%s", exc)  # noqa: TRY400 - a refusal, not a bug: no traceback
                 if self._subscribed is not None:
                     self._subscribed.set()
+                if self.leave:
+                    self.close()  # a leaver does not retry: `refused` says why it stopped
             except (OSError, TimeoutError, ProtocolBroken) as exc:
                 if not self._closed:
                     log.warning("%s cannot reach the broker: %s", self.client_id, exc)
@@ -172,15 +200,27 @@ class MqttSource:
                 keepalive = server_keepalive  # MQTT 5: the server's value binds us
             self.connected = True
             log.info("%s connected (session present: %s)", self.client_id, connack.session_present)
-            protocol.subscribe(_SUBSCRIBE_MID, self.subscriptions)
-            reasons = await protocol.suback
+            if self.leave:
+                # Messages queued in the session arrive from here on; UNSUBSCRIBE only stops
+                # new ones being routed to us. Repeated on a reconnect, it answers 0x11.
+                protocol.unsubscribe(_SUBSCRIBE_MID, self.subscriptions)
+                reasons = await protocol.unsuback
+            else:
+                protocol.subscribe(_SUBSCRIBE_MID, self.subscriptions)
+                reasons = await protocol.suback
         failed = [reason_text(r) for r in reasons if r >= 0x80]
         if failed:
             protocol.abort("subscription refused")
             raise BrokerRefused(
-                f"the broker refused the subscriptions of {self.client_id}: {', '.join(failed)}"
+                f"the broker refused to {'un' if self.leave else ''}subscribe {self.client_id}: "
+                f"{', '.join(failed)}"
             )
-        log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
+        if self.leave:
+            self._unsubscribed = True
+            self._last_activity = time.monotonic()
+            log.info("%s unsubscribed from %s", self.client_id, ", ".join(self.subscriptions))
+        else:
+            log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
         if self._subscribed is not None:
             self._subscribed.set()
         await self._keep_alive(protocol, keepalive)
@@ -198,8 +238,21 @@ class MqttSource:
             elif now - protocol.last_sent >= every or now - protocol.last_received >= every:
                 protocol.send(PINGREQ_PACKET)
         why = protocol.lost.result()
-        if not self._closed:
-            raise ConnectionError(why or "the broker closed the connection")
+        if self._closed:
+            return
+        if self.leave:
+            # Most likely the worker we retire is still running and took its session back
+            # (Mosquitto 2.0.11 just closes the connection then; newer brokers say 0x8E).
+            # Reconnecting would fight it for the session and make it resubscribe each time,
+            # so give up: the session stays, without subscriptions, for another attempt.
+            taken = protocol.disconnect_code == SESSION_TAKEN_OVER
+            raise BrokerRefused(
+                f"{self.client_id} lost the broker while leaving ("
+                + ("another client connected with its id" if taken else why or "closed")
+                + "): if that worker still runs, stop it, then leave again; its session is "
+                "kept, without subscriptions"
+            )
+        raise ConnectionError(why or "the broker closed the connection")
 
     def _lost(self, generation: int) -> None:
         """Forget connection `generation` (if current): its packet ids mean nothing any more.
@@ -218,6 +271,8 @@ class MqttSource:
         # them by their old packet ids could acknowledge other messages, so forget them.
         self._generation += 1
         self._buffer.clear()
+        self._unsubscribed = False
+        self._pending = 0
         if was and not self._closed:
             log.warning("%s lost the broker; reconnecting", self.client_id)
 
@@ -227,6 +282,9 @@ class MqttSource:
             return  # left unacknowledged: the broker hands them out again
         self._buffer.extend(deliveries)
         self.received += len(deliveries)
+        if self.leave:
+            self._pending += len(deliveries)
+            self._last_activity = time.monotonic()
         waiter = self._waiter
         if waiter is not None and len(self._buffer) >= self._wanted and not waiter.done():
             waiter.set_result(None)
@@ -270,7 +328,36 @@ class MqttSource:
         mids = [d.mid for d in deliveries if d.qos and d.generation == generation]
         protocol.send(puback_packets(mids))
         self.acked += len(mids)
+        if self.leave:
+            # QoS 0 deliveries need no PUBACK but count as settled once handed back here.
+            self._pending -= sum(1 for d in deliveries if d.generation == generation)
+            self._last_activity = time.monotonic()
         return len(mids)
+
+    def quiet_for(self) -> float:
+        """Leaving: seconds nothing arrived or was acknowledged, once all is acknowledged.
+
+        0 while not connected, not yet unsubscribed, or holding a delivery not acknowledged.
+        After the UNSUBACK the broker only sends what the session holds, and it sends more as
+        soon as our acknowledgements make room (Receive Maximum): so a quiet second or two
+        after the last acknowledgement means the session is empty.
+        """
+        if not (self.leave and self.connected and self._unsubscribed) or self._pending:
+            return 0.0
+        return time.monotonic() - self._last_activity
+
+    def end_session(self, linger_s: float = 3.0) -> bool:
+        """Leave with Session Expiry Interval 0: the broker deletes the session and its queue.
+
+        Call it only when `quiet_for()` says the session is drained. Returns False (and sends
+        nothing) when there is no connection to send it on. The source is closed afterwards.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None or self._disconnecting:
+            return False
+        self._send_disconnect(protocol, disconnect_packet(session_expiry_s=0), linger_s)
+        self.session_ended = True
+        return True
 
     def close(self) -> None:
         """Stop handing out new messages once the buffer is drained (`batch` then raises)."""
@@ -289,17 +376,25 @@ class MqttSource:
         """
         self.close()
         protocol = self._protocol
-        transport = protocol.transport if protocol is not None else None
-        if protocol is not None and transport is not None:
+        if protocol is not None and protocol.transport is not None:
             if not self._disconnecting:
-                self._disconnecting = True
-                protocol.send(DISCONNECT_PACKET)
-                try:
-                    asyncio.get_running_loop().call_later(linger_s, transport.close)
-                except RuntimeError:  # no loop runs any more: nobody would read the answer
-                    transport.close()
+                self._send_disconnect(protocol, DISCONNECT_PACKET, linger_s)
         elif self._task is not None:
             self._task.cancel()  # connecting or waiting to reconnect: nothing to flush
+
+    def _send_disconnect(
+        self, protocol: SubscriberProtocol, packet: bytes, linger_s: float
+    ) -> None:
+        """Close the source, send `packet` (a DISCONNECT) and close our end after `linger_s`."""
+        self.close()
+        transport = protocol.transport
+        assert transport is not None
+        self._disconnecting = True
+        protocol.send(packet)
+        try:
+            asyncio.get_running_loop().call_later(linger_s, transport.close)
+        except RuntimeError:  # no loop runs any more: nobody would read the answer
+            transport.close()
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """`disconnect`, then wait until the connection is closed (acks flushed)."""

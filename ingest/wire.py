@@ -4,8 +4,9 @@ paho-mqtt costs about 27 µs of CPU per QoS 1 message on our 2-core machine befo
 it (a network thread, one `recv` per packet header, a Properties object and a topic-matcher walk
 per message, a queued PUBACK per `ack`). This protocol parses whole socket reads at once, hands
 PUBLISH packets on as plain tuples and writes many PUBACKs in one `write`. It speaks only the
-subscriber's side: CONNECT (persistent session, Receive Maximum), SUBSCRIBE, PUBLISH in at QoS 0
-or 1, PUBACK out, PINGREQ, DISCONNECT. QoS 2 is never granted (we subscribe at QoS 1), so a
+subscriber's side: CONNECT (persistent session, Receive Maximum), SUBSCRIBE, UNSUBSCRIBE (a worker
+that leaves for good), PUBLISH in at QoS 0 or 1, PUBACK out, PINGREQ, DISCONNECT (optionally
+ending the session). QoS 2 is never granted (we subscribe at QoS 1), so a
 QoS 2 PUBLISH is a protocol violation.
 """
 
@@ -24,6 +25,8 @@ PUBLISH: Final = 3
 PUBACK: Final = 4
 SUBSCRIBE: Final = 8
 SUBACK: Final = 9
+UNSUBSCRIBE: Final = 10
+UNSUBACK: Final = 11
 PINGREQ: Final = 12
 PINGRESP: Final = 13
 DISCONNECT: Final = 14
@@ -32,6 +35,8 @@ PROP_SESSION_EXPIRY: Final = 0x11
 PROP_SERVER_KEEP_ALIVE: Final = 0x13
 PROP_REASON_STRING: Final = 0x1F
 PROP_RECEIVE_MAXIMUM: Final = 0x21
+
+SESSION_TAKEN_OVER: Final = 0x8E  # DISCONNECT reason: another client connected with our id
 
 PINGREQ_PACKET: Final = b"\xc0\x00"
 DISCONNECT_PACKET: Final = b"\xe0\x00"  # reason 0: normal; the session is kept (its expiry)
@@ -47,6 +52,7 @@ _PROPERTY_SIZES: Final = {
 }  # fmt: skip
 
 REASONS: Final = {
+    0x11: "no subscription existed",  # UNSUBACK: nothing to undo, which is fine
     0x80: "unspecified error",
     0x81: "malformed packet",
     0x82: "protocol error",
@@ -188,6 +194,30 @@ def subscribe_packet(mid: int, filters: Iterable[str], qos: int = 1) -> bytes:
     return bytes([SUBSCRIBE << 4 | 0x02]) + varint(len(body)) + body
 
 
+def unsubscribe_packet(mid: int, filters: Iterable[str]) -> bytes:
+    """UNSUBSCRIBE from each filter: the broker stops routing their messages to this session."""
+    body = _U16.pack(mid) + b"\x00"  # no properties
+    for topic_filter in filters:
+        body += _utf8(topic_filter)
+    return bytes([UNSUBSCRIBE << 4 | 0x02]) + varint(len(body)) + body
+
+
+def disconnect_packet(reason: int = 0, *, session_expiry_s: int | None = None) -> bytes:
+    """DISCONNECT with `reason`; `session_expiry_s` replaces the expiry CONNECT asked for.
+
+    With `session_expiry_s=0` the broker deletes the session once the connection closes, with
+    whatever is still queued in it: only send that when nothing is left there. (MQTT 5 forbids a
+    non-zero value here if CONNECT said 0; ours never does.)
+    """
+    if session_expiry_s is None and reason == 0:
+        return DISCONNECT_PACKET
+    props = b""
+    if session_expiry_s is not None:
+        props = bytes([PROP_SESSION_EXPIRY]) + session_expiry_s.to_bytes(4, "big")
+    body = bytes([reason]) + varint(len(props)) + props
+    return bytes([DISCONNECT << 4]) + varint(len(body)) + body
+
+
 def puback_packets(mids: Iterable[int]) -> bytes:
     """PUBACKs (reason: success, left implicit) for these packet ids, as one write."""
     pack = _PUBACK.pack
@@ -221,9 +251,9 @@ class Delivery(NamedTuple):
 class SubscriberProtocol(asyncio.Protocol):
     """One connection to the broker: parses packets, hands PUBLISHes to `on_messages` in bulk.
 
-    Lifecycle: created by `loop.create_connection`; `connack` and `suback` resolve as the broker
-    answers; `lost` resolves (with the reason, or None) and `on_lost(generation)` is called at
-    once when the connection is gone. It never reconnects; the owner makes a new one.
+    Lifecycle: created by `loop.create_connection`; `connack`, `suback` and `unsuback` resolve as
+    the broker answers; `lost` resolves (with the reason, or None) and `on_lost(generation)` is
+    called at once when the connection is gone. It never reconnects; the owner makes a new one.
     """
 
     def __init__(
@@ -238,6 +268,7 @@ class SubscriberProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.connack: asyncio.Future[Connack] = loop.create_future()
         self.suback: asyncio.Future[list[int]] = loop.create_future()
+        self.unsuback: asyncio.Future[list[int]] = loop.create_future()
         self.lost: asyncio.Future[str | None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
         # The start of a packet that has not fully arrived: its pieces, their size, and how
@@ -247,9 +278,11 @@ class SubscriberProtocol(asyncio.Protocol):
         self._pieces_size = 0
         self._needed = 0
         self._suback_mid = -1
+        self._unsuback_mid = -1
         self.last_sent = time.monotonic()
         self.last_received = time.monotonic()
         self.disconnect_reason: str | None = None
+        self.disconnect_code: int | None = None  # the reason of the broker's DISCONNECT, if any
 
     # -- asyncio's callbacks ---------------------------------------------------------------------
 
@@ -260,7 +293,7 @@ class SubscriberProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         why = self.disconnect_reason or (repr(exc) if exc is not None else None)
-        for waiter in (self.connack, self.suback):
+        for waiter in (self.connack, self.suback, self.unsuback):
             if not waiter.done():
                 waiter.set_exception(ConnectionError(why or "the broker closed the connection"))
                 waiter.exception()  # retrieved here: nobody may be waiting any more
@@ -287,6 +320,11 @@ class SubscriberProtocol(asyncio.Protocol):
         """Send SUBSCRIBE; `suback` resolves with the reason codes."""
         self._suback_mid = mid
         self.send(subscribe_packet(mid, filters))
+
+    def unsubscribe(self, mid: int, filters: Iterable[str]) -> None:
+        """Send UNSUBSCRIBE; `unsuback` resolves with the reason codes."""
+        self._unsuback_mid = mid
+        self.send(unsubscribe_packet(mid, filters))
 
     def abort(self, why: str) -> None:
         """Drop the connection at once (nothing more is read or written)."""
@@ -391,10 +429,18 @@ class SubscriberProtocol(asyncio.Protocol):
             _props, at = _properties_at(body, 2)
             if mid == self._suback_mid and not self.suback.done():
                 self.suback.set_result(list(body[at:]))
+        elif kind == UNSUBACK:
+            if len(body) < 2:
+                raise ProtocolBroken("short UNSUBACK")
+            mid = body[0] << 8 | body[1]
+            _props, at = _properties_at(body, 2)
+            if mid == self._unsuback_mid and not self.unsuback.done():
+                self.unsuback.set_result(list(body[at:]))
         elif kind == PINGRESP:
             pass
         elif kind == DISCONNECT:
             code = body[0] if body else 0
+            self.disconnect_code = code
             props, _ = _properties_at(body, 1)
             text = reason_text(code)
             said = props.get(PROP_REASON_STRING)

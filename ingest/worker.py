@@ -1,4 +1,7 @@
-"""The ingest worker: source -> decode/validate -> sink, acknowledging only what is stored."""
+"""The ingest worker: source -> decode/validate -> sink, acknowledging only what is stored.
+
+`run_worker` runs one; `run_leaver` retires one for good, storing what its session still holds.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 
 from devices import Registry, parse_topic, shared_subscription
 from ingest.decode import Decoded, KnownDevice, TimeRules
-from ingest.errors import SourceClosed
+from ingest.errors import LeaveInterrupted, SourceClosed
 from ingest.registry_view import RegistryView
 from ingest.rollups import RollupConfig, RollupJob, assigned_kinds
 from ingest.sink import InfluxSink, Sink
@@ -46,6 +49,9 @@ class WorkerConfig:
     write_lines: int = 5000
     registry_refresh_s: float = 2.0
     stop_within_s: float = 7.0  # SIGTERM to exit is promised within 10 s
+    # Leaving: how long nothing may arrive (after the UNSUBACK and the last ack) before the
+    # session counts as drained and is deleted.
+    leave_quiet_s: float = 2.0
     workers: int = 1  # how many workers share the load (each rolls up its share of kinds)
     rollups: RollupConfig = field(default_factory=RollupConfig)
     time_rules: TimeRules = field(default_factory=TimeRules)
@@ -54,6 +60,14 @@ class WorkerConfig:
     def client_id(self) -> str:
         """The worker's stable MQTT client id: a restarted worker resumes its session."""
         return f"{self.client_id_prefix}-{self.index}"
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The shared subscriptions every worker holds: telemetry and device status."""
+        return [
+            shared_subscription(self.share_group, "telemetry"),
+            shared_subscription(self.share_group, "status"),
+        ]
 
 
 @dataclass(slots=True)
@@ -198,12 +212,8 @@ async def run_worker(
         await ensure_schema(client, retention)
         view = RegistryView(registry, config.time_rules, config.registry_refresh_s)
         await view.refresh()
-        subscriptions = [
-            shared_subscription(config.share_group, "telemetry"),
-            shared_subscription(config.share_group, "status"),
-        ]
         source = MqttSource(
-            broker, config.client_id, subscriptions, receive_maximum=config.receive_maximum
+            broker, config.client_id, config.subscriptions, receive_maximum=config.receive_maximum
         )
         writer = BatchWriter(client)
         sink = InfluxSink(writer, config.write_lines, worker=config.client_id)
@@ -228,21 +238,115 @@ async def run_worker(
                 roll.cancel()
                 watch.cancel()
                 report.cancel()
-                try:
-                    async with asyncio.timeout(config.stop_within_s):
-                        await asyncio.shield(run)
-                except TimeoutError:
-                    log.warning(
-                        "%s: storage did not take the last batch within %.0f s; leaving it "
-                        "unacknowledged for redelivery",
-                        config.client_id,
-                        config.stop_within_s,
-                    )
-                    run.cancel()
+                await _finish(run, config)
         finally:
             await source.aclose()
         log.info("%s stopped: %s", config.client_id, worker.stats)
         return worker.stats
+
+
+async def run_leaver(
+    config: WorkerConfig,
+    broker: BrokerConfig,
+    influx: InfluxConfig,
+    registry: Registry,
+    retention: Retention,
+    stop: asyncio.Event | None = None,
+    observe: Callable[[Worker], None] | None = None,
+) -> WorkerStats:
+    """Retire worker `config.index` for good (scale-down) without stranding its messages.
+
+    Mosquitto keeps routing a shared subscription's messages to a member whose session is
+    offline, and they die with that session. So: resume the session, unsubscribe (nothing new
+    is routed to it), store and acknowledge what it holds, and once `config.leave_quiet_s`
+    passed with everything acknowledged and nothing new, disconnect with Session Expiry
+    Interval 0 so the broker deletes it. The worker must not be running. Returns the counters
+    of what was drained; raises LeaveInterrupted if `stop` is set first, and BrokerRefused if
+    the broker turns us away or the connection is lost (most likely the worker still runs and
+    took its session back): the session is then kept, without subscriptions, with what it
+    still holds, and a later leave finishes the job.
+    """
+    stop = stop or asyncio.Event()
+    async with InfluxClient(influx) as client:
+        await _wait_for_influx(client, stop)
+        if stop.is_set():
+            raise LeaveInterrupted(f"{config.client_id}: stopped before InfluxDB answered")
+        await ensure_schema(client, retention)
+        view = RegistryView(registry, config.time_rules, config.registry_refresh_s)
+        await view.refresh()
+        # The session expiry stays as configured until the very end: if this process dies
+        # while draining, the session and its messages are still there for the next attempt.
+        source = MqttSource(
+            broker,
+            config.client_id,
+            config.subscriptions,
+            receive_maximum=config.receive_maximum,
+            leave=True,
+        )
+        worker = Worker(
+            config,
+            source,
+            InfluxSink(BatchWriter(client), config.write_lines, worker=config.client_id),
+            view,
+        )
+        if observe is not None:
+            observe(worker)
+        await source.open()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                watch = tasks.create_task(view.watch(), name="registry-watch")
+                run = tasks.create_task(worker.run(), name="pipeline")
+                await _until_drained(source, config.leave_quiet_s, stop)
+                if not source.session_ended:
+                    source.close()  # interrupted: store what was received, keep the rest
+                watch.cancel()
+                await _finish(run, config)
+        finally:
+            await source.aclose()
+    stats = worker.stats
+    if source.refused is not None:
+        raise source.refused
+    if not source.session_ended:
+        raise LeaveInterrupted(
+            f"{config.client_id}: stopped before its session was drained; the session is kept "
+            "(without subscriptions) with what it still holds: leave again to finish"
+        )
+    log.info(
+        "%s left: drained %d messages (%d values stored, rejected %s); the broker deleted its "
+        "session",
+        config.client_id,
+        stats.messages,
+        stats.values_stored,
+        dict(stats.rejected) or "none",
+    )
+    return stats
+
+
+async def _until_drained(source: MqttSource, quiet_s: float, stop: asyncio.Event) -> None:
+    """Wait until the leaving source is drained and end its session, or until stopped/refused."""
+    poll_s = min(0.05, quiet_s / 4) if quiet_s > 0 else 0.01
+    while not stop.is_set() and source.refused is None:
+        # The check and the DISCONNECT happen in one step of the loop: no delivery can slip
+        # in between them on our side.
+        quiet = source.quiet_for()  # 0 while anything is unacknowledged or not unsubscribed
+        if quiet > 0 and quiet >= quiet_s and source.end_session():
+            return
+        await asyncio.sleep(poll_s)
+
+
+async def _finish(run: asyncio.Task[None], config: WorkerConfig) -> None:
+    """Let the pipeline store and acknowledge what it holds, for at most `stop_within_s`."""
+    try:
+        async with asyncio.timeout(config.stop_within_s):
+            await asyncio.shield(run)
+    except TimeoutError:
+        log.warning(
+            "%s: storage did not take the last batch within %.0f s; leaving it "
+            "unacknowledged for redelivery",
+            config.client_id,
+            config.stop_within_s,
+        )
+        run.cancel()
 
 
 async def _wait_for_influx(client: InfluxClient, stop: asyncio.Event) -> None:

@@ -8,6 +8,7 @@ import logging
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 from lantaarn.commands import Subcommands, hostport, install_stop
 from lantaarn.settings import Settings
@@ -27,6 +28,20 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
     ingest.add_argument(
         "--index", type=int, default=None, help="run only worker INDEX (client id ingest-INDEX)"
     )
+    ingest.add_argument(
+        "--leave",
+        action="store_true",
+        help="scale down: retire the stopped worker INDEX for good (store what its session "
+        "holds, then have the broker delete the session) and exit",
+    )
+    ingest.add_argument(
+        "--leave-quiet",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --leave: how long nothing new may arrive before the session counts as "
+        "drained (default %(default)s)",
+    )
     ingest.set_defaults(run=run)
 
 
@@ -35,10 +50,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
 
     from devices import Registry  # noqa: PLC0415
-    from ingest import run_worker  # noqa: PLC0415
+    from ingest import BrokerRefused, LeaveInterrupted, run_leaver, run_worker  # noqa: PLC0415
     from ingest.metrics import WorkerCollector  # noqa: PLC0415
 
-    if args.workers > 1 and args.index is None:
+    if args.leave:
+        if args.index is None:
+            # Never guess which worker to retire: deleting a live worker's session is not undone.
+            log.error("--leave needs --index N: the worker whose session is to be retired")
+            return 2
+        if args.leave_quiet < 0:
+            log.error("--leave-quiet must not be negative")
+            return 2
+    elif args.workers > 1 and args.index is None:
         return _spawn(args.workers)
 
     index = args.index or 0
@@ -59,6 +82,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         install_stop(stop)
         with Registry(settings.registry()) as registry:
+            if args.leave:
+                await run_leaver(
+                    replace(settings.worker(index), leave_quiet_s=args.leave_quiet),
+                    settings.broker(),
+                    settings.influx_config(),
+                    registry,
+                    settings.retention(),
+                    stop,
+                    observe=collector.add,
+                )
+                return
             await run_worker(
                 settings.worker(index),
                 settings.broker(),
@@ -69,7 +103,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 observe=collector.add,
             )
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (LeaveInterrupted, BrokerRefused) as exc:
+        if not args.leave:
+            raise
+        # Expected ends of a leave (the worker still runs, or we were stopped): in words.
+        log.error("%s", exc)  # noqa: TRY400 - no traceback
+        return 1
     return 0
 
 

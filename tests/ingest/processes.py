@@ -44,6 +44,21 @@ class WorkerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
 
+    def leave(self, quiet_s: float = 2.0, timeout_s: float = 90.0) -> tuple[int, str]:
+        """Run `--index N --leave` to its end; returns its exit code and what it logged."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        argv = ["ingest", "--index", str(self.index), "--leave", "--leave-quiet", str(quiet_s)]
+        with self.log_path.open("ab") as log:
+            code = subprocess.call(
+                [sys.executable, "-m", "lantaarn", *argv],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout_s,
+            )
+        return code, self.log_path.read_bytes()[offset:].decode(errors="replace")
+
     def kill(self) -> None:
         """SIGKILL: a crash, nothing flushed, nothing acknowledged."""
         assert self.process is not None

@@ -13,6 +13,7 @@ import pytest
 from ingest import BrokerConfig, MqttSource
 from ingest.errors import BrokerRefused, SourceClosed
 from ingest.source import Delivery
+from ingest.wire import SubscriberProtocol, connect_packet, disconnect_packet
 from lantaarn.localstack import Mosquitto, free_port
 from tests.conftest import require_program
 from tests.ingest.processes import publish_all
@@ -150,3 +151,86 @@ async def test_no_broker_is_reported_within_the_timeout() -> None:
     with pytest.raises(BrokerRefused, match="no answer"):
         await source.open(timeout_s=1.5)
     assert time.monotonic() - started < 5
+
+
+async def session_present(port: int, client_id: str) -> bool:
+    """Whether the broker still holds a session for `client_id` (the probe leaves none behind).
+
+    It connects with Session Expiry 0: a session it finds is deleted when it leaves, so call it
+    only where no session (or none worth keeping) is expected.
+    """
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(
+        lambda: SubscriberProtocol(1, lambda _messages: None), "::1", port
+    )
+    protocol.send(connect_packet(client_id, 30, session_expiry_s=0, receive_maximum=10))
+    connack = await protocol.connack
+    protocol.send(disconnect_packet())
+    await asyncio.wait([protocol.lost], timeout=3)
+    return connack.session_present
+
+
+async def drain(source: MqttSource, for_s: float) -> list[Delivery]:
+    """Take and acknowledge whatever arrives until nothing has for `for_s` seconds."""
+    got: list[Delivery] = []
+    while more := await quiet(source, for_s):
+        source.ack(more)
+        got += more
+    return got
+
+
+async def test_a_leaving_source_takes_what_its_session_holds_and_deletes_it(
+    mosquitto: Mosquitto,
+) -> None:
+    client_id, topic, sub = names()
+    staying, leaving = f"{client_id}-0", f"{client_id}-1"
+    broker = BrokerConfig("::1", mosquitto.port)
+    async with MqttSource(broker, staying, [sub]) as stays:
+        async with MqttSource(broker, leaving, [sub]):
+            pass  # now an offline member of the shared subscription
+        await publish(mosquitto.port, topic, 40)
+        first = await drain(stays, 0.5)
+        assert 0 < len(first) < 40  # the offline session got its share, queued
+        async with MqttSource(broker, leaving, [sub], leave=True) as leaver:
+            held = await drain(leaver, 0.5)
+            assert sorted(int(d.payload) for d in first + held) == list(range(40))
+            assert await eventually(lambda: leaver.quiet_for() > 0.2)
+            assert leaver.end_session()
+        assert leaver.session_ended
+        assert not await session_present(mosquitto.port, leaving)
+        # With the session gone, the one left gets everything.
+        await publish(mosquitto.port, topic, 20)
+        assert len(await take(stays, 20, timeout_s=5)) == 20
+        stays.ack(await drain(stays, 0.3))
+
+
+async def test_a_leaving_source_waits_for_its_acknowledgements(mosquitto: Mosquitto) -> None:
+    client_id, topic, sub = names()
+    broker = BrokerConfig("::1", mosquitto.port)
+    async with MqttSource(broker, client_id, [sub]):
+        pass
+    await publish(mosquitto.port, topic, 5)
+    async with MqttSource(broker, client_id, [sub], leave=True) as leaver:
+        held = await take(leaver, 5)
+        await asyncio.sleep(0.3)
+        assert leaver.quiet_for() == 0.0  # held, not acknowledged: not drained
+        leaver.ack(held)
+        assert await eventually(lambda: leaver.quiet_for() > 0.2)
+        assert leaver.end_session()
+    assert not await session_present(mosquitto.port, client_id)
+
+
+async def test_a_leaving_source_gives_up_while_the_worker_still_runs(mosquitto: Mosquitto) -> None:
+    client_id, topic, sub = names()
+    broker = BrokerConfig("::1", mosquitto.port)
+    async with MqttSource(broker, client_id, [sub]) as running:
+        leaver = MqttSource(broker, client_id, [sub], leave=True)
+        await leaver.open()  # takes the session over; the running one comes back within 1 s
+        assert await eventually(lambda: leaver.refused is not None, timeout_s=10)
+        assert "stop it, then leave again" in str(leaver.refused)
+        assert not leaver.session_ended
+        await leaver.aclose()
+        # The running worker has its session and subscription back.
+        assert await eventually(lambda: running.connected)
+        await publish(mosquitto.port, topic, 3)
+        running.ack(await take(running, 3))

@@ -8,11 +8,15 @@ import struct
 import pytest
 
 from ingest.wire import (
+    DISCONNECT_PACKET,
     PROP_SERVER_KEEP_ALIVE,
+    SESSION_TAKEN_OVER,
     Delivery,
     SubscriberProtocol,
     connect_packet,
+    disconnect_packet,
     puback_packets,
+    unsubscribe_packet,
     varint,
 )
 
@@ -165,3 +169,39 @@ def test_connect_resumes_the_session_and_states_our_limits() -> None:
     assert b"\x11\x00\x01\x51\x80" in body  # session expiry 86,400 s
     assert b"\x21\x01\xf4" in body  # receive maximum 500
     assert body.endswith(b"\x00\x08ingest-3\x00\x01u\x00\x01p")
+
+
+def test_unsubscribe_names_each_filter_without_options() -> None:
+    packet = unsubscribe_packet(9, ["$share/g/a/+", "b"])
+    # Fixed header 0xA2 (the reserved flags MQTT demands), packet id, no properties, filters.
+    assert packet == b"\xa2\x14\x00\x09\x00" + b"\x00\x0c$share/g/a/+" + b"\x00\x01b"
+
+
+def test_disconnect_can_end_the_session() -> None:
+    assert disconnect_packet() == DISCONNECT_PACKET == b"\xe0\x00"
+    # Reason 0, then properties: Session Expiry Interval (0x11) = 0, four bytes.
+    assert disconnect_packet(session_expiry_s=0) == b"\xe0\x07\x00\x05\x11\x00\x00\x00\x00"
+    assert disconnect_packet(0x04) == b"\xe0\x02\x04\x00"
+
+
+@pytest.mark.anyio
+async def test_unsuback_resolves_with_its_reason_codes() -> None:
+    protocol, transport, _ = connected()
+    protocol.unsubscribe(5, ["$share/g/a/+", "b"])
+    assert transport.written[-1] == unsubscribe_packet(5, ["$share/g/a/+", "b"])
+    protocol.data_received(b"\xb0\x05\x00\x04\x00\x00\x11")  # another packet id: ignored
+    assert not protocol.unsuback.done()
+    protocol.data_received(b"\xb0\x05\x00\x05\x00\x00\x11")  # success, no subscription existed
+    assert protocol.unsuback.result() == [0x00, 0x11]
+    assert not transport.aborted
+
+
+@pytest.mark.anyio
+async def test_a_lost_connection_fails_an_unsubscribe_and_keeps_the_brokers_reason() -> None:
+    protocol, transport, _ = connected()
+    protocol.unsubscribe(1, ["a"])
+    protocol.data_received(b"\xe0\x02" + bytes([SESSION_TAKEN_OVER]) + b"\x00")
+    assert protocol.disconnect_code == SESSION_TAKEN_OVER
+    transport.close()
+    with pytest.raises(ConnectionError, match="session taken over"):
+        protocol.unsuback.result()
