@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth, problems
 from api.config import API_VERSION, ApiConfig
+from api.fleet import FleetCache
 from api.keys import KeyStore
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
@@ -104,6 +105,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         with Registry(config.registry_url) as registry, KeyStore(config.registry_url) as keys:
             async with InfluxClient(config.influx) as influx:
                 app.state.registry = registry
+                app.state.fleet = FleetCache(registry)
                 app.state.keys = keys
                 app.state.influx = influx
                 app.state.config = config

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.config import ApiConfig
+from api.fleet import FleetCache
 from devices import Registry
 from timeseries import InfluxClient
 
@@ -14,6 +15,11 @@ from timeseries import InfluxClient
 def _registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
+
+
+def _fleet(request: Request) -> FleetCache:
+    fleet: FleetCache = request.app.state.fleet
+    return fleet
 
 
 def _influx(request: Request) -> InfluxClient:
@@ -28,4 +34,5 @@ def _config(request: Request) -> ApiConfig:
 
 RegistryDep = Annotated[Registry, Depends(_registry)]
 InfluxDep = Annotated[InfluxClient, Depends(_influx)]
+FleetDep = Annotated[FleetCache, Depends(_fleet)]
 ConfigDep = Annotated[ApiConfig, Depends(_config)]

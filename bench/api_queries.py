@@ -32,7 +32,7 @@ from lantaarn.serve import serve_api
 from simulators import make_fleet
 from simulators.publisher import rfc3339_ms
 from timeseries import BatchWriter, InfluxClient, InfluxConfig, Retention, ensure_schema
-from timeseries.rollups import rebuild
+from timeseries.rollups import Coverage, rebuild, write_coverage
 
 NS = 1_000_000_000
 DAY = 86400
@@ -67,10 +67,9 @@ async def fill(config: InfluxConfig, devices: list[tuple[str, str, str]], now_s:
         for window in ("1m", "1h"):
             await rebuild(client, writer, "air_quality", window, (now_s - 31 * DAY) * NS,
                           now_s * NS)  # fmt: skip
-        # What the rollup job records once it has rolled up to now.
-        await writer.write(
-            [f"rollup_progress,kind=air_quality,window=1h done={now_s * NS}i 0"],
-            retention_policy="rollup_1h",
+        # What a rebuild of the month records: rollups known complete up to now.
+        await write_coverage(
+            writer, "air_quality", "1h", Coverage((now_s - 31 * DAY) * NS, now_s * NS)
         )
 
 
@@ -102,13 +101,13 @@ async def measure(args: argparse.Namespace) -> list[tuple[str, float, float]]:
                     {"metric": "pm25", "interval": "1h", "start": month_start, "end": end},
                     {},
                 ),
-                "30-day 1h aggregate, one device (raw)": (
+                "32-day 1h aggregate, one device (raw: from before the rollups)": (
                     f"/v1/devices/{air}/aggregates",
                     {
                         "metric": "no2",
                         "interval": "1h",
-                        "start": month_start,
-                        "end": rfc3339_ms((now_s + 3600) * 1000),
+                        "start": rfc3339_ms((now_s - 32 * DAY) * 1000),
+                        "end": end,
                     },
                     {},
                 ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -101,7 +102,11 @@ async def latest_readings(
     ]
     if not statements:
         return out
-    for result in await client.query(";".join(statements), params=params or None):
+    # One request per measurement, at once: InfluxDB runs a request's statements one by one.
+    answers = await asyncio.gather(
+        *(client.query(statement, params=params or None) for statement in statements)
+    )
+    for result in (answer[0] for answer in answers):
         for series in result:
             device_id = series.tags.get("device_id", "")
             for row in series.values:

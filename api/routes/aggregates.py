@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Query
 
 from api.auth import Reader, ensure_visible
-from api.deps import ConfigDep, InfluxDep, RegistryDep
+from api.deps import ConfigDep, FleetDep, InfluxDep, RegistryDep
 from api.problems import BadRequest
 from api.routes.devices import DeviceIdPath
 from api.schemas import AggregateOut
@@ -205,7 +205,7 @@ async def device_aggregates(
 
 @router.get("/v1/aggregates", response_model=AggregateOut)
 async def fleet_aggregates(
-    registry: RegistryDep,
+    fleet: FleetDep,
     influx: InfluxDep,
     config: ConfigDep,
     principal: Reader,
@@ -248,7 +248,7 @@ async def fleet_aggregates(
     zone = _zone(time_zone, interval)
     start_ns, end_ns = _range(start, end, interval, zone, config.max_range_days)
     tenants = principal.allowed_tenants(tenant)
-    devices = await asyncio.to_thread(registry.devices, tenants=tenants, kind=kind)
+    devices = await fleet.devices(tenants=tenants, kind=kind)
     if box is not None:
         devices = [
             d for d in devices if box[0] <= d.longitude <= box[2] and box[1] <= d.latitude <= box[3]

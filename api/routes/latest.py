@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api.auth import Reader
-from api.deps import InfluxDep, RegistryDep
+from api.deps import FleetDep, InfluxDep
 from api.live import live_states
 from api.schemas import LatestOut, PointGeometry
 from api.timefmt import format_ns, now_ns
@@ -28,7 +27,7 @@ GEOJSON = "application/geo+json"
 )
 async def latest(
     request: Request,
-    registry: RegistryDep,
+    fleet: FleetDep,
     influx: InfluxDep,
     principal: Reader,
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
@@ -38,11 +37,8 @@ async def latest(
 
     As GeoJSON (`Accept: application/geo+json`) for a map: one Point feature per device.
     """
-    devices = await asyncio.to_thread(
-        registry.devices,
-        tenants=principal.allowed_tenants(tenant),
-        kind=kind,
-        include_retired=False,
+    devices = await fleet.devices(
+        tenants=principal.allowed_tenants(tenant), kind=kind, include_retired=False
     )
     now = now_ns()
     states = await live_states(influx, devices, now, just_these=False)
