@@ -78,6 +78,8 @@ class Decoded:
     rejections: list[Rejection] = field(default_factory=list)
     stored_values: int = 0
     late_values: int = 0
+    # (measurement, time in ns) of readings stored after their window's rollup was made
+    late: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +353,7 @@ class Decoder:
             out.stored_values += len(parts)
             if late:
                 out.late_values += len(parts)
+                out.late.append((key.split(",", 1)[0], at))
 
 
 def rejection_line(rejection: Rejection, at_ns: int, worker: str) -> str:

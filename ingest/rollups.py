@@ -19,6 +19,9 @@ from timeseries.rollups import Coverage, read_coverage, rebuild, window_ns, writ
 
 log = logging.getLogger(__name__)
 
+# Windows remembered for a second pass; a backlog replay beyond this is left to a rebuild.
+MAX_LATE_WINDOWS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class RollupConfig:
@@ -53,7 +56,29 @@ class RollupJob:
         self.kinds = kinds
         self._clock = clock
         self._progress: dict[tuple[str, str], Coverage] = {}
+        self._late: set[tuple[str, str, int]] = set()  # (kind, window, start ns) to roll again
         self.rows_written = 0
+        self.windows_rerolled = 0
+
+    def mark_late(self, readings: list[tuple[str, int]]) -> None:
+        """Note windows that got readings after they were rolled up; the next tick redoes them.
+
+        Any worker may redo any kind's window: the result is the same (it is computed from the
+        stored raw readings), so it does not matter which worker received the late reading.
+        """
+        for kind, ts in readings:
+            if kind not in DEVICE_KINDS:
+                continue
+            for window in self.config.windows:
+                width = window_ns(window)
+                if len(self._late) >= MAX_LATE_WINDOWS:
+                    log.warning(
+                        "over %d windows got late readings; rebuild the rest with "
+                        "`lantaarn rollups rebuild`",
+                        MAX_LATE_WINDOWS,
+                    )
+                    return
+                self._late.add((kind, window, ts - ts % width))
 
     def due(self, window: str) -> int:
         """End (ns) of the newest window that is closed and past its grace period."""
@@ -80,7 +105,21 @@ class RollupJob:
                     coverage = Coverage(coverage.since, end)
                     await write_coverage(self._writer, kind, window, coverage)
                     self._progress[(kind, window)] = coverage
+        written += await self._reroll_late()
         self.rows_written += written
+        return written
+
+    async def _reroll_late(self) -> int:
+        written = 0
+        pending, self._late = self._late, set()
+        for kind, window, start in sorted(pending):
+            coverage = self._progress.get((kind, window))
+            if coverage is None or not coverage.since <= start < coverage.done:
+                continue  # not rolled up yet (the regular pass takes it) or outside our span
+            written += await rebuild(
+                self._client, self._writer, kind, window, start, start + window_ns(window)
+            )
+            self.windows_rerolled += 1
         return written
 
     async def run(self) -> None:

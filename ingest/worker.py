@@ -114,6 +114,8 @@ class Worker:
         self.sink = sink
         self.view = view
         self.stats = WorkerStats()
+        # Told (measurement, time) of readings stored after their window was rolled up.
+        self.on_late: Callable[[list[tuple[str, int]]], None] | None = None
 
     @property
     def storage_unavailable(self) -> bool:
@@ -182,6 +184,8 @@ class Worker:
         stats.messages += len(batch)
         stats.values_stored += decoded.stored_values
         stats.late_values += decoded.late_values
+        if decoded.late and self.on_late is not None:
+            self.on_late(decoded.late)
         stats.lines_written += len(lines)
         for rejection in (*decoded.rejections, *added):
             stats.rejected[rejection.reason.value] += rejection.count
@@ -223,6 +227,7 @@ async def run_worker(
         rollups = RollupJob(
             client, writer, config.rollups, assigned_kinds(config.index, config.workers)
         )
+        worker.on_late = rollups.mark_late
         await source.open()
         if ready is not None:
             ready.set()

@@ -211,3 +211,48 @@ async def test_rollups_equal_the_aggregation_of_the_raw_readings(
             coverage = (await read_coverage(client, late.kind, "1m"))[(late.kind, "1m")]
             assert coverage.since <= (start_ms - 30 * 60_000) * 1_000_000
     assert sum(s.late_values for s in platform.stats) >= len(DEVICE_KINDS[late.kind].metrics)
+
+
+async def test_a_late_reading_is_rolled_up_again_by_itself(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    fleet = make_fleet(8, tenants=1, seed=4)
+    device = next(d for d in fleet.devices if d.kind == "noise")
+    topic = f"lantaarn/v1/{device.tenant}/{device.device_id}/telemetry"
+    minute_ms = MINUTE // 1_000_000
+    start_ms = (time.time_ns() // 1_000_000 - 20 * minute_ms) // minute_ms * minute_ms
+    first = [
+        {"ts": rfc3339_ms(start_ms + n * 10_000), "metrics": {"laeq": 50.0 + n}}
+        for n in range(12)  # two minutes
+    ]
+    rollups = RollupConfig(windows=("1m",), grace_s=0, tick_s=0.2, first_windows=40)
+    async with running_platform(
+        mosquitto, influx, tmp_path, fleet=fleet, rollups=rollups
+    ) as platform:
+        with Publisher(BrokerAddress("::1", mosquitto.port), f"p-{platform.group}") as p:
+            p.publish(topic, orjson.dumps({"readings": first}))
+            assert p.flush(30)
+
+        async def first_minute_count() -> int:
+            async with InfluxClient(platform.influx) as client:
+                result = await client.query(
+                    f'SELECT "laeq_count" FROM "rollup_1m"."noise_1m" WHERE time = {start_ms}ms'
+                )
+            return int(result[0][0].values[0][1]) if result[0] else 0
+
+        async with asyncio.timeout(20):
+            while True:
+                if await first_minute_count() >= 6:
+                    break
+                await asyncio.sleep(0.2)
+        late = {"ts": rfc3339_ms(start_ms + 5_000), "metrics": {"laeq": 90.0}}
+        with Publisher(BrokerAddress("::1", mosquitto.port), f"q-{platform.group}") as p:
+            p.publish(topic, orjson.dumps(late))
+            assert p.flush(30)
+        async with asyncio.timeout(20):
+            while True:
+                if await first_minute_count() >= 7:
+                    break
+                await asyncio.sleep(0.2)
+        assert await first_minute_count() == 7
+    assert sum(s.late_values for s in platform.stats) >= 1
