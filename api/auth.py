@@ -87,11 +87,6 @@ def _keys(request: Request) -> KeyStore:
     return keys
 
 
-def _config(request: Request) -> ApiConfig:
-    config: ApiConfig = request.app.state.config
-    return config
-
-
 async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -119,7 +114,8 @@ async def require_read(request: Request, principal: Authenticated) -> Principal:
     """A caller who may read: any valid key, or anyone when anonymous reading is on."""
     if principal is not None:
         return principal
-    if _config(request).anonymous_read:
+    config: ApiConfig = request.app.state.config
+    if config.anonymous_read:
         return ANONYMOUS_READER
     raise Unauthorized("an API key is required", invalid_key=False)
 

@@ -32,14 +32,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     insert,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, RowMapping
 
+from devices.registry import connect
 from devices.topics import TENANT_RE
 
 log = logging.getLogger(__name__)
@@ -160,15 +159,7 @@ class KeyStore:
 
     def open(self) -> None:
         """Connect and create the key table when it is missing."""
-        engine = create_engine(self.url, pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
-
-            @event.listens_for(engine, "connect")
-            def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
-                cur = conn.cursor()
-                cur.execute("PRAGMA busy_timeout=5000")
-                cur.close()
-
+        engine = connect(self.url)  # the registry's database, set up the same way
         metadata.create_all(engine)
         self._engine = engine
 

@@ -276,6 +276,23 @@ def migrate(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def connect(url: str) -> Engine:
+    """An engine for the registry's database; SQLite gets WAL, foreign keys and a busy wait
+    (the API, workers and commands open the same file at once)."""
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            cur = conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+    return engine
+
+
 class Registry:
     """Tenants and devices in a relational database; use as a context manager."""
 
@@ -295,16 +312,7 @@ class Registry:
 
     def open(self) -> None:
         """Connect and migrate the schema to the newest revision."""
-        engine = create_engine(self.url, pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
-
-            @event.listens_for(engine, "connect")
-            def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
-                cur = conn.cursor()
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA busy_timeout=5000")
-                cur.close()
+        engine = connect(self.url)
 
         try:
             with engine.begin() as connection:

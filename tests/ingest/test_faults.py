@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +50,14 @@ class Stack:
         return worker
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+@contextmanager
+def private_stack(tmp_path: Path, *, seed: int, metrics_port: int) -> Iterator[Stack]:
+    """A private broker, database and registry, and the environment for worker processes."""
     require_program("mosquitto", "mosquitto")
     require_program("influxd", "influxdb")
     mosquitto = private_mosquitto(tmp_path / "mosquitto")
     influx = private_influx(tmp_path / "influxdb")
-    fleet = make_fleet(60, tenants=2, seed=21)
+    fleet = make_fleet(60, tenants=2, seed=seed)
     registry_url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     with Registry(registry_url) as registry:
         register_fleet(registry, fleet)
@@ -68,17 +70,23 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "LANTAARN_INGEST__BATCH_MESSAGES": "250",
         "LANTAARN_INGEST__ROLLUP_WINDOWS": "[]",
         "LANTAARN_LOG_LEVEL": "INFO",
-        "LANTAARN_INGEST__METRICS_PORT": str(free_port()),
+        "LANTAARN_INGEST__METRICS_PORT": str(metrics_port),
     }
     devices = [(d.tenant, d.device_id, d.kind) for d in fleet.devices if d.kind in KINDS]
+    stack = Stack(tmp_path, mosquitto, influx, env, devices, [])
     try:
-        stack = Stack(tmp_path, mosquitto, influx, env, devices, [])
         yield stack
     finally:
         for worker in stack.workers:
             worker.stop()
         mosquitto.stop()
         influx.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with private_stack(tmp_path, seed=21, metrics_port=free_port()) as made:
+        yield made
 
 
 VALUES = {

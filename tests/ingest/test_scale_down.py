@@ -15,17 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from devices import Registry
-from lantaarn.localstack import private_influx, private_mosquitto
-from lantaarn.seed import register_fleet
-from simulators import make_fleet
-from tests.conftest import require_program
 from tests.ingest.processes import publish_all
 from tests.ingest.test_faults import (
-    KINDS,
     Stack,
     assert_reconciled,
     messages,
+    private_stack,
     readings,
     rejected,
     stored,
@@ -39,34 +34,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[Stack]:
     """A private broker, database and registry for two worker processes (ingest-0, ingest-1)."""
-    require_program("mosquitto", "mosquitto")
-    require_program("influxd", "influxdb")
-    mosquitto = private_mosquitto(tmp_path / "mosquitto")
-    influx = private_influx(tmp_path / "influxdb")
-    fleet = make_fleet(60, tenants=2, seed=22)
-    registry_url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-    with Registry(registry_url) as registry:
-        register_fleet(registry, fleet)
-    env = {
-        "LANTAARN_REGISTRY_URL": registry_url,
-        "LANTAARN_MQTT__HOST": "::1",
-        "LANTAARN_MQTT__PORT": str(mosquitto.port),
-        "LANTAARN_INFLUX__URL": influx.url,
-        "LANTAARN_INGEST__RECEIVE_MAXIMUM": "500",
-        "LANTAARN_INGEST__BATCH_MESSAGES": "250",
-        "LANTAARN_INGEST__ROLLUP_WINDOWS": "[]",
-        "LANTAARN_LOG_LEVEL": "INFO",
-        "LANTAARN_INGEST__METRICS_PORT": "0",  # two workers and a leaver: no ports to share
-    }
-    devices = [(d.tenant, d.device_id, d.kind) for d in fleet.devices if d.kind in KINDS]
-    stack = Stack(tmp_path, mosquitto, influx, env, devices, [])
-    try:
-        yield stack
-    finally:
-        for worker in stack.workers:
-            worker.stop()
-        mosquitto.stop()
-        influx.stop()
+    # Two workers and a leaver: no /metrics ports to share out.
+    with private_stack(tmp_path, seed=22, metrics_port=0) as made:
+        yield made
 
 
 async def settled_count(stack: Stack, quiet_s: float = 2.0, timeout_s: float = 30.0) -> int:
