@@ -176,6 +176,9 @@ async def test_aggregates_from_raw_and_rollups_agree_with_the_readings_sent(
         states = {d["deviceId"]: (d["status"], d["lastSeen"]) for d in listed}
         assert states[noise.device_id][0] == "online"
         assert all(s == ("silent", None) for d, s in states.items() if d != noise.device_id)
+        compressed = await http.get("/v1/latest", headers={"Accept-Encoding": "gzip"})
+        assert compressed.headers.get("content-encoding") == "gzip"  # 12 devices: > 1 kB
+        assert compressed.json() == (await http.get("/v1/latest")).json()  # httpx inflates
         geo = await http.get("/v1/latest", headers={"Accept": "application/geo+json"})
         assert geo.headers["content-type"] == "application/geo+json"
         features = {f["id"]: f for f in geo.json()["features"]}
