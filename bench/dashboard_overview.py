@@ -28,19 +28,10 @@ from playwright.async_api import Error as PlaywrightError
 from api.keys import KeyStore, Role
 from lantaarn.localstack import Influx, Mosquitto, free_port
 from simulators import make_fleet
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.dashboards.live_fleet import LiveFleet
 from tests.platform import Platform, running_platform
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Whole-fleet readings per device before measuring (a reading a minute for this many minutes).
 HISTORY_MINUTES = 2
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -138,7 +129,9 @@ async def main(devices: int, runs: int) -> None:
                 stored_s = await _wait_stored(platform, key, devices)
                 url = f"http://127.0.0.1:{platform.api_port}"
                 async with async_playwright() as playwright:
-                    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                    browser = await playwright.chromium.launch(
+                        executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                    )
                     # The warm-up run (caches, JIT) also leaves screenshots to look at.
                     await _one_run(browser, url, key, devices, SHOTS)
                     results = [await _one_run(browser, url, key, devices) for _ in range(runs)]

@@ -38,7 +38,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from devices import Registry
+from devices import Device, Registry
 from lantaarn.localstack import Influx, Mosquitto, free_port
 from lantaarn.seed import register_fleet
 from simulators import make_fleet
@@ -154,21 +154,29 @@ def services(folder: Path) -> Iterator[tuple[Mosquitto, Influx]]:
         database.stop()
 
 
+def lampposts(
+    folder: Path, broker: Mosquitto, database: Influx, devices: int
+) -> tuple[list[Device], dict[str, str]]:
+    """`devices` registered lampposts, and the environment for worker processes."""
+    fleet = make_fleet(devices * 3, tenants=2, seed=5)
+    lamps = [d for d in fleet.devices if d.kind == "lamppost"][:devices]
+    registry = f"sqlite:///{folder / 'registry.sqlite3'}"
+    with Registry(registry) as r:
+        register_fleet(r, fleet)
+    env = {
+        "LANTAARN_REGISTRY_URL": registry,
+        "LANTAARN_MQTT__PORT": str(broker.port),
+        "LANTAARN_INFLUX__URL": database.url,
+        "LANTAARN_INGEST__ROLLUP_WINDOWS": "[]",
+        "LANTAARN_LOG_LEVEL": "INFO",
+    }
+    return lamps, env
+
+
 def drain(messages: int, devices: int, workers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, services(Path(tmp)) as (broker, database):
         folder = Path(tmp)
-        fleet = make_fleet(devices * 3, tenants=2, seed=5)
-        lamps = [d for d in fleet.devices if d.kind == "lamppost"][:devices]
-        registry = f"sqlite:///{folder / 'registry.sqlite3'}"
-        with Registry(registry) as r:
-            register_fleet(r, fleet)
-        env = {
-            "LANTAARN_REGISTRY_URL": registry,
-            "LANTAARN_MQTT__PORT": str(broker.port),
-            "LANTAARN_INFLUX__URL": database.url,
-            "LANTAARN_INGEST__ROLLUP_WINDOWS": "[]",
-            "LANTAARN_LOG_LEVEL": "INFO",
-        }
+        lamps, env = lampposts(folder, broker, database, devices)
         pool = Workers(env, folder, workers)
         pool.start()  # creates the sessions and the shared subscription
         pool.stop()
@@ -222,18 +230,7 @@ def drain(messages: int, devices: int, workers: int) -> dict[str, float]:
 def latency(rate: float, seconds: float, devices: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, services(Path(tmp)) as (broker, database):
         folder = Path(tmp)
-        fleet = make_fleet(devices * 3, tenants=2, seed=5)
-        lamps = [d for d in fleet.devices if d.kind == "lamppost"][:devices]
-        registry = f"sqlite:///{folder / 'registry.sqlite3'}"
-        with Registry(registry) as r:
-            register_fleet(r, fleet)
-        env = {
-            "LANTAARN_REGISTRY_URL": registry,
-            "LANTAARN_MQTT__PORT": str(broker.port),
-            "LANTAARN_INFLUX__URL": database.url,
-            "LANTAARN_INGEST__ROLLUP_WINDOWS": "[]",
-            "LANTAARN_LOG_LEVEL": "INFO",
-        }
+        lamps, env = lampposts(folder, broker, database, devices)
         pool = Workers(env, folder, 1)
         pool.start()
         probe, load = lamps[0], lamps[1:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -120,6 +120,27 @@ def excerpt(payload: bytes) -> bytes:
     return payload[:EXCERPT_BYTES]
 
 
+def _rejecter(
+    out: Decoded, topic_name: str, payload: bytes, received_ns: int
+) -> Callable[..., None]:
+    """`reject(reason, detail, tenant="", device_id="")`: set this whole message aside."""
+
+    def reject(reason: Reason, detail: str, tenant: str = "", device_id: str = "") -> None:
+        out.rejections.append(
+            Rejection(
+                reason,
+                topic_name[:256],
+                detail,
+                received_ns,
+                tenant,
+                device_id,
+                excerpt=excerpt(payload),
+            )
+        )
+
+    return reject
+
+
 class Decoder:
     """Turns telemetry messages into line protocol, against a registry snapshot."""
 
@@ -149,18 +170,7 @@ class Decoder:
             )
 
     def _decode(self, topic_name: str, payload: bytes, received_ns: int, out: Decoded) -> None:
-        def reject(reason: Reason, detail: str, tenant: str = "", device_id: str = "") -> None:
-            out.rejections.append(
-                Rejection(
-                    reason,
-                    topic_name[:256],
-                    detail,
-                    received_ns,
-                    tenant,
-                    device_id,
-                    excerpt=excerpt(payload),
-                )
-            )
+        reject = _rejecter(out, topic_name, payload, received_ns)
 
         known = self._routes.get(topic_name)
         if known is None:
@@ -212,18 +222,7 @@ class Decoder:
     ) -> KnownDevice | None:
         """The device a telemetry topic belongs to, or None (and a rejection) when refused."""
 
-        def reject(reason: Reason, detail: str, tenant: str = "", device_id: str = "") -> None:
-            out.rejections.append(
-                Rejection(
-                    reason,
-                    topic_name[:256],
-                    detail,
-                    received_ns,
-                    tenant,
-                    device_id,
-                    excerpt=excerpt(payload),
-                )
-            )
+        reject = _rejecter(out, topic_name, payload, received_ns)
 
         parsed = parse_topic(topic_name)
         if parsed is None or parsed.channel != "telemetry":
