@@ -30,7 +30,6 @@ from simulators import BrokerAddress, Publisher, make_fleet, run_fleet
 
 log = logging.getLogger(__name__)
 
-STOP_WITHIN_S = 10.0
 INGEST_LOGIN = "lantaarn-ingest"
 SIMULATOR_LOGIN = "lantaarn-simulator"
 BROKER_CONFIG_EVERY_S = 5.0

@@ -23,7 +23,6 @@ from timeseries.queries import read_rollups
 from timeseries.rollups import CONTEXT_NS, read_coverage, read_raw, window_ns
 
 NS = 1_000_000_000
-INTERVALS = ("1m", "15m", "1h", "1d")
 # Which stored rollup an interval is built from.
 BASE = {"1m": "1m", "15m": "1m", "1h": "1h", "1d": "1h"}
 Source = Literal["rollup", "raw", "rollup+raw"]
