@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ingest.completeness import completeness_metrics
 from ingest.worker import Worker
 
 
@@ -60,3 +61,4 @@ class WorkerCollector(Collector):
             pending.add_metric([name], worker.source.received - worker.source.acked)
             down.add_metric([name], 1.0 if worker.storage_unavailable else 0.0)
         yield from (messages, stored, late, rejected, pending, down)
+        yield from completeness_metrics(w.completeness for w in self.workers if w.completeness)

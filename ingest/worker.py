@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from devices import Registry, parse_topic, shared_subscription
+from ingest.completeness import CompletenessJob
 from ingest.decode import Decoded, KnownDevice, TimeRules
 from ingest.errors import LeaveInterrupted, SourceClosed
 from ingest.registry_view import RegistryView
@@ -116,6 +117,7 @@ class Worker:
         self.stats = WorkerStats()
         # Told (measurement, time) of readings stored after their window was rolled up.
         self.on_late: Callable[[list[tuple[str, int]]], None] | None = None
+        self.completeness: CompletenessJob | None = None  # the kinds it counts, for /metrics
 
     @property
     def storage_unavailable(self) -> bool:
@@ -228,6 +230,7 @@ async def run_worker(
             client, writer, config.rollups, assigned_kinds(config.index, config.workers)
         )
         worker.on_late = rollups.mark_late
+        worker.completeness = rollups.completeness
         await source.open()
         if ready is not None:
             ready.set()

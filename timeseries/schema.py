@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 RAW_RP: Final = "raw"
 REJECTIONS: Final = "rejection"
+# Readings received / expected per device and minute, from `seq` (timeseries.completeness).
+COMPLETENESS: Final = "completeness"
+COMPLETENESS_WINDOW: Final = "1m"
 _DURATION = re.compile(r"(INF|\d+[mhdw])")
 
 
