@@ -24,6 +24,7 @@ from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
     activity,
     aggregates,
+    completeness,
     devices,
     health,
     kinds,
@@ -160,6 +161,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         latest,
         rejections,
         activity,
+        completeness,
     ):
         app.include_router(module.router)
 

@@ -75,6 +75,15 @@ def kinds_out() -> list[DeviceKindOut]:
     ]
 
 
+class CompletenessOut(Out):
+    """Readings received / expected from the devices' `seq` (see /v1/completeness)."""
+
+    received: int
+    expected: int
+    missing: int
+    ratio: float | None = Field(description="received / expected; null when none expected")
+
+
 class DeviceOut(Out):
     """A device of the registry."""
 
@@ -99,6 +108,9 @@ class DeviceOut(Out):
     )
     last_seen: str | None = Field(None, description="time of the newest reading (UTC)")
     latest: dict[str, float] | None = Field(None, description="the newest value of each metric")
+    completeness: CompletenessOut | None = Field(
+        None, description="readings received / expected from seq over the last hour"
+    )
 
     def live(self, state: LiveState | None) -> DeviceOut:
         """This device with its live state filled in."""

@@ -43,6 +43,7 @@ from timeseries.schema import (
     quote_ident,
     raw_measurement,
     rollup_policy,
+    selection,
 )
 from timeseries.writer import BatchWriter
 
@@ -225,3 +226,62 @@ def totals_by_tenant(
         got, want = tenants.get(tenant, (0, 0))
         tenants[tenant] = (got + int(counts.received[i]), want + int(counts.expected[i]))
     return [TenantTotals(t, kind, got, want) for t, (got, want) in sorted(tenants.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """Readings received and expected in one interval (or the whole range) of one group."""
+
+    start_ns: int
+    tags: dict[str, str]
+    received: int
+    expected: int
+
+
+async def read_figures(
+    client: InfluxClient,
+    start_ns: int,
+    end_ns: int,
+    *,
+    device_id: str | None = None,
+    tenants: Sequence[str] | None = None,
+    kind: str | None = None,
+    interval_s: int | None = None,
+    by: Sequence[str] = (),
+) -> list[Figure]:
+    """Sums of the stored completeness rows in [start, end), per interval and the tags in `by`.
+
+    Rows are whole minutes: a minute counts when its start lies in the range.
+    """
+    where = [f"time >= {int(start_ns)}", f"time < {int(end_ns)}"]
+    params: dict[str, object] = {}
+    if device_id is not None:
+        where.append('"device_id" = $device')
+        params["device"] = device_id
+    if kind is not None:
+        where.append('"kind" = $kind')
+        params["kind"] = kind
+    chosen = selection(None, tenants)
+    if chosen is None:
+        return []
+    among, more = chosen
+    params.update(more)
+    group = [f"time({int(interval_s)}s)"] if interval_s else []
+    group += [quote_ident(tag) for tag in by]
+    q = (
+        'SELECT sum("received") AS received, sum("expected") AS expected '  # noqa: S608
+        f"FROM {quote_ident(rollup_policy(COMPLETENESS_WINDOW))}.{quote_ident(COMPLETENESS)} "
+        f"WHERE {' AND '.join(where)}{among}"
+        + (f" GROUP BY {', '.join(group)}" if group else "")
+        + (" fill(none)" if interval_s else "")
+    )
+    out: list[Figure] = []
+    for series in (await client.query(q, params=params or None))[0]:
+        at = {name: n for n, name in enumerate(series.columns)}
+        for row in series.values:
+            received, expected = row[at["received"]], row[at["expected"]]
+            if received is None or expected is None:
+                continue
+            when = int(row[at["time"]]) if interval_s else start_ns
+            out.append(Figure(max(when, start_ns), dict(series.tags), int(received), int(expected)))
+    return out

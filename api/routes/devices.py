@@ -26,6 +26,7 @@ from api.registry_schemas import (
     ImportOut,
     RetireIn,
 )
+from api.routes.completeness import recent_completeness
 from api.schemas import DeviceOut, DevicePage
 from api.timefmt import now_ns
 from devices import BoundingBox, Device, InvalidDevice
@@ -228,7 +229,8 @@ async def get_device(
     device = await registry_call(registry.device, device_id)
     ensure_visible(principal, device_id, device.tenant)
     states = await live_states_if_available(influx, [device], now_ns())
-    return DeviceOut.of(device).live(states.get(device_id))
+    out = DeviceOut.of(device).live(states.get(device_id))
+    return out.model_copy(update={"completeness": await recent_completeness(influx, device_id)})
 
 
 async def _own_device(registry: RegistryDep, principal: Principal, device_id: str) -> Device:
