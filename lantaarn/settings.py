@@ -95,6 +95,24 @@ class ApiSettings(BaseModel):
     )
 
 
+class DoctorSettings(BaseModel):
+    """`lantaarn doctor`: its probe login and what it compares against."""
+
+    username: str | None = Field(
+        None,
+        description="the probe's broker login (default: the ingest login); it needs client ids "
+        "lantaarn-doctor and lantaarn-doctor-pub and readwrite on lantaarn/doctor/#",
+    )
+    password: SecretStr | None = None
+    probe_messages: int = Field(
+        1500, ge=1, description="QoS 1 messages queued for the probe's offline session"
+    )
+    broker_config: Path | None = Field(
+        None, description="mosquitto.conf to read, when the doctor runs on the broker's host"
+    )
+    max_clock_skew_s: float = Field(2.0, gt=0, description="clock skew that is worth a warning")
+
+
 class Settings(BaseSettings):
     """Everything configurable, from the environment (`LANTAARN_MQTT__PORT=1884`)."""
 
@@ -115,6 +133,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    doctor: DoctorSettings = DoctorSettings()
 
     def registry(self) -> str:
         """The registry's SQLAlchemy URL."""

@@ -56,7 +56,7 @@ async def test_holes_in_seq_show_in_the_api_and_on_metrics(tmp_path: Path) -> No
         stack.env["LANTAARN_INGEST__WORKERS"] = "2"
         for index in (0, 1):
             stack.worker(index).start()
-        (t_a, dev_a, kind_a), (t_b, dev_b, kind_b), (t_c, dev_c, kind_c) = stack.devices[:3]
+        dev_a, dev_b, dev_c = (device_id for _t, device_id, _k in stack.devices[:3])
         # a: 40 readings, 3 dropped on the way; b: complete, some sent twice (redelivered);
         # c: restarts (seq back to 0) halfway, nothing lost.
         plan = {
