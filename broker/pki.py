@@ -69,6 +69,8 @@ _DNS_NAME: Final = re.compile(
     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 
+DeviceKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
 SERVER_KIND: Final = "server"
 DEVICE_KIND: Final = "device"
 
@@ -278,12 +280,7 @@ class Authority:
         certificate; the default is about a year.
         """
         identity = check_identity(identity)
-        csr = _parse_csr(csr_pem)
-        _check_csr(csr, identity)
-        public_key = csr.public_key()
-        assert isinstance(
-            public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-        )
+        public_key = _checked_key(_parse_csr(csr_pem), identity)
         return self._sign_device(identity, public_key, not_after)
 
     def issue_device(
@@ -300,7 +297,7 @@ class Authority:
     def _sign_device(
         self,
         identity: str,
-        public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey,
+        public_key: DeviceKey,
         not_after: datetime | None,
     ) -> bytes:
         builder = self._leaf(identity, public_key, not_after or _now() + LEAF_VALIDITY)
@@ -316,7 +313,7 @@ class Authority:
     def _leaf(
         self,
         common_name: str,
-        public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey,
+        public_key: DeviceKey,
         not_after: datetime,
     ) -> x509.CertificateBuilder:
         """A certificate that is no CA, signed by us, for `public_key`, valid until `not_after`."""
@@ -465,7 +462,8 @@ def _parse_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
         raise InvalidCsr("not a PEM or DER certificate signing request") from None
 
 
-def _check_csr(csr: x509.CertificateSigningRequest, identity: str) -> None:
+def _checked_key(csr: x509.CertificateSigningRequest, identity: str) -> DeviceKey:
+    """The request's public key, once the request passed every check."""
     try:
         public_key = csr.public_key()
     except ValueError:
@@ -501,6 +499,7 @@ def _check_csr(csr: x509.CertificateSigningRequest, identity: str) -> None:
             raise InvalidCsr("it asks for alternative names; a device has only its identity")
         if isinstance(extension.value, x509.NameConstraints):
             raise InvalidCsr("it asks for name constraints, which only an authority has")
+    return public_key
 
 
 # -- small helpers ---------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ import stat
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.pki import (
@@ -211,9 +212,22 @@ def _tampered(csr_pem: bytes) -> bytes:
     return bytes(der)
 
 
-def test_rsa_2048_is_accepted(authority: Authority) -> None:
-    csr, _ = device_csr(A, key=rsa.generate_private_key(65537, 2048))
-    assert authority.sign_device_csr(csr, A)
+@pytest.mark.parametrize(
+    "make_key",
+    [
+        lambda: rsa.generate_private_key(65537, 2048),
+        lambda: ec.generate_private_key(ec.SECP384R1()),
+        ed25519.Ed25519PrivateKey.generate,
+    ],
+    ids=["rsa-2048", "p-384", "ed25519"],
+)
+def test_other_sound_keys_are_accepted(authority: Authority, make_key: Any) -> None:
+    key = make_key()
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    csr = builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)
+    cert = x509.load_pem_x509_certificate(authority.sign_device_csr(csr, A))
+    assert cert.public_key() == key.public_key()
 
 
 @pytest.mark.parametrize(
