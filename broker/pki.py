@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,9 +54,11 @@ _LOCK: Final = ".lock"
 
 CA_VALIDITY: Final = timedelta(days=3652)
 LEAF_VALIDITY: Final = timedelta(days=397)
-# OpenSSL refuses every client once the CRL's nextUpdate has passed, so it must be rewritten
-# (`lantaarn pki crl`) well within this; a month leaves room for a missed weekly timer.
-CRL_VALIDITY: Final = timedelta(days=30)
+# Once the CRL's nextUpdate has passed, OpenSSL refuses every certificate (Mosquitto 2.0.11
+# checked: all device certificates locked out), so it must be rewritten (`lantaarn pki crl`) and
+# the broker reloaded well within this. The broker reads the file locally, so a short nextUpdate
+# buys no freshness (a reload does); 90 days leaves room for many missed weekly timers.
+CRL_VALIDITY: Final = timedelta(days=90)
 # Clocks of devices and broker differ a little: a new certificate is valid from a while ago.
 _BACKDATE: Final = timedelta(minutes=5)
 # RFC 5280's upper bound of a common name, which cryptography enforces.
@@ -343,15 +346,18 @@ class Authority:
         with _locked(self.folder):
             self._revoke_locked([identity])
 
-    def write_crl(self, extra_revoked_identities: Iterable[str] = ()) -> Path:
-        """Write `crl.pem` with every revoked serial, valid for `CRL_VALIDITY`; its path.
+    def write_crl(
+        self, extra_revoked_identities: Iterable[str] = (), *, valid_for: timedelta = CRL_VALIDITY
+    ) -> Path:
+        """Write `crl.pem` with every revoked serial, valid for `valid_for`; its path.
 
         `extra_revoked_identities` are revoked first (for example every retired device, so a
-        retirement the hook missed is caught up).
+        retirement the hook missed is caught up). A negative `valid_for` is for tests that need
+        an expired CRL.
         """
         with _locked(self.folder):
             self._revoke_locked(extra_revoked_identities)
-            return self._write_crl_locked()
+            return self._write_crl_locked(valid_for)
 
     def issued(self) -> list[IssuedCertificate]:
         """Every certificate issued, oldest first."""
@@ -375,7 +381,7 @@ class Authority:
                 if r.revoked_at == now:
                     log.info("certificate %x of %s revoked", r.serial, r.identity)
 
-    def _write_crl_locked(self) -> Path:
+    def _write_crl_locked(self, valid_for: timedelta = CRL_VALIDITY) -> Path:
         now = _now()
         meta = self._load_meta()
         number = int(meta.get("crl_number", 0)) + 1
@@ -383,8 +389,8 @@ class Authority:
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificate.subject)
-            .last_update(now - _BACKDATE)
-            .next_update(now + CRL_VALIDITY)
+            .last_update(min(now, now + valid_for) - _BACKDATE)
+            .next_update(now + valid_for)
             .add_extension(x509.CRLNumber(number), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski.value),
@@ -552,18 +558,31 @@ def _locked(folder: Path) -> Iterator[None]:
     """Hold the folder's lock (across processes) for one change."""
     fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        _owned_like_folder(fd, folder)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
 
 
+def _owned_like_folder(fd: int, folder: Path) -> None:
+    """Give a new file the folder's owner when root writes it.
+
+    The folder belongs to whoever runs the services (the API signs, the broker reads the CRL and
+    its key); an operator's `sudo lantaarn pki revoke` must not leave files only root can read.
+    """
+    if os.geteuid() == 0:
+        owner = folder.stat()
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Write `path` (mode 0600) so that readers see the old file or the new, never half of one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as file:
-        os.fchmod(fd, 0o600)  # an old temporary left behind may have had another mode
+        os.fchmod(fd, 0o600)  # whatever the umask
+        _owned_like_folder(fd, path.parent)
         file.write(data)
         file.flush()
         os.fsync(fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -97,6 +98,21 @@ def test_a_loose_folder_is_made_owner_only(tmp_path: Path) -> None:
     folder.chmod(0o755)
     Authority.create(folder)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another user")
+def test_files_written_by_root_belong_to_the_folders_owner(authority: Authority) -> None:
+    # The services own the folder; an operator's `sudo lantaarn pki revoke` must not leave the
+    # CRL readable by root alone (the broker would refuse to reload, the API could not sign).
+    nobody = 65534
+    os.chown(authority.folder, nobody, nobody)
+    authority.issue_device(A)
+    authority.revoke(A)
+    authority.write_crl()
+    for name in ("crl.pem", "issued.json"):
+        owner = (authority.folder / name).stat()
+        assert (owner.st_uid, owner.st_gid) == (nobody, nobody), name
+        assert stat.S_IMODE(owner.st_mode) == 0o600
 
 
 def test_the_server_certificate_names_ipv6_first_and_is_for_servers(authority: Authority) -> None:

@@ -453,3 +453,22 @@ def test_a_revoked_certificate_is_refused_once_the_broker_reloads_the_crl(
     assert (topic(doomed_id), b"b-after") in watcher.until(b"b-after")
     # Others are not affected.
     attempt(broker.tls_port, tls_context(authority, ids[A]), "gm0363-lp-00001")
+
+
+def test_an_expired_crl_locks_every_certificate_out_until_it_is_rewritten(
+    deployment: tuple[Broker, dict[str, Identity]],
+) -> None:
+    broker, ids = deployment
+    context = tls_context(broker.authority, ids[A])
+    attempt(broker.tls_port, context, "gm0363-lp-00001")
+    try:
+        # A CRL past its nextUpdate: OpenSSL fails every client's verification.
+        broker.authority.write_crl(valid_for=-timedelta(hours=1))
+        broker.reload()
+        with pytest.raises(Refused):
+            attempt(broker.tls_port, context, "gm0363-lp-00001")
+    finally:
+        # `lantaarn pki crl` (a timer in a deployment) and a reload mend it.
+        broker.authority.write_crl()
+        broker.reload()
+    attempt(broker.tls_port, context, "gm0363-lp-00001")
