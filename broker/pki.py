@@ -224,10 +224,14 @@ class Authority:
             raise AuthorityMissing(
                 f"{folder} holds no certificate authority; run `lantaarn pki init`"
             ) from None
-        key = serialization.load_pem_private_key(key_pem, password=None)
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+            certificate = x509.load_pem_x509_certificate(cert_pem)
+        except (ValueError, TypeError) as exc:
+            raise PkiError(f"the authority in {folder} cannot be read: {exc}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise PkiError(f"{folder / CA_KEY} is not an EC private key")
-        return cls(folder, x509.load_pem_x509_certificate(cert_pem), key)
+        return cls(folder, certificate, key)
 
     @property
     def ca_file(self) -> Path:
@@ -256,7 +260,11 @@ class Authority:
         ips.sort(key=lambda ip: ip.version, reverse=True)
         alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
         alt_names += [x509.IPAddress(ip) for ip in ips]
-        common_name = dns[0] if dns else str(ips[0])
+        # Clients check the alternative names; the common name is only a label, which RFC 5280
+        # limits to 64 characters.
+        common_name = next(
+            (n for n in [*dns, *map(str, ips)] if len(n) <= MAX_IDENTITY_LENGTH), "lantaarn broker"
+        )
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             self._leaf(common_name, key.public_key(), _now() + LEAF_VALIDITY)

@@ -90,6 +90,9 @@ def test_the_authority_is_a_ca_for_ten_years_and_keeps_its_folder_private(tmp_pa
         Authority.create(folder)
     with pytest.raises(AuthorityMissing):
         Authority.load(tmp_path / "elsewhere")
+    (folder / "ca.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\nbroken\n")
+    with pytest.raises(PkiError, match="cannot be read"):
+        Authority.load(folder)
 
 
 def test_a_loose_folder_is_made_owner_only(tmp_path: Path) -> None:
@@ -126,6 +129,11 @@ def test_the_server_certificate_names_ipv6_first_and_is_for_servers(authority: A
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert timedelta(days=360) < cert.not_valid_after_utc - datetime.now(UTC) < timedelta(400)
     assert openssl_verify(authority, cert_path).startswith("0 ")
+    long_name = ".".join(["a" * 40] * 3)  # a valid DNS name longer than a common name may be
+    long_cert, _ = authority.issue_server([long_name], [])
+    alt = x509.load_pem_x509_certificate(long_cert.read_bytes()).extensions
+    names = alt.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [long_name]
     with pytest.raises(PkiError):
         authority.issue_server([], [])
     with pytest.raises(PkiError):
