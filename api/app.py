@@ -24,7 +24,11 @@ from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
     activity,
     aggregates,
+<<<<<<< HEAD
     completeness,
+=======
+    certificates,
+>>>>>>> main
     devices,
     health,
     kinds,
@@ -156,6 +160,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         kinds,
         tenants,
         devices,
+        certificates,
         readings,
         aggregates,
         latest,

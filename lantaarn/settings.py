@@ -142,6 +142,10 @@ class Settings(BaseSettings):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
 
+    def pki_dir(self) -> Path:
+        """The folder of the deployment's certificate authority (`lantaarn pki`)."""
+        return self.data_dir / "pki"
+
     def influx_config(self) -> InfluxConfig:
         """How the platform reaches InfluxDB."""
         i = self.influx
@@ -200,6 +204,7 @@ class Settings(BaseSettings):
             cors_origins=tuple(self.api.cors_origins),
             anonymous_read=self.api.anonymous_read,
             collectors=collectors,
+            pki_dir=self.pki_dir(),
         )
 
 
