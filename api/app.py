@@ -24,11 +24,8 @@ from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
     activity,
     aggregates,
-<<<<<<< HEAD
-    completeness,
-=======
     certificates,
->>>>>>> main
+    completeness,
     devices,
     health,
     kinds,
