@@ -42,7 +42,7 @@ def _broker(folder: Path, lines: list[str], port: int) -> ServiceProcess:
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "mosquitto.conf"
     owner = ["user root"] if os.geteuid() == 0 else []
-    config.write_text("\n".join([*lines, *owner, f"listener {port} ::1", ""]))
+    config.write_text("\n".join([f"listener {port} ::1", *lines, *owner, ""]))
     service = ServiceProcess(
         "mosquitto", ["mosquitto", "-c", str(config)], folder / "mosquitto.log", lambda: _open(port)
     )
