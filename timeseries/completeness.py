@@ -18,7 +18,8 @@ Definitions (per device, per 1-minute window of reading time):
 - Expected therefore only covers the numbers between the first and the last reading seen: a
   device that goes silent is not "incomplete" here (that is the silent status's job), and the
   lower neighbour is looked for up to `CONTEXT_NS` before the window (a device that sends less
-  often than that gets no cross-window holes counted).
+  often than that gets no cross-window holes counted): among all readings of the last
+  `NEAR_NS`, before that the device's last reading only.
 
 Storage: measurement `completeness` in the `rollup_1m` retention policy, tags `tenant`,
 `device_id`, `kind`; integer fields `received`, `expected`, `missing`; time = window start.
@@ -52,8 +53,11 @@ log = logging.getLogger(__name__)
 I64 = npt.NDArray[np.int64]
 NS: Final = 1_000_000_000
 WIDTH_NS: Final = 60 * NS
-# How far before a window the lower neighbour of its first reading is looked for.
+# How far before a window the lower neighbour of its first reading is looked for: every reading
+# of the last NEAR_NS (so that readings reordered across the window's edge are seen), and
+# before that only each device's last one (cheap: one row per device).
 CONTEXT_NS: Final = 30 * 60 * NS
+NEAR_NS: Final = 2 * 60 * NS
 REORDER: Final = 100
 MAX_GAP: Final = 1_000_000
 
@@ -141,32 +145,48 @@ class SeqSamples:
     seq: I64
 
 
-async def read_seq(client: InfluxClient, kind: str, start_ns: int, end_ns: int) -> SeqSamples:
-    """Every stored reading's `seq` of a kind in [start, end), per device."""
-    q = (
-        f"SELECT {quote_ident('seq')} FROM "  # noqa: S608 - identifiers quoted, times are ints
-        f"{quote_ident(RAW_RP)}.{quote_ident(raw_measurement(kind))} "
-        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} "
-        'GROUP BY "tenant", "device_id"'
-    )
+async def read_seq(
+    client: InfluxClient, kind: str, start_ns: int, end_ns: int, *, last_before_ns: int = 0
+) -> SeqSamples:
+    """Every stored reading's `seq` of a kind in [start, end), per device.
+
+    With `last_before_ns`, also each device's last reading in [last_before_ns, start).
+    """
     devices: list[tuple[str, str]] = []
+    at: dict[tuple[str, str], int] = {}
     index: list[int] = []
     times: list[int] = []
     seqs: list[int] = []
-    for series in (await client.query(q))[0]:
-        time_at, seq_at = series.columns.index("time"), series.columns.index("seq")
-        n = len(devices)
-        devices.append((series.tags.get("tenant", ""), series.tags.get("device_id", "")))
-        for row in series.values:
-            if row[seq_at] is not None:
-                index.append(n)
-                times.append(row[time_at])
-                seqs.append(row[seq_at])
+    statements = [_seq_query(kind, '"seq"', start_ns, end_ns)]
+    if last_before_ns:
+        # A selector: the row keeps the time of the reading it picked.
+        statements.append(_seq_query(kind, 'last("seq") AS "seq"', last_before_ns, start_ns))
+    for result in await client.query("; ".join(statements)):
+        for series in result:
+            key = (series.tags.get("tenant", ""), series.tags.get("device_id", ""))
+            n = at.setdefault(key, len(devices))
+            if n == len(devices):
+                devices.append(key)
+            time_at, seq_at = series.columns.index("time"), series.columns.index("seq")
+            for row in series.values:
+                if row[seq_at] is not None:
+                    index.append(n)
+                    times.append(row[time_at])
+                    seqs.append(row[seq_at])
     return SeqSamples(
         devices,
         np.asarray(index, dtype=np.int64),
         np.asarray(times, dtype=np.int64),
         np.asarray(seqs, dtype=np.int64),
+    )
+
+
+def _seq_query(kind: str, selected: str, start_ns: int, end_ns: int) -> str:
+    return (
+        f"SELECT {selected} FROM "  # noqa: S608 - our own expression, identifiers quoted
+        f"{quote_ident(RAW_RP)}.{quote_ident(raw_measurement(kind))} "
+        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} "
+        'GROUP BY "tenant", "device_id"'
     )
 
 
@@ -206,7 +226,9 @@ async def rebuild_completeness(
     end_ns -= end_ns % WIDTH_NS
     if end_ns <= start_ns:
         return []
-    samples = await read_seq(client, kind, start_ns - CONTEXT_NS, end_ns)
+    samples = await read_seq(
+        client, kind, start_ns - NEAR_NS, end_ns, last_before_ns=start_ns - CONTEXT_NS
+    )
     counts = count(samples.device, samples.ts_ns, samples.seq, start_ns, end_ns)
     lines = completeness_lines(kind, samples, counts)
     if lines:

@@ -35,6 +35,12 @@ async def test_completeness_is_counted_from_storage_and_kept_to_the_keys_tenants
         for n in range(50)
         if n not in lost
     ]
+    # Then rarely: seq 60 eight minutes after 49 (50..59 lost; the lower neighbour is found
+    # beyond the window's near context), and 62 at minute 20 (61 lost).
+    readings += [
+        {"ts": rfc3339_ms(start_ms + m * MINUTE_MS), "seq": seq, "metrics": {"laeq": 50.0}}
+        for m, seq in ((12, 60), (20, 62))
+    ]
     sent = [
         (f"lantaarn/v1/GM0363/{amsterdam.device_id}/telemetry", orjson.dumps(r)) for r in readings
     ]
@@ -63,16 +69,16 @@ async def test_completeness_is_counted_from_storage_and_kept_to_the_keys_tenants
                 client,
                 BatchWriter(client),
                 ("noise",),
-                first_windows=20,
-                clock=lambda: (start_ms + 15 * MINUTE_MS) * 1_000_000,
+                first_windows=25,
+                clock=lambda: (start_ms + 25 * MINUTE_MS) * 1_000_000,
             )
-            assert await job.tick() == 20
+            assert await job.tick() == 25
             assert await job.tick() == 0  # nothing new has closed
 
         figures = {(m.name, tuple(s.labels.values())): s.value
                    for m in completeness_metrics([job]) for s in m.samples}  # fmt: skip
-        assert figures[("lantaarn_completeness_missing_readings", ("GM0363", "noise"))] == 4
-        assert figures[("lantaarn_completeness_expected_readings", ("GM0363", "noise"))] == 50
+        assert figures[("lantaarn_completeness_missing_readings", ("GM0363", "noise"))] == 15
+        assert figures[("lantaarn_completeness_expected_readings", ("GM0363", "noise"))] == 63
 
         period = {"start": rfc3339_ms(start_ms), "end": rfc3339_ms(start_ms + 10 * MINUTE_MS)}
         fleetwide = (await http.get("/v1/completeness", params=period, headers=as_admin)).json()
@@ -93,6 +99,17 @@ async def test_completeness_is_counted_from_storage_and_kept_to_the_keys_tenants
         # seq 7 would have come in minute 0 (6 s apart: 10 a minute), 30-32 in minute 3.
         assert [m["missing"] for m in minutes] == [1, 0, 0, 3, 0]
         assert [m["expected"] for m in minutes] == [10] * 5
+        whole = {"start": period["start"], "end": rfc3339_ms(start_ms + 25 * MINUTE_MS)}
+        later = (
+            await http.get(device, params={**whole, "interval": "1m"}, headers=as_admin)
+        ).json()
+        assert (later["received"], later["expected"]) == (48, 63)
+        assert [(m["start"], m["missing"]) for m in later["intervals"][5:]] == [
+            (rfc3339_ms(start_ms + 12 * MINUTE_MS).replace(".000", ""), 10),
+            (rfc3339_ms(start_ms + 20 * MINUTE_MS).replace(".000", ""), 1),
+        ]
+        summary = (await http.get(f"/v1/devices/{amsterdam.device_id}", headers=as_admin)).json()
+        assert summary["completeness"] is not None  # the last hour, from the same rows
 
         # Another tenant's key: nothing of Amsterdam's, and a 403 when it names Amsterdam.
         theirs = (await http.get("/v1/completeness", params=period, headers=as_utrecht)).json()
