@@ -64,16 +64,19 @@ async def test_completeness_is_counted_from_storage_and_kept_to_the_keys_tenants
                     if got[0] and got[0][0].values[0][1] >= len(readings):
                         break
                     await asyncio.sleep(0.2)
-            # The job as the noise roller runs it, ten minutes after the readings.
+            # The job as the noise roller runs it, on a clock of our own.
+            now_ms = [start_ms + 11 * MINUTE_MS + 10_000]
             job = CompletenessJob(
                 client,
                 BatchWriter(client),
                 ("noise",),
-                first_windows=25,
-                clock=lambda: (start_ms + 25 * MINUTE_MS) * 1_000_000,
+                first_windows=11,
+                clock=lambda: now_ms[0] * 1_000_000,
             )
-            assert await job.tick() == 25
+            assert await job.tick() == 11
             assert await job.tick() == 0  # nothing new has closed
+            now_ms[0] = start_ms + 25 * MINUTE_MS + 10_000  # minutes 11..24: one more pass
+            assert await job.tick() == 14
 
         figures = {(m.name, tuple(s.labels.values())): s.value
                    for m in completeness_metrics([job]) for s in m.samples}  # fmt: skip
