@@ -117,11 +117,15 @@ def serving(
     thread.start()
     assert started.wait(10)
     scheme = "https" if options.get("certfile") else "http"
-    url = f"{scheme}://{hosts[0]}:{port}" if ":" not in hosts[0] else f"{scheme}://[{hosts[0]}]:{port}"
+    url = (
+        f"{scheme}://{hosts[0]}:{port}"
+        if ":" not in hosts[0]
+        else f"{scheme}://[{hosts[0]}]:{port}"
+    )
     deadline = time.monotonic() + 15
     while True:
         try:
-            if httpx.get(f"{url}/v1/health/live", verify=False).status_code == 200:  # noqa: S501
+            if httpx.get(f"{url}/v1/health/live", verify=False).status_code == 200:
                 break
         except httpx.TransportError:
             pass

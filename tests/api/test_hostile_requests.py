@@ -87,7 +87,8 @@ class RawAnswer:
 def send_partly(url: str, head: str, body_part: bytes = b"") -> RawAnswer:
     """Send a request head (and maybe part of its body), never the rest; read the answer."""
     address = urlsplit(url)
-    assert address.hostname is not None and address.port is not None
+    assert address.hostname is not None
+    assert address.port is not None
     with socket.create_connection((address.hostname, address.port), ANSWER_WAIT_S) as sock:
         sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body_part)
         received = b""
@@ -166,7 +167,9 @@ def test_the_import_route_takes_more_than_a_device_create(api: str, world: World
     assert_problem(answer, 400)
     too_big = httpx.post(f"{api}/v1/devices", content=rows.encode(), headers=key)
     assert "bytes" in str(assert_problem(too_big, 413)["detail"])
-    head = post_head(api, "/v1/device-imports", f"Authorization: Bearer {world.keys['operator_a']}\n")
+    head = post_head(
+        api, "/v1/device-imports", f"Authorization: Bearer {world.keys['operator_a']}\n"
+    )
     answer_raw = send_partly(api, head)
     assert answer_raw.status == 413
     assert f"{IMPORT_CAP} bytes" in str(answer_raw.problem()["detail"])
@@ -176,7 +179,7 @@ def test_the_api_still_answers_after_the_refusals(api: str) -> None:
     assert httpx.get(f"{api}/v1/health/live").status_code == 200
 
 
-# -- bad input is 400, never 500 or 502 -------------------------------------------------------------
+# -- bad input is 400, never 500 or 502 ------------------------------------------------------------
 
 
 def test_deeply_nested_geojson_is_400(api: str, world: World) -> None:
@@ -237,7 +240,9 @@ def test_a_taken_id_is_refused_alike_whoever_has_it(api: str, world: World) -> N
     others = world.of_tenant(TENANT_B)[0].device_id
     own = world.of_tenant(TENANT_A)[0].device_id
     answers = {
-        device_id: httpx.post(f"{api}/v1/devices", json=_new_device(device_id, TENANT_A), headers=key)
+        device_id: httpx.post(
+            f"{api}/v1/devices", json=_new_device(device_id, TENANT_A), headers=key
+        )
         for device_id in (others, own)
     }
     bodies = []
@@ -270,7 +275,7 @@ def test_a_taken_id_in_an_import_says_taken_not_whose(api: str, world: World) ->
     assert TENANT_B not in text
 
 
-# -- /metrics has its own access control -------------------------------------------------------------
+# -- /metrics has its own access control -----------------------------------------------------------
 
 
 def test_metrics_are_not_for_anyone(api: str, world: World, config: ApiConfig) -> None:
@@ -286,13 +291,20 @@ def test_metrics_are_not_for_anyone(api: str, world: World, config: ApiConfig) -
     assert by_token.status_code == 200
 
 
-# -- failed logins are rate limited per client address ------------------------------------------------
+# -- failed logins are rate limited per client address ---------------------------------------------
+
+
+@pytest.fixture
+def fresh_api(config: ApiConfig) -> Iterator[str]:
+    """An API of its own: no failures counted yet."""
+    with serving(config, hosts=("127.0.0.1", "::1")) as url:
+        yield url
 
 
 def test_guessing_keys_is_slowed_per_address_and_locks_out_nobody_else(
-    api: str, world: World
+    fresh_api: str, world: World
 ) -> None:
-    port = urlsplit(api).port
+    port = urlsplit(fresh_api).port
     guesser = f"http://127.0.0.1:{port}"
     holder = f"http://[::1]:{port}"
     wrong = bearer("ltn_0123456789abcdef_" + "C" * 43)
