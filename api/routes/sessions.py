@@ -92,7 +92,11 @@ async def sign_in(
     return _out(store, session, principal)
 
 
-@router.get("/current", response_model=SessionOut, responses={401: {"description": "no session"}})
+@router.get(
+    "/current",
+    response_model=SessionOut,
+    responses={401: {"description": "no session"}, 429: {"description": "see Retry-After"}},
+)
 async def current_session(
     found: Annotated[tuple[Session, Principal, str], Depends(_session)], request: Request
 ) -> SessionOut:
@@ -104,7 +108,11 @@ async def current_session(
 @router.delete(
     "/current",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: {"description": "no session"}, 403: {"description": "from another origin"}},
+    responses={
+        401: {"description": "no session"},
+        403: {"description": "from another origin"},
+        429: {"description": "see Retry-After"},
+    },
 )
 async def sign_out(
     found: Annotated[tuple[Session, Principal, str], Depends(_session)], request: Request
