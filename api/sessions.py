@@ -52,10 +52,9 @@ class SessionStore:
         """A new session for a key: its id (for the cookie, not kept) and the session."""
         now = self._clock()
         self._expire(now)
-        own = sorted(
-            (s.started, digest) for digest, s in self._sessions.items() if s.key_id == key_id
-        )
-        for _, digest in own[: max(0, len(own) - PER_KEY + 1)]:
+        # The dict keeps insertion order: a key's sessions come oldest first.
+        own = [digest for digest, s in self._sessions.items() if s.key_id == key_id]
+        for digest in own[: max(0, len(own) - PER_KEY + 1)]:
             del self._sessions[digest]
         session_id = secrets.token_urlsafe(32)
         session = Session(key_id, now, now)
