@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.registry import Collector
@@ -36,7 +36,7 @@ class ApiConfig:
     auth_failure_burst: int = 20
     auth_failure_refill_s: float = 6.0
     # A bearer token that may read /metrics and nothing else (for Prometheus); admin keys may too.
-    metrics_token: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
     # Dashboard sessions end after this many seconds unused, and this many after sign-in.
     session_idle_s: float = 30 * 60
     session_max_s: float = 12 * 3600
