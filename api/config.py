@@ -40,3 +40,5 @@ class ApiConfig:
     # Dashboard sessions end after this many seconds unused, and this many after sign-in.
     session_idle_s: float = 30 * 60
     session_max_s: float = 12 * 3600
+    # The certificate authority's folder (broker/pki.py); None: no device certificates.
+    pki_dir: Path | None = None

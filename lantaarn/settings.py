@@ -151,6 +151,10 @@ class Settings(BaseSettings):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
 
+    def pki_dir(self) -> Path:
+        """The folder of the deployment's certificate authority (`lantaarn pki`)."""
+        return self.data_dir / "pki"
+
     def influx_config(self) -> InfluxConfig:
         """How the platform reaches InfluxDB."""
         i = self.influx
@@ -219,6 +223,7 @@ class Settings(BaseSettings):
             ),
             session_idle_s=self.api.session_idle_minutes * 60,
             session_max_s=self.api.session_max_hours * 3600,
+            pki_dir=self.pki_dir(),
         )
 
 
