@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import ssl
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import httpx
 import pytest
 
 from lantaarn.localstack import Influx
+from lantaarn.serve import bind_free
 from tests.api.liveapi import TENANT_A, World, seed_world, serving
 from tests.conftest import require_program
 
@@ -183,3 +188,41 @@ def test_a_forwarded_proto_from_an_untrusted_client_does_not_make_cookies_secure
         )
         assert signed_in.status_code == 201
         assert "secure" not in signed_in.headers["set-cookie"].lower()
+
+
+def test_the_command_serves_https_with_a_certificate(
+    world: World, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cert, key = certificate
+    sockets, port = bind_free(["127.0.0.1"])
+    for sock in sockets:
+        sock.close()  # the command binds the port itself
+    env = {
+        **os.environ,
+        "LANTAARN_DATA_DIR": str(tmp_path),
+        "LANTAARN_REGISTRY_URL": world.config.registry_url,
+        "LANTAARN_INFLUX__URL": world.config.influx.url,
+        "LANTAARN_INFLUX__DATABASE": world.config.influx.database,
+    }
+    command = [sys.executable, "-m", "lantaarn", "api", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--certfile", str(cert), "--keyfile", str(key)]
+    trust = ssl.create_default_context(cafile=cert)
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as api:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    live = httpx.get(f"https://127.0.0.1:{port}/v1/health/live", verify=trust)
+                    break
+                except httpx.TransportError:
+                    assert api.poll() is None, api.stderr.read() if api.stderr else ""
+                    assert time.monotonic() < deadline, "the API did not come up"
+                    time.sleep(0.1)
+            assert live.status_code == 200
+            answer = httpx.get(
+                f"https://127.0.0.1:{port}/v1/latest", headers=admin(world), verify=trust
+            )
+            assert answer.status_code == 200
+        finally:
+            api.send_signal(signal.SIGTERM)
+            api.wait(15)
