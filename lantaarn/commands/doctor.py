@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from pathlib import Path
 
 from lantaarn.commands import Subcommands
@@ -52,6 +53,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         render,
     )
 
+    # Alembic tells of every migration context it opens; the findings say what matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     m, d = settings.mqtt, settings.doctor
     secret = d.password or m.password
     # The TLS settings arrive with the session layer's TLS (#12); read them where they exist.
