@@ -18,8 +18,9 @@ import pytest
 
 from broker.pki import Authority
 from devices import Registry
-from lantaarn.doctor import BrokerTarget, Status
+from lantaarn.doctor import BrokerTarget, Finding, Status
 from lantaarn.doctor.broker import check_tls
+from lantaarn.doctor.storage import check_influx
 from lantaarn.localstack import Influx, Mosquitto, ServiceProcess, free_port
 from tests.conftest import require_program
 from tests.ingest.processes import WorkerProcess
@@ -177,3 +178,23 @@ def test_tls_is_checked_against_the_ca_and_the_host_name(
     # The certificate names localhost and ::1, not 127.0.0.1.
     wrong_name = check_tls(BrokerTarget("127.0.0.1", port, tls=True, ca_file=authority.ca_file))
     assert wrong_name[0].status is Status.FAIL
+
+
+def test_retention_shorter_than_the_settings_is_data_at_risk(deployment: dict[str, str]) -> None:
+    config = InfluxConfig(
+        deployment["LANTAARN_INFLUX__URL"], deployment["LANTAARN_INFLUX__DATABASE"]
+    )
+
+    async def shorten_and_check() -> list[Finding]:
+        async with InfluxClient(config) as client:
+            await client.execute(
+                [f'ALTER RETENTION POLICY "raw" ON "{config.database}" DURATION 7d']
+            )
+        return await check_influx(config, Retention(), max_skew_s=2.0)
+
+    findings = asyncio.run(shorten_and_check())
+    retention = [f for f in findings if f.check == "influxdb: retention"]
+    assert [(f.status, f.message) for f in retention] == [
+        (Status.FAIL, "policy 'raw' keeps 7d, the settings say 90d")
+    ]
+    assert any(f.check == "clock: influxdb" and f.status is Status.OK for f in findings)
