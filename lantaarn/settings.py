@@ -129,7 +129,8 @@ class DoctorSettings(BaseModel):
     username: str | None = Field(
         None,
         description="the probe's broker login (default: the ingest login); it needs client ids "
-        "lantaarn-doctor and lantaarn-doctor-pub and readwrite on lantaarn/doctor/#",
+        "lantaarn-doctor, lantaarn-doctor-pub and lantaarn-doctor-sys, readwrite on "
+        "lantaarn/doctor/# and read on $SYS/#",
     )
     password: SecretStr | None = None
     probe_messages: int = Field(

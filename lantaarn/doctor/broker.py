@@ -394,8 +394,8 @@ def session_counts(figures: dict[str, bytes]) -> Finding | None:
         return None
     offline = int(disconnected or b"0")
     text = (
-        f"the broker has {int(connected)} clients connected and {offline} persistent "
-        "sessions offline"
+        f"$SYS (as of its last update, every 10 s by default): {int(connected)} clients "
+        f"connected, {offline} persistent sessions offline"
     )
     if offline:
         return Finding(
