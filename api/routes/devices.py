@@ -27,6 +27,7 @@ from api.registry_schemas import (
     RetireIn,
 )
 from api.schemas import DeviceOut, DevicePage
+from api.spelling import public_name
 from api.timefmt import now_ns
 from devices import BoundingBox, Device, InvalidDevice
 from devices.provisioning import issue_credentials, provision
@@ -59,7 +60,7 @@ async def registry_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -
         return await asyncio.to_thread(fn, *args, **kwargs)
     except InvalidDevice as exc:
         raise BadRequest(
-            [{"name": p.field or "body", "in": "body", "reason": str(p)} for p in exc.problems]
+            [{"name": public_name(p.field), "in": "body", "reason": str(p)} for p in exc.problems]
         ) from exc
 
 
