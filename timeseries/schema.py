@@ -96,3 +96,25 @@ def one_of(tag: str, values: Sequence[str], name: str) -> tuple[str, dict[str, o
     params: dict[str, object] = {f"{name}{n}": value for n, value in enumerate(values)}
     alternatives = " OR ".join(f"{quote_ident(tag)} = ${name}{n}" for n in range(len(values)))
     return f"({alternatives})", params
+
+
+def selection(
+    device_ids: Sequence[str] | None, tenants: Sequence[str] | None
+) -> tuple[str, dict[str, object]] | None:
+    """` AND (...)` choosing some devices, or all devices of some tenants, with bound values.
+
+    `("", {})` when neither is given (everything); None when a given list is empty (nothing).
+    Devices win over tenants: a long list of all of a tenant's devices is better said as the
+    tenant (InfluxDB reads the query from the URL).
+    """
+    if device_ids is not None:
+        if not device_ids:
+            return None
+        clause, params = one_of("device_id", device_ids, "d")
+        return f" AND {clause}", params
+    if tenants is not None:
+        if not tenants:
+            return None
+        clause, params = one_of("tenant", tenants, "t")
+        return f" AND {clause}", params
+    return "", {}
