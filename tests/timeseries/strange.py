@@ -24,10 +24,20 @@ class Answer:
     body: bytes = b'{"results":[{"statement_id":0}]}'
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A request the server received: method, the URL's length and the body."""
+
+    method: str
+    url_bytes: int
+    body: bytes
+
+
 class _Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
     daemon_threads = True
     answer: Answer
+    asked: list[Asked]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -35,8 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
+        self.server.asked.append(Asked(self.command, len(self.path), body))
         answer = self.server.answer
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
@@ -53,9 +63,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def strange_influx() -> Iterator[tuple[str, _Server]]:
-    """Serve on a free port of ::1; yields the base URL and the server (set `.answer`)."""
+    """Serve on a free port of ::1; yields the base URL and the server (set `.answer`; the
+    requests it received are in `.asked`)."""
     server = _Server(("::1", 0), _Handler)
     server.answer = Answer()
+    server.asked = []
     thread = threading.Thread(target=server.serve_forever, name="strange-influx", daemon=True)
     thread.start()
     try:
