@@ -380,22 +380,22 @@ class CommandStore:
                 conn.execute(insert(command_events), events)
         created = [
             Command(
-                id=r["id"],
-                group_id=r["group_id"],
-                tenant=r["tenant"],
-                device_id=r["device_id"],
-                name=r["name"],
-                args=json.loads(r["args"]),
+                id=str(row["id"]),
+                group_id=group_id,
+                tenant=item.tenant,
+                device_id=item.device_id,
+                name=item.name,
+                args=dict(item.args),
                 state=CommandState.CREATED,
                 detail=None,
                 issuer=issuer,
                 created_at=now,
-                expires_at=r["expires_at"],
+                expires_at=item.expires_at,
                 sent_at=None,
                 finished_at=None,
                 events=(CommandEvent(CommandState.CREATED.value, now),),
             )
-            for r in rows
+            for row, item in zip(rows, new, strict=True)
         ]
         return created, group
 
@@ -651,9 +651,7 @@ class CommandStore:
                     and_(commands.c.created_at == at, commands.c.id < last_id),
                 )
             )
-        query = query.order_by(commands.c.created_at.desc(), commands.c.id.desc()).limit(
-            limit + 1
-        )
+        query = query.order_by(commands.c.created_at.desc(), commands.c.id.desc()).limit(limit + 1)
         with self._begin() as conn:
             rows = [_command(r) for r in conn.execute(query).mappings()]
         more = len(rows) > limit

@@ -33,7 +33,9 @@ def store(registry: Registry, registry_url: str) -> Iterator[CommandStore]:
         yield opened
 
 
-def _dim(device: str, tenant: str = "GM0363", deadline: datetime = T0 + timedelta(minutes=5)):
+def _dim(
+    device: str, tenant: str = "GM0363", deadline: datetime = T0 + timedelta(minutes=5)
+) -> NewCommand:
     return NewCommand(tenant, device, "set_dim_level", {"level": 40}, deadline)
 
 
@@ -42,7 +44,8 @@ def test_a_command_goes_created_sent_done_with_each_change_recorded(store: Comma
     assert group is None
     assert made.state is CommandState.CREATED
     assert store.mark_sent([made.id], T0 + timedelta(seconds=1)) == 1
-    outcome = store.record_ack("GM0363", "lp-1", made.id, "done", "level 40", T0 + timedelta(seconds=2))
+    answered = T0 + timedelta(seconds=2)
+    outcome = store.record_ack("GM0363", "lp-1", made.id, "done", "level 40", answered)
     assert outcome is AckOutcome.APPLIED
     stored = store.command(made.id)
     assert stored.state is CommandState.DONE
