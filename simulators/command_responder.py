@@ -107,7 +107,9 @@ class CommandResponder:
                     answering.add(task)
                     task.add_done_callback(answering.discard)
 
-    def _answer(self, client: aiomqtt.Client, message: aiomqtt.Message) -> asyncio.Task[None] | None:
+    def _answer(
+        self, client: aiomqtt.Client, message: aiomqtt.Message
+    ) -> asyncio.Task[None] | None:
         where = parse_topic(message.topic.value)
         device = self.devices.get(where.device_id) if where is not None else None
         if where is None or device is None or not isinstance(message.payload, bytes):
