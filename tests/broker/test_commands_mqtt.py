@@ -84,23 +84,30 @@ def _lamps(tag: str, count: int, tenant: str = "GM0363") -> list[Device]:
 
 @asynccontextmanager
 async def _platform(
-    folder: Path, broker: Mosquitto, lamps: int, grace_s: float = 0.5
+    folder: Path,
+    broker: Mosquitto,
+    lamps: int,
+    grace_s: float = 0.5,
+    again: Platform | None = None,
 ) -> AsyncIterator[Platform]:
-    tag = uuid.uuid4().hex[:8]
+    """The platform on a new registry, or `again` on the same registry, keys and client id."""
     url = f"sqlite:///{folder / 'registry.sqlite3'}"
-    devices = _lamps(tag, lamps)
-    with Registry(url) as registry, KeyStore(url) as store:
-        registry.add_tenant(AMSTERDAM)
-        registry.add_tenant(UTRECHT)
-        registry.add_devices([*devices, *_lamps(f"{tag}-u", 1, "GM0344")])
-        keys = {}
-        for use, role, tenants in (
-            ("admin", Role.ADMIN, None),
-            ("operator_a", Role.OPERATOR, ["GM0363"]),
-            ("operator_b", Role.OPERATOR, ["GM0344"]),
-            ("viewer_a", Role.VIEWER, ["GM0363"]),
-        ):
-            keys[use] = store.create(role, tenants, name=use)[1]
+    if again is not None:
+        tag, keys, devices = again.tag, again.keys, again.lamps
+    else:
+        tag, keys = uuid.uuid4().hex[:8], {}
+        devices = _lamps(tag, lamps)
+        with Registry(url) as registry, KeyStore(url) as store:
+            registry.add_tenant(AMSTERDAM)
+            registry.add_tenant(UTRECHT)
+            registry.add_devices([*devices, *_lamps(f"{tag}-u", 1, "GM0344")])
+            for use, role, tenants in (
+                ("admin", Role.ADMIN, None),
+                ("operator_a", Role.OPERATOR, ["GM0363"]),
+                ("operator_b", Role.OPERATOR, ["GM0344"]),
+                ("viewer_a", Role.VIEWER, ["GM0363"]),
+            ):
+                keys[use] = store.create(role, tenants, name=use)[1]
     commands = CommandServiceConfig(
         "::1",
         broker.port,
@@ -339,3 +346,23 @@ async def test_a_group_command_to_200_lamps_completes(tmp_path: Path, mosquitto:
         assert lines[0].startswith("id,groupId,tenant,deviceId,name,args,state")
         assert len(lines) == 201
         assert sum(",expired," in line for line in lines) == 1
+
+
+async def test_answers_that_come_while_the_service_is_down_are_recorded_when_it_returns(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with _platform(tmp_path, mosquitto, 1) as platform:
+        lamp = platform.lamps[0]
+        response = await platform.http.post(
+            f"/v1/devices/{lamp.device_id}/commands",
+            json={"name": "reboot", "deadlineSeconds": 300},
+            headers=platform.headers("operator_a"),
+        )
+        command_id = response.json()["id"]
+        await _reaches(platform, command_id, "sent")
+    # The API and its command service are gone; the lamp answers now.
+    async with aiomqtt.Client("::1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as device:
+        answer = CommandAck(id=command_id, status="done", detail="rebooted").payload()
+        await device.publish(ack_topic(lamp.tenant, lamp.device_id), answer, qos=1)
+    async with _platform(tmp_path, mosquitto, 1, again=platform) as back:
+        await _reaches(back, command_id, "done")
