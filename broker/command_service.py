@@ -45,7 +45,7 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from devices.command_history import AckOutcome, Command, CommandStore
+from devices.command_history import AckOutcome, Answer, Command, CommandStore
 from devices.command_messages import (
     MAX_ACK_BYTES,
     CommandAck,
@@ -180,8 +180,7 @@ class CommandService:
                     self._work.set()  # whatever waited for the broker goes out now
                     publisher = asyncio.create_task(self._publish_loop(client), name="publish")
                     try:
-                        async for message in client.messages:
-                            await self._answer(message)
+                        await self._answers(client)
                     finally:
                         publisher.cancel()
                         await asyncio.gather(publisher, return_exceptions=True)
@@ -194,48 +193,59 @@ class CommandService:
 
     # -- answers -------------------------------------------------------------------------------
 
-    async def _answer(self, message: aiomqtt.Message) -> None:
-        """Record one device's answer; retried while the database fails, so none is skipped."""
+    async def _answers(self, client: aiomqtt.Client) -> None:
+        """Record answers as they come, those already waiting together in one transaction.
+
+        The next batch is taken only once this one is committed; a failing database is retried,
+        never skipped, so an answer aiomqtt acknowledged is lost only if the process dies.
+        """
+        messages = client.messages
+        while True:
+            batch = [await anext(messages)]
+            while len(messages) and len(batch) < self.config.publish_batch:
+                batch.append(await anext(messages))
+            answers = [a for a in (self._parse(m) for m in batch) if a is not None]
+            if answers:
+                await self._record(answers)
+
+    def _parse(self, message: aiomqtt.Message) -> Answer | None:
         where = parse_topic(message.topic.value)
         payload = message.payload
         if where is None or where.channel != "cmd/ack" or not isinstance(payload, bytes | str):
             self.counts["invalid"] += 1
             log.warning("ignored a message on %s: not a command answer", message.topic.value)
-            return
+            return None
         if len(payload) > MAX_ACK_BYTES:
             self.counts["invalid"] += 1
             log.warning("ignored an answer of %d bytes from %s", len(payload), where.device_id)
-            return
+            return None
         try:
             ack = CommandAck.model_validate_json(payload)
         except ValidationError as exc:
             self.counts["invalid"] += 1
             log.warning("ignored a malformed answer from %s: %s", where.device_id, exc)
-            return
+            return None
+        return Answer(where.tenant, where.device_id, ack.id, ack.status, ack.detail)
+
+    async def _record(self, answers: Sequence[Answer]) -> None:
         delay = 0.2
         while True:
             try:
-                outcome = await asyncio.to_thread(
-                    self.store.record_ack,
-                    where.tenant,
-                    where.device_id,
-                    ack.id,
-                    ack.status,
-                    ack.detail,
-                )
+                outcomes = await asyncio.to_thread(self.store.record_answers, answers)
                 break
             except SQLAlchemyError as exc:
-                log.warning("registry database failed recording an answer (%s); retrying", exc)
+                log.warning("registry database failed recording answers (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
-        self.counts[outcome.value] += 1
-        if outcome is AckOutcome.FOREIGN:
-            log.warning(
-                "device %s/%s answered command %s, which is not its own: ignored",
-                where.tenant,
-                where.device_id,
-                ack.id,
-            )
+        for answer, outcome in zip(answers, outcomes, strict=True):
+            self.counts[outcome.value] += 1
+            if outcome is AckOutcome.FOREIGN:
+                log.warning(
+                    "device %s/%s answered command %s, which is not its own: ignored",
+                    answer.tenant,
+                    answer.device_id,
+                    answer.command_id,
+                )
 
     # -- publishing ----------------------------------------------------------------------------
 

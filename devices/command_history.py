@@ -204,6 +204,17 @@ class CommandGroup:
     progress: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A device's answer as it arrived: on whose ack topic, for which command id, what status."""
+
+    tenant: str
+    device_id: str
+    command_id: str
+    status: str  # done, refused or failed
+    detail: str | None = None
+
+
 class AckOutcome(StrEnum):
     """What an acknowledgement did."""
 
@@ -509,55 +520,71 @@ class CommandStore:
         detail: str | None,
         now: datetime | None = None,
     ) -> AckOutcome:
-        """Apply a device's answer, arriving on `tenant`/`device_id`'s own ack topic.
+        """Apply one device's answer (see `record_answers`)."""
+        (outcome,) = self.record_answers(
+            [Answer(tenant, device_id, command_id, status, detail)], now
+        )
+        return outcome
+
+    def record_answers(
+        self, answers: Sequence[Answer], now: datetime | None = None
+    ) -> list[AckOutcome]:
+        """Apply devices' answers in one transaction, each from its device's own ack topic.
 
         Idempotent: a second copy finds the command final and changes nothing. An id that is
         another device's command is refused (FOREIGN) and leaves that command untouched.
         """
         now = now or datetime.now(UTC)
-        final = CommandState(status)
-        if not final.final or final is CommandState.EXPIRED:
-            raise ValueError(f"{status!r} is not a device's answer")
+        for answer in answers:
+            final = CommandState(answer.status)
+            if not final.final or final is CommandState.EXPIRED:
+                raise ValueError(f"{answer.status!r} is not a device's answer")
         with self._begin() as conn:
-            applied = conn.execute(
-                update(commands)
-                .where(
-                    commands.c.id == command_id,
-                    commands.c.device_id == device_id,
-                    commands.c.tenant == tenant,
-                    commands.c.state.in_(OPEN_STATES),
-                )
-                .values(state=final.value, detail=detail, finished_at=now)
-            ).rowcount
-            if applied:
-                conn.execute(
-                    insert(command_events).values(
-                        command_id=command_id, state=final.value, at=now, detail=detail
-                    )
-                )
-                return AckOutcome.APPLIED
-            row = (
-                conn.execute(
-                    select(commands.c.device_id, commands.c.tenant, commands.c.state).where(
-                        commands.c.id == command_id
-                    )
-                )
-                .mappings()
-                .first()
+            return [self._answer(conn, answer, now) for answer in answers]
+
+    @staticmethod
+    def _answer(conn: Connection, answer: Answer, now: datetime) -> AckOutcome:
+        applied = conn.execute(
+            update(commands)
+            .where(
+                commands.c.id == answer.command_id,
+                commands.c.device_id == answer.device_id,
+                commands.c.tenant == answer.tenant,
+                commands.c.state.in_(OPEN_STATES),
             )
-            if row is None:
-                return AckOutcome.UNKNOWN
-            if row["device_id"] != device_id or row["tenant"] != tenant:
-                return AckOutcome.FOREIGN
-            if row["state"] == CommandState.EXPIRED.value:
-                late = f"late answer: {final.value}" + (f" ({detail})" if detail else "")
-                conn.execute(
-                    insert(command_events).values(
-                        command_id=command_id, state="late_answer", at=now, detail=late[:500]
-                    )
+            .values(state=answer.status, detail=answer.detail, finished_at=now)
+        ).rowcount
+        if applied:
+            conn.execute(
+                insert(command_events).values(
+                    command_id=answer.command_id, state=answer.status, at=now, detail=answer.detail
                 )
-                return AckOutcome.LATE
-            return AckOutcome.DUPLICATE
+            )
+            return AckOutcome.APPLIED
+        row = (
+            conn.execute(
+                select(commands.c.device_id, commands.c.tenant, commands.c.state).where(
+                    commands.c.id == answer.command_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return AckOutcome.UNKNOWN
+        if row["device_id"] != answer.device_id or row["tenant"] != answer.tenant:
+            return AckOutcome.FOREIGN
+        if row["state"] == CommandState.EXPIRED.value:
+            late = f"late answer: {answer.status}" + (
+                f" ({answer.detail})" if answer.detail else ""
+            )
+            conn.execute(
+                insert(command_events).values(
+                    command_id=answer.command_id, state="late_answer", at=now, detail=late[:500]
+                )
+            )
+            return AckOutcome.LATE
+        return AckOutcome.DUPLICATE
 
     def expire_due(self, now: datetime | None = None, *, grace_s: float = 0.0) -> int:
         """Mark expired every open command whose deadline passed more than `grace_s` ago."""
