@@ -40,6 +40,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection, RowMapping
@@ -539,52 +540,95 @@ class CommandStore:
             final = CommandState(answer.status)
             if not final.final or final is CommandState.EXPIRED:
                 raise ValueError(f"{answer.status!r} is not a device's answer")
+        outcomes: dict[int, AckOutcome] = {}
         with self._begin() as conn:
-            return [self._answer(conn, answer, now) for answer in answers]
+            # One conditional UPDATE per distinct (status, detail), matching id, device and
+            # tenant together: an answer on the wrong device's topic matches nothing.
+            applied: set[str] = set()
+            by_result: dict[tuple[str, str | None], list[int]] = {}
+            for index, answer in enumerate(answers):
+                by_result.setdefault((answer.status, answer.detail), []).append(index)
+            for (status, detail), indexes in by_result.items():
+                keys = [
+                    (answers[i].command_id, answers[i].device_id, answers[i].tenant)
+                    for i in indexes
+                ]
+                changed: set[str] = set()
+                for start in range(0, len(keys), _CHUNK // 3):
+                    changed.update(
+                        conn.scalars(
+                            update(commands)
+                            .where(
+                                tuple_(commands.c.id, commands.c.device_id, commands.c.tenant).in_(
+                                    keys[start : start + _CHUNK // 3]
+                                ),
+                                commands.c.state.in_(OPEN_STATES),
+                            )
+                            .values(state=status, detail=detail, finished_at=now)
+                            .returning(commands.c.id)
+                        )
+                    )
+                if changed:
+                    conn.execute(
+                        insert(command_events),
+                        [
+                            {"command_id": i, "state": status, "at": now, "detail": detail}
+                            for i in sorted(changed)
+                        ],
+                    )
+                for i in indexes:
+                    command_id = answers[i].command_id
+                    if command_id in changed and command_id not in applied:
+                        applied.add(command_id)
+                        outcomes[i] = AckOutcome.APPLIED
+            rest = [i for i in range(len(answers)) if i not in outcomes]
+            if rest:
+                self._classify(conn, answers, rest, outcomes, now)
+        return [outcomes[i] for i in range(len(answers))]
 
     @staticmethod
-    def _answer(conn: Connection, answer: Answer, now: datetime) -> AckOutcome:
-        applied = conn.execute(
-            update(commands)
-            .where(
-                commands.c.id == answer.command_id,
-                commands.c.device_id == answer.device_id,
-                commands.c.tenant == answer.tenant,
-                commands.c.state.in_(OPEN_STATES),
-            )
-            .values(state=answer.status, detail=answer.detail, finished_at=now)
-        ).rowcount
-        if applied:
-            conn.execute(
-                insert(command_events).values(
-                    command_id=answer.command_id, state=answer.status, at=now, detail=answer.detail
+    def _classify(
+        conn: Connection,
+        answers: Sequence[Answer],
+        indexes: Sequence[int],
+        outcomes: dict[int, AckOutcome],
+        now: datetime,
+    ) -> None:
+        """Why the answers at `indexes` changed nothing; a late answer is kept as an event."""
+        ids = sorted({answers[i].command_id for i in indexes})
+        found: dict[str, RowMapping] = {}
+        for chunk in _chunks(ids):
+            for stored in conn.execute(
+                select(
+                    commands.c.id, commands.c.device_id, commands.c.tenant, commands.c.state
+                ).where(commands.c.id.in_(chunk))
+            ).mappings():
+                found[stored["id"]] = stored
+        late_events = []
+        for i in indexes:
+            answer = answers[i]
+            row = found.get(answer.command_id)
+            if row is None:
+                outcomes[i] = AckOutcome.UNKNOWN
+            elif row["device_id"] != answer.device_id or row["tenant"] != answer.tenant:
+                outcomes[i] = AckOutcome.FOREIGN
+            elif row["state"] == CommandState.EXPIRED.value:
+                outcomes[i] = AckOutcome.LATE
+                late = f"late answer: {answer.status}"
+                if answer.detail:
+                    late += f" ({answer.detail})"
+                late_events.append(
+                    {
+                        "command_id": answer.command_id,
+                        "state": "late_answer",
+                        "at": now,
+                        "detail": late[:500],
+                    }
                 )
-            )
-            return AckOutcome.APPLIED
-        row = (
-            conn.execute(
-                select(commands.c.device_id, commands.c.tenant, commands.c.state).where(
-                    commands.c.id == answer.command_id
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return AckOutcome.UNKNOWN
-        if row["device_id"] != answer.device_id or row["tenant"] != answer.tenant:
-            return AckOutcome.FOREIGN
-        if row["state"] == CommandState.EXPIRED.value:
-            late = f"late answer: {answer.status}" + (
-                f" ({answer.detail})" if answer.detail else ""
-            )
-            conn.execute(
-                insert(command_events).values(
-                    command_id=answer.command_id, state="late_answer", at=now, detail=late[:500]
-                )
-            )
-            return AckOutcome.LATE
-        return AckOutcome.DUPLICATE
+            else:
+                outcomes[i] = AckOutcome.DUPLICATE
+        if late_events:
+            conn.execute(insert(command_events), late_events)
 
     def expire_due(self, now: datetime | None = None, *, grace_s: float = 0.0) -> int:
         """Mark expired every open command whose deadline passed more than `grace_s` ago."""

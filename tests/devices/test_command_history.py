@@ -10,6 +10,7 @@ import pytest
 from devices import Device, Registry
 from devices.command_history import (
     AckOutcome,
+    Answer,
     CommandState,
     CommandStore,
     Issuer,
@@ -162,3 +163,38 @@ def test_the_catalogue_names_every_bad_argument() -> None:
     missing = command_problems("lamppost", "set_schedule", {})
     assert [p.field for p in missing] == ["args.scheduleId"]
     assert command_problems("lamppost", "set_interval", {"seconds": True}) != []
+
+
+def test_answers_recorded_together_each_get_their_own_outcome(store: CommandStore) -> None:
+    soon = T0 + timedelta(seconds=10)
+    (a, b, c, gone), _ = store.create(
+        [_dim("lp-1"), _dim("lp-2"), _dim("lp-3", "GM0344"), _dim("lp-1", deadline=soon)],
+        OPERATOR,
+        now=T0,
+    )
+    store.expire_due(soon + timedelta(seconds=1))
+    outcomes = store.record_answers(
+        [
+            Answer("GM0363", "lp-1", a.id, "done", "level 40"),
+            Answer("GM0363", "lp-1", a.id, "done", "level 40"),  # the same, redelivered
+            Answer("GM0363", "lp-2", b.id, "failed", "driver fault"),
+            Answer("GM0363", "lp-2", c.id, "done", "level 40"),  # lp-3's command
+            Answer("GM0363", "lp-1", "nothing-like-it", "done", None),
+            Answer("GM0363", "lp-1", gone.id, "done", "level 40"),
+        ],
+        T0 + timedelta(seconds=20),
+    )
+    assert outcomes == [
+        AckOutcome.APPLIED,
+        AckOutcome.DUPLICATE,
+        AckOutcome.APPLIED,
+        AckOutcome.FOREIGN,
+        AckOutcome.UNKNOWN,
+        AckOutcome.LATE,
+    ]
+    assert store.command(a.id).state is CommandState.DONE
+    assert [e.state for e in store.command(a.id).events] == ["created", "done"]
+    assert store.command(b.id).state is CommandState.FAILED
+    assert store.command(b.id).detail == "driver fault"
+    assert store.command(c.id).state is CommandState.CREATED
+    assert store.command(gone.id).state is CommandState.EXPIRED
