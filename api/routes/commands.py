@@ -31,6 +31,7 @@ from api.deps import RegistryDep
 from api.problems import BadRequest
 from api.routes.devices import DeviceIdPath, registry_call
 from api.timefmt import Moment
+from api.urls import public
 from broker.command_service import CommandService
 from devices import BoundingBox, Device, NotFound
 from devices.command_history import (
@@ -143,7 +144,9 @@ async def command_device(
     )
     (made,), _ = await asyncio.to_thread(_store(request).create, [new], _issuer(principal), now=now)
     _wake(request)
-    response.headers["Location"] = str(request.url_for("get_command", commandId=made.id))
+    response.headers["Location"] = public(
+        request, request.url_for("get_command", commandId=made.id)
+    )
     return CommandOut.of(made, events=True)
 
 
@@ -221,7 +224,9 @@ async def command_group(
     )
     assert group is not None
     _wake(request)
-    response.headers["Location"] = str(request.url_for("get_command_group", groupId=group.id))
+    response.headers["Location"] = public(
+        request, request.url_for("get_command_group", groupId=group.id)
+    )
     return GroupOut.of(group)
 
 
