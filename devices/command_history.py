@@ -7,8 +7,9 @@ Each change is a conditional UPDATE (`... WHERE state IN (earlier states)`), so 
 same acknowledgement twice, or two replicas expiring the same command, changes nothing the
 second time: that is what makes redelivered MQTT messages harmless.
 
-The tables are created by the registry's Alembic migration r0003; they live in a MetaData of
-their own here (as `api.keys` does) so this module does not reach into the registry's ORM.
+The tables are created by the registry's Alembic migration r0003 and declared here on the
+registry's own metadata (`devices.registry.rows.Base`), as Core tables: the queries below are
+set-based (conditional UPDATEs with RETURNING), which rows would not make simpler.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from sqlalchemy import (
     DateTime,
     Engine,
     ForeignKey,
+    Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -47,6 +48,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from devices.errors import NotFound
 from devices.registry import Registry, connect
+from devices.registry.rows import Base
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +73,17 @@ class CommandState(StrEnum):
 
 OPEN_STATES: Final = (CommandState.CREATED.value, CommandState.SENT.value)
 
-metadata = MetaData()
+# The registry's own metadata: its schema test compares these tables with the migrations.
+metadata = Base.metadata
 
 commands = Table(
     "commands",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("group_id", String(36), nullable=True, index=True),
+    Column("group_id", String(36), nullable=True),
     Column("tenant", String(32), nullable=False),
-    Column("device_id", String(63), nullable=False),
+    # Devices are never deleted (only retired), so a command's device always exists.
+    Column("device_id", String(63), ForeignKey("devices.device_id"), nullable=False),
     Column("name", String(64), nullable=False),
     Column("args", Text, nullable=False),  # JSON object
     Column("state", String(16), nullable=False),
@@ -93,6 +97,12 @@ commands = Table(
     # The outbox lease: which command service publishes it, until when (see `claim_unsent`).
     Column("claimed_by", String(100), nullable=True),
     Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Index("ix_commands_group_state", "group_id", "state"),
+    Index("ix_commands_device_created", "device_id", "created_at"),
+    Index("ix_commands_tenant_created", "tenant", "created_at"),
+    Index("ix_commands_created", "created_at", "id"),
+    # The outbox and the expiry sweep look for open commands by deadline.
+    Index("ix_commands_state_expires", "state", "expires_at"),
 )
 
 command_events = Table(
@@ -104,11 +114,11 @@ command_events = Table(
         String(36),
         ForeignKey("commands.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     Column("state", String(16), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("detail", Text, nullable=True),
+    Index("ix_command_events_command_id", "command_id"),
 )
 
 command_groups = Table(
@@ -124,6 +134,7 @@ command_groups = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("device_count", Integer, nullable=False),
+    Index("ix_command_groups_created_at", "created_at"),
 )
 
 
