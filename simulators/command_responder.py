@@ -31,7 +31,8 @@ FLEET_SUBSCRIPTION = f"{PREFIX}/+/+/cmd"
 class CommandResponder:
     """Answers the commands of `devices` until the context exits.
 
-    `silent` device ids obey nothing and never answer (a lamp with a dead controller).
+    `silent` device ids obey nothing and never answer (a lamp with a dead controller);
+    `refusing` ones answer every command "refused" (a controller in manual override).
     `counts` says what was received and answered.
     """
 
@@ -44,6 +45,7 @@ class CommandResponder:
         client_id: str,
         session_expiry_s: int = 3600,
         silent: Collection[str] = (),
+        refusing: Collection[str] = (),
         username: str | None = None,
         password: str | None = None,
     ) -> None:
@@ -53,6 +55,7 @@ class CommandResponder:
         self.client_id = client_id
         self.session_expiry_s = session_expiry_s
         self.silent = frozenset(silent)
+        self.refusing = frozenset(refusing)
         self.username = username
         self.password = password
         self.counts: Counter[str] = Counter()
@@ -118,7 +121,10 @@ class CommandResponder:
         self.counts["received"] += 1
         if where.device_id in self.silent:
             return None
-        answer = device.command(message.payload, time.time())
+        if where.device_id in self.refusing:
+            answer = device.refuse(message.payload, time.time(), "in manual override")
+        else:
+            answer = device.command(message.payload, time.time())
         self.counts[answer.status] += 1
         return asyncio.create_task(
             client.publish(ack_topic(where.tenant, where.device_id), answer.payload(), qos=1)

@@ -170,6 +170,15 @@ class SimulatedDevice:
             self._answers.pop(next(iter(self._answers)))
         return answer
 
+    def refuse(self, payload: bytes, now: float, reason: str) -> CommandAck:
+        """Answer a command "refused" for `reason` without carrying it out (a fault on purpose)."""
+        try:
+            command_id = CommandMessage.model_validate_json(payload).id
+        except ValidationError:
+            command_id = _unknown_id(payload)
+        ts = utc_text(datetime.fromtimestamp(now, UTC))
+        return CommandAck(id=command_id, status="refused", detail=reason, ts=ts)
+
     def drain(self) -> list[Outgoing]:
         """The backlog as batches, when the simulation ends while the device is offline."""
         if not self.backlog:

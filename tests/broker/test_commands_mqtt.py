@@ -314,7 +314,10 @@ async def test_a_group_command_to_200_lamps_completes(tmp_path: Path, mosquitto:
     async with _platform(tmp_path, mosquitto, 200) as platform:
         simulated = platform.simulated()
         silent = {simulated[7].device.device_id}
-        async with platform.responder(simulated, "fleet", silent=silent) as fleet:
+        refusing = {simulated[8].device.device_id}
+        async with platform.responder(
+            simulated, "fleet", silent=silent, refusing=refusing
+        ) as fleet:
             response = await platform.http.post(
                 "/v1/commands",
                 json={
@@ -330,11 +333,10 @@ async def test_a_group_command_to_200_lamps_completes(tmp_path: Path, mosquitto:
             assert response.json()["devices"] == 200
             await _group_finished(platform, location)
         progress = (await platform.http.get(location, headers=platform.headers("admin"))).json()
-        assert progress["progress"] == {"done": 199, "expired": 1}
+        assert progress["progress"] == {"done": 198, "refused": 1, "expired": 1}
         assert fleet.counts["received"] == 200
-        assert all(
-            s.state.dim_setting == 40.0 for s in simulated if s.device.device_id not in silent
-        )
+        obeyed = {s.device.device_id for s in simulated if s.state.dim_setting == 40.0}
+        assert obeyed == {s.device.device_id for s in simulated} - silent - refusing
         # The audit trail: the group's commands as CSV, with who gave them.
         group_id = progress["id"]
         csv = await platform.http.get(
@@ -346,6 +348,7 @@ async def test_a_group_command_to_200_lamps_completes(tmp_path: Path, mosquitto:
         assert lines[0].startswith("id,groupId,tenant,deviceId,name,args,state")
         assert len(lines) == 201
         assert sum(",expired," in line for line in lines) == 1
+        assert sum(",refused,in manual override," in line for line in lines) == 1
 
 
 async def test_answers_that_come_while_the_service_is_down_are_recorded_when_it_returns(
