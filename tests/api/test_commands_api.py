@@ -11,6 +11,7 @@ import pytest
 from api import ApiConfig, create_app
 from api.keys import KeyStore, Role
 from devices import Device, Registry, Tenant
+from lantaarn.settings import Settings
 from timeseries import InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -188,3 +189,20 @@ async def test_group_commands_select_within_the_callers_tenants(
     }
     bad_cursor = await http.get("/v1/commands?cursor=eyJ4IjoxfQ", headers=_as(keys, "admin"))
     assert bad_cursor.status_code == 400
+
+
+def test_the_command_service_is_configured_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LANTAARN_DATA_DIR", str(tmp_path))
+    assert Settings().command_service() is None  # off unless asked for
+    monkeypatch.setenv("LANTAARN_COMMANDS__ENABLED", "true")
+    monkeypatch.setenv("LANTAARN_COMMANDS__USERNAME", "lantaarn-commands")
+    monkeypatch.setenv("LANTAARN_COMMANDS__PASSWORD", "pw")
+    monkeypatch.setenv("LANTAARN_COMMANDS__CLIENT_ID", "commands-api-2")
+    monkeypatch.setenv("LANTAARN_MQTT__PORT", "1884")
+    config = Settings().command_service()
+    assert config is not None
+    assert (config.port, config.username, config.password) == (1884, "lantaarn-commands", "pw")
+    assert config.client_id == "commands-api-2"
+    assert Settings().api_config().commands == config

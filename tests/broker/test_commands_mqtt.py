@@ -267,9 +267,15 @@ async def test_a_device_cannot_answer_for_another(platform: Platform) -> None:
 
         await _until(refused, "the forged answer was refused")
         assert await _state(platform, command_id) == "sent"
+        # Malformed answers are set aside and block nothing after them.
+        own = ack_topic(target.tenant, target.device_id)
+        await device.publish(own, b'{"id": "x", "status": "maybe"}', qos=1)
+        await device.publish(own, b"\xff not json", qos=1)
+        await device.publish(own, b'{"id": "' + b"x" * 5000 + b'"}', qos=1)
         genuine = CommandAck(id=command_id, status="done").payload()
-        await device.publish(ack_topic(target.tenant, target.device_id), genuine, qos=1)
+        await device.publish(own, genuine, qos=1)
     await _reaches(platform, command_id, "done")
+    assert platform.service.counts["invalid"] == 3
     stored = (
         await platform.http.get(f"/v1/commands/{command_id}", headers=platform.headers("admin"))
     ).json()
