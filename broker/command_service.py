@@ -33,15 +33,17 @@ import logging
 import math
 import ssl
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -80,6 +82,54 @@ class CommandServiceConfig:
     expiry_grace_s: float = 5.0  # answers may still be on their way at the deadline
     retention_days: float = 400.0  # how long the audit trail is kept
     reconnect_max_s: float = 10.0
+
+
+class CheckedClient(aiomqtt.Client):
+    """aiomqtt's client that keeps the broker's refusals: aiomqtt ends a QoS 1 publish at the
+    PUBACK whatever its reason code, and Mosquitto answers a publish its ACL denies with a PUBACK
+    "Not authorized" (0x87), which must not count as sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refusals: dict[int, str] = {}
+        self._mids: dict[asyncio.Task[Any], int] = {}
+        publish = self._client.publish
+
+        def remember_mid(*call: Any, **options: Any) -> mqtt.MQTTMessageInfo:
+            # aiomqtt calls this synchronously from `publish`, in the publishing task.
+            info = publish(*call, **options)
+            task = asyncio.current_task()
+            if task is not None:
+                self._mids[task] = info.mid
+            return info
+
+        self._client.publish = remember_mid  # type: ignore[method-assign]
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        if reason_code.is_failure:
+            self._refusals[mid] = str(reason_code)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_checked(
+        self, topic: str, payload: bytes, properties: Properties, wait_s: float
+    ) -> str | None:
+        """Publish with QoS 1 (waiting `wait_s` at most for the PUBACK); None when the broker
+        took it, else its reason for refusing."""
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            await self.publish(topic, payload, qos=1, properties=properties, timeout=wait_s)
+        finally:
+            mid = self._mids.pop(task, None)
+            refusal = self._refusals.pop(mid, None) if mid is not None else None
+        return refusal
 
 
 def publish_properties(message: CommandMessage, tenant: str, device_id: str) -> Properties:
@@ -135,11 +185,11 @@ class CommandService:
 
     # -- the connection ------------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> CheckedClient:
         c = self.config
         connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect.SessionExpiryInterval = c.session_expiry_s
-        client = aiomqtt.Client(
+        client = CheckedClient(
             c.host,
             c.port,
             username=c.username,
@@ -249,7 +299,7 @@ class CommandService:
 
     # -- publishing ----------------------------------------------------------------------------
 
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+    async def _publish_loop(self, client: CheckedClient) -> None:
         while True:
             # Poll even unwoken: other replicas store commands too.
             with contextlib.suppress(TimeoutError):
@@ -269,44 +319,59 @@ class CommandService:
                 if not batch or not await self._publish(client, batch):
                     break
 
-    async def _publish(self, client: aiomqtt.Client, batch: Sequence[Command]) -> bool:
+    async def _publish(self, client: CheckedClient, batch: Sequence[Command]) -> bool:
         """Publish a batch; those the broker acknowledged become sent, the rest go back.
 
         False when some could not be published (they wait for the next round).
         """
         done: list[str] = []
+        refused: dict[str, str] = {}
 
         async def one(command: Command) -> None:
             message = command_message(command)
-            await client.publish(
+            refusal = await client.publish_checked(
                 command_topic(command.tenant, command.device_id),
                 message.payload(),
-                qos=1,
-                properties=publish_properties(message, command.tenant, command.device_id),
-                timeout=30,
+                publish_properties(message, command.tenant, command.device_id),
+                wait_s=30,
             )
-            done.append(command.id)
+            if refusal is None:
+                done.append(command.id)
+            else:
+                refused[command.id] = f"the broker refused it: {refusal}"
 
         try:
             results = await asyncio.gather(*(one(c) for c in batch), return_exceptions=True)
         except asyncio.CancelledError:
             # The connection went: record what the broker took, give back the rest now so the
             # next connection (ours or another replica's) need not wait for the lease to end.
-            self._settle(batch, done)
+            self._settle(batch, done, refused)
             raise
         self.counts["published"] += len(done)
-        await asyncio.to_thread(self._settle, batch, done)
+        await asyncio.to_thread(self._settle, batch, done, refused)
+        if refused:
+            self.counts["refused by broker"] += len(refused)
+            log.error(
+                "the broker refused %d command(s), e.g. %s; does login %r have the operator ACL?",
+                len(refused),
+                next(iter(refused.values())),
+                self.config.username,
+            )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             log.warning("%d command(s) not published yet: %s", len(errors), errors[0])
             return False
         return True
 
-    def _settle(self, batch: Sequence[Command], done: Sequence[str]) -> None:
+    def _settle(
+        self, batch: Sequence[Command], done: Sequence[str], refused: Mapping[str, str]
+    ) -> None:
         if done:
             self.store.mark_sent(done)
-        sent = set(done)
-        if unsent := [c.id for c in batch if c.id not in sent]:
+        if refused:
+            self.store.fail_unsent(refused)
+        settled = {*done, *refused}
+        if unsent := [c.id for c in batch if c.id not in settled]:
             self.store.release(unsent)
 
     # -- deadlines and retention ---------------------------------------------------------------

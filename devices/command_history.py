@@ -521,6 +521,37 @@ class CommandStore:
                 moved += len(changed)
         return moved
 
+    def fail_unsent(self, reasons: Mapping[str, str], now: datetime | None = None) -> int:
+        """Mark failed the created commands the broker refused to take, each with its reason."""
+        now = now or datetime.now(UTC)
+        failed = 0
+        with self._begin() as conn:
+            for command_id, reason in reasons.items():
+                if conn.execute(
+                    update(commands)
+                    .where(
+                        commands.c.id == command_id,
+                        commands.c.state == CommandState.CREATED.value,
+                    )
+                    .values(
+                        state=CommandState.FAILED.value,
+                        detail=reason,
+                        finished_at=now,
+                        claimed_by=None,
+                        claimed_until=None,
+                    )
+                ).rowcount:
+                    conn.execute(
+                        insert(command_events).values(
+                            command_id=command_id,
+                            state=CommandState.FAILED.value,
+                            at=now,
+                            detail=reason,
+                        )
+                    )
+                    failed += 1
+        return failed
+
     # -- answers and deadlines -----------------------------------------------------------------
 
     def record_ack(
