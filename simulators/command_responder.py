@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -79,6 +80,11 @@ class CommandResponder:
             self._task.result()  # raises what stopped it
         return self
 
+    async def ended(self) -> None:
+        """Wait until the responder stops on its own (it raises what stopped it)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -129,3 +135,49 @@ class CommandResponder:
         return asyncio.create_task(
             client.publish(ack_topic(where.tenant, where.device_id), answer.payload(), qos=1)
         )
+
+
+def respond_in_thread(
+    devices: Sequence[SimulatedDevice],
+    host: str,
+    port: int,
+    stop: threading.Event,
+    *,
+    client_id: str,
+    username: str | None = None,
+    password: str | None = None,
+) -> threading.Thread:
+    """Answer the fleet's commands from a thread of its own until `stop` is set.
+
+    For the thread-based simulation engine: the same `SimulatedDevice` objects it ticks obey the
+    commands, so their telemetry follows (plain attribute writes; a reading taken meanwhile has
+    the old or the new level). A lost broker is retried every second.
+    """
+
+    async def main() -> None:
+        stopped = asyncio.create_task(asyncio.to_thread(stop.wait))
+        while not stop.is_set():
+            try:
+                async with CommandResponder(
+                    devices,
+                    host,
+                    port,
+                    client_id=client_id,
+                    username=username,
+                    password=password,
+                ) as responder:
+                    ended = asyncio.create_task(responder.ended())
+                    await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
+                    if ended.done():
+                        ended.result()  # what ended it
+                    ended.cancel()
+            except aiomqtt.MqttError as exc:
+                log.warning("command responder lost the broker (%s); again in 1 s", exc)
+                await asyncio.sleep(1.0)
+        await stopped
+
+    thread = threading.Thread(
+        target=asyncio.run, args=(main(),), name="command-responder", daemon=True
+    )
+    thread.start()
+    return thread

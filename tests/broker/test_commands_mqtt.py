@@ -4,11 +4,13 @@ simulated lamps obey and answer, the registry database records every step."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,10 @@ from api import ApiConfig, create_app
 from api.keys import KeyStore, Role
 from broker.command_service import CommandServiceConfig
 from devices import Device, Registry, Tenant
-from devices.command_messages import CommandAck, ack_topic, command_topic
+from devices.command_messages import CommandAck, CommandMessage, ack_topic, command_topic
 from lantaarn.localstack import Mosquitto, private_mosquitto
 from simulators.clock import SimClock
-from simulators.command_responder import CommandResponder
+from simulators.command_responder import CommandResponder, respond_in_thread
 from simulators.device import SimulatedDevice
 from timeseries import InfluxConfig
 
@@ -375,3 +377,51 @@ async def test_answers_that_come_while_the_service_is_down_are_recorded_when_it_
         await device.publish(ack_topic(lamp.tenant, lamp.device_id), answer, qos=1)
     async with _platform(tmp_path, mosquitto, 1, again=platform) as back:
         await _reaches(back, command_id, "done")
+
+
+def test_a_thread_based_fleet_answers_from_its_own_thread(mosquitto: Mosquitto) -> None:
+    lamp = _lamps(uuid.uuid4().hex[:8], 1)[0]
+    simulated = [SimulatedDevice(lamp, 7, SimClock(time.time()))]
+    stop = threading.Event()
+    thread = respond_in_thread(
+        simulated, "::1", mosquitto.port, stop, client_id=f"thread-{lamp.device_id}"
+    )
+    now = datetime.now(UTC)
+    command = CommandMessage(
+        id="thread-1",
+        name="switch",
+        args={"on": True},
+        issued_at=now,
+        expires_at=now + timedelta(minutes=1),
+    )
+    answers: list[CommandAck] = []
+
+    async def send_and_hear() -> None:
+        async with aiomqtt.Client(
+            "::1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as platform:
+            await platform.subscribe(ack_topic(lamp.tenant, lamp.device_id), qos=1)
+            deadline = time.monotonic() + 30
+            while not answers:
+                assert time.monotonic() < deadline, "no answer from the thread"
+                # Until the thread has subscribed, a command goes nowhere: send it again
+                # (the lamp answers a repeated id alike).
+                await platform.publish(
+                    command_topic(lamp.tenant, lamp.device_id), command.payload(), qos=1
+                )
+                try:
+                    async with asyncio.timeout(0.5):
+                        message = await anext(aiter(platform.messages))
+                except TimeoutError:
+                    continue
+                assert isinstance(message.payload, bytes)
+                answers.append(CommandAck.model_validate_json(message.payload))
+
+    try:
+        asyncio.run(send_and_hear())
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert (answers[0].id, answers[0].status) == ("thread-1", "done")
+    assert simulated[0].state.forced_on is True
