@@ -228,18 +228,30 @@ class CommandService:
                     self.connected.set()
                     delay = 0.5
                     self._work.set()  # whatever waited for the broker goes out now
-                    publisher = asyncio.create_task(self._publish_loop(client), name="publish")
-                    try:
-                        await self._answers(client)
-                    finally:
-                        publisher.cancel()
-                        await asyncio.gather(publisher, return_exceptions=True)
+                    await self._serve(client)
             except aiomqtt.MqttError as exc:
                 log.warning("command service lost the broker (%s); again in %.1f s", exc, delay)
+            except Exception:  # a bug must not stop commands for good: logged, started again
+                log.exception("command service failed; it starts again in %.1f s", delay)
             finally:
                 self.connected.clear()
             await asyncio.sleep(delay)
             delay = min(self.config.reconnect_max_s, delay * 2)
+
+    async def _serve(self, client: CheckedClient) -> None:
+        """Publish and record answers until either stops; the first to fail raises."""
+        tasks = {
+            asyncio.create_task(self._publish_loop(client), name="commands-publish"),
+            asyncio.create_task(self._answers(client), name="commands-answers"),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()  # raises what ended it (both loops run until cancelled otherwise)
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -316,7 +328,13 @@ class CommandService:
                 except SQLAlchemyError as exc:
                     log.warning("registry database failed claiming commands: %s", exc)
                     break
-                if not batch or not await self._publish(client, batch):
+                try:
+                    if not batch or not await self._publish(client, batch):
+                        break
+                except SQLAlchemyError as exc:
+                    # Published but not recorded: the lease runs out and they go out again
+                    # (a device answers a repeated id alike).
+                    log.warning("registry database failed recording sent commands: %s", exc)
                     break
 
     async def _publish(self, client: CheckedClient, batch: Sequence[Command]) -> bool:
