@@ -7,7 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from timeseries.client import InfluxClient
-from timeseries.schema import RAW_RP, one_of, quote_ident, selection
+from timeseries.schema import (
+    DEVICE_STATUS,
+    INGEST_STATS,
+    RAW_RP,
+    REJECTIONS,
+    one_of,
+    quote_ident,
+    rollup_measurement,
+    rollup_policy,
+    selection,
+)
 
 
 @dataclass(slots=True)
@@ -132,7 +142,7 @@ async def last_status(
         return out
     among, params = _among(device_ids)
     q = (
-        f"SELECT last(state) FROM {_source('device_status')} WHERE time >= {since_ns}{among} "
+        f"SELECT last(state) FROM {_source(DEVICE_STATUS)} WHERE time >= {since_ns}{among} "
         f"GROUP BY device_id"
     )
     for series in (await client.query(q, params=params or None))[0]:
@@ -182,7 +192,7 @@ async def rejections(
         params["reason"] = reason
         where.append("reason = $reason")
     q = (
-        f"SELECT * FROM {_source('rejection')} WHERE {' AND '.join(where)} "
+        f"SELECT * FROM {_source(REJECTIONS)} WHERE {' AND '.join(where)} "
         f"ORDER BY time DESC LIMIT {int(limit)}"
     )
     out = []
@@ -229,9 +239,9 @@ async def activity(
         clause, params = one_of("tenant", tenants, "t")
         tenant_filter = f" AND {clause}"
     q = (
-        f'SELECT sum("values"), sum("messages") FROM {_source("ingest_stats")} WHERE {bounds} '
+        f'SELECT sum("values"), sum("messages") FROM {_source(INGEST_STATS)} WHERE {bounds} '
         f"GROUP BY time(1m) fill(0);"
-        f'SELECT sum("values") FROM {_source("rejection")} WHERE {bounds}{tenant_filter} '
+        f'SELECT sum("values") FROM {_source(REJECTIONS)} WHERE {bounds}{tenant_filter} '
         f'GROUP BY time(1m), "reason" fill(none)'
     )
     stored, rejected = await client.query(q, params=params or None)
@@ -267,8 +277,9 @@ async def read_rollups(
         return [], []
     among, params = chosen
     fields = ", ".join(quote_ident(f"{metric}_{s}") for s in stats)
+    source = f"{quote_ident(rollup_policy(window))}.{quote_ident(rollup_measurement(kind, window))}"
     q = (
-        f"SELECT {fields} FROM {quote_ident(f'rollup_{window}')}.{quote_ident(f'{kind}_{window}')} "
+        f"SELECT {fields} FROM {source} "
         f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)}{among} "
         'GROUP BY "device_id"'
     )
