@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices import Device
-from ingest.decode import Decoded, Decoder, TimeRules, prepare
+from ingest.decode import LANES, Decoded, Decoder, TimeRules, prepare
 from ingest.reasons import Reason
 from timeseries.lineprotocol import Encoder
 
@@ -174,3 +174,16 @@ def test_anything_a_device_sends_is_classified_never_raised(topic: str, payload:
             if name not in ("seq", "ts_assigned"):
                 assert isinstance(value, float)
                 assert math.isfinite(value)
+
+
+def test_readings_without_ts_received_together_get_times_of_their_own() -> None:
+    workers = [Decoder(prepare([AQ]), lane=lane) for lane in (0, 1)]
+    outs = [Decoded(), Decoded()]
+    for n in range(50):
+        payload = orjson.dumps({"seq": n, "metrics": {"pm25": float(n)}})
+        for decoder, out in zip(workers, outs, strict=True):
+            decoder.decode(TOPIC, payload, NOW_NS, out)  # one socket read: one receive time
+    times = [p.time_ns for out in outs for p in out.points]
+    assert len(set(times)) == 100  # also apart from the other worker's
+    assert all(0 <= t - NOW_NS < 50 * LANES for t in times)  # still the receive time, nearly
+    assert all(p.fields["ts_assigned"] is True for out in outs for p in out.points)
