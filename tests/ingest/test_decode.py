@@ -185,5 +185,5 @@ def test_readings_without_ts_received_together_get_times_of_their_own() -> None:
             decoder.decode(TOPIC, payload, NOW_NS, out)  # one socket read: one receive time
     times = [p.time_ns for out in outs for p in out.points]
     assert len(set(times)) == 100  # also apart from the other worker's
-    assert all(0 <= t - NOW_NS < 50 * LANES for t in times)  # still the receive time, nearly
+    assert all(-LANES < t - NOW_NS < 50 * LANES for t in times)  # the receive time, nearly
     assert all(p.fields["ts_assigned"] is True for out in outs for p in out.points)
