@@ -112,7 +112,7 @@ def _timestamp_ns(ts: str | float | int | None) -> int | str | None:
             moment = datetime.fromisoformat(ts)
         except ValueError:
             return f"ts {ts[:40]!r} is not RFC 3339"
-        if moment.tzinfo is None or "T" not in ts.upper():
+        if moment.tzinfo is None or ("T" not in ts and "t" not in ts):
             return f"ts {ts[:40]!r} needs a date, a time and a zone"
         whole = int(moment.timestamp())
         return whole * _NS + moment.microsecond * 1000
@@ -143,7 +143,10 @@ def message_key(topic: str, payload: bytes) -> int:
 def _rejecter(
     out: Decoded, topic_name: str, payload: bytes, received_ns: int
 ) -> Callable[..., None]:
-    """`reject(reason, detail, tenant="", device_id="")`: set this whole message aside."""
+    """`reject(reason, detail, tenant="", device_id="")`: set this whole message aside.
+
+    Made only once a message is refused: a closure per message costs more than it is worth.
+    """
 
     def reject(reason: Reason, detail: str, tenant: str = "", device_id: str = "") -> None:
         out.rejections.append(
@@ -160,6 +163,10 @@ def _rejecter(
         )
 
     return reject
+
+
+# TelemetryIn.model_validate_json without its Python wrapper (the same validator).
+_validate_telemetry: Final = TelemetryIn.__pydantic_validator__.validate_json
 
 
 class Decoder:
@@ -209,8 +216,6 @@ class Decoder:
             )
 
     def _decode(self, topic_name: str, payload: bytes, received_ns: int, out: Decoded) -> None:
-        reject = _rejecter(out, topic_name, payload, received_ns)
-
         known = self._routes.get(topic_name)
         if known is None:
             known = self._route(topic_name, payload, received_ns, out)
@@ -219,7 +224,7 @@ class Decoder:
         device = known.device
         tenant, device_id = device.tenant, device.device_id
         if len(payload) > MAX_PAYLOAD_BYTES:
-            reject(
+            _rejecter(out, topic_name, payload, received_ns)(
                 Reason.PAYLOAD_TOO_LARGE,
                 f"payload is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES}",
                 tenant,
@@ -227,8 +232,9 @@ class Decoder:
             )
             return
         try:
-            message = TelemetryIn.model_validate_json(payload)
+            message: TelemetryIn = _validate_telemetry(payload)
         except ValidationError as exc:
+            reject = _rejecter(out, topic_name, payload, received_ns)
             first = exc.errors(include_url=False)[0]
             if first["type"].startswith("json"):
                 reject(Reason.BAD_JSON, f"not JSON: {first['msg']}", tenant, device_id)
@@ -241,7 +247,9 @@ class Decoder:
         readings = message.readings
         if readings is not None:
             if message.metrics is not None or message.ts is not None or message.seq is not None:
-                reject(Reason.SCHEMA, _BOTH_FORMS, tenant, device_id)
+                _rejecter(out, topic_name, payload, received_ns)(
+                    Reason.SCHEMA, _BOTH_FORMS, tenant, device_id
+                )
                 return
             for reading in readings:
                 self._reading(
@@ -254,7 +262,9 @@ class Decoder:
                 received_ns, out,
             )  # fmt: skip
         else:
-            reject(Reason.SCHEMA, _BOTH_FORMS, tenant, device_id)
+            _rejecter(out, topic_name, payload, received_ns)(
+                Reason.SCHEMA, _BOTH_FORMS, tenant, device_id
+            )
 
     def _route(
         self, topic_name: str, payload: bytes, received_ns: int, out: Decoded
@@ -324,7 +334,9 @@ class Decoder:
             )
             return
         limits = known.limits
-        fields: dict[str, dict[str, FieldValue]] = {}  # device kind -> its metrics' values
+        main = device.kind
+        values: dict[str, FieldValue] = {}  # the device's own kind's metrics
+        others: dict[str, dict[str, FieldValue]] | None = None  # those of its extra kinds
         for name, value in metrics.items():
             entry = limits.get(name)
             if entry is None:
@@ -346,11 +358,12 @@ class Decoder:
             number = float(value)
             # The bounds are finite, so this also refuses NaN and the infinities.
             if lowest <= number <= highest:
-                values = fields.get(kind)
-                if values is None:
-                    fields[kind] = {name: number}
-                else:
+                if kind == main:
                     values[name] = number
+                elif others is None:
+                    others = {kind: {name: number}}
+                else:
+                    others.setdefault(kind, {})[name] = number
                 continue
             if not math.isfinite(number):
                 out.rejections.append(
@@ -381,8 +394,12 @@ class Decoder:
                     message=message_key(topic_name, payload),
                 )
             )
-        if not fields:
-            return
+        if others is None:
+            if not values:
+                return
+            fields = {main: values}
+        else:
+            fields = {main: values, **others} if values else others
         if ts is None:
             at = self._assign(device.device_id, received_ns)
         elif isinstance(ts, str):

@@ -83,30 +83,31 @@ class Encoder:
     the common cases (a float, an int, a remembered series) take the shortest path.
     """
 
-    __slots__ = ("_names", "_series")
+    __slots__ = ("_plain", "_series")
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, Tags], str] = {}
-        self._names: dict[str, str] = {}  # field name -> `escaped=`
+        self._plain: set[str] = set()  # field names seen that need no escaping
 
     def line(self, point: Point) -> str:
         """One point of line protocol (no trailing newline)."""
         series = self._series.get((point.measurement, point.tags))
         if series is None:
             series = self._remember_series(point)
-        names = self._names
-        parts = []
+        plain = self._plain
+        parts: list[str] = []
+        append = parts.append
         for name, value in point.fields.items():
-            prefix = names.get(name)
-            if prefix is None:
-                prefix = self._remember_name(name)
-            kind = type(value)
-            if kind is float:
-                parts.append(prefix + repr(value))
-            elif kind is int:
-                parts.append(f"{prefix}{value}i")
-            else:
-                parts.append(prefix + format_field(value))
+            # The common fields (floats and ints under a plain name) in one formatting step.
+            if name in plain:
+                kind = type(value)
+                if kind is float:
+                    append(f"{name}={value!r}")
+                    continue
+                if kind is int:
+                    append(f"{name}={value}i")
+                    continue
+            append(self._field(name, value))
         return f"{series} {','.join(parts)} {point.time_ns}"
 
     def lines(self, points: Iterable[Point]) -> list[str]:
@@ -121,12 +122,13 @@ class Encoder:
         self._series[(point.measurement, point.tags)] = series
         return series
 
-    def _remember_name(self, name: str) -> str:
-        if len(self._names) >= _REMEMBERED:
-            self._names.clear()
-        prefix = escape_key(name) + "="
-        self._names[name] = prefix
-        return prefix
+    def _field(self, name: str, value: FieldValue) -> str:
+        escaped = escape_key(name)
+        if escaped == name:
+            if len(self._plain) >= _REMEMBERED:
+                self._plain.clear()
+            self._plain.add(name)
+        return f"{escaped}={format_field(value)}"
 
 
 def encode(point: Point) -> str:
