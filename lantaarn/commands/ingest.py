@@ -38,7 +38,7 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
     ingest.add_argument(
         "--leave-quiet",
         type=float,
-        default=2.0,
+        default=settings.worker(0).leave_quiet_s,
         metavar="SECONDS",
         help="with --leave: how long nothing new may arrive before the session counts as "
         "drained (default %(default)s)",
@@ -64,9 +64,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     elif args.workers > 1 and args.index is None:
         return _spawn(args.workers)
-    if args.index is not None and not 0 <= args.index < args.workers:
-        log.error("--index must be below the number of workers (%d)", args.workers)
-        return 2
+    if args.index is not None and not args.leave and not 0 <= args.index < args.workers:
+        # Not refused (a worker started alone, e.g. while scaling, still stores readings), but
+        # it rolls up no kinds: every worker must be told how many there are.
+        log.warning(
+            "--index %d with %d workers: set --workers or LANTAARN_INGEST__WORKERS to the "
+            "number of workers, or this one rolls up no device kinds",
+            args.index,
+            args.workers,
+        )
 
     index = args.index or 0
     collector = WorkerCollector()
