@@ -1,0 +1,1 @@
+"""The MQTT side: sessions, broker configuration and the deployment's certificate authority."""
