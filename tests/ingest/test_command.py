@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from devices import DEVICE_KINDS
+from devices import DEVICE_KINDS, Registry
 from lantaarn.localstack import Influx, Mosquitto, private_mosquitto
 from tests.conftest import require_program
 
@@ -36,12 +36,15 @@ def environment(tmp_path: Path, broker_port: int, influx: Influx) -> dict[str, s
 def test_workers_started_together_each_know_how_many_they_are(
     tmp_path: Path, mosquitto: Mosquitto, influx: Influx
 ) -> None:
+    env = environment(tmp_path, mosquitto.port, influx)
+    with Registry(env["LANTAARN_REGISTRY_URL"]):
+        pass  # migrated once here, not by both workers at the same moment
     log_path = tmp_path / "ingest.log"
     said = re.compile(r"is worker (\d) of (\d); it rolls up (.*)$", re.MULTILINE)
     with log_path.open("wb") as log:
         command = subprocess.Popen(
             [sys.executable, "-m", "lantaarn", "ingest", "--workers", "2"],
-            env=environment(tmp_path, mosquitto.port, influx),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
