@@ -84,6 +84,29 @@ class IngestSettings(BaseModel):
         120.0, ge=0, description="how long after a window closes its rollup waits for stragglers"
     )
 
+    def worker(self, index: int, workers: int | None = None) -> WorkerConfig:
+        """The configuration of worker `index` of `workers` (default: the `workers` setting).
+
+        Every tunable of the worker comes from here; WorkerConfig and RollupConfig hold no
+        second default of their own.
+        """
+        return WorkerConfig(
+            index=index,
+            workers=self.workers if workers is None else workers,
+            share_group=self.share_group,
+            client_id_prefix=self.client_id_prefix,
+            batch_messages=self.batch_messages,
+            flush_interval_s=self.flush_interval_s,
+            receive_maximum=self.receive_maximum,
+            write_lines=self.write_lines,
+            time_rules=TimeRules(
+                self.max_future_s,
+                self.max_age_s,
+                late_after_s=self.rollup_grace_s + _smallest(self),
+            ),
+            rollups=RollupConfig(windows=tuple(self.rollup_windows), grace_s=self.rollup_grace_s),
+        )
+
 
 class ApiSettings(BaseModel):
     """The HTTP API."""
@@ -212,23 +235,9 @@ class Settings(BaseSettings):
         """How simulators reach the broker."""
         return BrokerAddress(self.mqtt.host, self.mqtt.port)
 
-    def worker(self, index: int) -> WorkerConfig:
-        """The configuration of ingest worker `index`."""
-        g = self.ingest
-        return WorkerConfig(
-            index=index,
-            share_group=g.share_group,
-            client_id_prefix=g.client_id_prefix,
-            batch_messages=g.batch_messages,
-            flush_interval_s=g.flush_interval_s,
-            receive_maximum=g.receive_maximum,
-            write_lines=g.write_lines,
-            time_rules=TimeRules(
-                g.max_future_s, g.max_age_s, late_after_s=g.rollup_grace_s + _smallest(g)
-            ),
-            workers=g.workers,
-            rollups=RollupConfig(windows=tuple(g.rollup_windows), grace_s=g.rollup_grace_s),
-        )
+    def worker(self, index: int, workers: int | None = None) -> WorkerConfig:
+        """The configuration of ingest worker `index` of `workers` (default: the setting)."""
+        return self.ingest.worker(index, workers)
 
     def api_config(self, collectors: tuple[Collector, ...] = ()) -> ApiConfig:
         """What the API needs (`collectors`: more metrics for its /metrics)."""
