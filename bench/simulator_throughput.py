@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from broker.fleet import Connection, Login, Transport
 from lantaarn.localstack import Mosquitto, free_port
 from simulators import FaultRates, Links, SimClock, Simulation, make_fleet
 from simulators.engine import natural_rate
-from simulators.wire import Connection, Login, Transport
 
 
 def main() -> None:

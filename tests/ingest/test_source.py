@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ingest.wire import SubscriberProtocol, connect_packet, disconnect_packet
 
 from ingest import BrokerConfig, MqttSource
 from ingest.errors import BrokerRefused, SourceClosed
 from ingest.source import Delivery
-from ingest.wire import SubscriberProtocol, connect_packet, disconnect_packet
 from lantaarn.localstack import Mosquitto, free_port
 from tests.conftest import require_program
 from tests.ingest.processes import publish_all

@@ -6,7 +6,6 @@ import asyncio
 import struct
 
 import pytest
-
 from ingest.wire import (
     DISCONNECT_PACKET,
     PROP_SERVER_KEEP_ALIVE,
