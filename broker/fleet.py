@@ -184,10 +184,7 @@ class Connection:
         """
         if self.state is not State.CONNECTED:
             raise BrokerUnreachable(f"{self.login.client_id} is not connected")
-        packet_id = 0
-        if qos:
-            packet_id = self._next_id
-            self._next_id = packet_id % 65_535 + 1
+        packet_id = self._next_id if qos else 0
         packet = mqtt5.PublishPacket(
             topic.decode(), payload, qos=_QOS[qos], retain=retain, packet_id=packet_id or None
         ).write()
@@ -195,6 +192,7 @@ class Connection:
             self.refused[_TOO_LARGE] = self.refused.get(_TOO_LARGE, 0) + 1
             return 0
         if qos:
+            self._next_id = packet_id % 65_535 + 1
             self.inflight[packet_id] = packet
         self.out += packet
         return packet_id
