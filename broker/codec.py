@@ -14,7 +14,6 @@ a Rust panic surfacing as `pyo3_runtime.PanicException`, a BaseException.
 
 from __future__ import annotations
 
-import enum
 import functools
 import time
 from collections.abc import Iterable
@@ -37,8 +36,9 @@ SESSION_TAKEN_OVER: Final = 0x8E
 
 
 def _reason_names() -> dict[int, str]:
+    # mqtt5's reason enums are Rust classes: not iterable, so their members are found by name.
     names: dict[int, str] = {}
-    kinds: tuple[type[enum.IntEnum], ...] = (
+    kinds: tuple[type, ...] = (
         mqtt5.PubAckReasonCode,
         mqtt5.UnsubAckReasonCode,
         mqtt5.ConnAckReasonCode,
@@ -46,8 +46,9 @@ def _reason_names() -> dict[int, str]:
         mqtt5.DisconnectReasonCode,
     )
     for kind in kinds:
-        for member in kind:
-            names.setdefault(int(member), member.name.lower().replace("_", " "))
+        for name in dir(kind):
+            if name.isupper():
+                names.setdefault(int(getattr(kind, name)), name.lower().replace("_", " "))
     names[0] = "success"
     return names
 

@@ -116,9 +116,7 @@ def test_a_device_connection_refuses_a_declared_200_mb_packet() -> None:
     with FakeBroker(granted=[], then=HUGE) as broker:
         transport, connection = connect(broker)
         transport.wait_connected([connection], 5)
-        assert eventually(
-            lambda: connection.state is State.CLOSED, 5, lambda: transport.pump(0.05)
-        )
+        assert eventually(lambda: connection.state is State.CLOSED, 5, lambda: transport.pump(0.05))
         assert "over our maximum" in str(connection.error)
         assert eventually(lambda: 0x95 in disconnect_reasons(broker), 5)
         transport.close_all()
