@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import mqtt5
 import pytest
 from hypothesis import given, settings
@@ -105,8 +107,8 @@ def test_a_large_packet_in_many_reads_is_read_once(size: int) -> None:
 
 def test_a_declared_200_mb_packet_is_refused_before_it_is_buffered() -> None:
     framer = Framer(max_packet_size=1 << 20)
+    assert framer.feed(b"\x30" + varint(200_000_000)[:2]) == []  # the header is incomplete
     with pytest.raises(PacketTooLarge, match="over our maximum") as raised:
-        framer.feed(b"\x30" + varint(200_000_000)[:2])  # even before the header is complete
         framer.feed(varint(200_000_000)[2:] + b"\x00\x01a" + b"x" * 1000)
     assert raised.value.reason_code == 0x95
     assert framer.buffered < 10
@@ -167,10 +169,8 @@ def test_arbitrary_bytes_raise_nothing_but_our_error(chunks: list[bytes]) -> Non
 @given(st.binary(min_size=1, max_size=8), st.binary(max_size=40))
 def test_any_topic_bytes_are_read_or_refused(topic: bytes, payload: bytes) -> None:
     body = len(topic).to_bytes(2, "big") + topic + b"\x00\x07\x00" + payload
-    try:
+    with contextlib.suppress(ProtocolBroken):
         Framer().feed(b"\x32" + varint(len(body)) + body)
-    except ProtocolBroken:
-        pass
 
 
 # -- what we send ---------------------------------------------------------------------------------
