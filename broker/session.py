@@ -292,19 +292,13 @@ class Subscriber:
         self.generation += 1
         generation = self.generation
         async with asyncio.timeout(max(keepalive, 5)):
-            _, protocol = await loop.create_connection(
-                lambda: SubscriberProtocol(
-                    generation,
-                    self._deliver,
-                    self.lose,
-                    max_packet_size=config.max_packet_size,
-                    keepalive_s=keepalive,
-                ),
-                config.host,
-                config.port,
-                ssl=config.tls,
-                server_hostname=config.host if config.tls is not None else None,
-            )
+            try:
+                _, protocol = await self._connect(loop, generation, keepalive)
+            except ssl.SSLCertVerificationError as exc:
+                raise BrokerRefused(
+                    f"{self.client_id} does not trust the broker at [{config.host}]:"
+                    f"{config.port}: {exc}"
+                ) from None
             self.protocol = protocol
             protocol.send(
                 connect_packet(
@@ -351,6 +345,24 @@ class Subscriber:
         log.info("%s %s %s", self.client_id, verb, ", ".join(self.filters))
         self.ready.set()
         await self._keep_alive(protocol)
+
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, generation: int, keepalive_s: int
+    ) -> tuple[asyncio.BaseTransport, SubscriberProtocol]:
+        config = self.config
+        return await loop.create_connection(
+            lambda: SubscriberProtocol(
+                generation,
+                self._deliver,
+                self.lose,
+                max_packet_size=config.max_packet_size,
+                keepalive_s=keepalive_s,
+            ),
+            config.host,
+            config.port,
+            ssl=config.tls,
+            server_hostname=config.host if config.tls is not None else None,
+        )
 
     async def _keep_alive(self, protocol: SubscriberProtocol) -> None:
         """Ping when quiet, and drop a connection the broker stopped answering on."""
