@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _SUBSCRIBE_MID = 1  # the only packet id we ever send (acks reuse the broker's ids)
 _PUBLISH = mqtt5.PublishPacket
+_EXACTLY_ONCE = mqtt5.QoS.EXACTLY_ONCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,20 +137,18 @@ class SubscriberProtocol(asyncio.Protocol):
         messages: list[Delivery] = []
         for packet in packets:
             if type(packet) is _PUBLISH:
-                qos = packet.qos
-                if qos == 2:
+                # QoS as a plain int from the packet id (only QoS 0 has none): mqtt5's QoS
+                # objects are all truthy, and `if delivery.qos` decides whether to PUBACK.
+                mid = packet.packet_id
+                if mid is None:
+                    messages.append(
+                        Delivery(packet.topic, packet.payload, 0, 0, generation, now_ns)
+                    )
+                    continue
+                if packet.qos == _EXACTLY_ONCE:
                     self.refuse(ProtocolBroken("QoS 2 PUBLISH on a QoS 1 subscription", 0x82))
                     return
-                messages.append(
-                    Delivery(
-                        packet.topic,
-                        packet.payload,
-                        packet.packet_id or 0,
-                        qos,
-                        generation,
-                        now_ns,
-                    )
-                )
+                messages.append(Delivery(packet.topic, packet.payload, mid, 1, generation, now_ns))
             else:
                 try:
                     self._control(packet)
