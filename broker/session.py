@@ -145,7 +145,7 @@ class SubscriberProtocol(asyncio.Protocol):
                         Delivery(packet.topic, packet.payload, 0, 0, generation, now_ns)
                     )
                     continue
-                if packet.qos == _EXACTLY_ONCE:
+                if packet.qos is _EXACTLY_ONCE:  # mqtt5's QoS values are singletons
                     self.refuse(ProtocolBroken("QoS 2 PUBLISH on a QoS 1 subscription", 0x82))
                     return
                 messages.append(Delivery(packet.topic, packet.payload, mid, 1, generation, now_ns))

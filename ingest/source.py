@@ -198,11 +198,14 @@ class MqttSource:
         if session.protocol is None:
             return 0
         generation = session.generation
-        current = [d for d in deliveries if d.generation == generation]
-        mids = [d.mid for d in current if d.qos]
+        # One pass: QoS 0 deliveries carry packet id 0, settled too but never acknowledged.
+        mids = [d.mid for d in deliveries if d.generation == generation]
+        settled = len(mids)
+        if 0 in mids:
+            mids = [mid for mid in mids if mid]
         session.ack(mids)
-        self.acked += len(current)  # QoS 0 deliveries need no PUBACK but are settled too
-        self._held -= len(current)
+        self.acked += settled
+        self._held -= settled
         if self.leave:
             self._last_activity = time.monotonic()
         return len(mids)
