@@ -287,10 +287,22 @@ class Connection:
         if not data:
             raise BrokerUnreachable("the broker closed the connection")
         if isinstance(sock, ssl.SSLSocket):
-            # One TLS record per recv: take what OpenSSL already decrypted, or the selector
-            # would not wake us for it.
-            while sock.pending():
-                data += sock.recv(262_144)
+            # A TLS recv returns one record, and Mosquitto writes a record per packet: read on
+            # until the socket is empty, or each 4-byte PUBACK costs a select and a recv.
+            parts = [data]
+            size = len(data)
+            while size < 262_144:
+                try:
+                    more = sock.recv(262_144)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                except OSError as exc:
+                    raise BrokerUnreachable(f"reading from the broker failed: {exc}") from exc
+                if not more:
+                    break  # closed: the next read says so, after these packets are handled
+                parts.append(more)
+                size += len(more)
+            data = b"".join(parts)
         return data
 
     def read(self) -> None:
