@@ -1,4 +1,5 @@
-"""The MQTT side of lantaarn, as `timeseries` is the database side.
+"""The MQTT side of lantaarn, as `timeseries` is the database side: sessions, broker
+configuration and the deployment's certificate authority (`broker.pki`).
 
 One session layer over the `mqtt5` codec that the ingest worker and the simulators share:
 framing with an enforced Maximum Packet Size, keep-alive that notices a silent broker, CONNACK

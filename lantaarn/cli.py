@@ -17,6 +17,7 @@ from lantaarn.commands import (
     devices,
     ingest,
     keys,
+    pki,
     rollups,
     simulate,
 )
@@ -25,7 +26,7 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from api import cursor
 from api.auth import Operator, Principal, Reader, ensure_visible
-from api.deps import InfluxDep, RegistryDep
+from api.deps import ConfigDep, InfluxDep, RegistryDep
 from api.live import live_states_if_available
-from api.problems import ApiProblem, BadRequest
+from api.problems import ApiProblem, BadRequest, taken
 from api.registry_schemas import (
     BrokerLoginOut,
     DeviceCreatedOut,
@@ -27,7 +27,10 @@ from api.registry_schemas import (
     RetireIn,
 )
 from api.schemas import DeviceOut, DevicePage
+from api.spelling import public_name
 from api.timefmt import now_ns
+from api.urls import public
+from broker.pki import revoke_retired
 from devices import BoundingBox, Device, InvalidDevice
 from devices.provisioning import issue_credentials, provision
 from devices.topics import DEVICE_ID_PATTERN, TENANT_PATTERN
@@ -59,8 +62,16 @@ async def registry_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -
         return await asyncio.to_thread(fn, *args, **kwargs)
     except InvalidDevice as exc:
         raise BadRequest(
-            [{"name": p.field or "body", "in": "body", "reason": str(p)} for p in exc.problems]
+            [
+                {"name": public_name(p.field), "in": "body", "reason": taken(str(p))}
+                for p in exc.problems
+            ]
         ) from exc
+    except RecursionError:
+        # A JSON document nested deeper than the parser's stack (an attack, never a device list).
+        raise BadRequest(
+            [{"name": "body", "in": "body", "reason": "the document is nested too deeply"}]
+        ) from None
 
 
 def _bbox(text: str | None) -> BoundingBox | None:
@@ -155,7 +166,9 @@ async def create_device(
     stored: Device = await registry_call(
         registry.add_device, device, password_hash=credentials.password_hash
     )
-    response.headers["Location"] = str(request.url_for("get_device", deviceId=stored.device_id))
+    response.headers["Location"] = public(
+        request, request.url_for("get_device", deviceId=stored.device_id)
+    )
     return DeviceCreatedOut(
         **DeviceOut.of(stored).model_dump(), broker_login=BrokerLoginOut.of(credentials)
     )
@@ -266,17 +279,20 @@ async def update_device(
 async def retire_device(
     device_id: DeviceIdPath,
     registry: RegistryDep,
+    config: ConfigDep,
     principal: Operator,
     body: RetireIn | None = None,
 ) -> DeviceOut:
-    """Retire a device: it keeps its history, loses its broker login; again is a no-op."""
+    """Retire a device: it keeps its history, loses its broker login and certificates."""
     await _own_device(registry, principal, device_id)
     when = body.retired_at if body is not None else None
     if when is not None and when.tzinfo is None:
         raise BadRequest(
             [{"name": "retiredAt", "in": "body", "reason": "give a time zone (Z or an offset)"}]
         )
-    return DeviceOut.of(await registry_call(registry.retire, device_id, when))
+    retired = await registry_call(registry.retire, device_id, when)
+    await asyncio.to_thread(revoke_retired, config.pki_dir, f"{retired.tenant}/{device_id}")
+    return DeviceOut.of(retired)
 
 
 @router.post(
