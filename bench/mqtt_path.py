@@ -5,7 +5,7 @@ a PUBLISH, read its PUBACK). The best of seven rounds of 100,000 messages each.
 The same file runs against an older checkout, to compare codecs in one session:
 
     .venv/bin/python -m bench.mqtt_path
-    cd OLD && PYTHONPATH=$PWD /path/to/.venv/bin/python /path/to/bench/mqtt_path.py
+    cd OLD && PYTHONPATH=$PWD /path/to/.venv/bin/python -P /path/to/bench/mqtt_path.py
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ class _Sink:
 
 
 def _protocol(source: MqttSource) -> Any:
-    try:  # this tree: broker/ holds the session
+    # Which tree runs: `broker` may be importable in an old one too (an editable install).
+    if hasattr(source, "_held"):  # this tree: broker/ holds the session
         session = importlib.import_module("broker.session")
         protocol = session.SubscriberProtocol(5, source._session._deliver)
         source._session.protocol, source._session.generation = protocol, 5
-    except ModuleNotFoundError:  # before: ingest/wire.py
+    else:  # before: ingest/wire.py
         wire = importlib.import_module("ingest.wire")
         protocol = wire.SubscriberProtocol(5, source._deliver)
         source._protocol, source._generation = protocol, 5  # type: ignore[attr-defined]
@@ -85,10 +86,10 @@ async def _worker_round(chunks: list[bytes]) -> float:
 
 
 def _fleet() -> Any:
-    try:
-        return importlib.import_module("broker.fleet")
-    except ModuleNotFoundError:
+    try:  # before: simulators/wire.py
         return importlib.import_module("simulators.wire")
+    except ModuleNotFoundError:
+        return importlib.import_module("broker.fleet")
 
 
 def _device_round(fleet: Any, acks: bytes) -> tuple[float, float]:
@@ -107,6 +108,8 @@ def _device_round(fleet: Any, acks: bytes) -> tuple[float, float]:
     connection.sock = ours
     reading = 0.0
     for at in range(0, len(acks), 4000):
+        first = at // 4
+        connection.inflight = {(first + n) % 65_535 + 1: b"" for n in range(1000)}
         theirs.sendall(acks[at : at + 4000])
         started = time.process_time()
         connection.read()

@@ -15,7 +15,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -127,14 +127,24 @@ class SubscriberProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.keepalive.received(time.monotonic())
-        try:
-            packets = self.framer.feed(data)
-        except ProtocolBroken as exc:
-            self.refuse(exc)
-            return
         now_ns = time.time_ns()  # one socket read arrived at one moment
         generation = self.generation
         messages: list[Delivery] = []
+        try:
+            self._read(self.framer.feed(data), messages, generation, now_ns)
+        except ProtocolBroken as exc:
+            self.refuse(exc)
+            return
+        if messages:
+            self._on_messages(messages)
+
+    def _read(
+        self,
+        packets: Iterator[mqtt5.Packet],
+        messages: list[Delivery],
+        generation: int,
+        now_ns: int,
+    ) -> None:
         for packet in packets:
             if type(packet) is _PUBLISH:
                 # QoS as a plain int from the packet id (only QoS 0 has none): mqtt5's QoS
@@ -146,17 +156,10 @@ class SubscriberProtocol(asyncio.Protocol):
                     )
                     continue
                 if packet.qos is _EXACTLY_ONCE:  # mqtt5's QoS values are singletons
-                    self.refuse(ProtocolBroken("QoS 2 PUBLISH on a QoS 1 subscription", 0x82))
-                    return
+                    raise ProtocolBroken("QoS 2 PUBLISH on a QoS 1 subscription", 0x82)
                 messages.append(Delivery(packet.topic, packet.payload, mid, 1, generation, now_ns))
             else:
-                try:
-                    self._control(packet)
-                except ProtocolBroken as exc:
-                    self.refuse(exc)
-                    return
-        if messages:
-            self._on_messages(messages)
+                self._control(packet)
 
     # -- sending ---------------------------------------------------------------------------------
 
