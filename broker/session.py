@@ -393,12 +393,14 @@ class Subscriber:
         """Forget connection `generation` (if current): its packet ids mean nothing any more."""
         if generation != self.generation:
             return
-        self.connected = False
         protocol, self.protocol = self.protocol, None
+        had = self.connected or protocol is not None
+        self.connected = False
         if protocol is not None and protocol.transport is not None:
             protocol.abort("the session ended")  # e.g. no SUBACK in time: never leave it open
         self.generation += 1
-        self._on_lost(generation)
+        if had:  # called again when the connection task ends: nothing new to report then
+            self._on_lost(generation)
 
     def _deliver(self, deliveries: list[Delivery]) -> None:
         if self.closed or deliveries[0].generation != self.generation:
