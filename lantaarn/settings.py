@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api import ApiConfig
+from broker import client_context
 from broker.command_service import CommandServiceConfig
 from ingest import BrokerConfig, TimeRules, WorkerConfig
 from ingest.rollups import RollupConfig
@@ -31,6 +33,23 @@ class MqttSettings(BaseModel):
         description="seconds an ingest worker's "
         "session (and its queued messages) outlives a disconnect",
     )
+    tls: bool = Field(
+        False, description="connect over TLS (1.2 or newer), checking the broker's name"
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the broker's certificate (else the system's)",
+    )
+    cert_file: Path | None = Field(
+        None, description="PEM client certificate, if the broker asks for one"
+    )
+    key_file: Path | None = Field(None, description="PEM key of `cert_file` (if not inside it)")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for our MQTT clients, or None for plain MQTT."""
+        if not self.tls:
+            return None
+        return client_context(self.ca_file, self.cert_file, self.key_file)
 
 
 DURATION = r"^(INF|\d+[mhdw])$"  # an InfluxQL duration such as 90d, 104w or INF
@@ -229,11 +248,12 @@ class Settings(BaseSettings):
             m.username,
             m.password.get_secret_value() if m.password else None,
             session_expiry_s=m.session_expiry_s,
+            tls=m.tls_context(),
         )
 
     def broker_address(self) -> BrokerAddress:
         """How simulators reach the broker."""
-        return BrokerAddress(self.mqtt.host, self.mqtt.port)
+        return BrokerAddress(self.mqtt.host, self.mqtt.port, tls=self.mqtt.tls_context())
 
     def worker(self, index: int, workers: int | None = None) -> WorkerConfig:
         """The configuration of ingest worker `index` of `workers` (default: the setting)."""
