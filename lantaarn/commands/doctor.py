@@ -57,21 +57,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     m, d = settings.mqtt, settings.doctor
     secret = d.password or m.password
-    # The TLS settings arrive with the session layer's TLS (#12); read them where they exist.
-    tls = bool(getattr(m, "tls", False))
-    ca_file, cert_file, key_file = (
-        getattr(m, name, None) for name in ("ca_file", "cert_file", "key_file")
-    )
     config = DoctorConfig(
         broker=BrokerTarget(
             m.host,
             m.port,
             m.username,
             m.password.get_secret_value() if m.password else None,
-            tls=tls,
-            ca_file=Path(ca_file) if ca_file else None,
-            cert_file=Path(cert_file) if cert_file else None,
-            key_file=Path(key_file) if key_file else None,
+            tls=m.tls,
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
         ),
         probe=ProbeConfig(
             username=d.username or m.username,

@@ -198,3 +198,25 @@ def test_retention_shorter_than_the_settings_is_data_at_risk(deployment: dict[st
         (Status.FAIL, "policy 'raw' keeps 7d, the settings say 90d")
     ]
     assert any(f.check == "clock: influxdb" and f.status is Status.OK for f in findings)
+
+
+def test_the_command_checks_the_tls_settings(
+    deployment: dict[str, str], tls_broker: tuple[int, Authority], tmp_path: Path
+) -> None:
+    port, authority = tls_broker
+    env = {
+        **deployment,
+        "LANTAARN_MQTT__PORT": str(port),
+        "LANTAARN_MQTT__TLS": "true",
+        "LANTAARN_MQTT__CA_FILE": str(authority.ca_file),
+        "LANTAARN_INGEST__METRICS_PORT": "0",
+    }
+    code, output = doctor(env, "--no-probe")
+    assert "[  OK] broker: TLS: TLSv1." in output, output
+    assert "[  OK] broker: reachable: MQTT 5 at ::1" in output, output  # paho, over TLS
+    assert code == 0, output
+
+    other = Authority.create(tmp_path / "other", name="someone else's CA")
+    code, output = doctor({**env, "LANTAARN_MQTT__CA_FILE": str(other.ca_file)}, "--no-probe")
+    assert code == 1
+    assert "[FAIL] broker: TLS: the broker's certificate does not verify for '::1'" in output
