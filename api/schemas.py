@@ -90,6 +90,7 @@ class DeviceKindOut(Out):
     label: str
     description: str
     interval_seconds: float
+    personal_data: bool = Field(description="its readings tell about people: never open data")
     metrics: list[MetricOut]
     commands: list[CommandSpecOut] = Field(description="what a device of this kind can be told")
 
@@ -102,6 +103,7 @@ def kinds_out() -> list[DeviceKindOut]:
             label=k.label,
             description=k.description,
             interval_seconds=k.interval_s,
+            personal_data=k.personal_data,
             metrics=[
                 MetricOut(
                     name=m.name,
