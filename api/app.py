@@ -22,6 +22,7 @@ from api.fleet import FleetCache
 from api.guard import RequestGuard
 from api.keys import KeyStore
 from api.metrics import MetricsMiddleware, RequestMetrics
+from api.open_access import OpenDataCache
 from api.routes import (
     activity,
     aggregates,
@@ -31,6 +32,7 @@ from api.routes import (
     health,
     kinds,
     latest,
+    open_data,
     readings,
     rejections,
     sessions,
@@ -119,6 +121,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
                 app.state.fleet = FleetCache(registry)
+                app.state.open_data = OpenDataCache(registry)
                 app.state.keys = keys
                 app.state.influx = influx
                 app.state.config = config
@@ -190,6 +193,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         readings,
         aggregates,
         latest,
+        open_data,
         rejections,
         activity,
         sessions,

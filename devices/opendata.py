@@ -32,7 +32,7 @@ class Licence(enum.StrEnum):
         return _LICENCE_URLS[self]
 
     @property
-    def title(self) -> str:
+    def name_for_people(self) -> str:
         """The licence's name for people."""
         return _LICENCE_TITLES[self]
 
