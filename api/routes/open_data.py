@@ -323,7 +323,6 @@ async def _day_rows(
             buffer.seek(0)
             buffer.truncate()
             for reading in page:
-                values = reading.metrics
                 writer.writerow(
                     [
                         format_ns(reading.ts_ns),
