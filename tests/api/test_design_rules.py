@@ -82,7 +82,7 @@ def test_every_answer_has_the_api_version_and_security_headers(
 
 
 def test_unauthorized_answers_carry_the_headers_too(api: httpx.Client) -> None:
-    response = api.get("/v1/latest", headers={"Authorization": ""})
+    response = api.get("/v1/rejections", headers={"Authorization": ""})
     assert response.status_code == 401
     assert response.headers["API-Version"] == API_VERSION
     assert response.headers["Cache-Control"] == "no-store"
