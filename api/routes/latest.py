@@ -30,7 +30,14 @@ GEOJSON = "application/geo+json"
 @router.get(
     "",
     response_model=list[LatestOut],
-    responses={200: {"content": {GEOJSON: {"description": "a FeatureCollection in CRS84"}}}},
+    responses={
+        200: {
+            "description": "JSON, or a GeoJSON FeatureCollection in CRS84 by `Accept`",
+            "content": {
+                GEOJSON: {"schema": {"type": "object", "description": "a FeatureCollection"}}
+            },
+        }
+    },
 )
 async def latest(
     request: Request,

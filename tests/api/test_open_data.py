@@ -149,9 +149,7 @@ def test_every_read_route_answers_open_devices_and_refuses_the_rest(
     assert missing.status_code == 401
 
 
-def test_fleet_answers_cover_the_open_devices_only(
-    api: str, world: World, published: None
-) -> None:
+def test_fleet_answers_cover_the_open_devices_only(api: str, world: World, published: None) -> None:
     latest = _anonymous(api, "/v1/latest")
     assert latest.status_code == 200
     assert {i["deviceId"] for i in latest.json()} == OPEN
@@ -180,9 +178,7 @@ def _ago(*, hours: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def test_the_catalogue_lists_each_open_dataset_with_its_licence(
-    api: str, published: None
-) -> None:
+def test_the_catalogue_lists_each_open_dataset_with_its_licence(api: str, published: None) -> None:
     answer = _anonymous(api, "/v1/catalog")
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/ld+json"
