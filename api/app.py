@@ -16,13 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import auth, docs, openapi_rules, problems
+from api import auth, docs, open_access, openapi_rules, problems
 from api.config import API_VERSION, ApiConfig
 from api.fleet import FleetCache
 from api.guard import RequestGuard
 from api.keys import KeyStore
 from api.metrics import MetricsMiddleware, RequestMetrics
-from api.open_access import OpenDataCache
 from api.routes import (
     activity,
     aggregates,
@@ -127,7 +126,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
                 app.state.fleet = FleetCache(registry)
-                app.state.open_data = OpenDataCache(registry)
+                app.state.open_data = open_access.OpenDataCache(registry)
                 app.state.keys = keys
                 app.state.influx = influx
                 app.state.config = config

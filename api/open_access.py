@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Annotated
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -33,6 +33,7 @@ from devices.opendata import Publication, is_open
 from timeseries.selection import Selection
 
 __all__ = [
+    "OPEN_DATA_OPERATION",
     "OpenData",
     "OpenDataCache",
     "OpenReader",
@@ -104,6 +105,9 @@ async def require_open_read(request: Request, principal: Authenticated) -> Princ
 
 
 OpenReader = Annotated[Principal, Depends(require_open_read)]
+# `openapi_extra` of a route that takes an OpenReader: an empty security requirement beside the
+# keys is how OpenAPI says the key is optional (FastAPI appends it to the operation's list).
+OPEN_DATA_OPERATION: Final[dict[str, Any]] = {"security": [{}]}
 
 
 def may_read(principal: Principal, device: Device, open_data: OpenData) -> bool:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import ConfigDep, FleetDep, InfluxDep, RegistryDep
 from api.open_access import (
+    OPEN_DATA_OPERATION,
     OpenReader,
     fleet_selection,
     licence_links,
@@ -172,7 +173,11 @@ async def _licence(
             response.headers["Link"] = ", ".join(links)
 
 
-@router.get("/v1/devices/{deviceId}/aggregates", response_model=AggregateOut)
+@router.get(
+    "/v1/devices/{deviceId}/aggregates",
+    response_model=AggregateOut,
+    openapi_extra=OPEN_DATA_OPERATION,
+)
 async def device_aggregates(
     device_id: DeviceIdPath,
     request: Request,
@@ -230,7 +235,7 @@ async def device_aggregates(
     )
 
 
-@router.get("/v1/aggregates", response_model=AggregateOut)
+@router.get("/v1/aggregates", response_model=AggregateOut, openapi_extra=OPEN_DATA_OPERATION)
 async def fleet_aggregates(
     request: Request,
     response: Response,

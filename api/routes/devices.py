@@ -18,6 +18,7 @@ from api.auth import Operator, Principal, ensure_visible
 from api.deps import ConfigDep, FleetDep, InfluxDep, RegistryDep
 from api.live import live_states_if_available
 from api.open_access import (
+    OPEN_DATA_OPERATION,
     OpenReader,
     licence_links,
     open_data_of,
@@ -94,6 +95,7 @@ def _bbox(text: str | None) -> BoundingBox | None:
 
 @router.get(
     "/v1/devices",
+    openapi_extra=OPEN_DATA_OPERATION,
     response_model=DevicePage,
     responses={
         200: {"content": {CSV: {}, GEOJSON: {}}},
@@ -268,6 +270,7 @@ async def import_file(
 
 @router.get(
     "/v1/devices/{deviceId}",
+    openapi_extra=OPEN_DATA_OPERATION,
     response_model=DeviceOut,
     responses={404: {"description": "no such device"}},
 )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from api.deps import FleetDep, InfluxDep
 from api.live import live_states
 from api.open_access import (
+    OPEN_DATA_OPERATION,
     OpenReader,
     fleet_selection,
     licence_links,
@@ -29,6 +30,7 @@ GEOJSON = "application/geo+json"
 
 @router.get(
     "",
+    openapi_extra=OPEN_DATA_OPERATION,
     response_model=list[LatestOut],
     responses={
         200: {

@@ -13,7 +13,13 @@ from fastapi.responses import StreamingResponse
 
 from api import cursor
 from api.deps import ConfigDep, InfluxDep, RegistryDep
-from api.open_access import OpenReader, licence_links, open_data_of, readable_device
+from api.open_access import (
+    OPEN_DATA_OPERATION,
+    OpenReader,
+    licence_links,
+    open_data_of,
+    readable_device,
+)
 from api.problems import BadRequest
 from api.routes.devices import DeviceIdPath
 from api.schemas import ReadingOut, ReadingPage
@@ -30,6 +36,7 @@ _DAY_NS = 86400 * 1_000_000_000
 
 @router.get(
     "/{deviceId}/readings",
+    openapi_extra=OPEN_DATA_OPERATION,
     response_model=ReadingPage,
     responses={200: {"content": {"text/csv": {}}}, 404: {"description": "no such device"}},
 )
