@@ -27,6 +27,7 @@ from api.routes import (
     aggregates,
     certificates,
     commands,
+    completeness,
     devices,
     health,
     kinds,
@@ -202,6 +203,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         open_data,
         rejections,
         activity,
+        completeness,
         sessions,
     ):
         app.include_router(module.router)

@@ -15,6 +15,7 @@ from lantaarn.commands import (
     broker_config,
     demo,
     devices,
+    doctor,
     ingest,
     keys,
     pki,
@@ -26,7 +27,7 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki, doctor)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

@@ -166,6 +166,25 @@ class ApiSettings(BaseModel):
     session_max_hours: float = Field(12, gt=0, description="dashboard session absolute limit")
 
 
+class DoctorSettings(BaseModel):
+    """`lantaarn doctor`: its probe login and what it compares against."""
+
+    username: str | None = Field(
+        None,
+        description="the probe's broker login (default: the ingest login); it needs client ids "
+        "lantaarn-doctor, lantaarn-doctor-pub and lantaarn-doctor-sys, readwrite on "
+        "lantaarn/doctor/# and read on $SYS/#",
+    )
+    password: SecretStr | None = None
+    probe_messages: int = Field(
+        1500, ge=1, description="QoS 1 messages queued for the probe's offline session"
+    )
+    broker_config: Path | None = Field(
+        None, description="mosquitto.conf to read, when the doctor runs on the broker's host"
+    )
+    max_clock_skew_s: float = Field(2.0, gt=0, description="clock skew that is worth a warning")
+
+
 class CommandSettings(BaseModel):
     """The command service (publishes commands, records answers), run inside the API's process."""
 
@@ -209,6 +228,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    doctor: DoctorSettings = DoctorSettings()
     commands: CommandSettings = CommandSettings()
 
     def registry(self) -> str:

@@ -25,6 +25,10 @@ DEVICE_STATUS: Final = "device_status"  # a device's `status` messages: tags ten
 INGEST_STATS: Final = "ingest_stats"  # each worker's counters every few seconds: tag worker
 # How far the rollups of each (kind, window) are complete; in the policy of rollup_1h.
 ROLLUP_PROGRESS: Final = "rollup_progress"
+# Readings received / expected per device and minute, from `seq` (timeseries.completeness);
+# in the policy of rollup_1m.
+COMPLETENESS: Final = "completeness"
+COMPLETENESS_WINDOW: Final = "1m"
 _DURATION = re.compile(r"(INF|\d+[mhdw])")
 
 
