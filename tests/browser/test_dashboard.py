@@ -341,7 +341,12 @@ async def test_signing_in_keeps_the_key_from_scripts_and_limits_the_view(
     assert tenant in await page.inner_text("#session")
 
     # Signing out ends the session: the cookie is gone, the page reads as anyone again.
-    await page.click("#sign-out")
+    # Signing out is asynchronous: leaving the page before its answer could cancel it.
+    async with page.expect_response(
+        lambda r: r.url.endswith("/v1/sessions/current") and r.request.method == "DELETE"
+    ) as signed_out:
+        await page.click("#sign-out")
+    assert (await signed_out.value).status == 204
     await page.goto(live.base_url + LIVE)
     await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
     assert await _session_cookies(tab) == []
