@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
+from devices import Device, Registry, Tenant
+from devices.provisioning import (
+    Credentials,
+    Role,
+    ServiceLogin,
+    issue_credentials,
+    write_broker_config,
+)
 from lantaarn.localstack import (
     Influx,
     Mosquitto,
@@ -17,6 +27,7 @@ from lantaarn.localstack import (
     private_influx,
     private_mosquitto,
 )
+from tests.broker.peers import Listener, Peer, connect
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -72,3 +83,95 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and _SERVICES:
         for service in _SERVICES:
             report.sections.append((f"{service.name} log", service.log_tail(60)))
+
+
+# --- a broker secured as we ship it, for the attack tests ---------------------------------
+
+DEVICE_LISTENERS = ("plain",)
+
+
+@dataclass
+class SecuredBroker:
+    """A private Mosquitto with the shipped security: device logins a-1, b-1 (GM0363), c-1
+    (GM0344), an ingest and an operator service login."""
+
+    broker: Mosquitto
+    registry: Registry
+    logins: dict[str, Credentials]
+    listeners: dict[str, Listener]
+    ingest_login: str = "lantaarn-ingest"
+    ingest_password: str = "ingest-secret"  # noqa: S105 - a test's own broker
+    operator_login: str = "lantaarn-api"
+    operator_password: str = "operator-secret"  # noqa: S105
+    peers: list[Peer] = field(default_factory=list)
+
+    @property
+    def service_listener(self) -> Listener:
+        """The plain loopback listener the platform's own services use."""
+        return self.listeners["plain"]
+
+    def username(self, device_id: str) -> str:
+        """The broker login of a device."""
+        return self.logins[device_id].username
+
+    def device(
+        self,
+        listener: Listener,
+        device_id: str,
+        *,
+        must_connect: bool = True,
+        **options: Any,
+    ) -> Peer:
+        """Connect as a device, by default with its login as client id."""
+        options.setdefault("client_id", self.username(device_id))
+        credentials = self.logins[device_id]
+        peer = connect(listener, credentials.username, credentials.password, **options)
+        self.peers.append(peer)
+        if must_connect:
+            assert not peer.refused, f"{device_id} on {listener.name}: {peer.connack}"
+        return peer
+
+    def operator(self) -> Peer:
+        """The operator (API) service login on the service listener."""
+        peer = connect(self.service_listener, self.operator_login, self.operator_password)
+        self.peers.append(peer)
+        assert not peer.refused, peer.connack
+        return peer
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A broker with authentication, ACL and the rest of the shipped configuration."""
+    require_program("mosquitto", "mosquitto")
+    with Registry(f"sqlite:///{tmp_path / 'registry.sqlite3'}") as registry:
+        registry.add_tenant(Tenant("GM0363", "Amsterdam", ("2001:db8:363::/48",)))
+        registry.add_tenant(Tenant("GM0344", "Utrecht", ("2001:db8:344::/48",)))
+        logins = {}
+        for device_id, tenant in (("a-1", "GM0363"), ("b-1", "GM0363"), ("c-1", "GM0344")):
+            device = Device(device_id, tenant, "noise", device_id, 52.0, 5.0)
+            logins[device_id] = issue_credentials(device)
+            registry.add_device(device, password_hash=logins[device_id].password_hash)
+        services = [
+            ServiceLogin.with_password("lantaarn-ingest", "ingest-secret", Role.INGEST),
+            ServiceLogin.with_password("lantaarn-api", "operator-secret", Role.OPERATOR),
+        ]
+        folder = tmp_path / "mosquitto"
+        password_file, acl_file = folder / "passwd", folder / "acl"
+        write_broker_config(registry, password_file, acl_file, services)
+        broker = private_mosquitto(folder, password_file=password_file, acl_file=acl_file)
+        _SERVICES.append(broker.service)
+        listeners = {"plain": Listener("plain", "127.0.0.1", broker.port)}
+        setup = SecuredBroker(broker, registry, logins, listeners)
+        try:
+            yield setup
+        finally:
+            for peer in setup.peers:
+                peer.client.loop_stop()
+            broker.stop()
+            _SERVICES.remove(broker.service)
+
+
+@pytest.fixture(params=DEVICE_LISTENERS)
+def listener(request: pytest.FixtureRequest, secured: SecuredBroker) -> Listener:
+    """Each listener a device can reach, in turn."""
+    return secured.listeners[str(request.param)]
