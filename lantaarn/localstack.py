@@ -6,9 +6,11 @@ import contextlib
 import errno
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import urllib.error
@@ -17,7 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from broker.config import (
+    BrokerConfigError,
+    BrokerLayout,
+    BrokerSecurity,
+    BrokerTls,
+    plugin_path,
+    render_mosquitto,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,20 +174,44 @@ def _require(program: str, package: str) -> str:
     return path
 
 
+def broker_user(folder: Path) -> str:
+    """The user the broker runs as: started as root, it drops to `mosquitto` when that user can
+    reach `folder` (a folder under root's 0700 home or pytest's 0700 temp cannot be)."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name  # Mosquitto cannot change user: it stays us
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        return "root"
+    for parent in folder.resolve().parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            log.warning("the broker runs as root: user mosquitto cannot reach %s", folder)
+            return "root"
+    return "mosquitto"
+
+
 @dataclass
 class Mosquitto:
-    """A private Mosquitto broker listening on ::1 and 127.0.0.1."""
+    """A private Mosquitto on ::1 and 127.0.0.1, configured from the files in `deploy/mosquitto/`.
+
+    Without a password file it is open to anonymous clients on loopback (for the many tests that
+    are not about security); with one it runs the shipped security: the lantaarn plugin, the ACL,
+    and with `tls` the device listeners over TLS.
+    """
 
     folder: Path
     port: int
     password_file: Path | None = None
     acl_file: Path | None = None
-    max_queued_messages: int = 1_000_000
+    tls: BrokerTls | None = None
+    auth_failures: int = 20
+    ingest_login: str = "lantaarn-ingest"
     service: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path = self.folder / "mosquitto.conf"
+        self.user = broker_user(self.folder)
         binary = _require("mosquitto", "mosquitto")
         self.service = ServiceProcess(
             "mosquitto",
@@ -185,46 +220,42 @@ class Mosquitto:
             lambda: _tcp_open("::1", self.port),
         )
 
-    def config_text(self) -> str:
-        """The broker configuration we ship: it must hold the ingest backlog."""
-        lines = [
-            "# written by lantaarn; the queue limits must hold the ingest backlog while",
-            "# InfluxDB is down (workers hold acknowledgements until readings are stored)",
-            "persistence true",
-            f"persistence_location {self.folder}/",
-            "autosave_interval 30",
-            "log_dest stdout",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            "connection_messages true",
-            f"max_queued_messages {self.max_queued_messages}",
-            "max_inflight_messages 1000",
-            "set_tcp_nodelay true",
-            # 30 days: an ingest worker's session outlives any outage we plan for.
-            "persistent_client_expiration 30d",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # otherwise it drops to `mosquitto`, who can't write here
+    def layout(self) -> BrokerLayout:
+        """What the shipped configuration is rendered with for this broker."""
+        security = None
         if self.password_file is not None:
-            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
-            if self.acl_file is not None:
-                lines.append(f"acl_file {self.acl_file}")
-        else:
-            lines.append("allow_anonymous true")
-        for address in LOOPBACKS:
-            lines.append(f"listener {self.port} {address}")
-        return "\n".join(lines) + "\n"
+            if self.acl_file is None:
+                raise StackError("a broker with logins needs an ACL file too")
+            security = BrokerSecurity(
+                plugin_path(),
+                self.password_file,
+                self.acl_file,
+                ingest_login=self.ingest_login,
+                auth_failures=self.auth_failures,
+            )
+        return BrokerLayout(self.folder / "data", self.port, self.user, security, self.tls)
+
+    def write_config(self) -> None:
+        """Render the configuration; the broker's own folders belong to the broker's user."""
+        data = self.folder / "data"
+        data.mkdir(exist_ok=True)
+        if self.user == "mosquitto":
+            entry = pwd.getpwnam("mosquitto")
+            os.chown(data, entry.pw_uid, entry.pw_gid)
+            data.chmod(0o700)
+        try:
+            render_mosquitto(self.layout(), self.folder)
+        except BrokerConfigError as exc:
+            raise StackError(str(exc)) from exc
 
     def start(self) -> None:
         """Write the configuration and start the broker."""
-        self.config_path.write_text(self.config_text())
+        self.write_config()
         self.service.start()
 
     def reload(self) -> None:
         """Make the broker re-read its password file and ACL (SIGHUP)."""
-        self.config_path.write_text(self.config_text())
+        self.write_config()
         if self.service.process is not None:
             self.service.process.send_signal(signal.SIGHUP)
 
@@ -385,6 +416,9 @@ def private_mosquitto(
     attempts: int = 4,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    **options: Any,
 ) -> Mosquitto:
-    """A started Mosquitto on a free port."""
-    return _on_free_ports(lambda: Mosquitto(folder, free_port(), password_file, acl_file), attempts)
+    """A started Mosquitto on a free port (`options`: more `Mosquitto` fields)."""
+    return _on_free_ports(
+        lambda: Mosquitto(folder, free_port(), password_file, acl_file, **options), attempts
+    )

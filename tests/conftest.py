@@ -13,13 +13,9 @@ import pytest
 from hypothesis import settings
 
 from devices import Device, Registry, Tenant
-from devices.provisioning import (
-    Credentials,
-    Role,
-    ServiceLogin,
-    issue_credentials,
-    write_broker_config,
-)
+from broker.acl import Role, ServiceLogin
+from broker.passwords import write_broker_config
+from devices.provisioning import Credentials, issue_credentials
 from lantaarn.localstack import (
     Influx,
     Mosquitto,

@@ -94,8 +94,11 @@ def test_a_device_cannot_take_the_ingest_workers_client_id(
     secured: SecuredBroker, listener: Listener
 ) -> None:
     worker = _ingest(secured)
-    attacker = secured.device(listener, "a-1", client_id="ingest-0", clean_start=True)
+    attacker = secured.device(
+        listener, "a-1", client_id="ingest-0", clean_start=True, must_connect=False
+    )
     assert not worker.disconnected.wait(1.0), "the attacker knocked the ingest worker off"
+    assert attacker.refused
     attacker.close()
     victim = secured.device(secured.service_listener, "c-1")
     missing = _all_arrive(worker, _publish_readings(victim, "GM0344", "c-1", "after-kick"))
@@ -108,7 +111,10 @@ def test_a_device_cannot_take_another_devices_client_id(
     secured: SecuredBroker, listener: Listener
 ) -> None:
     victim = secured.device(secured.service_listener, "a-1")  # client id = its login
-    attacker = secured.device(listener, "c-1", client_id=secured.username("a-1"))
+    attacker = secured.device(
+        listener, "c-1", client_id=secured.username("a-1"), must_connect=False
+    )
+    assert attacker.refused
     assert not victim.disconnected.wait(1.0), "another tenant's device cut a-1 off"
     attacker.close()
     victim.close()
