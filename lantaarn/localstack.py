@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -418,7 +419,15 @@ def private_mosquitto(
     acl_file: Path | None = None,
     **options: Any,
 ) -> Mosquitto:
-    """A started Mosquitto on a free port (`options`: more `Mosquitto` fields)."""
-    return _on_free_ports(
-        lambda: Mosquitto(folder, free_port(), password_file, acl_file, **options), attempts
-    )
+    """A started Mosquitto on free ports (`options`: more `Mosquitto` fields; with `tls`, its
+    ports are chosen here too)."""
+
+    def make() -> Mosquitto:
+        tls = options.get("tls")
+        if tls is not None:
+            options["tls"] = dataclasses.replace(
+                tls, tls_port=free_port(), certificate_port=free_port()
+            )
+        return Mosquitto(folder, free_port(), password_file, acl_file, **options)
+
+    return _on_free_ports(make, attempts)

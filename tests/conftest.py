@@ -14,6 +14,7 @@ from hypothesis import settings
 
 from devices import Device, Registry, Tenant
 from broker.acl import Role, ServiceLogin
+from broker.config import BrokerTls
 from broker.passwords import write_broker_config
 from devices.provisioning import Credentials, issue_credentials
 from lantaarn.localstack import (
@@ -24,6 +25,7 @@ from lantaarn.localstack import (
     private_mosquitto,
 )
 from tests.broker.peers import Listener, Peer, connect
+from tests.broker.testca import TestAuthority
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -83,7 +85,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 # --- a broker secured as we ship it, for the attack tests ---------------------------------
 
-DEVICE_LISTENERS = ("plain",)
+DEVICE_LISTENERS = ("plain", "tls", "x509")
 
 
 @dataclass
@@ -95,6 +97,8 @@ class SecuredBroker:
     registry: Registry
     logins: dict[str, Credentials]
     listeners: dict[str, Listener]
+    authority: TestAuthority
+    certificates: dict[str, tuple[Path, Path]]
     ingest_login: str = "lantaarn-ingest"
     ingest_password: str = "ingest-secret"  # noqa: S105 - a test's own broker
     operator_login: str = "lantaarn-api"
@@ -120,8 +124,11 @@ class SecuredBroker:
     ) -> Peer:
         """Connect as a device, by default with its login as client id."""
         options.setdefault("client_id", self.username(device_id))
-        credentials = self.logins[device_id]
-        peer = connect(listener, credentials.username, credentials.password, **options)
+        if listener.name == "x509":  # the certificate is the login
+            peer = connect(listener, None, None, cert=self.certificates[device_id], **options)
+        else:
+            credentials = self.logins[device_id]
+            peer = connect(listener, credentials.username, credentials.password, **options)
         self.peers.append(peer)
         if must_connect:
             assert not peer.refused, f"{device_id} on {listener.name}: {peer.connack}"
@@ -154,10 +161,31 @@ def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
         folder = tmp_path / "mosquitto"
         password_file, acl_file = folder / "passwd", folder / "acl"
         write_broker_config(registry, password_file, acl_file, services)
-        broker = private_mosquitto(folder, password_file=password_file, acl_file=acl_file)
+        authority = TestAuthority(tmp_path / "ca")
+        cert_file, key_file = authority.issue_server()
+        certificates = {d: authority.issue_device(c.username) for d, c in logins.items()}
+        tls = BrokerTls(
+            authority.ca_file,
+            cert_file,
+            key_file,
+            authority.write_crl(),
+            device_addresses=("::1", "127.0.0.1"),
+        )
+        broker = private_mosquitto(
+            folder,
+            password_file=password_file,
+            acl_file=acl_file,
+            tls=tls,
+            auth_failures=1000,  # the attack tests fail many logins; the limit has its own test
+        )
         _SERVICES.append(broker.service)
-        listeners = {"plain": Listener("plain", "127.0.0.1", broker.port)}
-        setup = SecuredBroker(broker, registry, logins, listeners)
+        assert broker.tls is not None
+        listeners = {
+            "plain": Listener("plain", "127.0.0.1", broker.port),
+            "tls": Listener("tls", "::1", broker.tls.tls_port, authority.ca_file),
+            "x509": Listener("x509", "127.0.0.1", broker.tls.certificate_port, authority.ca_file),
+        }
+        setup = SecuredBroker(broker, registry, logins, listeners, authority, certificates)
         try:
             yield setup
         finally:
