@@ -218,8 +218,15 @@ class Mosquitto:
             "mosquitto",
             [binary, "-c", str(self.config_path)],
             self.folder / "mosquitto.log",
-            lambda: _tcp_open("::1", self.port),
+            self._listening,
         )
+
+    def _listening(self) -> bool:
+        # Mosquitto binds its listeners one after another: ready when the last one answers.
+        if self.tls is not None:
+            host = self.tls.device_addresses[1]
+            return _tcp_open(host, self.tls.tls_port) and _tcp_open(host, self.tls.certificate_port)
+        return _tcp_open("::1", self.port)
 
     def layout(self) -> BrokerLayout:
         """What the shipped configuration is rendered with for this broker."""
@@ -255,7 +262,7 @@ class Mosquitto:
         self.service.start()
 
     def reload(self) -> None:
-        """Make the broker re-read its password file and ACL (SIGHUP)."""
+        """Make the broker re-read its password file, ACL, certificates and CRL (SIGHUP)."""
         self.write_config()
         if self.service.process is not None:
             self.service.process.send_signal(signal.SIGHUP)

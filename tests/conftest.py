@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from lantaarn.localstack import (
     private_mosquitto,
 )
 from tests.broker.peers import Listener, Peer, connect
-from tests.broker.testca import TestAuthority
+from tests.broker.testca import ThrowawayAuthority
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -97,7 +99,7 @@ class SecuredBroker:
     registry: Registry
     logins: dict[str, Credentials]
     listeners: dict[str, Listener]
-    authority: TestAuthority
+    authority: ThrowawayAuthority
     certificates: dict[str, tuple[Path, Path]]
     ingest_login: str = "lantaarn-ingest"
     ingest_password: str = "ingest-secret"  # noqa: S105 - a test's own broker
@@ -142,11 +144,11 @@ class SecuredBroker:
         return peer
 
 
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
-    """A broker with authentication, ACL and the rest of the shipped configuration."""
+@contextlib.contextmanager
+def secured_broker(folder: Path, *, auth_failures: int = 1000) -> Iterator[SecuredBroker]:
+    """A broker with authentication, ACL, TLS and the rest of the shipped configuration."""
     require_program("mosquitto", "mosquitto")
-    with Registry(f"sqlite:///{tmp_path / 'registry.sqlite3'}") as registry:
+    with Registry(f"sqlite:///{folder / 'registry.sqlite3'}") as registry:
         registry.add_tenant(Tenant("GM0363", "Amsterdam", ("2001:db8:363::/48",)))
         registry.add_tenant(Tenant("GM0344", "Utrecht", ("2001:db8:344::/48",)))
         logins = {}
@@ -158,10 +160,10 @@ def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
             ServiceLogin.with_password("lantaarn-ingest", "ingest-secret", Role.INGEST),
             ServiceLogin.with_password("lantaarn-api", "operator-secret", Role.OPERATOR),
         ]
-        folder = tmp_path / "mosquitto"
-        password_file, acl_file = folder / "passwd", folder / "acl"
+        broker_folder = folder / "mosquitto"
+        password_file, acl_file = broker_folder / "passwd", broker_folder / "acl"
         write_broker_config(registry, password_file, acl_file, services)
-        authority = TestAuthority(tmp_path / "ca")
+        authority = ThrowawayAuthority(folder / "ca")
         cert_file, key_file = authority.issue_server()
         certificates = {d: authority.issue_device(c.username) for d, c in logins.items()}
         tls = BrokerTls(
@@ -172,11 +174,11 @@ def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
             device_addresses=("::1", "127.0.0.1"),
         )
         broker = private_mosquitto(
-            folder,
+            broker_folder,
             password_file=password_file,
             acl_file=acl_file,
             tls=tls,
-            auth_failures=1000,  # the attack tests fail many logins; the limit has its own test
+            auth_failures=auth_failures,
         )
         _SERVICES.append(broker.service)
         assert broker.tls is not None
@@ -193,6 +195,32 @@ def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
                 peer.client.loop_stop()
             broker.stop()
             _SERVICES.remove(broker.service)
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A broker secured as shipped (failed-login limit raised: attack tests fail many logins)."""
+    with secured_broker(tmp_path) as setup:
+        yield setup
+
+
+@pytest.fixture
+def secured_strict(tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A broker secured as shipped that refuses an address after 5 failed logins."""
+    with secured_broker(tmp_path, auth_failures=5) as setup:
+        yield setup
+
+
+@pytest.fixture
+def secured_dropped() -> Iterator[SecuredBroker]:
+    """A broker secured as shipped in a folder its own user can reach, so it drops to it."""
+    folder = Path(tempfile.mkdtemp(prefix="lantaarn-broker-"))
+    folder.chmod(0o711)  # others may pass through, not list
+    try:
+        with secured_broker(folder) as setup:
+            yield setup
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=DEVICE_LISTENERS)

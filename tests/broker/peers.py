@@ -56,14 +56,18 @@ class Peer:
     def wait_for(self, payload: bytes, timeout_s: float = WAIT_S) -> bool:
         """Whether a message with `payload` arrived within `timeout_s`."""
         with self.changed:
-            return self.changed.wait_for(lambda: payload in [p for _, p in self.received], timeout_s)
+            return self.changed.wait_for(
+                lambda: payload in [p for _, p in self.received], timeout_s
+            )
 
     def subscribe(self, *filters: str) -> list[ReasonCode]:
         """Subscribe at QoS 1; the SUBACK's reason codes."""
         done = threading.Event()
         codes: list[ReasonCode] = []
 
-        def on_subscribe(c: mqtt.Client, u: object, mid: int, rcs: list[ReasonCode], p: object) -> None:
+        def on_subscribe(
+            c: mqtt.Client, u: object, mid: int, rcs: list[ReasonCode], p: object
+        ) -> None:
             codes.extend(rcs)
             done.set()
 
@@ -147,9 +151,7 @@ def connect(
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = session_expiry_s
     try:
-        client.connect(
-            listener.host, listener.port, clean_start=clean_start, properties=properties
-        )
+        client.connect(listener.host, listener.port, clean_start=clean_start, properties=properties)
     except (OSError, ssl.SSLError):
         return peer  # refused at the TLS handshake or the socket
     client.loop_start()

@@ -169,9 +169,7 @@ def test_anonymous_and_other_username_formats_are_refused(
                      "GM0363//a-1", " GM0363/a-1", "GM0363/a-1\x00"):  # fmt: skip
         assert connect(listener, username, password, client_id=username).refused, username
     assert connect(listener, secured.username("a-1"), "wrong").refused
-    assert connect(
-        listener, secured.username("a-1"), secured.logins["b-1"].password
-    ).refused
+    assert connect(listener, secured.username("a-1"), secured.logins["b-1"].password).refused
 
 
 def test_a_device_cannot_publish_or_will_on_anothers_topics(

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from broker.secrets import write_secret
+
 _DAY = dt.timedelta(days=1)
 
 
@@ -27,7 +29,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 @dataclass
-class TestAuthority:
+class ThrowawayAuthority:
     """A CA under `folder` (ca.crt, server.crt/key, crl.pem) that issues device certificates."""
 
     folder: Path
@@ -104,8 +106,8 @@ class TestAuthority:
         ]
         cert, key, _ = self._issue("localhost", server=True, sans=sans)
         (self.folder / "server.crt").write_bytes(cert)
-        (self.folder / "server.key").write_bytes(key)
-        (self.folder / "server.key").chmod(0o600)
+        # The broker reads its key after dropping to its own user.
+        write_secret(self.folder / "server.key", key, broker_reads=True)
         return self.folder / "server.crt", self.folder / "server.key"
 
     def issue_device(self, identity: str, *, valid_days: float = 30.0) -> tuple[Path, Path]:
