@@ -23,12 +23,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from broker.config import (
+    DEPLOY,
     BrokerConfigError,
     BrokerLayout,
     BrokerSecurity,
     BrokerTls,
     plugin_path,
     render_mosquitto,
+    render_template,
 )
 
 log = logging.getLogger(__name__)
@@ -307,38 +309,17 @@ class Influx:
             return False
 
     def config_text(self) -> str:
-        """InfluxDB 1.x configuration: own folders and ports, nothing reported home."""
-        return f"""# written by lantaarn
-reporting-disabled = true
-bind-address = "[::1]:{self.rpc_port}"
-
-[meta]
-  dir = "{self.folder}/meta"
-
-[data]
-  dir = "{self.folder}/data"
-  wal-dir = "{self.folder}/wal"
-  query-log-enabled = false
-  cache-max-memory-size = "512m"
-
-[coordinator]
-  query-timeout = "60s"
-
-[monitor]
-  store-enabled = false
-
-[http]
-  bind-address = "[::1]:{self.port}"
-  log-enabled = false
-  max-body-size = {self.max_body_bytes}
-  auth-enabled = {"true" if self.auth_enabled else "false"}
-
-[logging]
-  level = "warn"
-
-[continuous_queries]
-  enabled = false
-"""
+        """The shipped InfluxDB configuration (deploy/influxdb/influxdb.conf) for this instance."""
+        return render_template(
+            DEPLOY / "influxdb" / "influxdb.conf",
+            {
+                "rpc_bind": f"[::1]:{self.rpc_port}",
+                "http_bind": f"[::1]:{self.port}",
+                "data_dir": self.folder,
+                "max_body_bytes": self.max_body_bytes,
+                "auth_enabled": "true" if self.auth_enabled else "false",
+            },
+        )
 
     def start(self) -> None:
         """Write the configuration and start the database."""

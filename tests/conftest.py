@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from devices import Device, Registry, Tenant
 from broker.acl import Role, ServiceLogin
 from broker.config import BrokerTls
 from broker.passwords import write_broker_config
+from devices import Device, Registry, Tenant
 from devices.provisioning import Credentials, issue_credentials
 from lantaarn.localstack import (
     Influx,
@@ -102,9 +102,9 @@ class SecuredBroker:
     authority: ThrowawayAuthority
     certificates: dict[str, tuple[Path, Path]]
     ingest_login: str = "lantaarn-ingest"
-    ingest_password: str = "ingest-secret"  # noqa: S105 - a test's own broker
+    ingest_password: str = "ingest-secret"
     operator_login: str = "lantaarn-api"
-    operator_password: str = "operator-secret"  # noqa: S105
+    operator_password: str = "operator-secret"
     peers: list[Peer] = field(default_factory=list)
 
     @property

@@ -59,9 +59,9 @@ def _service(spec: str) -> tuple[str, str, str, str | None]:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Write both files, then reload the broker if asked."""
-    from devices import DeviceError, Registry  # noqa: PLC0415
     from broker.acl import Role, ServiceLogin  # noqa: PLC0415
     from broker.passwords import write_broker_config  # noqa: PLC0415
+    from devices import DeviceError, Registry  # noqa: PLC0415
 
     try:
         services = []

@@ -63,9 +63,11 @@ def test_tls_below_1_2_is_refused(secured: SecuredBroker, name: str) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)  # that is the point
         context.minimum_version = ssl.TLSVersion.TLSv1_1
         context.maximum_version = ssl.TLSVersion.TLSv1_1
-    with socket.create_connection((listener.host, listener.port), timeout=5) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionError)):
-            context.wrap_socket(raw, server_hostname="localhost").do_handshake()
+    with (
+        socket.create_connection((listener.host, listener.port), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError)),
+    ):
+        context.wrap_socket(raw, server_hostname="localhost").do_handshake()
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         secured.device(listener, "a-1", tls_version=version).close()
 

@@ -16,9 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices import Device, Registry, Tenant
 from broker.acl import Role, ServiceLogin
 from broker.passwords import write_broker_config
+from devices import Device, Registry, Tenant
 from devices.provisioning import (
     ITERATIONS,
     Credentials,
