@@ -15,6 +15,7 @@ from lantaarn.commands import (
     broker_config,
     demo,
     devices,
+    influx_users,
     ingest,
     keys,
     rollups,
@@ -25,7 +26,7 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, influx_users, rollups)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

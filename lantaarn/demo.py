@@ -1,8 +1,9 @@
 """`lantaarn demo`: broker, database, one ingest worker, the API and a simulated fleet.
 
-Authentication is on, as in a real deployment: the broker admits only logins from the registry
-(devices) and two service logins of the demo (ingest reads, the simulator publishes for its
-fleet), whose passwords are kept under the data folder so a second run reuses them.
+Secured as a deployment is, from the same shipped configuration (deploy/): the broker admits only
+logins from the registry (each simulated device logs in as itself, with its own password) and the
+ingest service's login; InfluxDB wants a login (ingest writes, the API reads). Every secret is
+made once and kept, owner-only, under the data folder (itself 0700), so a second run reuses them.
 """
 
 from __future__ import annotations
@@ -13,39 +14,75 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from devices import Device, Registry
-from devices.provisioning import Role, ServiceLogin, new_password, write_broker_config
+from broker.acl import Role, ServiceLogin
+from broker.passwords import write_broker_config
+from broker.secrets import private_folder, write_secret
+from devices import Device, NotFound, Registry
+from devices.provisioning import issue_credentials, new_password, provision
 from ingest import run_worker
 from ingest.metrics import WorkerCollector
+from lantaarn.influx_users import InfluxLogin, ensure_influx_schema, ensure_influx_users
 from lantaarn.localstack import LocalStack, Mosquitto, check_port_free
-from lantaarn.seed import register_fleet
 from lantaarn.serve import serve_api
 from lantaarn.settings import MqttSettings, Settings
-from simulators import BrokerAddress, Publisher, make_fleet, run_fleet
+from simulators import Fleet, SimClock, Simulation, device_connections, make_fleet
+from simulators.engine import Links
+from simulators.wire import Transport
 
 log = logging.getLogger(__name__)
 
 INGEST_LOGIN = "lantaarn-ingest"
-SIMULATOR_LOGIN = "lantaarn-simulator"
+INFLUX_ADMIN = "lantaarn-admin"
+INFLUX_WRITER = "lantaarn-ingest"
+INFLUX_READER = "lantaarn-api"
+SECRET_NAMES = (INGEST_LOGIN, "influx-admin", "influx-writer", "influx-reader")
 BROKER_CONFIG_EVERY_S = 5.0
 
 
 def service_passwords(data_dir: Path) -> dict[str, str]:
     """The demo's service passwords: made once, kept (mode 0600) under the data folder."""
     path = data_dir / "service-logins.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
-        if {INGEST_LOGIN, SIMULATOR_LOGIN} <= stored.keys():
-            return stored
-    passwords = {INGEST_LOGIN: new_password(), SIMULATOR_LOGIN: new_password()}
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(passwords))
-    return passwords
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if not set(SECRET_NAMES) <= stored.keys():
+        stored = {name: stored.get(name) or new_password() for name in SECRET_NAMES}
+        write_secret(path, json.dumps(stored))
+    return stored
+
+
+def device_passwords(
+    registry: Registry, fleet: Fleet, data_dir: Path
+) -> dict[str, tuple[str, str]]:
+    """Register the fleet and give every simulated device its own broker login, kept (0600)."""
+    path = data_dir / "simulated-devices.json"
+    kept: dict[str, list[str]] = json.loads(path.read_text()) if path.exists() else {}
+    for tenant in fleet.tenants:
+        try:
+            registry.tenant(tenant.code)
+        except NotFound:
+            registry.add_tenant(tenant)
+    known = {d.device_id for d in registry.devices()}
+    missing = [d for d in fleet.devices if d.device_id not in known]
+    issued = {d.device_id: issue_credentials(d) for d in missing}
+    if missing:
+        hashes = {k: c.password_hash for k, c in issued.items()}
+        registry.add_devices(missing, password_hashes=hashes)
+        log.info("registered %d simulated devices", len(missing))
+    for device in fleet.devices:
+        if device.device_id in issued:
+            c = issued[device.device_id]
+        elif device.device_id not in kept:
+            c = provision(registry, device.device_id)  # registered before, password unknown
+        else:
+            continue
+        kept[device.device_id] = [c.username, c.password]
+    write_secret(path, json.dumps(kept))
+    return {k: (v[0], v[1]) for k, v in kept.items()}
 
 
 def run_demo(
@@ -62,8 +99,8 @@ def run_demo(
     check_port_free(api_port, "--api-port", tuple(settings.api.hosts))
     check_port_free(mqtt_port, "--mqtt-port")
     check_port_free(influx_port, "--influx-port", ("::1",))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    passwords = service_passwords(data_dir)
+    private_folder(data_dir)
+    secrets = service_passwords(data_dir)
     settings = settings.model_copy(
         update={
             "data_dir": data_dir,
@@ -71,28 +108,49 @@ def run_demo(
                 host="::1",
                 port=mqtt_port,
                 username=INGEST_LOGIN,
-                password=SecretStr(passwords[INGEST_LOGIN]),
+                password=SecretStr(secrets[INGEST_LOGIN]),
             ),
-            "influx": settings.influx.model_copy(update={"url": f"http://[::1]:{influx_port}"}),
+            "influx": settings.influx.model_copy(
+                update={
+                    "url": f"http://[::1]:{influx_port}",
+                    "username": INFLUX_WRITER,
+                    "password": SecretStr(secrets["influx-writer"]),
+                    "read_username": INFLUX_READER,
+                    "read_password": SecretStr(secrets["influx-reader"]),
+                    "admin_username": INFLUX_ADMIN,
+                    "admin_password": SecretStr(secrets["influx-admin"]),
+                }
+            ),
             # The demo's dashboard opens without a key; real deployments keep this off.
             "api": settings.api.model_copy(update={"anonymous_read": True}),
         }
     )
-    services = [
-        ServiceLogin.with_password(INGEST_LOGIN, passwords[INGEST_LOGIN], Role.INGEST),
-        ServiceLogin.with_password(SIMULATOR_LOGIN, passwords[SIMULATOR_LOGIN], Role.FLEET),
-    ]
+    services = [ServiceLogin.with_password(INGEST_LOGIN, secrets[INGEST_LOGIN], Role.INGEST)]
     folder = data_dir / "mosquitto"
     password_file, acl_file = folder / "passwd", folder / "acl"
     fleet = make_fleet(devices, tenants=2, seed=1, interval_s=interval_s)
     with Registry(settings.registry()) as registry:
-        added = register_fleet(registry, fleet)
-        if added:
-            log.info("registered %d simulated devices", added)
+        logins = device_passwords(registry, fleet, data_dir)
         write_broker_config(registry, password_file, acl_file, services)
-    simulator = BrokerAddress("::1", mqtt_port, SIMULATOR_LOGIN, passwords[SIMULATOR_LOGIN])
-    with LocalStack(data_dir, mqtt_port, influx_port, password_file, acl_file) as stack:
-        asyncio.run(_run(settings, fleet.devices, api_port, simulator, stack.mosquitto, services))
+    with LocalStack(
+        data_dir, mqtt_port, influx_port, password_file, acl_file, influx_auth=True
+    ) as stack:
+        ensure_influx_users(
+            stack.influx.url,
+            settings.influx.database,
+            InfluxLogin(INFLUX_ADMIN, secrets["influx-admin"]),
+            InfluxLogin(INFLUX_WRITER, secrets["influx-writer"]),
+            InfluxLogin(INFLUX_READER, secrets["influx-reader"]),
+        )
+        asyncio.run(
+            ensure_influx_schema(
+                stack.influx.url,
+                settings.influx.database,
+                InfluxLogin(INFLUX_ADMIN, secrets["influx-admin"]),
+                settings.retention(),
+            )
+        )
+        asyncio.run(_run(settings, fleet.devices, logins, api_port, stack.mosquitto, services))
     print("lantaarn demo stopped")
     return 0
 
@@ -100,8 +158,8 @@ def run_demo(
 async def _run(
     settings: Settings,
     devices: Sequence[Device],
+    logins: Mapping[str, tuple[str, str]],
     api_port: int,
-    simulator: BrokerAddress,
     broker: Mosquitto,
     services: list[ServiceLogin],
 ) -> None:
@@ -137,7 +195,7 @@ async def _run(
                 name="api",
             )
             simulation = tasks.create_task(
-                asyncio.to_thread(_simulate, simulator, devices, sim_stop), name="simulator"
+                asyncio.to_thread(_simulate, broker, devices, logins, sim_stop), name="simulator"
             )
             follow = tasks.create_task(
                 _follow_registry(registry, broker, services), name="broker-config"
@@ -190,7 +248,22 @@ async def _follow_registry(
             log.exception("updating the broker's logins failed; trying again")
 
 
-def _simulate(address: BrokerAddress, devices: Sequence[Device], stop: threading.Event) -> None:
-    with Publisher(address, "demo-simulator") as publisher:
-        run_fleet(devices, publisher, seed=1, stop=stop)
-        publisher.flush(2)
+def _simulate(
+    broker: Mosquitto,
+    devices: Sequence[Device],
+    logins: Mapping[str, tuple[str, str]],
+    stop: threading.Event,
+) -> None:
+    """Each simulated device on its own connection, logged in as itself, with its last will."""
+    transport = Transport()
+    connections = device_connections(devices, "::1", broker.port, logins)
+    try:
+        for connection in connections:
+            transport.add(connection)
+        transport.wait_connected(connections, 60.0)
+        links = Links.own(transport, connections)
+        simulation = Simulation(devices, seed=1, clock=SimClock(time.time()))
+        simulation.run(links, stop=stop)
+        simulation.finish(links, timeout_s=2.0)
+    finally:
+        transport.close_all()

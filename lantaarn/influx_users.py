@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+
+from timeseries import InfluxClient, InfluxConfig, Retention, ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +38,12 @@ def _secret(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _run(url: str, statement: str, login: InfluxLogin | None) -> dict[str, object]:
+def _run(url: str, statement: str, login: InfluxLogin | None) -> dict[str, Any]:
     auth = (login.username, login.password) if login else None
     response = httpx.post(f"{url}/query", data={"q": statement}, auth=auth, timeout=10.0)
-    body: dict[str, object] = response.json() if response.content else {}
-    error = body.get("error") or next(
-        (r.get("error") for r in body.get("results", []) or [] if isinstance(r, dict)), None
-    )
+    body: dict[str, Any] = response.json() if response.content else {}
+    results: list[dict[str, Any]] = body.get("results") or []
+    error = body.get("error") or next((r["error"] for r in results if "error" in r), None)
     if response.status_code >= 400 or error:
         raise InfluxSetupError(
             f"InfluxDB refused {statement.split(' WITH ', maxsplit=1)[0]!r}: {error}"
@@ -74,3 +76,12 @@ def ensure_influx_users(
         # Ingest also reads raw readings back for its rollups: ALL on the one database, no more.
         _run(url, f"GRANT {grant} ON {_ident(database)} TO {name}", admin)
     log.info("InfluxDB users ready: %s writes, %s reads", writer.username, reader.username)
+
+
+async def ensure_influx_schema(
+    url: str, database: str, admin: InfluxLogin, retention: Retention
+) -> None:
+    """The database and its retention policies, set up by the admin (ingest's login may not)."""
+    config = InfluxConfig(url, database, admin.username, admin.password)
+    async with InfluxClient(config) as client:
+        await ensure_schema(client, retention)

@@ -341,10 +341,17 @@ class LocalStack:
         influx_port: int,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        *,
+        influx_auth: bool = False,
+        tls: BrokerTls | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.mosquitto = Mosquitto(data_dir / "mosquitto", mqtt_port, password_file, acl_file)
-        self.influx = Influx(data_dir / "influxdb", influx_port, free_port())
+        self.mosquitto = Mosquitto(
+            data_dir / "mosquitto", mqtt_port, password_file, acl_file, tls=tls
+        )
+        self.influx = Influx(
+            data_dir / "influxdb", influx_port, free_port(), auth_enabled=influx_auth
+        )
 
     def __enter__(self) -> LocalStack:
         try:

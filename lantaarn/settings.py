@@ -134,7 +134,12 @@ class Settings(BaseSettings):
         if self.registry_url:
             return self.registry_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
+        path = self.data_dir / "registry.sqlite3"
+        # Every tenant's devices and their password hashes: the owner's only (SQLite gives its
+        # journal files the database's mode).
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        return f"sqlite:///{path}"
 
     def influx_config(self) -> InfluxConfig:
         """How the platform reaches InfluxDB."""

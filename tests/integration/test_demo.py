@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -72,6 +74,10 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
         ) if _have("mosquitto_pub") else None  # fmt: skip
         if anonymous is not None:
             assert anonymous.returncode != 0
+        _secrets_are_owner_only(tmp_path / "data")
+        # InfluxDB wants a login: an anonymous query is refused.
+        refused = httpx.get(f"http://[::1]:{influx}/query", params={"q": "SHOW DATABASES"})
+        assert refused.status_code == 401
         children = _children(demo.pid)
         assert len(children) >= 2  # mosquitto and influxd
         started = time.monotonic()
@@ -107,6 +113,19 @@ def test_a_taken_port_gets_a_clear_message(tmp_path: Path) -> None:
     assert f"port {port}" in result.stderr
     assert "--api-port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _secrets_are_owner_only(data: Path) -> None:
+    """The data folder is 0700, the registry and every secret 0600 (or 0640 for the broker)."""
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("registry.sqlite3", "service-logins.json", "simulated-devices.json"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    for name in ("passwd", "acl"):
+        path = data / "mosquitto" / name
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode in (0o600, 0o640), (name, oct(mode))
+        if mode == 0o640:
+            assert grp.getgrgid(path.stat().st_gid).gr_name == "mosquitto"
 
 
 def _have(program: str) -> bool:
