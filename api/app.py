@@ -24,6 +24,7 @@ from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
     activity,
     aggregates,
+    certificates,
     devices,
     health,
     kinds,
@@ -155,6 +156,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         kinds,
         tenants,
         devices,
+        certificates,
         readings,
         aggregates,
         latest,

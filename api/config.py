@@ -25,3 +25,5 @@ class ApiConfig:
     max_range_days: float = 366.0
     # More metrics for /metrics, e.g. the ingest worker's when it runs in the same process.
     collectors: tuple[Collector, ...] = ()
+    # The certificate authority's folder (broker/pki.py); None: no device certificates.
+    pki_dir: Path | None = None

@@ -1,1 +1,1 @@
-"""The MQTT side of lantaarn: broker configuration, logins and ACL (and the session layer)."""
+"""The MQTT side: sessions, broker configuration and the deployment's certificate authority."""

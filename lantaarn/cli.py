@@ -18,6 +18,7 @@ from lantaarn.commands import (
     influx_users,
     ingest,
     keys,
+    pki,
     rollups,
     simulate,
 )
@@ -26,7 +27,7 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, influx_users, rollups)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, influx_users, rollups, pki)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         path.chmod(0o600)
         return f"sqlite:///{path}"
 
+    def pki_dir(self) -> Path:
+        """The folder of the deployment's certificate authority (`lantaarn pki`)."""
+        return self.data_dir / "pki"
+
     def influx_config(self) -> InfluxConfig:
         """How the platform reaches InfluxDB."""
         i = self.influx
@@ -212,6 +216,7 @@ class Settings(BaseSettings):
             cors_origins=tuple(self.api.cors_origins),
             anonymous_read=self.api.anonymous_read,
             collectors=collectors,
+            pki_dir=self.pki_dir(),
         )
 
 

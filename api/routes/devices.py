@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from api import cursor
 from api.auth import Operator, Principal, Reader, ensure_visible
-from api.deps import InfluxDep, RegistryDep
+from api.deps import ConfigDep, InfluxDep, RegistryDep
 from api.live import live_states_if_available
 from api.problems import ApiProblem, BadRequest
 from api.registry_schemas import (
@@ -28,6 +28,7 @@ from api.registry_schemas import (
 )
 from api.schemas import DeviceOut, DevicePage
 from api.timefmt import now_ns
+from broker.pki import revoke_retired
 from devices import BoundingBox, Device, InvalidDevice
 from devices.provisioning import issue_credentials, provision
 from devices.topics import DEVICE_ID_PATTERN, TENANT_PATTERN
@@ -266,17 +267,20 @@ async def update_device(
 async def retire_device(
     device_id: DeviceIdPath,
     registry: RegistryDep,
+    config: ConfigDep,
     principal: Operator,
     body: RetireIn | None = None,
 ) -> DeviceOut:
-    """Retire a device: it keeps its history, loses its broker login; again is a no-op."""
+    """Retire a device: it keeps its history, loses its broker login and certificates."""
     await _own_device(registry, principal, device_id)
     when = body.retired_at if body is not None else None
     if when is not None and when.tzinfo is None:
         raise BadRequest(
             [{"name": "retiredAt", "in": "body", "reason": "give a time zone (Z or an offset)"}]
         )
-    return DeviceOut.of(await registry_call(registry.retire, device_id, when))
+    retired = await registry_call(registry.retire, device_id, when)
+    await asyncio.to_thread(revoke_retired, config.pki_dir, f"{retired.tenant}/{device_id}")
+    return DeviceOut.of(retired)
 
 
 @router.post(

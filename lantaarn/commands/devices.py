@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type-arg]
     """Add `devices` and its subcommands."""
-    del settings
     devices = commands.add_parser("devices", help="manage the registry of tenants and devices")
     actions = devices.add_subparsers(dest="action", required=True)
 
@@ -76,7 +75,8 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
 
     retire = actions.add_parser("retire", help="retire a device (it can no longer log in)")
     retire.add_argument("device_id", metavar="DEVICE_ID")
-    retire.set_defaults(run=_guarded(_retire))
+    # Retiring also revokes the device's certificates, if the deployment keeps an authority.
+    retire.set_defaults(run=_guarded(_retire), pki_dir=settings.pki_dir())
 
     login = actions.add_parser("new-login", help="give a device a new broker password")
     login.add_argument("device_id", metavar="DEVICE_ID")
@@ -241,8 +241,13 @@ def _export(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def _retire(registry: Registry, args: argparse.Namespace) -> int:
+    from broker.pki import revoke_retired  # noqa: PLC0415
+
     device = registry.retire(args.device_id)
     assert device.retired_at is not None
+    crl = revoke_retired(args.pki_dir, f"{device.tenant}/{device.device_id}")
+    if crl is not None:
+        sys.stdout.write(f"its certificates are revoked in {crl}; reload the broker to apply it\n")
     sys.stdout.write(
         f"device {device.device_id} retired at {device.retired_at.isoformat()}; "
         "run `lantaarn broker-config` to shut it out of the broker\n"
