@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from broker.secrets import write_secret
+
 log = logging.getLogger(__name__)
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -153,3 +155,39 @@ def render_mosquitto(layout: BrokerLayout, folder: Path) -> Path:
     for name in names:
         (conf_dir / name).write_text(render_template(templates / name, values))
     return main
+
+
+def stage_tls(
+    authority_folder: Path,
+    folder: Path,
+    *,
+    tls_port: int = 8883,
+    certificate_port: int = 8884,
+    device_addresses: tuple[str, str] = ("::", "0.0.0.0"),  # noqa: S104
+) -> BrokerTls:
+    """Copy the authority's CA, server certificate and key, and CRL where the broker reads them.
+
+    The authority's folder is its owner's alone (0700); the broker, dropped to its own user,
+    gets copies: the key readable by the broker's group only. Call again after a revocation,
+    then reload the broker (Mosquitto 2.0.11 re-reads its certificates and CRL on SIGHUP).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = {}
+    for name in ("ca.crt", "server.crt", "server.key", "crl.pem"):
+        source = authority_folder / name
+        try:
+            data = source.read_bytes()
+        except FileNotFoundError:
+            raise BrokerConfigError(
+                f"{source} is missing: `lantaarn pki init` and `lantaarn pki server` make it"
+            ) from None
+        staged[name] = write_secret(folder / name, data, broker_reads=True)
+    return BrokerTls(
+        staged["ca.crt"],
+        staged["server.crt"],
+        staged["server.key"],
+        staged["crl.pem"],
+        tls_port=tls_port,
+        certificate_port=certificate_port,
+        device_addresses=device_addresses,
+    )

@@ -21,14 +21,16 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from broker.acl import Role, ServiceLogin
+from broker.config import stage_tls
 from broker.passwords import write_broker_config
+from broker.pki import Authority, AuthorityMissing
 from broker.secrets import private_folder, write_secret
 from devices import Device, NotFound, Registry
 from devices.provisioning import issue_credentials, new_password, provision
 from ingest import run_worker
 from ingest.metrics import WorkerCollector
 from lantaarn.influx_users import InfluxLogin, ensure_influx_schema, ensure_influx_users
-from lantaarn.localstack import LocalStack, Mosquitto, check_port_free
+from lantaarn.localstack import LOOPBACKS, LocalStack, Mosquitto, check_port_free
 from lantaarn.serve import serve_api
 from lantaarn.settings import MqttSettings, Settings
 from simulators import Fleet, SimClock, Simulation, device_connections, make_fleet
@@ -85,12 +87,25 @@ def device_passwords(
     return {k: (v[0], v[1]) for k, v in kept.items()}
 
 
+def demo_authority(pki: Path) -> Authority:
+    """The demo's certificate authority under the data folder, with a broker certificate."""
+    try:
+        authority = Authority.load(pki)
+    except AuthorityMissing:
+        authority = Authority.create(pki, name="lantaarn demo CA")
+    if not (pki / "server.crt").exists():
+        authority.issue_server(["localhost"], list(LOOPBACKS))
+    return authority
+
+
 def run_demo(
     settings: Settings,
     *,
     data_dir: Path,
     api_port: int,
     mqtt_port: int,
+    tls_port: int,
+    certificate_port: int,
     influx_port: int,
     devices: int,
     interval_s: float,
@@ -98,6 +113,8 @@ def run_demo(
     """Run everything until Ctrl-C or SIGTERM; stop it all within 10 seconds."""
     check_port_free(api_port, "--api-port", tuple(settings.api.hosts))
     check_port_free(mqtt_port, "--mqtt-port")
+    check_port_free(tls_port, "--mqtt-tls-port")
+    check_port_free(certificate_port, "--mqtt-certificate-port")
     check_port_free(influx_port, "--influx-port", ("::1",))
     private_folder(data_dir)
     secrets = service_passwords(data_dir)
@@ -132,8 +149,17 @@ def run_demo(
     with Registry(settings.registry()) as registry:
         logins = device_passwords(registry, fleet, data_dir)
         write_broker_config(registry, password_file, acl_file, services)
+    demo_authority(settings.pki_dir())
+    # Devices' TLS listeners on loopback too: the demo is not a deployment to reach from outside.
+    tls = stage_tls(
+        settings.pki_dir(),
+        folder / "tls",
+        tls_port=tls_port,
+        certificate_port=certificate_port,
+        device_addresses=("::1", "127.0.0.1"),
+    )
     with LocalStack(
-        data_dir, mqtt_port, influx_port, password_file, acl_file, influx_auth=True
+        data_dir, mqtt_port, influx_port, password_file, acl_file, influx_auth=True, tls=tls
     ) as stack:
         ensure_influx_users(
             stack.influx.url,
@@ -163,6 +189,8 @@ async def _run(
     broker: Mosquitto,
     services: list[ServiceLogin],
 ) -> None:
+    tls = broker.tls
+    assert tls is not None  # the demo always runs its device listeners over TLS
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -198,7 +226,8 @@ async def _run(
                 asyncio.to_thread(_simulate, broker, devices, logins, sim_stop), name="simulator"
             )
             follow = tasks.create_task(
-                _follow_registry(registry, broker, services), name="broker-config"
+                _follow_registry(registry, broker, services, settings.pki_dir()),
+                name="broker-config",
             )
             hosts = ", ".join(
                 f"http://[{h}]:{api_port}" if ":" in h else f"http://{h}:{api_port}"
@@ -208,8 +237,9 @@ async def _run(
                 f"lantaarn demo is running with {len(devices)} simulated devices\n"
                 f"  dashboard: http://localhost:{api_port}/dashboard\n"
                 f"  API:       {hosts} (/v1/devices, /v1/docs)\n"
-                f"  MQTT:      [::1]:{settings.mqtt.port} and 127.0.0.1:{settings.mqtt.port}"
-                " (devices log in with the login the API gave them)\n"
+                f"  MQTT:      devices over TLS on [::1]:{tls.tls_port} with their password, "
+                f"[::1]:{tls.certificate_port} with their certificate (CA {tls.ca_file});\n"
+                f"             plain [::1]:{settings.mqtt.port} for the platform's own services\n"
                 f"  data:      {settings.data_dir}\n"
                 "Press Ctrl-C to stop.",
                 flush=True,
@@ -226,24 +256,38 @@ async def _run(
 
 
 async def _follow_registry(
-    registry: Registry, broker: Mosquitto, services: list[ServiceLogin]
+    registry: Registry, broker: Mosquitto, services: list[ServiceLogin], pki: Path
 ) -> None:
-    """Rewrite the broker's logins and ACL when the registry changes, and reload the broker."""
+    """Rewrite the broker's logins and ACL when the registry changes, take a new CRL when the
+    authority writes one (a device retired or a certificate revoked), and reload the broker."""
     password_file, acl_file = broker.password_file, broker.acl_file
     if password_file is None or acl_file is None:
         return
     seen = await asyncio.to_thread(registry.revision)
+    crl = pki / "crl.pem"
+    crl_seen = crl.read_bytes()
     while True:
         await asyncio.sleep(BROKER_CONFIG_EVERY_S)
         try:
             now = await asyncio.to_thread(registry.revision)
+            crl_now = crl.read_bytes()
+            if now == seen and crl_now == crl_seen:
+                continue
             if now != seen:
                 await asyncio.to_thread(
                     write_broker_config, registry, password_file, acl_file, services
                 )
-                broker.reload()
-                seen = now
-                log.info("broker logins updated from the registry")
+            if broker.tls is not None:
+                broker.tls = stage_tls(
+                    pki,
+                    broker.tls.ca_file.parent,
+                    tls_port=broker.tls.tls_port,
+                    certificate_port=broker.tls.certificate_port,
+                    device_addresses=broker.tls.device_addresses,
+                )
+            broker.reload()
+            seen, crl_seen = now, crl_now
+            log.info("broker logins and CRL updated")
         except Exception:
             log.exception("updating the broker's logins failed; trying again")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from lantaarn.localstack import free_port
+from tests.broker.peers import Listener, connect
 from tests.conftest import require_program
 
 pytestmark = pytest.mark.slow
@@ -35,9 +37,11 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
     # so (exit 2) and we try other ports.
     for _attempt in range(4):
         api, mqtt, influx = free_port(), free_port(), free_port()
+        tls, certificate = free_port(), free_port()
         argv = [
             sys.executable, "-m", "lantaarn", "demo", "--data-dir", str(tmp_path / "data"),
             "--api-port", str(api), "--mqtt-port", str(mqtt), "--influx-port", str(influx),
+            "--mqtt-tls-port", str(tls), "--mqtt-certificate-port", str(certificate),
             "--devices", "120", "--interval", "2",
         ]  # fmt: skip
         log = (tmp_path / "demo.log").open("wb")
@@ -75,6 +79,7 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
         if anonymous is not None:
             assert anonymous.returncode != 0
         _secrets_are_owner_only(tmp_path / "data")
+        _devices_reach_it_over_tls(tmp_path / "data", tls, certificate)
         # InfluxDB wants a login: an anonymous query is refused.
         refused = httpx.get(f"http://[::1]:{influx}/query", params={"q": "SHOW DATABASES"})
         assert refused.status_code == 401
@@ -87,7 +92,7 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
         assert demo.returncode == 0
         for child in children:
             assert not Path(f"/proc/{child}").exists() or _zombie(child)
-        for port in (api, mqtt, influx):
+        for port in (api, mqtt, influx, tls, certificate):
             with socket.socket(socket.AF_INET6) as sock:
                 # Nothing listens any more (connections may linger in TIME_WAIT).
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -113,6 +118,19 @@ def test_a_taken_port_gets_a_clear_message(tmp_path: Path) -> None:
     assert f"port {port}" in result.stderr
     assert "--api-port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _devices_reach_it_over_tls(data: Path, tls: int, certificate: int) -> None:
+    """The device listeners speak TLS with the demo's own CA; plain MQTT only on loopback."""
+    ca = data / "pki" / "ca.crt"
+    username, _ = next(iter(json.loads((data / "simulated-devices.json").read_text()).values()))
+    wrong = connect(Listener("tls", "::1", tls, ca), username, "wrong", client_id=username)
+    assert wrong.connack is not None  # the TLS handshake held: the broker answered
+    assert wrong.refused
+    assert connect(Listener("x509", "::1", certificate, ca), None, None).refused  # no certificate
+    config = "".join(p.read_text() for p in (data / "mosquitto" / "conf.d").glob("*.conf"))
+    addresses = {line.split()[2] for line in config.splitlines() if line.startswith("listener ")}
+    assert addresses == {"::1", "127.0.0.1"}
 
 
 def _secrets_are_owner_only(data: Path) -> None:
