@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grp
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -32,13 +33,21 @@ def write_secret(path: Path, data: str | bytes, *, broker_reads: bool = False) -
     """Write `path` atomically, mode 0600 (0640 for the broker's group when `broker_reads`).
 
     The broker drops to its own user before reading its password file, ACL and TLS key, so those
-    are group-readable by the broker's group (and no one else).
+    are group-readable by the broker's group (and no one else). An unchanged file is left alone,
+    so that whatever watches it (a systemd path unit reloading the broker) sees only changes.
     """
+    data = data.encode() if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = 0o640 if broker_reads and broker_group() is not None else 0o600
+    try:
+        if path.read_bytes() == data and stat.S_IMODE(path.stat().st_mode) == mode:
+            return path
+    except OSError:
+        pass  # absent or unreadable: write it
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
+            out.write(data)
         gid = broker_group() if broker_reads else None
         if gid is not None:
             os.chown(temporary, -1, gid)
