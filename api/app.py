@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import auth, problems
 from api.config import API_VERSION, ApiConfig
 from api.fleet import FleetCache
+from api.guard import RequestGuard
 from api.keys import KeyStore
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
@@ -31,8 +32,11 @@ from api.routes import (
     latest,
     readings,
     rejections,
+    sessions,
     tenants,
 )
+from api.sessions import SessionStore
+from api.throttle import FailedLogins
 from devices import Registry
 from timeseries import InfluxClient
 
@@ -111,6 +115,10 @@ def create_app(config: ApiConfig) -> FastAPI:
                 app.state.keys = keys
                 app.state.influx = influx
                 app.state.config = config
+                app.state.throttle = FailedLogins(
+                    config.auth_failure_burst, config.auth_failure_refill_s
+                )
+                app.state.sessions = SessionStore(config.session_idle_s, config.session_max_s)
                 yield
 
     app = FastAPI(
@@ -132,6 +140,12 @@ def create_app(config: ApiConfig) -> FastAPI:
     metrics = RequestMetrics()
     for collector in config.collectors:
         metrics.registry.register(collector)
+    # Innermost of all: the key is checked and the body capped before any route reads it.
+    app.add_middleware(
+        RequestGuard,
+        default_cap=config.max_body_bytes,
+        caps={"/v1/device-imports": config.max_import_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # /v1/latest for 10,000 devices is 3 MB of JSON; compressed it is a tenth, which matters
     # to an operator's dashboard away from the server. A middle level costs little CPU.
@@ -146,7 +160,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         )
     app.add_middleware(ResponseHeaders)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get(
+        "/metrics", include_in_schema=False, dependencies=[Depends(auth.require_metrics_reader)]
+    )
     async def _metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
@@ -162,6 +178,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         latest,
         rejections,
         activity,
+        sessions,
     ):
         app.include_router(module.router)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.registry import Collector
@@ -25,5 +25,20 @@ class ApiConfig:
     max_range_days: float = 366.0
     # More metrics for /metrics, e.g. the ingest worker's when it runs in the same process.
     collectors: tuple[Collector, ...] = ()
+    # The address clients use (`https://lantaarn.example.org`), for absolute `Link` and
+    # `Location` headers; None: those headers carry paths, never the request's Host header.
+    public_url: str | None = None
+    # Bytes a request body may have: any route, and the bulk import of devices.
+    max_body_bytes: int = 64 * 1024
+    max_import_bytes: int = 32 * 1024 * 1024
+    # Failed key checks a client address may make at once, and seconds until it may make one
+    # more (a token bucket per address; an IPv6 client's address is its /64).
+    auth_failure_burst: int = 20
+    auth_failure_refill_s: float = 6.0
+    # A bearer token that may read /metrics and nothing else (for Prometheus); admin keys may too.
+    metrics_token: str | None = field(default=None, repr=False)
+    # Dashboard sessions end after this many seconds unused, and this many after sign-in.
+    session_idle_s: float = 30 * 60
+    session_max_s: float = 12 * 3600
     # The certificate authority's folder (broker/pki.py); None: no device certificates.
     pki_dir: Path | None = None

@@ -63,6 +63,41 @@ class Forbidden(ApiProblem):
         super().__init__(403, "Forbidden", detail)
 
 
+class ContentTooLarge(ApiProblem):
+    """413: a request body over the route's cap (in bytes), refused before it is read whole."""
+
+    def __init__(self, limit: int, path: str) -> None:
+        super().__init__(
+            413, "Content too large", f"a request body to {path} may have at most {limit} bytes"
+        )
+
+
+class TooManyRequests(ApiProblem):
+    """429: this client address failed to authenticate too often; wait `retry_after_s` seconds."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            429,
+            "Too many requests",
+            f"too many failed authentications from this address; try again in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
+# A device id is unique across the platform, so an operator must learn that one is taken; the
+# words say neither whose it is nor whether its device is active, retired or of their own tenant.
+TAKEN = "this device id is taken (ids are unique across the platform): choose another"
+
+
+def taken(reason: str) -> str:
+    """A registry's reason with "device 'x' already exists" said as TAKEN (the rest kept)."""
+    if reason.endswith("already exists"):
+        start = reason.find("device ")
+        prefix = reason[:start] if start > 0 else ""
+        return f"{prefix}{TAKEN}"
+    return reason
+
+
 def problem(
     status: int, title: str, detail: str | None = None, instance: str | None = None, **extra: Any
 ) -> JSONResponse:
@@ -141,7 +176,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
-        return problem(409, "Conflict", str(exc), request.url.path)
+        if exc.what != "device":
+            return problem(409, "Conflict", str(exc), request.url.path)
+        # 409, the status of "the target's state conflicts", whoever holds the id: the same
+        # answer for one's own device, a retired one and another tenant's.
+        params = [{"name": "deviceId", "in": "body", "reason": TAKEN}]
+        return problem(409, "Conflict", TAKEN, request.url.path, invalidParams=params)
 
     @app.exception_handler(InvalidDevice)
     async def _invalid_device(request: Request, exc: InvalidDevice) -> JSONResponse:
@@ -198,6 +238,8 @@ _DESCRIPTIONS = {
     403: "The API key does not allow this",
     404: "Not found",
     405: "Method not allowed",
+    413: "The request body is over this route's limit",
+    429: "Too many failed authentications from this address; see Retry-After",
 }
 
 
@@ -217,6 +259,10 @@ def document(schema: dict[str, Any]) -> None:
             parameters = operation.get("parameters", [])
             if parameters or "requestBody" in operation:
                 responses.setdefault("400", {})
+            if "requestBody" in operation:
+                responses.setdefault("413", {})
+            if operation.get("security"):
+                responses.setdefault("429", {})
             if any(p.get("in") == "path" for p in parameters):
                 responses.setdefault("404", {})
             for code, response in responses.items():

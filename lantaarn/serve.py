@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Generator
+import ssl
+from collections.abc import Generator, Sequence
+from pathlib import Path
 
 import uvicorn
 
@@ -56,6 +58,38 @@ def bind_free(hosts: list[str], attempts: int = 20) -> tuple[list[socket.socket]
     raise OSError(f"no port free on all of {', '.join(hosts)}")
 
 
+def server_config(
+    config: ApiConfig,
+    *,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+    trusted_proxies: Sequence[str] = (),
+) -> uvicorn.Config:
+    """uvicorn's configuration of the API: HTTPS with a certificate, proxies it believes.
+
+    Forwarded headers (`X-Forwarded-For`, `X-Forwarded-Proto`) are believed only from the
+    addresses in `trusted_proxies` (uvicorn's own default would believe any local process). The
+    Host header is never used for our links (see api.urls).
+    """
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("HTTPS needs both a certificate file and its key file")
+    server = uvicorn.Config(
+        create_app(config),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies) or [],
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+    )
+    server.load()
+    if server.ssl is not None:
+        server.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    return server
+
+
 async def serve_api(
     config: ApiConfig,
     hosts: list[str],
@@ -63,17 +97,17 @@ async def serve_api(
     stop: asyncio.Event,
     *,
     sockets: list[socket.socket] | None = None,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> None:
-    """Serve the API until `stop` is set (on `sockets` when given, already listening)."""
+    """Serve the API until `stop` is set (on `sockets` when given, already listening).
+
+    With `certfile` and `keyfile` (PEM) it speaks HTTPS only (TLS 1.2 or newer).
+    """
     sockets = sockets or bind(hosts, port)
     server = _Server(
-        uvicorn.Config(
-            create_app(config),
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=3,
-        )
+        server_config(config, certfile=certfile, keyfile=keyfile, trusted_proxies=trusted_proxies)
     )
     task = asyncio.create_task(server.serve(sockets=sockets), name="api")
     stopper = asyncio.create_task(stop.wait(), name="api-stop")

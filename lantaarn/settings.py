@@ -106,6 +106,34 @@ class ApiSettings(BaseModel):
     anonymous_read: bool = Field(
         False, description="whether callers without an API key may read telemetry and devices"
     )
+    certfile: Path | None = Field(None, description="PEM certificate (chain): serve HTTPS only")
+    keyfile: Path | None = Field(None, description="the certificate's PEM private key")
+    trusted_proxies: list[str] = Field(
+        [],
+        description="addresses of TLS-terminating proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (none: those headers are ignored)",
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#]+/?$",
+        description="the base URL clients use, for absolute Link and Location headers "
+        "(none: those carry paths)",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="a bearer token that may read /metrics only (admin keys may too)"
+    )
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="request body cap, bytes")
+    max_import_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="body cap of the device import, bytes"
+    )
+    auth_failure_burst: int = Field(
+        20, ge=1, description="failed key checks a client address may make at once"
+    )
+    auth_failure_refill_s: float = Field(
+        6.0, gt=0, description="seconds until an address may fail once more"
+    )
+    session_idle_minutes: float = Field(30, gt=0, description="dashboard session idle limit")
+    session_max_hours: float = Field(12, gt=0, description="dashboard session absolute limit")
 
 
 class Settings(BaseSettings):
@@ -216,6 +244,16 @@ class Settings(BaseSettings):
             cors_origins=tuple(self.api.cors_origins),
             anonymous_read=self.api.anonymous_read,
             collectors=collectors,
+            public_url=self.api.public_url,
+            max_body_bytes=self.api.max_body_bytes,
+            max_import_bytes=self.api.max_import_bytes,
+            auth_failure_burst=self.api.auth_failure_burst,
+            auth_failure_refill_s=self.api.auth_failure_refill_s,
+            metrics_token=(
+                self.api.metrics_token.get_secret_value() if self.api.metrics_token else None
+            ),
+            session_idle_s=self.api.session_idle_minutes * 60,
+            session_max_s=self.api.session_max_hours * 3600,
             pki_dir=self.pki_dir(),
         )
 

@@ -17,7 +17,7 @@ from api import cursor
 from api.auth import Operator, Principal, Reader, ensure_visible
 from api.deps import ConfigDep, InfluxDep, RegistryDep
 from api.live import live_states_if_available
-from api.problems import ApiProblem, BadRequest
+from api.problems import ApiProblem, BadRequest, taken
 from api.registry_schemas import (
     BrokerLoginOut,
     DeviceCreatedOut,
@@ -28,6 +28,7 @@ from api.registry_schemas import (
 )
 from api.schemas import DeviceOut, DevicePage
 from api.timefmt import now_ns
+from api.urls import public
 from broker.pki import revoke_retired
 from devices import BoundingBox, Device, InvalidDevice
 from devices.provisioning import issue_credentials, provision
@@ -60,8 +61,16 @@ async def registry_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -
         return await asyncio.to_thread(fn, *args, **kwargs)
     except InvalidDevice as exc:
         raise BadRequest(
-            [{"name": p.field or "body", "in": "body", "reason": str(p)} for p in exc.problems]
+            [
+                {"name": p.field or "body", "in": "body", "reason": taken(str(p))}
+                for p in exc.problems
+            ]
         ) from exc
+    except RecursionError:
+        # A JSON document nested deeper than the parser's stack (an attack, never a device list).
+        raise BadRequest(
+            [{"name": "body", "in": "body", "reason": "the document is nested too deeply"}]
+        ) from None
 
 
 def _bbox(text: str | None) -> BoundingBox | None:
@@ -156,7 +165,9 @@ async def create_device(
     stored: Device = await registry_call(
         registry.add_device, device, password_hash=credentials.password_hash
     )
-    response.headers["Location"] = str(request.url_for("get_device", deviceId=stored.device_id))
+    response.headers["Location"] = public(
+        request, request.url_for("get_device", deviceId=stored.device_id)
+    )
     return DeviceCreatedOut(
         **DeviceOut.of(stored).model_dump(), broker_login=BrokerLoginOut.of(credentials)
     )

@@ -110,8 +110,8 @@ async def readings(
     limit = limit or 1000
     if page_cursor is not None:
         state = cursor.decode(page_cursor)
-        after = state.get("t")
-        if not isinstance(after, int) or state.get("o") != order:
+        after = cursor.timestamp(state, "t")
+        if after is None or state.get("o") != order:
             raise BadRequest(
                 [{"name": "cursor", "in": "query", "reason": "the cursor belongs to another query"}]
             )

@@ -50,8 +50,8 @@ async def list_rejections(
     end_ns = to_ns(end) if end else now_ns()
     start_ns = to_ns(start) if start else end_ns - _DAY_NS
     if page_cursor is not None:
-        before = cursor.decode(page_cursor).get("before")
-        if not isinstance(before, int):
+        before = cursor.timestamp(cursor.decode(page_cursor), "before")
+        if before is None:
             raise BadRequest([{"name": "cursor", "in": "query", "reason": "not a cursor of ours"}])
         end_ns = min(end_ns, before)
     found = await stored_rejections(

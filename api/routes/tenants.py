@@ -11,6 +11,7 @@ from api.auth import Admin, Reader
 from api.deps import RegistryDep
 from api.registry_schemas import TenantIn, TenantOut, TenantPage
 from api.routes.devices import registry_call
+from api.urls import public
 from devices import NotFound
 from devices.topics import TENANT_PATTERN
 
@@ -55,7 +56,7 @@ async def create_tenant(
 ) -> TenantOut:
     """Register a tenant (a municipality) with its IPv6 prefixes."""
     tenant = await registry_call(registry.add_tenant, body.tenant())
-    response.headers["Location"] = str(request.url_for("get_tenant", code=tenant.code))
+    response.headers["Location"] = public(request, request.url_for("get_tenant", code=tenant.code))
     return TenantOut.of(tenant)
 
 

@@ -1,8 +1,10 @@
-// Talking to the lantaarn API: the operator's key on every request, and which optional
-// resources this API version offers (read once from its OpenAPI document), so that views can
-// leave out what is not there instead of asking for it and failing.
+// Talking to the lantaarn API: signing in (the API key is traded once for a session cookie that
+// scripts cannot read, so no script on this page ever holds the key afterwards), and which
+// optional resources this API version offers (read once from its OpenAPI document), so that
+// views can leave out what is not there instead of asking for it and failing.
 
-const KEY_STORE = "lantaarn.apiKey";
+// Where versions before sessions kept the key; read once to sign in, then removed.
+const OLD_KEY_STORE = "lantaarn.apiKey";
 
 /** An answer the API refused; `status` is the HTTP status (401/403 mean: a key is needed). */
 export class ApiError extends Error {
@@ -12,21 +14,50 @@ export class ApiError extends Error {
   }
 }
 
-export function apiKey() {
-  return localStorage.getItem(KEY_STORE) ?? "";
+async function problemDetail(response) {
+  try {
+    const problem = await response.json();
+    return problem.detail ?? problem.title ?? "";
+  } catch {
+    return ""; // not a problem document; the status says enough
+  }
 }
 
-export function setApiKey(key) {
-  if (key) localStorage.setItem(KEY_STORE, key);
-  else localStorage.removeItem(KEY_STORE);
+/** Trade an API key for a session (an HttpOnly cookie); resolves to the session's description. */
+export async function signIn(key) {
+  const response = await fetch("/v1/sessions", {
+    method: "POST",
+    headers: { Accept: "application/json", Authorization: `Bearer ${key}` },
+    credentials: "same-origin",
+  });
+  if (!response.ok) throw new ApiError("/v1/sessions", response.status, await problemDetail(response));
+  return response.json();
 }
 
-function headers() {
-  const h = { Accept: "application/json" };
-  const key = apiKey();
-  // The API also takes X-API-Key; Bearer is the standard spelling, so we send only that.
-  if (key) h.Authorization = `Bearer ${key}`;
-  return h;
+/** End the session (the server drops it and the cookie); no session is fine too. */
+export async function signOut() {
+  await fetch("/v1/sessions/current", { method: "DELETE", credentials: "same-origin" });
+}
+
+/** The current session's description, or null when signed out. */
+export async function currentSession() {
+  const response = await fetch("/v1/sessions/current", {
+    headers: { Accept: "application/json" },
+    credentials: "same-origin",
+  });
+  return response.ok ? response.json() : null;
+}
+
+/** A key an older version left in localStorage: sign in with it once and forget it. */
+export async function signInWithStoredKey() {
+  const key = localStorage.getItem(OLD_KEY_STORE);
+  if (!key) return;
+  localStorage.removeItem(OLD_KEY_STORE);
+  try {
+    await signIn(key);
+  } catch {
+    // A key that no longer works: the views will ask for a new one.
+  }
 }
 
 /** GET a JSON resource; `params` drops empty values so callers can pass every filter. */
@@ -36,17 +67,13 @@ export async function getJson(path, params = {}, signal = undefined) {
     if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
   }
   const url = query.size ? `${path}?${query}` : path;
-  const response = await fetch(url, { headers: headers(), signal });
-  if (!response.ok) {
-    let detail = "";
-    try {
-      const problem = await response.json();
-      detail = problem.detail ?? problem.title ?? "";
-    } catch {
-      // Not a problem document; the status says enough.
-    }
-    throw new ApiError(path, response.status, detail);
-  }
+  // The session cookie goes along by itself (same origin); no key is ever sent from here.
+  const response = await fetch(url, {
+    headers: { Accept: "application/json" },
+    credentials: "same-origin",
+    signal,
+  });
+  if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
   return response.json();
 }
 

@@ -1,7 +1,9 @@
 // The operators' dashboard: routing between views, settings, and the polling loop that keeps
 // every view live. Everything comes from this server; nothing is loaded from the internet.
 
-import { ApiError, apiKey, capabilities, getJson, setApiKey } from "./api.js";
+import {
+  ApiError, capabilities, currentSession, getJson, signIn, signInWithStoredKey, signOut,
+} from "./api.js";
 import { DevicePage } from "./device.js";
 import { el, number, unitText } from "./format.js";
 import { DeviceMap } from "./map.js";
@@ -42,8 +44,8 @@ function banner(message) {
 function showError(error) {
   if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
     banner(error.status === 401
-      ? "The API needs an API key: enter yours under Settings."
-      : "Your API key may not see this. Check the key under Settings.");
+      ? "The API needs an API key: sign in with yours under Settings."
+      : "Your API key may not see this. Sign in with another under Settings.");
     if (!state.askedForKey) {
       state.askedForKey = true;
       openSettings();
@@ -181,6 +183,13 @@ async function tick() {
   }
 }
 
+function forgetTenants() {
+  // Another identity may see other tenants: list only those its answers show.
+  const select = document.getElementById("tenant");
+  select.value = "";
+  for (const option of [...select.options]) if (option.value) option.remove();
+}
+
 function updateTenants(latest) {
   // Only the tenants the API showed us (with a key: that key's tenants).
   const select = document.getElementById("tenant");
@@ -192,24 +201,55 @@ function updateTenants(latest) {
 
 // ---- settings -------------------------------------------------------------------------------
 
+function describeSession(session) {
+  if (!session) return "Not signed in.";
+  const tenants = session.tenants ? session.tenants.join(", ") : "every tenant";
+  const ends = session.expiresAt.slice(0, 16).replace("T", " ");
+  return `Signed in as ${session.role} of ${tenants}; the session ends at ${ends} UTC ` +
+    `unless used (after ${Math.round(session.idleTimeoutSeconds / 60)} minutes unused, ` +
+    `${Math.round(session.maxSeconds / 3600)} hours at most).`;
+}
+
+async function showSession() {
+  const node = document.getElementById("session");
+  node.textContent = describeSession(await currentSession().catch(() => null));
+}
+
 function openSettings() {
-  document.getElementById("api-key").value = apiKey();
+  // The key field is always empty: the key is handed to the API once and kept nowhere here.
+  document.getElementById("api-key").value = "";
+  showSession();
   document.getElementById("tile-url").value = localStorage.getItem(TILE_STORE) ?? "";
   document.getElementById("refresh").value = refreshSeconds();
   const dialog = document.getElementById("settings");
   if (!dialog.open) dialog.showModal();
 }
 
-function applySettings(choice) {
-  if (choice === "forget") setApiKey("");
+async function applySettings(choice) {
+  const keyField = document.getElementById("api-key");
+  const key = keyField.value.trim();
+  keyField.value = "";
+  if (choice === "forget") await signOut();
+  if (choice === "save" && key) {
+    try {
+      await signIn(key);
+      state.askedForKey = false;
+    } catch (error) {
+      banner(error instanceof ApiError && (error.status === 401 || error.status === 429)
+        ? `The API refused this key (${error.message}).`
+        : `Cannot sign in (${error.message}).`);
+      openSettings();
+      return;
+    }
+  }
   if (choice === "save") {
-    setApiKey(document.getElementById("api-key").value.trim());
     const tiles = document.getElementById("tile-url").value.trim();
     if (tiles) localStorage.setItem(TILE_STORE, tiles);
     else localStorage.removeItem(TILE_STORE);
     localStorage.setItem(REFRESH_STORE, String(document.getElementById("refresh").value || 5));
     deviceMap.setTileUrl(tiles);
   }
+  if ((choice === "save" && key) || choice === "forget") forgetTenants();
   if (choice === "save" || choice === "forget") {
     startPolling();
     route();
@@ -239,6 +279,7 @@ async function main() {
   // Read-only handles for tests and for debugging from the console.
   window.lantaarn = { map: deviceMap, state, ctx };
 
+  await signInWithStoredKey();
   // The fleet's latest values are the slowest answer with a large fleet: ask for them at once,
   // alongside the catalogue, instead of after it.
   const view = location.hash.split("/")[1] ?? "";

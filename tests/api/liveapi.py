@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -95,9 +96,14 @@ def seed_world(influx: Influx, folder: Path, *, anonymous_read: bool = False) ->
 
 
 @contextmanager
-def serving(config: ApiConfig) -> Iterator[str]:
-    """Serve the API on 127.0.0.1 in a thread; yields its base URL."""
-    sockets, port = bind_free(["127.0.0.1"])
+def serving(
+    config: ApiConfig, hosts: tuple[str, ...] = ("127.0.0.1",), **options: Any
+) -> Iterator[str]:
+    """Serve the API on `hosts` (same port) in a thread; yields the base URL of the first.
+
+    `options` go to `serve_api` (certificate, trusted proxies).
+    """
+    sockets, port = bind_free(list(hosts))
     started = threading.Event()
     loop_box: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
@@ -105,16 +111,21 @@ def serving(config: ApiConfig) -> Iterator[str]:
         stop = asyncio.Event()
         loop_box.append((asyncio.get_running_loop(), stop))
         started.set()
-        await serve_api(config, ["127.0.0.1"], port, stop, sockets=sockets)
+        await serve_api(config, list(hosts), port, stop, sockets=sockets, **options)
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), name="live-api", daemon=True)
     thread.start()
     assert started.wait(10)
-    url = f"http://127.0.0.1:{port}"
+    scheme = "https" if options.get("certfile") else "http"
+    url = (
+        f"{scheme}://{hosts[0]}:{port}"
+        if ":" not in hosts[0]
+        else f"{scheme}://[{hosts[0]}]:{port}"
+    )
     deadline = time.monotonic() + 15
     while True:
         try:
-            if httpx.get(f"{url}/v1/health/live").status_code == 200:
+            if httpx.get(f"{url}/v1/health/live", verify=False).status_code == 200:
                 break
         except httpx.TransportError:
             pass

@@ -61,12 +61,16 @@ class Tab:
     page: Page
     errors: list[str] = field(default_factory=list)
 
-    async def sign_in(self, key: str) -> None:
-        """Have the dashboard find `key` as if the operator had entered it before."""
-        await self.page.add_init_script(
-            f"if (!localStorage.getItem('lantaarn.apiKey')) "
-            f"localStorage.setItem('lantaarn.apiKey', {key!r});"
+    async def sign_in(self, key: str, base_url: str) -> None:
+        """Open a session with `key` as the operator had done before: the context holds its cookie.
+
+        The browser context's request client shares the context's cookies, so the page finds
+        the session cookie, and only that, as after signing in through the settings.
+        """
+        answer = await self.page.context.request.post(
+            f"{base_url}/v1/sessions", headers={"Authorization": f"Bearer {key}"}
         )
+        assert answer.status == 201, await answer.text()
 
     def screenshot_path(self, name: str) -> Path:
         """Where a screenshot of this test goes (test-artifacts/ is ignored by git)."""

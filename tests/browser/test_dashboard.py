@@ -44,7 +44,7 @@ async def _row_times(page: Page) -> dict[str, str]:
 
 async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: Tab) -> None:
     page = tab.page
-    await tab.sign_in(live.key)
+    await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE)
     await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
     assert await page.inner_text("#n-offline") == "1"
@@ -87,7 +87,7 @@ async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: T
 
 async def test_map_draws_every_device_and_opens_one(live: Live, tab: Tab) -> None:
     page = tab.page
-    await tab.sign_in(live.key)
+    await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE + "#/map")
     await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
     # Every dot is painted where the map says: read the canvas under each device.
@@ -131,7 +131,7 @@ async def _chart_points(page: Page) -> dict[str, int]:
 
 async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) -> None:
     page = tab.page
-    await tab.sign_in(live.key)
+    await tab.sign_in(live.key, live.base_url)
     device = live.device_of("air_quality")
     await page.goto(live.base_url + LIVE + f"#/device/{device.device_id}")
     await _until(
@@ -190,7 +190,7 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
 
 async def test_rejections_view_lists_what_the_api_offers(live: Live, tab: Tab) -> None:
     page = tab.page
-    await tab.sign_in(live.key)
+    await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE + "#/rejections")
     await _until(page, "document.body.dataset.view === 'rejections'")
     capabilities = await page.get_attribute("body", "data-capabilities") or ""
@@ -235,7 +235,7 @@ REJECTIONS: list[dict[str, str | None]] = [
 async def test_rejections_table_renders_and_filters_the_planned_shape(live: Live, tab: Tab) -> None:
     """The view against the shape the lead specified, served by the test, with its filters."""
     page = tab.page
-    await tab.sign_in(live.key)
+    await tab.sign_in(live.key, live.base_url)
     asked: list[str] = []
 
     async def openapi(route: Route) -> None:
@@ -268,36 +268,97 @@ async def test_rejections_table_renders_and_filters_the_planned_shape(live: Live
     assert tab.errors == []
 
 
-async def test_a_key_is_asked_for_and_limits_the_view_to_its_tenant(live: Live, tab: Tab) -> None:
+SESSION_COOKIE = "lantaarn_session"
+
+
+async def _session_cookies(tab: Tab) -> list[dict[str, Any]]:
+    return [dict(c) for c in await tab.page.context.cookies() if c["name"] == SESSION_COOKIE]
+
+
+async def test_signing_in_keeps_the_key_from_scripts_and_limits_the_view(
+    live: Live, tab: Tab
+) -> None:
     page = tab.page
-    sent: list[str | None] = []
+    sent: list[str | None] = []  # the Authorization header of every request for data
     page.on(
         "request",
         lambda request: (
             sent.append(request.headers.get("authorization"))
-            if "/v1/latest" in request.url
+            if "/v1/latest" in request.url or "/v1/devices/" in request.url
             else None
         ),
     )
-    await tab.sign_in("ltn_0000000000000000_not-a-key")
     await page.goto(live.base_url + LIVE)
-    # The API refuses the unknown key: the page says so and opens its settings.
+    # This platform lets anyone read: every device, and nobody signed in.
+    await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
+    await page.click("#open-settings")
+    await _until(page, "document.getElementById('session').textContent === 'Not signed in.'")
+    # A wrong key is refused: the page says so and keeps its settings open.
+    await page.fill("#api-key", "ltn_0000000000000000_not-a-key")
+    await page.click("#save-settings")
+    await _until(page, "document.getElementById('banner').textContent.includes('refused')")
     await page.wait_for_selector("#settings[open]")
-    assert "API key" in await page.inner_text("#banner")
     await page.fill("#api-key", live.tenant_key)
     await page.click("#save-settings")
     tenant = live.fleet.tenants[0].code
     mine = [d for d in live.fleet.devices if d.tenant == tenant]
     await _until(page, f"document.getElementById('n-devices').textContent === '{len(mine)}'")
-    assert sent[0] == "Bearer ltn_0000000000000000_not-a-key"
-    assert sent[-1] == f"Bearer {live.tenant_key}"
-    assert await page.evaluate("localStorage.getItem('lantaarn.apiKey')") == live.tenant_key
     await _until(page, "document.getElementById('banner').hidden")
+
+    # The key is nowhere a script can read it: not in cookies, storage or the form.
+    assert await page.evaluate("() => document.cookie") == ""
+    storage = await page.evaluate(
+        "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+    )
+    assert live.tenant_key not in storage
+    assert "apiKey" not in storage
+    assert await page.input_value("#api-key") == ""
+    # The browser holds a session cookie that is HttpOnly and SameSite=Strict, not the key.
+    (cookie,) = await _session_cookies(tab)
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert live.tenant_key not in cookie["value"]
+    # Data requests carry the cookie only, never a key.
+    assert sent
+    assert all(header is None for header in sent), sent
+
     tenants = await page.evaluate(
-        "[...document.querySelectorAll('#tenant option')].map((o) => o.value)"
+        "() => [...document.querySelectorAll('#tenant option')].map((o) => o.value)"
     )
     assert tenants == ["", tenant]
     assert {r.split("\t")[1] for r in await _texts(page, "#latest tbody tr")} == {tenant}
-    # The refusals of the wrong key are the only console errors.
+    # The other pages work with the session too.
+    device = next(d for d in mine if d not in (live.offline, live.silent))
+    await page.goto(f"{live.base_url}{LIVE}#/device/{device.device_id}")
+    await _until(
+        page,
+        "document.body.dataset.view === 'device' && "
+        f"document.getElementById('device-name').textContent.includes('{device.name}')",
+    )
+    await page.click("#open-settings")
+    await _until(page, "document.getElementById('session').textContent.startsWith('Signed in')")
+    assert tenant in await page.inner_text("#session")
+
+    # Signing out ends the session: the cookie is gone, the page reads as anyone again.
+    await page.click("#sign-out")
+    await page.goto(live.base_url + LIVE)
+    await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
+    assert await _session_cookies(tab) == []
+    # The refusals of the wrong key (and of "who am I" before signing in) are the only errors.
     assert tab.errors
     assert all("401" in e for e in tab.errors), tab.errors
+
+
+async def test_a_key_an_older_version_stored_is_used_once_and_forgotten(
+    live: Live, tab: Tab
+) -> None:
+    page = tab.page
+    await page.goto(live.base_url + LIVE)
+    await page.evaluate(f"() => localStorage.setItem('lantaarn.apiKey', {live.tenant_key!r})")
+    await page.reload()
+    tenant = live.fleet.tenants[0].code
+    mine = [d for d in live.fleet.devices if d.tenant == tenant]
+    await _until(page, f"document.getElementById('n-devices').textContent === '{len(mine)}'")
+    assert await page.evaluate("() => localStorage.getItem('lantaarn.apiKey')") is None
+    assert len(await _session_cookies(tab)) == 1
+    assert tab.errors == []
