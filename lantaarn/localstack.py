@@ -209,6 +209,8 @@ class Mosquitto:
     tls: BrokerTls | None = None
     auth_failures: int = 20
     ingest_login: str = "lantaarn-ingest"
+    publish_rate: float = 100.0
+    publish_burst: int = 1000
     service: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
@@ -242,6 +244,8 @@ class Mosquitto:
                 self.acl_file,
                 ingest_login=self.ingest_login,
                 auth_failures=self.auth_failures,
+                publish_rate=self.publish_rate,
+                publish_burst=self.publish_burst,
             )
         return BrokerLayout(self.folder / "data", self.port, self.user, security, self.tls)
 

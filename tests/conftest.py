@@ -145,7 +145,9 @@ class SecuredBroker:
 
 
 @contextlib.contextmanager
-def secured_broker(folder: Path, *, auth_failures: int = 1000) -> Iterator[SecuredBroker]:
+def secured_broker(
+    folder: Path, *, auth_failures: int = 1000, **limits: float
+) -> Iterator[SecuredBroker]:
     """A broker with authentication, ACL, TLS and the rest of the shipped configuration."""
     require_program("mosquitto", "mosquitto")
     with Registry(f"sqlite:///{folder / 'registry.sqlite3'}") as registry:
@@ -179,6 +181,7 @@ def secured_broker(folder: Path, *, auth_failures: int = 1000) -> Iterator[Secur
             acl_file=acl_file,
             tls=tls,
             auth_failures=auth_failures,
+            **limits,
         )
         _SERVICES.append(broker.service)
         assert broker.tls is not None
@@ -208,6 +211,13 @@ def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
 def secured_strict(tmp_path: Path) -> Iterator[SecuredBroker]:
     """A broker secured as shipped that refuses an address after 5 failed logins."""
     with secured_broker(tmp_path, auth_failures=5) as setup:
+        yield setup
+
+
+@pytest.fixture
+def secured_slow(tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A broker secured as shipped that lets a device publish 2 messages/s, 10 at once."""
+    with secured_broker(tmp_path, publish_rate=2, publish_burst=10) as setup:
         yield setup
 
 
