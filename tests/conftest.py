@@ -101,6 +101,7 @@ class SecuredBroker:
     listeners: dict[str, Listener]
     authority: ThrowawayAuthority
     certificates: dict[str, tuple[Path, Path]]
+    services: list[ServiceLogin]
     ingest_login: str = "lantaarn-ingest"
     ingest_password: str = "ingest-secret"
     operator_login: str = "lantaarn-api"
@@ -190,7 +191,9 @@ def secured_broker(
             "tls": Listener("tls", "::1", broker.tls.tls_port, authority.ca_file),
             "x509": Listener("x509", "127.0.0.1", broker.tls.certificate_port, authority.ca_file),
         }
-        setup = SecuredBroker(broker, registry, logins, listeners, authority, certificates)
+        setup = SecuredBroker(
+            broker, registry, logins, listeners, authority, certificates, services
+        )
         try:
             yield setup
         finally:

@@ -225,6 +225,16 @@ static int load_logins(void)
 		return rc;
 	}
 	qsort(logins, count, sizeof(*logins), by_username);
+	/* A login that is gone (a retired device) loses its connections now, on every listener: a
+	 * device's certificate identity is its login too. */
+	for(size_t i = 0; i < plugin.login_count; i++){
+		struct login *old = &plugin.logins[i];
+		if(!bsearch(old, logins, count, sizeof(*logins), by_username)){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "lantaarn: %s has no login any more; disconnecting it",
+					old->username);
+			mosquitto_kick_client_by_username(old->username, false);
+		}
+	}
 	free_logins(plugin.logins, plugin.login_count);
 	plugin.logins = logins;
 	plugin.login_count = count;

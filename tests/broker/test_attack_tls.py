@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.passwords import write_broker_config
 from devices.topics import topic
 from tests.broker.peers import Listener, connect
 from tests.broker.testca import ThrowawayAuthority
@@ -135,3 +136,23 @@ def test_the_broker_drops_to_its_own_user(secured_dropped: SecuredBroker) -> Non
     uid = next(line.split()[1] for line in owner.splitlines() if line.startswith("Uid:"))
     assert pwd.getpwuid(int(uid)).pw_name == "mosquitto"
     secured_dropped.device(secured_dropped.listeners["tls"], "a-1").close()
+
+
+def test_a_retired_device_is_cut_off_on_every_listener(secured: SecuredBroker) -> None:
+    on_password = secured.device(secured.listeners["tls"], "a-1")
+    on_certificate = secured.device(
+        secured.listeners["x509"], "b-1", client_id=secured.username("b-1")
+    )
+    bystander = secured.device(secured.service_listener, "c-1")
+    secured.registry.retire("a-1")
+    secured.registry.retire("b-1")
+    assert secured.broker.password_file is not None
+    assert secured.broker.acl_file is not None
+    write_broker_config(
+        secured.registry, secured.broker.password_file, secured.broker.acl_file, secured.services
+    )
+    secured.broker.reload()
+    assert on_password.disconnected.wait(5), "a retired device kept its connection"
+    assert on_certificate.disconnected.wait(5), "a retired device kept its certificate session"
+    assert not bystander.disconnected.wait(0.5)
+    bystander.close()
