@@ -26,6 +26,7 @@ from lantaarn.localstack import (
     private_influx,
     private_mosquitto,
 )
+from tests.broker import peers
 from tests.broker.peers import Listener, Peer, connect
 from tests.broker.testca import ThrowawayAuthority
 
@@ -197,8 +198,8 @@ def secured_broker(
         try:
             yield setup
         finally:
-            for peer in setup.peers:
-                peer.client.loop_stop()
+            while peers.OPEN:
+                peers.OPEN.pop().release()
             broker.stop()
             _SERVICES.remove(broker.service)
 

@@ -16,6 +16,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 WAIT_S = 5.0
+# Every peer made, so that a test's teardown closes what the test left open.
+OPEN: list[Peer] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,14 @@ class Peer:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def release(self) -> None:
+        """Stop the network thread and close the socket, whatever state the peer is in."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
     def drop(self) -> None:
         """Vanish without DISCONNECT, as a crashed device does: the broker sends its will."""
         sock = self.client.socket()
@@ -130,6 +140,7 @@ def connect(
             context.maximum_version = tls_version
         client.tls_set_context(context)
     peer = Peer(client)
+    OPEN.append(peer)
     done = threading.Event()
 
     def on_connect(c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: object) -> None:
@@ -157,5 +168,5 @@ def connect(
     client.loop_start()
     done.wait(WAIT_S)
     if peer.refused:
-        client.loop_stop()
+        peer.release()
     return peer
