@@ -12,6 +12,7 @@ from devices import DEVICE_KINDS, Device
 from timeseries import InfluxClient, InfluxError
 from timeseries.queries import last_status, latest_readings
 from timeseries.schema import raw_measurement
+from timeseries.selection import Selection
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,15 @@ def device_status(
 
 
 async def live_states(
-    influx: InfluxClient, devices: Sequence[Device], now: int, *, just_these: bool
+    influx: InfluxClient, devices: Sequence[Device], now: int, asked: Selection
 ) -> dict[str, LiveState]:
-    """The live state of each device; `just_these` asks InfluxDB about these devices only
-    (for a page), else about every device of their kinds at once (for the whole fleet)."""
+    """The live state of each device. `asked` says which devices InfluxDB is asked about: these
+    devices by id (for a page), or every device of their tenants (for a whole fleet, a short
+    query however many devices it holds); it must include `devices`."""
     kinds = sorted({k for d in devices for k in (d.kind, *d.extra_kinds) if k in DEVICE_KINDS})
-    ids = [d.device_id for d in devices] if just_these else None
     readings, statuses = await asyncio.gather(
-        latest_readings(influx, [raw_measurement(k) for k in kinds], now - LOOKBACK_NS, ids),
-        last_status(influx, now - LOOKBACK_NS, ids),
+        latest_readings(influx, [raw_measurement(k) for k in kinds], now - LOOKBACK_NS, asked),
+        last_status(influx, now - LOOKBACK_NS, asked),
     )
     out = {}
     for device in devices:
@@ -77,7 +78,9 @@ async def live_states_if_available(
     """Like live_states for a page of devices, but empty while InfluxDB does not answer:
     the registry stays readable when the time-series store is down."""
     try:
-        return await live_states(influx, devices, now, just_these=True)
+        return await live_states(
+            influx, devices, now, Selection.of_devices(d.device_id for d in devices)
+        )
     except InfluxError as exc:
         log.warning("devices answered without live state: %s", exc)
         return {}

@@ -4,6 +4,8 @@ A private InfluxDB and a SQLite registry of `--devices` devices, filled directly
 protocol; the API (uvicorn, in this process) on ::1; requests one after another over HTTP:
 - a 30-day, 1-hour aggregate of one device, from the stored rollups and from raw readings;
 - /v1/latest over every device;
+- a page of 1,000 devices, and an aggregate over a box holding every lamppost (their ids are
+  named in the query, as regular expressions of at most 1,000 ids each);
 - a 1-day raw CSV export of one device reporting every 10 s (8,640 rows).
 
     .venv/bin/python -m bench.api_queries --devices 10000 --repeat 30
@@ -112,6 +114,16 @@ async def measure(args: argparse.Namespace) -> list[tuple[str, float, float]]:
                     {},
                 ),
                 f"/v1/latest, {args.devices} devices": ("/v1/latest", {}, {}),
+                "/v1/devices, a page of 1,000 with their live state": (
+                    "/v1/devices",
+                    {"limit": 1000},
+                    {},
+                ),
+                "1h aggregate of dim_level over a box holding every lamppost": (
+                    "/v1/aggregates",
+                    {"kind": "lamppost", "metric": "dim_level", "bbox": "3.0,50.5,7.5,54.0"},
+                    {},
+                ),
                 "1-day raw CSV export, one device (1,440 rows)": (
                     f"/v1/devices/{air}/readings",
                     {"metric": "pm25", "start": day_start, "end": end},

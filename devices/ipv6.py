@@ -18,11 +18,11 @@ def parse_prefix(text: str) -> ipaddress.IPv6Network:
         network = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
         raise InvalidDevice(
-            f"{text!r} is not an IPv6 prefix: {exc}", field="ipv6Prefixes"
+            f"{text!r} is not an IPv6 prefix: {exc}", field="ipv6_prefixes"
         ) from None
     if not isinstance(network, ipaddress.IPv6Network):
         raise InvalidDevice(
-            f"{text!r} is an IPv4 network, not an IPv6 prefix", field="ipv6Prefixes"
+            f"{text!r} is an IPv4 network, not an IPv6 prefix", field="ipv6_prefixes"
         )
     return network
 
@@ -37,23 +37,23 @@ def check_device_address(
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        raise InvalidDevice(f"{text!r} is not an IP address", field="ipv6Address") from None
+        raise InvalidDevice(f"{text!r} is not an IP address", field="ipv6_address") from None
     if not isinstance(address, ipaddress.IPv6Address):
-        raise InvalidDevice(f"{text} is an IPv4 address; devices need IPv6", field="ipv6Address")
+        raise InvalidDevice(f"{text} is an IPv4 address; devices need IPv6", field="ipv6_address")
     if address not in _GLOBAL_UNICAST and address not in _UNIQUE_LOCAL:
         raise InvalidDevice(
             f"{address} is neither global unicast (2000::/3) nor unique-local (fc00::/7)",
-            field="ipv6Address",
+            field="ipv6_address",
         )
     owner = f"tenant {tenant}" if tenant else "the tenant"
     nets = [parse_prefix(p) for p in prefixes]
     if not nets:
         raise InvalidDevice(
-            f"{address} cannot be used: {owner} has no IPv6 prefixes", field="ipv6Address"
+            f"{address} cannot be used: {owner} has no IPv6 prefixes", field="ipv6_address"
         )
     if not any(address in net for net in nets):
         names = ", ".join(str(n) for n in nets)
         raise InvalidDevice(
-            f"{address} is outside the IPv6 prefixes of {owner} ({names})", field="ipv6Address"
+            f"{address} is outside the IPv6 prefixes of {owner} ({names})", field="ipv6_address"
         )
     return address

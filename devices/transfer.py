@@ -15,7 +15,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -49,6 +49,19 @@ COLUMNS: Final = (
     "firmware",
 )
 _REQUIRED: Final = ("deviceId", "tenant", "kind", "name", "latitude", "longitude")
+# The column of each Device attribute whose name differs (for the registry's problems).
+_COLUMN_OF: Final = {
+    "device_id": "deviceId",
+    "extra_kinds": "extraKinds",
+    "observation_goal": "observationGoal",
+    "legal_ground": "legalGround",
+    "personal_data": "personalData",
+    "active_until": "activeUntil",
+    "installed_on": "installedOn",
+    "retired_at": "retiredAt",
+    "ipv6_address": "ipv6Address",
+    "interval_s": "intervalSeconds",
+}
 _TRUE: Final = frozenset({"true", "yes", "ja", "1"})
 _FALSE: Final = frozenset({"false", "no", "nee", "0", ""})
 
@@ -326,17 +339,26 @@ def import_devices(
         )
     if parsed.problems:
         # Also check the rows that could be read, so one answer names every bad row.
-        problems = parsed.problems + registry.check_new(parsed.devices, parsed.labels)
+        found = registry.check_new(parsed.devices, parsed.labels)
+        problems = parsed.problems + _in_columns(found)
         order = {label: i for i, label in enumerate(parsed.labels)}
         problems.sort(key=lambda p: _position(p.where, order))
         raise ImportRejected.of(problems)
     credentials = [issue_credentials(d) for d in parsed.devices] if issue_logins else []
-    registry.add_devices(
-        parsed.devices,
-        password_hashes={c.device_id: c.password_hash for c in credentials},
-        labels=parsed.labels,
-    )
+    try:
+        registry.add_devices(
+            parsed.devices,
+            password_hashes={c.device_id: c.password_hash for c in credentials},
+            labels=parsed.labels,
+        )
+    except ImportRejected as exc:
+        raise ImportRejected.of(_in_columns(exc.problems)) from None
     return Imported(parsed.devices, credentials)
+
+
+def _in_columns(problems: Sequence[Problem]) -> list[Problem]:
+    """The registry's problems (named by Device attributes) named by the file's columns."""
+    return [replace(p, field=_COLUMN_OF.get(p.field or "", p.field)) for p in problems]
 
 
 def _position(where: str | None, order: Mapping[str, int]) -> tuple[int, int]:

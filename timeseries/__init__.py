@@ -3,6 +3,7 @@
 from timeseries.client import InfluxClient, InfluxConfig, Series
 from timeseries.errors import (
     InfluxAuthFailed,
+    InfluxBadAnswer,
     InfluxError,
     InfluxRejected,
     InfluxTooLarge,
@@ -15,6 +16,7 @@ __all__ = [
     "Backoff",
     "BatchWriter",
     "InfluxAuthFailed",
+    "InfluxBadAnswer",
     "InfluxClient",
     "InfluxConfig",
     "InfluxError",

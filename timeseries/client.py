@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
 
 from timeseries.errors import (
     InfluxAuthFailed,
+    InfluxBadAnswer,
     InfluxError,
     InfluxRejected,
     InfluxTooLarge,
@@ -20,6 +22,11 @@ from timeseries.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+# Beyond this a query is sent in a POST body, not the URL: httpx refuses URLs over 64 KiB and
+# proxies often far less, while a query can name many devices.
+MAX_URL_QUERY_BYTES = 8 * 1024
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,64 @@ def _error_text(response: httpx.Response) -> str:
     except orjson.JSONDecodeError:
         pass
     return response.text[:500]
+
+
+def _series(raw: object) -> Series:
+    """One series of an answer, checked for the shape our queries rely on."""
+    if not isinstance(raw, dict):
+        raise InfluxBadAnswer(f"a series is not an object: {str(raw)[:100]}")
+    name = raw.get("name", "")
+    tags = raw.get("tags") or {}
+    columns = raw.get("columns", [])
+    values = raw.get("values", [])
+    if not (
+        isinstance(name, str)
+        and isinstance(tags, dict)
+        and all(isinstance(v, str) for v in tags.values())
+        and isinstance(columns, list)
+        and all(isinstance(c, str) for c in columns)
+        and isinstance(values, list)
+    ):
+        raise InfluxBadAnswer(f"series {str(name)[:64]!r} is not name, tags, columns and values")
+    width = len(columns)
+    time_at = columns.index("time") if "time" in columns else None
+    for row in values:
+        if not isinstance(row, list) or len(row) != width:
+            raise InfluxBadAnswer(f"series {name!r} has a row that does not fit its columns")
+        # Asked for epoch=ns, times are integers; bool is an int to Python but not a time.
+        if time_at is not None and type(row[time_at]) is not int:
+            raise InfluxBadAnswer(f"series {name!r} has a time that is not epoch ns")
+    return Series(name, tags, columns, values)
+
+
+def parse_results(content: bytes) -> list[list[Series]]:
+    """The series of each statement's result in a /query answer.
+
+    InfluxRejected for a statement InfluxDB refused (an InfluxQL error); InfluxBadAnswer for
+    anything that is not a /query answer at all.
+    """
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise InfluxBadAnswer(f"not JSON: {content[:100]!r}") from None
+    if not isinstance(body, dict):
+        raise InfluxBadAnswer(f"not a JSON object: {content[:100]!r}")
+    if "error" in body:
+        raise InfluxRejected(f"InfluxDB: {str(body['error'])[:500]}")
+    results = body.get("results")
+    if not isinstance(results, list):
+        raise InfluxBadAnswer(f"no results in the answer: {content[:100]!r}")
+    out: list[list[Series]] = []
+    for result in results:
+        if not isinstance(result, dict):
+            raise InfluxBadAnswer(f"a result is not an object: {str(result)[:100]}")
+        if "error" in result:
+            raise InfluxRejected(f"InfluxQL error: {str(result['error'])[:500]}")
+        series = result.get("series", [])
+        if not isinstance(series, list):
+            raise InfluxBadAnswer("a result's series are not a list")
+        out.append([_series(s) for s in series])
+    return out
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:
@@ -137,43 +202,40 @@ class InfluxClient:
 
     async def query(
         self,
-        q: str,
+        q: str | Sequence[str],
         *,
         params: dict[str, Any] | None = None,
         database: bool = True,
         write: bool = False,
     ) -> list[list[Series]]:
-        """Run InfluxQL; one list of series per statement. Times come back as epoch ns."""
-        form: dict[str, str] = {"q": q, "epoch": "ns"}
+        """Run InfluxQL; one list of series per statement. Times come back as epoch ns.
+
+        `q` is one text (of one or more statements) or a sequence of statements, whose answer
+        then has exactly one result per statement. A query longer than `MAX_URL_QUERY_BYTES`
+        goes in a POST body: InfluxDB 1.x reads `/query` from either, and URLs have limits.
+        """
+        text = q if isinstance(q, str) else ";\n".join(q)
+        form: dict[str, str] = {"q": text, "epoch": "ns"}
         if database:
             form["db"] = self.config.database
         if params:
             form["params"] = orjson.dumps(params).decode()
+        encoded = urlencode(form)
         try:
-            if write:
-                response = await self._http.post("/query", data=form)
+            if write or len(encoded) > MAX_URL_QUERY_BYTES:
+                response = await self._http.post("/query", content=encoded, headers=_FORM)
             else:
-                response = await self._http.get("/query", params=form)
-        except httpx.HTTPError as exc:
+                response = await self._http.get(f"/query?{encoded}")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise InfluxUnavailable(f"querying InfluxDB failed: {exc!r}") from exc
         raise_for_status(response, "query")
-        body = orjson.loads(response.content)
-        out: list[list[Series]] = []
-        for result in body.get("results", []):
-            if "error" in result:
-                raise InfluxRejected(f"InfluxQL error: {result['error']}")
-            out.append(
-                [
-                    Series(
-                        s.get("name", ""),
-                        s.get("tags") or {},
-                        s.get("columns", []),
-                        s.get("values", []),
-                    )
-                    for s in result.get("series", [])
-                ]
+        results = parse_results(response.content)
+        expected = 1 if isinstance(q, str) else len(q)
+        if len(results) < expected or (not isinstance(q, str) and len(results) != expected):
+            raise InfluxBadAnswer(
+                f"InfluxDB answered {len(results)} results to {expected} statement(s)"
             )
-        return out
+        return results
 
     async def execute(self, statements: Sequence[str]) -> None:
         """Run statements that change things (CREATE, ALTER, DROP)."""
@@ -181,4 +243,12 @@ class InfluxClient:
             await self.query(statement, write=True, database=False)
 
 
-__all__ = ["InfluxClient", "InfluxConfig", "InfluxError", "Series", "raise_for_status"]
+__all__ = [
+    "MAX_URL_QUERY_BYTES",
+    "InfluxClient",
+    "InfluxConfig",
+    "InfluxError",
+    "Series",
+    "parse_results",
+    "raise_for_status",
+]

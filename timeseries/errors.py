@@ -33,5 +33,10 @@ class InfluxRejected(InfluxError):
     """400: the database refused (some of) the data or the query as written."""
 
 
+class InfluxBadAnswer(InfluxError):
+    """A 2xx answer that is not an InfluxDB result (not JSON, or not shaped like one): something
+    other than InfluxDB answered, such as a proxy's page, or the body was cut off."""
+
+
 class InfluxTooLarge(InfluxError):
     """413: the request body was too large; send less at once."""

@@ -21,6 +21,7 @@ from timeseries.aggregate import F64, I64, STATS, Windows, aggregate, merge
 from timeseries.client import InfluxClient
 from timeseries.queries import read_rollups
 from timeseries.rollups import CONTEXT_NS, read_coverage, read_raw, window_ns
+from timeseries.selection import Selection
 
 NS = 1_000_000_000
 # Which stored rollup an interval is built from.
@@ -80,18 +81,16 @@ async def interval_aggregates(
     client: InfluxClient,
     kind: str,
     metric: str,
-    device_ids: Sequence[str] | None,
+    devices: Selection,
     start_ns: int,
     end_ns: int,
     interval: str,
     zone: ZoneInfo | None = None,
-    tenants: Sequence[str] | None = None,
 ) -> IntervalRows:
-    """Aggregates of one metric per interval in [start, end), over the devices named (or, with
-    `device_ids` None, all devices of `tenants`, or all devices when that is None too)."""
+    """Aggregates of one metric per interval in [start, end), over the selected devices."""
     aggregation = DEVICE_KINDS[kind].metric(metric).aggregation  # type: ignore[union-attr]
     names = STATS[aggregation]
-    if (device_ids is not None and not device_ids) or (tenants is not None and not tenants):
+    if devices.nothing:
         return _empty(names)
     base = BASE[interval]
     base_width = window_ns(base)
@@ -107,7 +106,7 @@ async def interval_aggregates(
     parts: list[tuple[I64, I64, dict[str, F64]]] = []
     if rolled_end > start_ns:
         owners, rows = await read_rollups(
-            client, kind, base, metric, names, start_ns, rolled_end, device_ids, tenants
+            client, kind, base, metric, names, start_ns, rolled_end, devices
         )
         index = {d: i for i, d in enumerate(dict.fromkeys(owners))}
         parts.append(
@@ -129,8 +128,7 @@ async def interval_aggregates(
             kind,
             rolled_end - max(CONTEXT_NS, base_width),
             end_ns,
-            device_ids=device_ids,
-            tenants=tenants,
+            devices=devices,
             metrics=[metric],
         )
         # Alone, raw readings are aggregated per interval directly; beside rollups, per base

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from timeseries.client import InfluxClient
-from timeseries.schema import RAW_RP, one_of, quote_ident, selection
+from timeseries.client import InfluxClient, Series
+from timeseries.schema import RAW_RP, one_of, quote_ident, rollup_measurement, rollup_policy
+from timeseries.selection import Selection
 
 
 @dataclass(slots=True)
@@ -76,68 +77,70 @@ async def raw_readings(
     return ordered[:limit]
 
 
-def _among(device_ids: Sequence[str] | None) -> tuple[str, dict[str, object]]:
-    """` AND (device_id = $d0 OR ...)` with bound values; nothing for None (all devices)."""
-    if device_ids is None:
-        return "", {}
-    clause, params = one_of("device_id", device_ids, "d")
-    return f" AND {clause}", params
+def _keep_newest(out: dict[str, RawReading], series: Series) -> None:
+    device_id = series.tags.get("device_id", "")
+    time_at = series.columns.index("time")
+    for row in series.values:
+        ts = int(row[time_at])
+        known = out.get(device_id)
+        if known is None or known.ts_ns < ts:
+            reading = RawReading(ts)
+            _absorb(reading, series.columns, row, None)
+            if known is not None:  # a device of several kinds: keep every metric
+                reading.metrics = {**known.metrics, **reading.metrics}
+            out[device_id] = reading
+        else:
+            _absorb(known, series.columns, row, None)
 
 
 async def latest_readings(
     client: InfluxClient,
     measurements: Sequence[str],
     since_ns: int,
-    device_ids: Sequence[str] | None = None,
+    devices: Selection | None = None,
 ) -> dict[str, RawReading]:
-    """The newest reading of every device (or of `device_ids`) since `since_ns`, by device id."""
+    """The newest reading of every selected device (all when None) since `since_ns`, by id."""
+    conditions = (devices or Selection()).conditions()
     out: dict[str, RawReading] = {}
-    if device_ids is not None and not device_ids:
-        return out
-    among, params = _among(device_ids)
-    statements = [
-        f"SELECT * FROM {_source(m)} WHERE time >= {since_ns}{among} GROUP BY device_id "
-        f"ORDER BY time DESC LIMIT 1"
-        for m in measurements
-    ]
-    if not statements:
+    if not conditions or not measurements:
         return out
     # One request per measurement, at once: InfluxDB runs a request's statements one by one.
     answers = await asyncio.gather(
-        *(client.query(statement, params=params or None) for statement in statements)
+        *(
+            client.query(
+                [
+                    f"SELECT * FROM {_source(m)} WHERE time >= {int(since_ns)}{where} "
+                    "GROUP BY device_id ORDER BY time DESC LIMIT 1"
+                    for where in conditions
+                ]
+            )
+            for m in measurements
+        )
     )
-    for result in (answer[0] for answer in answers):
-        for series in result:
-            device_id = series.tags.get("device_id", "")
-            for row in series.values:
-                ts = int(row[series.columns.index("time")])
-                known = out.get(device_id)
-                if known is None or known.ts_ns < ts:
-                    reading = RawReading(ts)
-                    _absorb(reading, series.columns, row, None)
-                    if known is not None:  # a device of several kinds: keep every metric
-                        reading.metrics = {**known.metrics, **reading.metrics}
-                    out[device_id] = reading
-                else:
-                    _absorb(known, series.columns, row, None)
+    for answer in answers:
+        for result in answer:
+            for series in result:
+                _keep_newest(out, series)
     return out
 
 
 async def last_status(
-    client: InfluxClient, since_ns: int, device_ids: Sequence[str] | None = None
+    client: InfluxClient, since_ns: int, devices: Selection | None = None
 ) -> dict[str, tuple[int, str]]:
-    """The last `status` message (time in ns, state) of every device since `since_ns`."""
+    """The last `status` message (time in ns, state) of every selected device since `since_ns`."""
+    conditions = (devices or Selection()).conditions()
     out: dict[str, tuple[int, str]] = {}
-    if device_ids is not None and not device_ids:
+    if not conditions:
         return out
-    among, params = _among(device_ids)
-    q = (
-        f"SELECT last(state) FROM {_source('device_status')} WHERE time >= {since_ns}{among} "
-        f"GROUP BY device_id"
-    )
-    for series in (await client.query(q, params=params or None))[0]:
-        for row in series.values:
-            out[series.tags.get("device_id", "")] = (int(row[0]), str(row[1]))
+    statements = [
+        f"SELECT last(state) FROM {_source('device_status')} WHERE time >= {int(since_ns)}{where} "
+        "GROUP BY device_id"
+        for where in conditions
+    ]
+    for result in await client.query(statements):
+        for series in result:
+            for row in series.values:
+                out[series.tags.get("device_id", "")] = (int(row[0]), str(row[1]))
     return out
 
 
@@ -228,13 +231,13 @@ async def activity(
     if tenants is not None:
         clause, params = one_of("tenant", tenants, "t")
         tenant_filter = f" AND {clause}"
-    q = (
+    statements = [
         f'SELECT sum("values"), sum("messages") FROM {_source("ingest_stats")} WHERE {bounds} '
-        f"GROUP BY time(1m) fill(0);"
+        "GROUP BY time(1m) fill(0)",
         f'SELECT sum("values") FROM {_source("rejection")} WHERE {bounds}{tenant_filter} '
-        f'GROUP BY time(1m), "reason" fill(none)'
-    )
-    stored, rejected = await client.query(q, params=params or None)
+        'GROUP BY time(1m), "reason" fill(none)',
+    ]
+    stored, rejected = await client.query(statements, params=params or None)
     minutes: dict[int, MinuteActivity] = {}
     for series in stored:
         for t, values, messages in series.values:
@@ -255,29 +258,26 @@ async def read_rollups(
     stats: Sequence[str],
     start_ns: int,
     end_ns: int,
-    device_ids: Sequence[str] | None,
-    tenants: Sequence[str] | None = None,
+    devices: Selection | None = None,
 ) -> tuple[list[str], list[list[object]]]:
-    """Stored rollup rows of one metric: (device id per row, [time, stat...] per row), by time.
-
-    The devices named, or all devices of the tenants named (see schema.selection).
-    """
-    chosen = selection(device_ids, tenants)
-    if chosen is None:
-        return [], []
-    among, params = chosen
+    """Stored rollup rows of one metric: (device id per row, [time, stat...] per row), by time
+    within a device; of the selected devices (all when None)."""
     fields = ", ".join(quote_ident(f"{metric}_{s}") for s in stats)
-    q = (
-        f"SELECT {fields} FROM {quote_ident(f'rollup_{window}')}.{quote_ident(f'{kind}_{window}')} "
-        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)}{among} "
-        'GROUP BY "device_id"'
-    )
+    source = f"{quote_ident(rollup_policy(window))}.{quote_ident(rollup_measurement(kind, window))}"
+    statements = [
+        f"SELECT {fields} FROM {source} WHERE time >= {int(start_ns)} AND time < {int(end_ns)}"
+        f'{where} GROUP BY "device_id"'
+        for where in (devices or Selection()).conditions()
+    ]
     owners: list[str] = []
     rows: list[list[object]] = []
-    for series in (await client.query(q, params=params or None))[0]:
-        for row in series.values:
-            if row[1] is None:  # the count; rows without this metric
-                continue
-            owners.append(series.tags.get("device_id", ""))
-            rows.append(row)
+    if not statements:
+        return owners, rows
+    for result in await client.query(statements):
+        for series in result:
+            for row in series.values:
+                if row[1] is None:  # the count; rows without this metric
+                    continue
+                owners.append(series.tags.get("device_id", ""))
+                rows.append(row)
     return owners, rows

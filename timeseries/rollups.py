@@ -25,8 +25,8 @@ from timeseries.schema import (
     raw_measurement,
     rollup_measurement,
     rollup_policy,
-    selection,
 )
+from timeseries.selection import Selection
 from timeseries.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -82,27 +82,23 @@ async def read_raw(
     start_ns: int,
     end_ns: int,
     *,
-    device_ids: Sequence[str] | None = None,
-    tenants: Sequence[str] | None = None,
+    devices: Selection | None = None,
     metrics: Sequence[str] | None = None,
 ) -> SeriesSamples:
-    """Raw samples of a kind in [start, end), grouped by device; all metrics unless named.
-
-    All devices, or those named, or all devices of the tenants named.
-    """
+    """Raw samples of a kind in [start, end), grouped by device; all metrics unless named;
+    of the selected devices (all when None)."""
     names = list(metrics or [m.name for m in DEVICE_KINDS[kind].metrics])
     fields = ", ".join(quote_ident(m) for m in names)
-    chosen = selection(device_ids, tenants)
-    if chosen is None:
-        return columns_of([], names)
-    among, params = chosen
-    where = f"time >= {int(start_ns)} AND time < {int(end_ns)}{among}"
-    q = (
+    statements = [
         f"SELECT {fields} FROM {quote_ident(RAW_RP)}.{quote_ident(raw_measurement(kind))} "  # noqa: S608
-        f'WHERE {where} GROUP BY "tenant", "device_id"'
-    )
-    results = await client.query(q, params=params or None)
-    return columns_of(results[0], names)
+        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)}{where} "
+        'GROUP BY "tenant", "device_id"'
+        for where in (devices or Selection()).conditions()
+    ]
+    if not statements:
+        return columns_of([], names)
+    results = await client.query(statements)
+    return columns_of([series for result in results for series in result], names)
 
 
 def roll(kind: str, samples: SeriesSamples, windows: Windows) -> dict[str, Groups]:

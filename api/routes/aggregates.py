@@ -20,6 +20,7 @@ from devices import DEVICE_KINDS, Aggregation, Device
 from devices.topics import TENANT_PATTERN
 from timeseries.aggregate import STATS
 from timeseries.intervals import bucket_bounds, interval_aggregates, whole_hour_zone
+from timeseries.selection import Selection
 
 router = APIRouter(tags=["aggregates"])
 
@@ -123,19 +124,14 @@ async def _answer(
     zone: ZoneInfo | None,
     functions: list[str],
     device_id: str | None,
-    tenants: list[str] | None = None,
-    every_device_of_tenants: bool = False,
+    asked: Selection,
 ) -> AggregateOut:
     found = DEVICE_KINDS[kind].metric(metric)
     assert found is not None
     if zone is not None and not whole_hour_zone(zone, start_ns, end_ns):
         reason = f"{zone.key} is not a whole number of hours from UTC; days are built of hours"
         raise BadRequest([{"name": "timeZone", "in": "query", "reason": reason}])
-    # Every device of some tenants is named by the tenants: a short query, whatever the count.
-    ids = None if every_device_of_tenants else [d.device_id for d in devices]
-    rows = await interval_aggregates(
-        influx, kind, metric, ids, start_ns, end_ns, interval, zone, tenants=tenants
-    )
+    rows = await interval_aggregates(influx, kind, metric, asked, start_ns, end_ns, interval, zone)
     items: list[dict[str, float | str | None]] = []
     for i, start in enumerate(rows.starts):
         item: dict[str, float | str | None] = {
@@ -199,7 +195,17 @@ async def device_aggregates(
     zone = _zone(time_zone, interval)
     start_ns, end_ns = _range(start, end, interval, zone, config.max_range_days)
     return await _answer(
-        influx, [device], kind, metric, start_ns, end_ns, interval, zone, names, device_id
+        influx,
+        [device],
+        kind,
+        metric,
+        start_ns,
+        end_ns,
+        interval,
+        zone,
+        names,
+        device_id,
+        Selection.of_devices([device_id]),
     )
 
 
@@ -249,10 +255,14 @@ async def fleet_aggregates(
     start_ns, end_ns = _range(start, end, interval, zone, config.max_range_days)
     tenants = principal.allowed_tenants(tenant)
     devices = await fleet.devices(tenants=tenants, kind=kind)
+    # Every device of some tenants is named by the tenants: a short query, whatever the count;
+    # the devices of an area by their ids.
+    asked = Selection.of_tenants(tenants)
     if box is not None:
         devices = [
             d for d in devices if box[0] <= d.longitude <= box[2] and box[1] <= d.latitude <= box[3]
         ]
+        asked = Selection.of_devices(d.device_id for d in devices)
     return await _answer(
         influx,
         devices,
@@ -264,6 +274,5 @@ async def fleet_aggregates(
         zone,
         names,
         None,
-        tenants=tenants,
-        every_device_of_tenants=box is None,
+        asked,
     )

@@ -27,6 +27,7 @@ from api.registry_schemas import (
     RetireIn,
 )
 from api.schemas import DeviceOut, DevicePage
+from api.spelling import public_name
 from api.timefmt import now_ns
 from api.urls import public
 from broker.pki import revoke_retired
@@ -62,7 +63,7 @@ async def registry_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -
     except InvalidDevice as exc:
         raise BadRequest(
             [
-                {"name": p.field or "body", "in": "body", "reason": taken(str(p))}
+                {"name": public_name(p.field), "in": "body", "reason": taken(str(p))}
                 for p in exc.problems
             ]
         ) from exc

@@ -116,6 +116,41 @@ async def test_bad_devices_get_every_problem_and_change_nothing(http: httpx.Asyn
     assert (await http.get("/v1/devices")).json()["items"] == []
 
 
+async def test_problems_are_named_as_the_api_spells_the_properties(
+    http: httpx.AsyncClient,
+) -> None:
+    bad = {
+        **LAMPPOST,
+        "deviceId": "Lamp_1",
+        "extraKinds": ["radar"],
+        "intervalSeconds": 0,
+        "installedOn": "2030-01-01",
+        "activeUntil": "2029-01-01",
+    }
+    response = await http.post("/v1/devices", json=bad)
+    assert response.status_code == 400
+    assert [p["name"] for p in response.json()["invalidParams"]] == [
+        "deviceId",
+        "extraKinds",
+        "intervalSeconds",
+        "activeUntil",
+    ]
+    assert (await http.post("/v1/devices", json=LAMPPOST)).status_code == 201
+    taken = {**LAMPPOST, "deviceId": "gm0363-lp-00002"}  # the same IPv6 address
+    csv = "deviceId,tenant,kind,name,latitude,longitude,ipv6Address\n" + (
+        "gm0363-lp-00001,GM0363,lamppost,Again,52.37,4.89,\n"
+        "gm0363-lp-00003,GM0363,lamppost,Other,52.37,4.89,2001:db8:363::1\n"
+    )
+    for response in (
+        await http.post("/v1/devices", json=taken),
+        await http.post("/v1/device-imports", content=csv, headers={"Content-Type": "text/csv"}),
+    ):
+        assert response.status_code == 400, response.text
+        names = {p["name"] for p in response.json()["invalidParams"]}
+        assert names <= {"deviceId", "ipv6Address"}, names
+        assert "ipv6Address" in names
+
+
 async def test_patch_changes_only_what_is_given(http: httpx.AsyncClient) -> None:
     await http.post("/v1/devices", json=LAMPPOST)
     response = await http.patch(

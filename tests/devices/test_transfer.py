@@ -190,3 +190,20 @@ def test_the_command_line_adds_lists_imports_and_exports(
     rows = capsys.readouterr().out.splitlines()
     assert rows[1].startswith("gm0344-lp-00001,GM0344,lamppost,")
     assert len(rows) == 2
+
+
+def test_the_registrys_problems_are_named_by_the_files_columns(registry: Registry) -> None:
+    import_devices(registry, GOOD_CSV, Format.CSV)
+    text = (
+        f"{HEADER}\n"
+        "gm0363-aq-00001,GM0363,air_quality,Taken,52.3752,4.8963,,Gemeente,no,\n"
+        "gm0363-aq-00002,GM0363,air_quality,Elsewhere,52.3752,4.8963,2001:db8:344::1,,no,\n"
+        "gm0363-aq-00003,GM0363,air_quality,Bad date,52.3752,4.8963,,,no,2030-13-01\n"
+    )
+    with pytest.raises(ImportRejected) as caught:
+        import_devices(registry, text, Format.CSV)
+    assert [(p.where, p.field) for p in caught.value.problems] == [
+        ("line 2", "deviceId"),
+        ("line 3", "ipv6Address"),
+        ("line 4", "activeUntil"),
+    ]

@@ -1,0 +1,47 @@
+"""The registry of tenants and devices, stored through SQLAlchemy (SQLite or PostgreSQL).
+
+One module per part, each a class on the shared `Store` (connections, transactions, the
+revision): tenants, devices, broker logins. `Registry` is all of them over one database. The
+schema is Alembic's (devices/migrations); `Registry.open()` brings any database up to date.
+
+A new part (schedules, command history, alert rules) is a module of its own here: its rows on
+`rows.Base`, a migration in devices/migrations, a class on `Store`, and a base of `Registry`.
+"""
+
+from __future__ import annotations
+
+from devices.registry.devices import Devices, Status
+from devices.registry.engine import connect
+from devices.registry.logins import BrokerLogins
+from devices.registry.migrate import MIGRATIONS, migrate
+from devices.registry.rules import (
+    UPDATABLE,
+    device_problems,
+    tenant_problems,
+    validate_device,
+    validate_tenant,
+)
+from devices.registry.store import Store
+from devices.registry.tenants import Tenants
+
+
+class Registry(Tenants, Devices, BrokerLogins):
+    """Tenants, devices and their broker logins in a relational database; a context manager."""
+
+
+__all__ = [
+    "MIGRATIONS",
+    "UPDATABLE",
+    "BrokerLogins",
+    "Devices",
+    "Registry",
+    "Status",
+    "Store",
+    "Tenants",
+    "connect",
+    "device_problems",
+    "migrate",
+    "tenant_problems",
+    "validate_device",
+    "validate_tenant",
+]

@@ -1,0 +1,137 @@
+"""The registry's tables as SQLAlchemy rows, and their translation to and from the domain.
+
+The schema itself is Alembic's (devices/migrations): a column added here needs a migration
+there. A new part of the registry (schedules, command history, alert rules) declares its rows in
+its own module on the same `Base`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import fields
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from devices.model import Device, Tenant
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every registry table."""
+
+
+class TenantRow(Base):
+    """A tenant; its IPv6 prefixes as a JSON list."""
+
+    __tablename__ = "tenants"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    ipv6_prefixes: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+
+
+class DeviceRow(Base):
+    """A device, with the registry revision of its last change and its broker password hash."""
+
+    __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_location", "longitude", "latitude"),)
+
+    device_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    ipv6_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    interval_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    extra_kinds: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    firmware: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    installed_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    observation_goal: Mapped[str | None] = mapped_column(Text, nullable=True)
+    legal_ground: Mapped[str | None] = mapped_column(Text, nullable=True)
+    personal_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    active_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The registry revision of the device's last change (for incremental readers).
+    revision: Mapped[int] = mapped_column(Integer, index=True, default=0)
+    broker_password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class StateRow(Base):
+    """The one row (id 1) every writing transaction updates: revision and device count."""
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+    device_count: Mapped[int] = mapped_column(BigInteger)
+
+
+def canonical_address(address: str | None) -> str | None:
+    """The compressed form of an IP address, or the text as given when it is not one."""
+    if address is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def device_of(row: DeviceRow) -> Device:
+    """The domain device of a row."""
+    return Device(
+        device_id=row.device_id,
+        tenant=row.tenant,
+        kind=row.kind,
+        name=row.name,
+        latitude=row.latitude,
+        longitude=row.longitude,
+        ipv6_address=row.ipv6_address,
+        interval_s=row.interval_s,
+        extra_kinds=tuple(json.loads(row.extra_kinds)),
+        firmware=row.firmware,
+        installed_on=row.installed_on,
+        retired_at=_aware(row.retired_at),
+        owner=row.owner,
+        observation_goal=row.observation_goal,
+        legal_ground=row.legal_ground,
+        personal_data=row.personal_data,
+        active_until=row.active_until,
+        created_at=_aware(row.created_at),
+    )
+
+
+def device_values(device: Device) -> dict[str, Any]:
+    """The columns of a device, with its IPv6 address in canonical (compressed) form."""
+    values = {f.name: getattr(device, f.name) for f in fields(Device)}
+    values["extra_kinds"] = json.dumps(list(device.extra_kinds))
+    values["ipv6_address"] = canonical_address(device.ipv6_address)
+    return values
+
+
+def tenant_of(row: TenantRow) -> Tenant:
+    """The domain tenant of a row."""
+    return Tenant(row.code, row.name, tuple(json.loads(row.ipv6_prefixes)))
