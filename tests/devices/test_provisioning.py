@@ -19,6 +19,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker.acl import Role, ServiceLogin
 from broker.passwords import write_broker_config
 from devices import Device, Registry, Tenant
+from devices.errors import InvalidDevice
 from devices.provisioning import (
     ITERATIONS,
     Credentials,
@@ -269,3 +270,12 @@ def test_a_retired_device_can_no_longer_log_in(
     assert not ingest.connected.is_failure
     ingest.close()
     a.close()
+
+
+def test_a_fleet_login_must_be_confined_to_one_tenant() -> None:
+    # Only a device's own login may publish device data in a deployment: a simulator's login is
+    # limited to a (simulation) tenant, never all of them.
+    with pytest.raises(InvalidDevice, match="one"):
+        ServiceLogin.with_password("lantaarn-simulator", "secret", Role.FLEET)
+    confined = ServiceLogin.with_password("lantaarn-simulator", "secret", Role.FLEET, "SIM01")
+    assert "topic write lantaarn/v1/SIM01/+/telemetry" in confined.acl_lines()
