@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from broker.acl import Role, ServiceLogin
 from broker.config import stage_tls
 from broker.passwords import write_broker_config
-from broker.pki import Authority, AuthorityMissing
+from broker.pki import Authority, AuthorityMissing, device_identity
 from broker.secrets import private_folder, write_secret
 from devices import Device, NotFound, Registry
 from devices.provisioning import issue_credentials, new_password, provision
@@ -98,6 +98,25 @@ def demo_authority(pki: Path) -> Authority:
     return authority
 
 
+def device_certificates(
+    authority: Authority, devices: Sequence[Device], data_dir: Path
+) -> dict[str, tuple[Path, Path]]:
+    """Certificates for every other simulated device (the rest log in with passwords): made
+    once by the demo's authority, kept (keys 0600) under the data folder."""
+    folder = private_folder(data_dir / "simulated-certificates")
+    kept = {}
+    for device in devices[1::2]:
+        cert, key = folder / f"{device.device_id}.crt", folder / f"{device.device_id}.key"
+        if not (cert.exists() and key.exists()):
+            cert_pem, key_pem = authority.issue_device(
+                device_identity(device.tenant, device.device_id)
+            )
+            write_secret(key, key_pem)
+            write_secret(cert, cert_pem)
+        kept[device.device_id] = (cert, key)
+    return kept
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -149,7 +168,7 @@ def run_demo(
     with Registry(settings.registry()) as registry:
         logins = device_passwords(registry, fleet, data_dir)
         write_broker_config(registry, password_file, acl_file, services)
-    demo_authority(settings.pki_dir())
+    _certificates = device_certificates(demo_authority(settings.pki_dir()), fleet.devices, data_dir)
     # Devices' TLS listeners on loopback too: the demo is not a deployment to reach from outside.
     tls = stage_tls(
         settings.pki_dir(),
