@@ -16,7 +16,8 @@
  * Options (plugin_opt_NAME):
  *   password_file        the `user:$7$...` file written by `lantaarn broker-config` (required)
  *   topic_prefix         device topics start with this and then the login (`lantaarn/v1/`)
- *   reserved_client_ids  `login=prefix,...`: client ids with `prefix` only for `login`
+ *   reserved_client_ids  `login=prefix,...`: client ids with `prefix` only for `login`; these
+ *                        logins alone may join shared subscriptions ($share/...)
  *   auth_failures        failed logins per address per window before refusing it (0: no limit)
  *   auth_window_s        that window in seconds
  *   publish_rate         messages a second a device may publish on average (0: no limit)
@@ -282,6 +283,14 @@ static bool client_id_allowed(const char *username, const char *client_id)
 	return true;
 }
 
+static bool owns_reserved_prefix(const char *username)
+{
+	for(int i = 0; username && i < plugin.reserved_count; i++){
+		if(!strcmp(username, plugin.reserved[i].login)) return true;
+	}
+	return false;
+}
+
 static bool address_blocked(const char *address, time_t now)
 {
 	if(plugin.auth_failures <= 0 || !address) return false;
@@ -375,7 +384,15 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 	const char *username = mosquitto_client_username(ed->client);
-	if(!is_device(username)) return MOSQ_ERR_PLUGIN_DEFER;
+	if(!is_device(username)){
+		/* Shared subscriptions take turns: only the logins that own a reserved client-id prefix
+		 * (the ingest workers) may join one, or another service could take ingest's turns. */
+		if(ed->access == MOSQ_ACL_SUBSCRIBE && starts_with(ed->topic, "$share/")
+				&& !owns_reserved_prefix(username)){
+			return MOSQ_ERR_ACL_DENIED;
+		}
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
 	if(ed->access == MOSQ_ACL_SUBSCRIBE){
 		return own_command_topic(username, ed->topic) ? MOSQ_ERR_PLUGIN_DEFER : MOSQ_ERR_ACL_DENIED;
 	}

@@ -213,3 +213,17 @@ def test_nothing_is_delivered_to_a_lone_subscriber_without_rights(
     assert spy.payloads() == []
     spy.close()
     sender.close()
+
+
+def test_no_other_service_login_joins_the_ingest_group(secured: SecuredBroker) -> None:
+    worker = _ingest(secured)
+    operator = secured.operator()
+    codes = operator.subscribe(shared_subscription(INGEST_GROUP, "status"))
+    victim = secured.device(secured.service_listener, "c-1")
+    sent = [f"status-{n}".encode() for n in range(READINGS)]
+    worker.subscribe(shared_subscription(INGEST_GROUP, "status"))
+    for payload in sent:
+        victim.publish(topic("GM0344", "c-1", "status"), payload)
+    assert _all_arrive(worker, sent) == []
+    assert codes[0].is_failure
+    worker.close()
