@@ -256,7 +256,7 @@ class Mosquitto:
         if self.user == "mosquitto":
             entry = pwd.getpwnam("mosquitto")
             os.chown(data, entry.pw_uid, entry.pw_gid)
-            data.chmod(0o700)
+        data.chmod(0o700)  # queued messages: the broker's alone
         try:
             render_mosquitto(self.layout(), self.folder)
         except BrokerConfigError as exc:
