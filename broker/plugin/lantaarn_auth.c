@@ -407,8 +407,11 @@ static int on_reload(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data;
 	(void)userdata;
+	/* Read the file again even if it looks unchanged; a file that cannot be read keeps the logins
+	 * we had (load_logins logs why): a reload must never lock every device out. */
 	memset(&plugin.seen, 0, sizeof(plugin.seen));
-	return load_logins() == MOSQ_ERR_SUCCESS ? MOSQ_ERR_SUCCESS : MOSQ_ERR_SUCCESS;
+	load_logins();
+	return MOSQ_ERR_SUCCESS;
 }
 
 static int parse_reserved(char *spec)
