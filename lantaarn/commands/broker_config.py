@@ -36,7 +36,8 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
         metavar="ROLE:USERNAME:PASSWORD_FILE",
         help=(
             "a further service login (role ingest, fleet or operator; add :TENANT to limit it "
-            "to one tenant); its password is read from PASSWORD_FILE (repeatable)"
+            "to one tenant, which a fleet login must be: only a device's own login publishes "
+            "for any device); its password is read from PASSWORD_FILE (repeatable)"
         ),
     )
     parser.add_argument(
