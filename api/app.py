@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from api.routes import (
     activity,
     aggregates,
     certificates,
+    commands,
     devices,
     health,
     kinds,
@@ -37,7 +38,9 @@ from api.routes import (
 )
 from api.sessions import SessionStore
 from api.throttle import FailedLogins
+from broker.command_service import CommandService
 from devices import Registry
+from devices.command_history import CommandStore
 from timeseries import InfluxClient
 
 log = logging.getLogger(__name__)
@@ -108,13 +111,23 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with Registry(config.registry_url) as registry, KeyStore(config.registry_url) as keys:
-            async with InfluxClient(config.influx) as influx:
+        with (
+            Registry(config.registry_url) as registry,
+            KeyStore(config.registry_url) as keys,
+            CommandStore(config.registry_url) as command_store,
+        ):
+            async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
                 app.state.fleet = FleetCache(registry)
                 app.state.keys = keys
                 app.state.influx = influx
                 app.state.config = config
+                app.state.commands = command_store
+                app.state.command_service = None
+                if config.commands is not None:
+                    app.state.command_service = await stack.enter_async_context(
+                        CommandService(config.commands, command_store)
+                    )
                 app.state.throttle = FailedLogins(
                     config.auth_failure_burst, config.auth_failure_refill_s
                 )
@@ -173,6 +186,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         tenants,
         devices,
         certificates,
+        commands,
         readings,
         aggregates,
         latest,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prometheus_client.registry import Collector
 
+from broker.command_service import CommandServiceConfig
 from timeseries import InfluxConfig
 
 API_VERSION = "1.0.0"
@@ -42,3 +43,6 @@ class ApiConfig:
     session_max_s: float = 12 * 3600
     # The certificate authority's folder (broker/pki.py); None: no device certificates.
     pki_dir: Path | None = None
+    # The command service to run in the API's process; None: commands are stored only (another
+    # process's command service publishes them).
+    commands: CommandServiceConfig | None = None

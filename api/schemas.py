@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 from api.live import LiveState
 from api.timefmt import format_ns
 from devices import DEVICE_KINDS, Device
+from devices.commands_catalogue import Argument, CommandSpec, commands_of
 
 
 class Out(BaseModel):
@@ -40,6 +41,48 @@ class MetricOut(Out):
     description: str
 
 
+class ArgumentOut(Out):
+    """An argument of a command: its JSON type and, for numbers, the range (edges included)."""
+
+    name: str
+    type: str
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    unit: str | None = Field(None, description="UCUM code")
+
+    @classmethod
+    def of(cls, argument: Argument) -> ArgumentOut:
+        """The API view of an argument."""
+        return cls(
+            name=argument.name,
+            type=argument.type.value,
+            description=argument.description,
+            minimum=argument.minimum,
+            maximum=argument.maximum,
+            pattern=argument.pattern,
+            unit=argument.unit,
+        )
+
+
+class CommandSpecOut(Out):
+    """A command a device kind understands; every argument is required."""
+
+    name: str
+    description: str
+    arguments: list[ArgumentOut]
+
+    @classmethod
+    def of(cls, spec: CommandSpec) -> CommandSpecOut:
+        """The API view of a catalogue command."""
+        return cls(
+            name=spec.name,
+            description=spec.description,
+            arguments=[ArgumentOut.of(a) for a in spec.arguments],
+        )
+
+
 class DeviceKindOut(Out):
     """A device kind of the catalogue."""
 
@@ -48,6 +91,7 @@ class DeviceKindOut(Out):
     description: str
     interval_seconds: float
     metrics: list[MetricOut]
+    commands: list[CommandSpecOut] = Field(description="what a device of this kind can be told")
 
 
 def kinds_out() -> list[DeviceKindOut]:
@@ -70,6 +114,7 @@ def kinds_out() -> list[DeviceKindOut]:
                 )
                 for m in k.metrics
             ],
+            commands=[CommandSpecOut.of(c) for c in commands_of(k.name)],
         )
         for k in DEVICE_KINDS.values()
     ]

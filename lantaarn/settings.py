@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api import ApiConfig
+from broker.command_service import CommandServiceConfig
 from ingest import BrokerConfig, TimeRules, WorkerConfig
 from ingest.rollups import RollupConfig
 from simulators import BrokerAddress
@@ -136,6 +137,29 @@ class ApiSettings(BaseModel):
     session_max_hours: float = Field(12, gt=0, description="dashboard session absolute limit")
 
 
+class CommandSettings(BaseModel):
+    """The command service (publishes commands, records answers), run inside the API's process."""
+
+    enabled: bool = Field(False, description="run the command service in the API's process")
+    username: str | None = Field(None, description="its broker login (role operator)")
+    password: SecretStr | None = None
+    client_id: str = Field(
+        "lantaarn-commands-0",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="fixed per API replica: its persistent session holds answers while it is down",
+    )
+    share_group: str = Field(
+        "lantaarn-commands",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the shared subscription on cmd/ack that replicas split",
+    )
+    max_inflight: int = Field(20, ge=1, le=65535, description="QoS 1 publishes in flight at once")
+    expiry_grace_s: float = Field(
+        5.0, ge=0, description="seconds past a deadline before a command counts as expired"
+    )
+    retention_days: float = Field(400.0, gt=0, description="days the command audit trail is kept")
+
+
 class Settings(BaseSettings):
     """Everything configurable, from the environment (`LANTAARN_MQTT__PORT=1884`)."""
 
@@ -156,6 +180,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    commands: CommandSettings = CommandSettings()
 
     def registry(self) -> str:
         """The registry's SQLAlchemy URL."""
@@ -255,6 +280,25 @@ class Settings(BaseSettings):
             session_idle_s=self.api.session_idle_minutes * 60,
             session_max_s=self.api.session_max_hours * 3600,
             pki_dir=self.pki_dir(),
+            commands=self.command_service(),
+        )
+
+    def command_service(self) -> CommandServiceConfig | None:
+        """The command service's configuration; None when it is not enabled."""
+        c = self.commands
+        if not c.enabled:
+            return None
+        return CommandServiceConfig(
+            self.mqtt.host,
+            self.mqtt.port,
+            c.username,
+            c.password.get_secret_value() if c.password else None,
+            client_id=c.client_id,
+            share_group=c.share_group,
+            session_expiry_s=self.mqtt.session_expiry_s,
+            max_inflight=c.max_inflight,
+            expiry_grace_s=c.expiry_grace_s,
+            retention_days=c.retention_days,
         )
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, cast
 from zoneinfo import ZoneInfo
 
 from devices import DEVICE_KINDS, Device
+from devices.command_messages import AckStatus
+from devices.commands_catalogue import command_problems
 from simulators.sun import SunTimes, sun_times
 
 LOCAL_ZONE: Final = ZoneInfo("Europe/Amsterdam")
@@ -148,6 +151,11 @@ class DeviceState:
         self.totals: dict[str, float] = {}
         self._sun_day = -1
         self._sun = SunTimes(None, None)
+        # What accepted commands set: None leaves it to the photocell and the default schedule.
+        self.forced_on: bool | None = None
+        self.dim_setting: float | None = None
+        self.schedule_id: str | None = None
+        self.interval_s: float | None = None
         if kind == "lamppost":
             self.nominal_w = rng.choice((28.0, 36.0, 45.0, 58.0, 75.0, 110.0))
             self.totals["active_energy"] = rng.uniform(50, 4000)
@@ -186,6 +194,30 @@ class DeviceState:
         """Whether the lamp's photocell has it switched on at `t` (epoch seconds)."""
         return self.sun(t + self.photocell_s).is_dark(t + self.photocell_s)
 
+    def obey(self, name: str, args: Mapping[str, object]) -> tuple[AckStatus, str]:
+        """Carry out a command of the catalogue; (status, detail) for the device's answer.
+
+        The platform checked the arguments already; a device checks again (as a real
+        controller would), so a command that does not fit is refused, never half done.
+        """
+        if problems := command_problems(self.device.kind, name, args):
+            return "refused", "; ".join(p.reason for p in problems)
+        if name == "set_dim_level":
+            self.dim_setting = float(cast("float", args["level"]))
+            return "done", f"dim level {self.dim_setting:g} %"
+        if name == "switch":
+            self.forced_on = bool(args["on"])
+            return "done", "lamp on" if self.forced_on else "lamp off"
+        if name == "set_schedule":
+            self.schedule_id = str(args["scheduleId"])
+            self.dim_setting = None
+            self.forced_on = None
+            return "done", f"following schedule {self.schedule_id}"
+        if name == "set_interval":
+            self.interval_s = float(cast("float", args["seconds"]))
+            return "done", f"reporting every {self.interval_s:g} s"
+        return "done", "restarted"  # reboot: the simulated controller keeps its state
+
     def reading(self, t: float) -> dict[str, float]:
         """The metrics of the reading at `t` (epoch seconds), in catalogue units and ranges."""
         dt = 0.0 if self.last_t is None else max(0.0, t - self.last_t)
@@ -212,17 +244,19 @@ class DeviceState:
 
     def _lamppost(self, t: float, dt: float) -> dict[str, float]:
         rng = self.rng
-        on = self.lamp_on(t)
+        on = self.lamp_on(t) if self.forced_on is None else self.forced_on
         if self.failed_until <= t and on and rng.random() < 2e-4:
             # A failed lamp waits one to five days for the maintenance crew.
             self.failed_until = t + rng.uniform(1, 5) * DAY_S
         failed = self.failed_until > t
         dim = 0.0
-        if on:
+        if on and self.dim_setting is not None:
+            dim = self.dim_setting
+        elif on:
             hour = local_time(t).hour
             # The common Dutch schedule: full light in the evening, half from 23:00 to 06:00.
             dim = 50.0 if (hour >= 23.0 or hour < 6.0) else 100.0
-        lit = on and not failed
+        lit = on and not failed and dim > 0.0
         standby = 0.4 + rng.uniform(0.0, 0.2)
         power = standby + (self.nominal_w * dim / 100.0 * rng.uniform(0.97, 1.03) if lit else 0.0)
         energy = self.totals["active_energy"] + power * dt / 3.6e6  # W*s to kW.h

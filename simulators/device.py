@@ -11,15 +11,21 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
+import orjson
+from pydantic import ValidationError
+
 from devices import DEVICE_KINDS, MAX_PAYLOAD_BYTES, Device, topic
+from devices.command_messages import CommandAck, CommandMessage, utc_text
 from simulators.behaviour import CityWeather, DeviceState
 from simulators.clock import SimClock
 from simulators.faults import Fault, FaultRates
 from simulators.payloads import batches, reading_json
 
 BACKLOG_LIMIT: Final = 10_000  # readings a device keeps while offline; older ones are lost
+_REMEMBERED_ANSWERS: Final = 256  # command ids a device remembers, to answer repeats alike
 _MESSAGE_FAULTS: Final = frozenset(
     {Fault.MALFORMED_JSON, Fault.OVERSIZE, Fault.WRONG_TOPIC, Fault.DUPLICATE}
 )
@@ -93,6 +99,7 @@ class SimulatedDevice:
         self._flap = self.faults.flap
         self.backlog: deque[Reading] = deque(maxlen=BACKLOG_LIMIT)
         self.lost = 0  # readings dropped from a full backlog
+        self._answers: dict[str, CommandAck] = {}  # by command id, oldest first
 
     @property
     def offline(self) -> bool:
@@ -137,6 +144,40 @@ class SimulatedDevice:
             return out
         out.append(self._message(reading))
         return out
+
+    def command(self, payload: bytes, now: float) -> CommandAck:
+        """Obey a command message (at `now`, epoch seconds) and return the device's answer.
+
+        A repeated id (the platform may publish a command twice after a crash, the broker may
+        redeliver) gets the first answer again and is not carried out twice.
+        """
+        try:
+            message = CommandMessage.model_validate_json(payload)
+        except ValidationError:
+            return CommandAck(id=_unknown_id(payload), status="refused", detail="malformed command")
+        ts = utc_text(datetime.fromtimestamp(now, UTC))
+        if (earlier := self._answers.get(message.id)) is not None:
+            return earlier
+        if message.expires_at.timestamp() < now:
+            status, detail = "refused", "past its deadline"
+        else:
+            status, detail = self.state.obey(message.name, message.args)
+            if message.name == "set_interval" and status == "done" and self.state.interval_s:
+                self.interval_s = self.state.interval_s
+        answer = CommandAck(id=message.id, status=status, detail=detail, ts=ts)
+        self._answers[message.id] = answer
+        while len(self._answers) > _REMEMBERED_ANSWERS:
+            self._answers.pop(next(iter(self._answers)))
+        return answer
+
+    def refuse(self, payload: bytes, now: float, reason: str) -> CommandAck:
+        """Answer a command "refused" for `reason` without carrying it out (a fault on purpose)."""
+        try:
+            command_id = CommandMessage.model_validate_json(payload).id
+        except ValidationError:
+            command_id = _unknown_id(payload)
+        ts = utc_text(datetime.fromtimestamp(now, UTC))
+        return CommandAck(id=command_id, status="refused", detail=reason, ts=ts)
 
     def drain(self) -> list[Outgoing]:
         """The backlog as batches, when the simulation ends while the device is offline."""
@@ -204,3 +245,12 @@ class SimulatedDevice:
             Outgoing(self.topic, payload, held[start:end])
             for start, end, payload in batches(encoded)
         ]
+
+
+def _unknown_id(payload: bytes) -> str:
+    """The id of a command we could not read, if its JSON got that far; else "unknown"."""
+    try:
+        value = orjson.loads(payload).get("id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "unknown"
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else "unknown"

@@ -1,0 +1,183 @@
+"""Simulated devices that receive their commands over MQTT, obey and answer (aiomqtt).
+
+Until the fleet transport subscribes (the session layer of #12), this is how simulated lamps
+hear commands: either one connection for a whole fleet, subscribed to `lantaarn/v1/+/+/cmd`
+as a gateway's login may be, or one device alone under its own client id with a persistent
+session, so that what is sent while it is offline reaches it when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Collection, Sequence
+from types import TracebackType
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices.command_messages import ack_topic, command_topic
+from devices.topics import PREFIX, parse_topic
+from simulators.device import SimulatedDevice
+
+log = logging.getLogger(__name__)
+
+FLEET_SUBSCRIPTION = f"{PREFIX}/+/+/cmd"
+
+
+class CommandResponder:
+    """Answers the commands of `devices` until the context exits.
+
+    `silent` device ids obey nothing and never answer (a lamp with a dead controller);
+    `refusing` ones answer every command "refused" (a controller in manual override).
+    `counts` says what was received and answered.
+    """
+
+    def __init__(
+        self,
+        devices: Sequence[SimulatedDevice],
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        session_expiry_s: int = 3600,
+        silent: Collection[str] = (),
+        refusing: Collection[str] = (),
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.devices = {d.device.device_id: d for d in devices}
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.session_expiry_s = session_expiry_s
+        self.silent = frozenset(silent)
+        self.refusing = frozenset(refusing)
+        self.username = username
+        self.password = password
+        self.counts: Counter[str] = Counter()
+        self.subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscription(self) -> str:
+        """One device's own command topic, or every device's for a fleet."""
+        if len(self.devices) == 1:
+            (device,) = self.devices.values()
+            return command_topic(device.device.tenant, device.device.device_id)
+        return FLEET_SUBSCRIPTION
+
+    async def __aenter__(self) -> CommandResponder:
+        self._task = asyncio.create_task(self._run(), name=f"responder-{self.client_id}")
+        waiter = asyncio.create_task(self.subscribed.wait())
+        done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            waiter.cancel()
+            self._task.result()  # raises what stopped it
+        return self
+
+    async def ended(self) -> None:
+        """Wait until the responder stops on its own (it raises what stopped it)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.SessionExpiryInterval = self.session_expiry_s
+        async with aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.client_id,
+            username=self.username,
+            password=self.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=connect,
+            max_inflight_messages=20,
+        ) as client:
+            client.pending_calls_threshold = 1_000_000  # answers are in flight together
+            await client.subscribe(self.subscription, qos=1)
+            self.subscribed.set()
+            answering: set[asyncio.Task[None]] = set()
+            async for message in client.messages:
+                task = self._answer(client, message)
+                if task is not None:
+                    answering.add(task)
+                    task.add_done_callback(answering.discard)
+
+    def _answer(
+        self, client: aiomqtt.Client, message: aiomqtt.Message
+    ) -> asyncio.Task[None] | None:
+        where = parse_topic(message.topic.value)
+        device = self.devices.get(where.device_id) if where is not None else None
+        if where is None or device is None or not isinstance(message.payload, bytes):
+            self.counts["not ours"] += 1
+            return None
+        self.counts["received"] += 1
+        if where.device_id in self.silent:
+            return None
+        if where.device_id in self.refusing:
+            answer = device.refuse(message.payload, time.time(), "in manual override")
+        else:
+            answer = device.command(message.payload, time.time())
+        self.counts[answer.status] += 1
+        return asyncio.create_task(
+            client.publish(ack_topic(where.tenant, where.device_id), answer.payload(), qos=1)
+        )
+
+
+def respond_in_thread(
+    devices: Sequence[SimulatedDevice],
+    host: str,
+    port: int,
+    stop: threading.Event,
+    *,
+    client_id: str,
+    username: str | None = None,
+    password: str | None = None,
+) -> threading.Thread:
+    """Answer the fleet's commands from a thread of its own until `stop` is set.
+
+    For the thread-based simulation engine: the same `SimulatedDevice` objects it ticks obey the
+    commands, so their telemetry follows (plain attribute writes; a reading taken meanwhile has
+    the old or the new level). A lost broker is retried every second.
+    """
+
+    async def main() -> None:
+        stopped = asyncio.create_task(asyncio.to_thread(stop.wait))
+        while not stop.is_set():
+            try:
+                async with CommandResponder(
+                    devices,
+                    host,
+                    port,
+                    client_id=client_id,
+                    username=username,
+                    password=password,
+                ) as responder:
+                    ended = asyncio.create_task(responder.ended())
+                    await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
+                    if ended.done():
+                        ended.result()  # what ended it
+                    ended.cancel()
+            except aiomqtt.MqttError as exc:
+                log.warning("command responder lost the broker (%s); again in 1 s", exc)
+                await asyncio.sleep(1.0)
+        await stopped
+
+    thread = threading.Thread(
+        target=asyncio.run, args=(main(),), name="command-responder", daemon=True
+    )
+    thread.start()
+    return thread
