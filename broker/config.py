@@ -87,6 +87,9 @@ class BrokerSecurity:
     acl_file: Path
     ingest_login: str = "lantaarn-ingest"
     ingest_client_prefix: str = "ingest-"
+    ingest_share_group: str = "lantaarn-ingest"
+    commands_login: str = "lantaarn-commands"
+    commands_share_group: str = "lantaarn-commands"
     auth_failures: int = 20  # per address per window, then refused until the window ends
     auth_window_s: int = 60
     publish_rate: float = 100.0  # messages/s per device on average
@@ -133,6 +136,9 @@ def render_mosquitto(layout: BrokerLayout, folder: Path) -> Path:
         "acl_file": security.acl_file,
         "ingest_login": security.ingest_login,
         "ingest_client_prefix": security.ingest_client_prefix,
+        "ingest_share_group": security.ingest_share_group,
+        "commands_login": security.commands_login,
+        "commands_share_group": security.commands_share_group,
         "auth_failures": security.auth_failures,
         "auth_window_s": security.auth_window_s,
         "publish_rate": security.publish_rate,

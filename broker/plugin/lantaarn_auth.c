@@ -16,8 +16,10 @@
  * Options (plugin_opt_NAME):
  *   password_file        the `user:$7$...` file written by `lantaarn broker-config` (required)
  *   topic_prefix         device topics start with this and then the login (`lantaarn/v1/`)
- *   reserved_client_ids  `login=prefix,...`: client ids with `prefix` only for `login`; these
- *                        logins alone may join shared subscriptions ($share/...)
+ *   reserved_client_ids  `login=prefix,...`: client ids with `prefix` only for `login`
+ *   share_groups         `login=group,...`: `$share/group/...` only for `login`; a shared group
+ *                        not listed is no one's (shared subscriptions take turns: a stranger in
+ *                        the ingest group would take the workers' turns)
  *   auth_failures        failed logins per address per window before refusing it (0: no limit)
  *   auth_window_s        that window in seconds
  *   publish_rate         messages a second a device may publish on average (0: no limit)
@@ -79,6 +81,8 @@ struct state {
 	char *topic_prefix;
 	struct reserved reserved[MAX_RESERVED];
 	int reserved_count;
+	struct reserved groups[MAX_RESERVED];
+	int group_count;
 	int auth_failures;
 	int auth_window_s;
 	double publish_rate;
@@ -283,10 +287,18 @@ static bool client_id_allowed(const char *username, const char *client_id)
 	return true;
 }
 
-static bool owns_reserved_prefix(const char *username)
+/* Whether `username` may subscribe to the shared subscription `filter` ($share/group/...). */
+static bool owns_share_group(const char *username, const char *filter)
 {
-	for(int i = 0; username && i < plugin.reserved_count; i++){
-		if(!strcmp(username, plugin.reserved[i].login)) return true;
+	const char *group = filter + strlen("$share/");
+	const char *end = strchr(group, '/');
+	if(!username || !end) return false;
+	size_t len = (size_t)(end - group);
+	for(int i = 0; i < plugin.group_count; i++){
+		if(!strcmp(username, plugin.groups[i].login) && strlen(plugin.groups[i].prefix) == len
+				&& !strncmp(group, plugin.groups[i].prefix, len)){
+			return true;
+		}
 	}
 	return false;
 }
@@ -385,10 +397,10 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	(void)userdata;
 	const char *username = mosquitto_client_username(ed->client);
 	if(!is_device(username)){
-		/* Shared subscriptions take turns: only the logins that own a reserved client-id prefix
-		 * (the ingest workers) may join one, or another service could take ingest's turns. */
+		/* Shared subscriptions take turns: a group is its owner's alone, or another service
+		 * could take the ingest workers' turns. */
 		if(ed->access == MOSQ_ACL_SUBSCRIBE && starts_with(ed->topic, "$share/")
-				&& !owns_reserved_prefix(username)){
+				&& !owns_share_group(username, ed->topic)){
 			return MOSQ_ERR_ACL_DENIED;
 		}
 		return MOSQ_ERR_PLUGIN_DEFER;
@@ -414,19 +426,19 @@ static int on_reload(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
-static int parse_reserved(char *spec)
+static int parse_pairs(char *spec, struct reserved *pairs, int *count, const char *option)
 {
 	char *save = NULL;
 	for(char *item = strtok_r(spec, ",", &save); item; item = strtok_r(NULL, ",", &save)){
 		char *eq = strchr(item, '=');
-		if(!eq || eq == item || !eq[1] || plugin.reserved_count == MAX_RESERVED){
-			mosquitto_log_printf(MOSQ_LOG_ERR, "lantaarn: reserved_client_ids wants login=prefix,...");
+		if(!eq || eq == item || !eq[1] || *count == MAX_RESERVED){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "lantaarn: %s wants login=value,...", option);
 			return MOSQ_ERR_INVAL;
 		}
 		*eq = '\0';
-		plugin.reserved[plugin.reserved_count].login = mosquitto_strdup(item);
-		plugin.reserved[plugin.reserved_count].prefix = mosquitto_strdup(eq + 1);
-		plugin.reserved_count++;
+		pairs[*count].login = mosquitto_strdup(item);
+		pairs[*count].prefix = mosquitto_strdup(eq + 1);
+		(*count)++;
 	}
 	return MOSQ_ERR_SUCCESS;
 }
@@ -454,9 +466,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 			plugin.password_file = mosquitto_strdup(value);
 		}else if(!strcmp(key, "topic_prefix")){
 			plugin.topic_prefix = mosquitto_strdup(value);
-		}else if(!strcmp(key, "reserved_client_ids")){
+		}else if(!strcmp(key, "reserved_client_ids") || !strcmp(key, "share_groups")){
+			bool ids = !strcmp(key, "reserved_client_ids");
 			char *copy = mosquitto_strdup(value);
-			int rc = parse_reserved(copy);
+			int rc = parse_pairs(copy, ids ? plugin.reserved : plugin.groups,
+					ids ? &plugin.reserved_count : &plugin.group_count, key);
 			mosquitto_free(copy);
 			if(rc) return rc;
 		}else if(!strcmp(key, "auth_failures")){
@@ -500,6 +514,10 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	for(int i = 0; i < plugin.reserved_count; i++){
 		mosquitto_free(plugin.reserved[i].login);
 		mosquitto_free(plugin.reserved[i].prefix);
+	}
+	for(int i = 0; i < plugin.group_count; i++){
+		mosquitto_free(plugin.groups[i].login);
+		mosquitto_free(plugin.groups[i].prefix);
 	}
 	mosquitto_free(plugin.password_file);
 	mosquitto_free(plugin.topic_prefix);
