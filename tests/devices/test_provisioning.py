@@ -201,7 +201,7 @@ def test_a_device_cannot_publish_or_read_as_another(auth_broker: AuthBroker) -> 
     assert not ingest.connected.is_failure
     subscribe(
         ingest,
-        shared_subscription("workers", "telemetry"),
+        shared_subscription("lantaarn-ingest", "telemetry"),  # the group the ingest login owns
         topic("GM0363", "b-1", "telemetry"),
         topic("GM0363", "b-1", "status"),
     )
