@@ -16,15 +16,18 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from broker.acl import Role, ServiceLogin
-from broker.config import stage_tls
+from broker.config import BrokerTls, stage_tls
+from broker.fleet import Connection, Transport
 from broker.passwords import write_broker_config
 from broker.pki import Authority, AuthorityMissing, device_identity
 from broker.secrets import private_folder, write_secret
+from broker.tls import client_context
 from devices import Device, NotFound, Registry
 from devices.provisioning import issue_credentials, new_password, provision
 from ingest import run_worker
@@ -35,7 +38,6 @@ from lantaarn.serve import serve_api
 from lantaarn.settings import MqttSettings, Settings
 from simulators import Fleet, SimClock, Simulation, device_connections, make_fleet
 from simulators.engine import Links
-from simulators.wire import Transport
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,7 @@ def run_demo(
     with Registry(settings.registry()) as registry:
         logins = device_passwords(registry, fleet, data_dir)
         write_broker_config(registry, password_file, acl_file, services)
-    _certificates = device_certificates(demo_authority(settings.pki_dir()), fleet.devices, data_dir)
+    certificates = device_certificates(demo_authority(settings.pki_dir()), fleet.devices, data_dir)
     # Devices' TLS listeners on loopback too: the demo is not a deployment to reach from outside.
     tls = stage_tls(
         settings.pki_dir(),
@@ -195,15 +197,15 @@ def run_demo(
                 settings.retention(),
             )
         )
-        asyncio.run(_run(settings, fleet.devices, logins, api_port, stack.mosquitto, services))
+        simulator = SimulatedFleet(fleet.devices, logins, certificates, tls)
+        asyncio.run(_run(settings, simulator, api_port, stack.mosquitto, services))
     print("lantaarn demo stopped")
     return 0
 
 
 async def _run(
     settings: Settings,
-    devices: Sequence[Device],
-    logins: Mapping[str, tuple[str, str]],
+    simulator: SimulatedFleet,
     api_port: int,
     broker: Mosquitto,
     services: list[ServiceLogin],
@@ -242,7 +244,7 @@ async def _run(
                 name="api",
             )
             simulation = tasks.create_task(
-                asyncio.to_thread(_simulate, broker, devices, logins, sim_stop), name="simulator"
+                asyncio.to_thread(simulator.run, sim_stop), name="simulator"
             )
             follow = tasks.create_task(
                 _follow_registry(registry, broker, services, settings.pki_dir()),
@@ -253,7 +255,8 @@ async def _run(
                 for h in settings.api.hosts
             )
             print(
-                f"lantaarn demo is running with {len(devices)} simulated devices\n"
+                f"lantaarn demo is running with {len(simulator.devices)} simulated devices "
+                f"({len(simulator.certificates)} with certificates, the rest with passwords)\n"
                 f"  dashboard: http://localhost:{api_port}/dashboard\n"
                 f"  API:       {hosts} (/v1/devices, /v1/docs)\n"
                 f"  MQTT:      devices over TLS on [::1]:{tls.tls_port} with their password, "
@@ -311,22 +314,47 @@ async def _follow_registry(
             log.exception("updating the broker's logins failed; trying again")
 
 
-def _simulate(
-    broker: Mosquitto,
-    devices: Sequence[Device],
-    logins: Mapping[str, tuple[str, str]],
-    stop: threading.Event,
-) -> None:
-    """Each simulated device on its own connection, logged in as itself, with its last will."""
-    transport = Transport()
-    connections = device_connections(devices, "::1", broker.port, logins)
-    try:
-        for connection in connections:
-            transport.add(connection)
-        transport.wait_connected(connections, 60.0)
-        links = Links.own(transport, connections)
-        simulation = Simulation(devices, seed=1, clock=SimClock(time.time()))
-        simulation.run(links, stop=stop)
-        simulation.finish(links, timeout_s=2.0)
-    finally:
-        transport.close_all()
+@dataclass(frozen=True, slots=True)
+class SimulatedFleet:
+    """The simulated devices and how each proves who it is: its certificate, else its password."""
+
+    devices: Sequence[Device]
+    logins: Mapping[str, tuple[str, str]]
+    certificates: Mapping[str, tuple[Path, Path]]
+    tls: BrokerTls
+
+    def connections(self) -> list[Connection]:
+        """One connection per device, in the fleet's order, over TLS to its listener."""
+        host = "::1"  # in the broker's certificate
+        by_password = client_context(self.tls.ca_file)
+        connections = []
+        for device in self.devices:
+            cert = self.certificates.get(device.device_id)
+            if cert is None:
+                connections += device_connections(
+                    [device], host, self.tls.tls_port, self.logins, tls=by_password
+                )
+            else:
+                # The certificate's identity is the login; the broker takes it as client id too.
+                connections += device_connections(
+                    [device],
+                    host,
+                    self.tls.certificate_port,
+                    tls=client_context(self.tls.ca_file, *cert),
+                )
+        return connections
+
+    def run(self, stop: threading.Event) -> None:
+        """Publish every device's readings at its interval until `stop` is set."""
+        transport = Transport()
+        connections = self.connections()
+        try:
+            for connection in connections:
+                transport.add(connection)
+            transport.wait_connected(connections, 60.0)
+            links = Links.own(transport, connections)
+            simulation = Simulation(self.devices, seed=1, clock=SimClock(time.time()))
+            simulation.run(links, stop=stop)
+            simulation.finish(links, timeout_s=2.0)
+        finally:
+            transport.close_all()

@@ -66,6 +66,12 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
             changed = bool(seen) and any(live.get(k) != v for k, v in seen.items())
             seen = seen or live
         assert changed, (tmp_path / "demo.log").read_text()[-3000:]
+        # Both kinds of device login deliver over TLS: certificates (every other device) and
+        # passwords (the rest).
+        certified = {p.stem for p in (tmp_path / "data" / "simulated-certificates").glob("*.crt")}
+        assert 0 < len(certified) < 120
+        assert certified & live.keys(), "no device with a certificate delivered"
+        assert live.keys() - certified, "no device with a password delivered"
         assert len(latest) == 120
         page = httpx.get(f"http://[::1]:{api}/dashboard", timeout=5)
         assert page.status_code == 200
