@@ -16,6 +16,7 @@ from lantaarn.commands import (
     demo,
     devices,
     doctor,
+    influx_users,
     ingest,
     keys,
     pki,
@@ -27,7 +28,19 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki, doctor)
+COMMANDS = (
+    demo,
+    ingest,
+    api,
+    simulate,
+    keys,
+    devices,
+    broker_config,
+    influx_users,
+    rollups,
+    pki,
+    doctor,
+)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

@@ -56,13 +56,26 @@ DURATION = r"^(INF|\d+[mhdw])$"  # an InfluxQL duration such as 90d, 104w or INF
 
 
 class InfluxSettings(BaseModel):
-    """InfluxDB through its v1-compatible HTTP API."""
+    """InfluxDB through its v1-compatible HTTP API.
+
+    With authentication on (every deployment), three logins: `username` writes (ingest), the
+    `read_` login reads (the API), and the `admin_` login only sets the others up
+    (`lantaarn influx-users`).
+    """
 
     url: str = "http://[::1]:8086"
     database: str = "lantaarn"
-    username: str | None = None
+    username: str | None = Field(None, description="the write login (ingest)")
     password: SecretStr | None = None
     token: SecretStr | None = None
+    read_username: str | None = Field(
+        None, description="the read-only login of the API (default: the write login)"
+    )
+    read_password: SecretStr | None = None
+    admin_username: str | None = Field(
+        None, description="InfluxDB's admin, for `lantaarn influx-users` only"
+    )
+    admin_password: SecretStr | None = None
     retention_raw: str = Field(
         "90d", pattern=DURATION, description="how long raw readings are kept"
     )
@@ -236,7 +249,12 @@ class Settings(BaseSettings):
         if self.registry_url:
             return self.registry_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
+        path = self.data_dir / "registry.sqlite3"
+        # Every tenant's devices and their password hashes: the owner's only (SQLite gives its
+        # journal files the database's mode).
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        return f"sqlite:///{path}"
 
     def pki_dir(self) -> Path:
         """The folder of the deployment's certificate authority (`lantaarn pki`)."""
@@ -250,6 +268,19 @@ class Settings(BaseSettings):
             i.database,
             i.username,
             i.password.get_secret_value() if i.password else None,
+            i.token.get_secret_value() if i.token else None,
+        )
+
+    def influx_read_config(self) -> InfluxConfig:
+        """How the API reaches InfluxDB: the read login when one is set."""
+        i = self.influx
+        if i.read_username is None:
+            return self.influx_config()
+        return InfluxConfig(
+            i.url,
+            i.database,
+            i.read_username,
+            i.read_password.get_secret_value() if i.read_password else None,
             i.token.get_secret_value() if i.token else None,
         )
 
@@ -283,7 +314,7 @@ class Settings(BaseSettings):
         """What the API needs (`collectors`: more metrics for its /metrics)."""
         return ApiConfig(
             self.registry(),
-            self.influx_config(),
+            self.influx_read_config(),
             cors_origins=tuple(self.api.cors_origins),
             anonymous_read=self.api.anonymous_read,
             collectors=collectors,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from timeseries.client import InfluxClient
+from timeseries.errors import InfluxAuthFailed
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,15 @@ async def ensure_schema(client: InfluxClient, retention: Retention) -> None:
     db = quote_ident(client.config.database)
     statements = [f"CREATE DATABASE {db}"]
     existing: set[str] = set()
-    await client.execute(statements)
+    try:
+        await client.execute(statements)
+    except InfluxAuthFailed as exc:
+        if "requires admin" not in str(exc):
+            raise
+        # The write user of a deployment with authentication: its admin set the schema up
+        # (`lantaarn influx-users`), and changing it is not this login's to do.
+        log.info("InfluxDB schema is its admin's to manage (not %s)", client.config.username)
+        return
     for series in (await client.query(f"SHOW RETENTION POLICIES ON {db}", database=False))[0]:
         name_at = series.columns.index("name")
         existing.update(row[name_at] for row in series.values)
