@@ -76,7 +76,9 @@ async def raw_samples(
 async def stored_rollups(
     client: InfluxClient, kind: str, metric: str, devices: dict[str, int]
 ) -> dict[tuple[int, int], dict[str, float]]:
-    aggregation = DEVICE_KINDS[kind].metric(metric).aggregation  # type: ignore[union-attr]
+    spec = DEVICE_KINDS[kind].metric(metric)
+    assert spec is not None, f"{kind} has no metric {metric}"
+    aggregation = spec.aggregation
     names = STATS[aggregation]
     fields = ", ".join(quote_ident(f"{metric}_{n}") for n in names)
     q = f'SELECT {fields} FROM "rollup_1m".{quote_ident(kind + "_1m")} GROUP BY "device_id"'
