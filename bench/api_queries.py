@@ -97,7 +97,7 @@ async def measure(args: argparse.Namespace) -> list[tuple[str, float, float]]:
             month_start = rfc3339_ms((now_s - 30 * DAY) * 1000)
             day_start = rfc3339_ms((now_s - DAY) * 1000)
             end = rfc3339_ms(now_s * 1000)
-            cases = {
+            cases: dict[str, tuple[str, dict[str, str | int], dict[str, str]]] = {
                 "30-day 1h aggregate, one device (rollups)": (
                     f"/v1/devices/{air}/aggregates",
                     {"metric": "pm25", "interval": "1h", "start": month_start, "end": end},

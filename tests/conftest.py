@@ -6,13 +6,14 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from hypothesis import settings
+from pluggy import Result
 
 from broker.acl import Role, ServiceLogin
 from broker.config import BrokerTls
@@ -77,7 +78,9 @@ def anyio_backend() -> str:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
     """Show the services' logs when a test fails."""
     outcome = yield
     report = outcome.get_result()
@@ -146,9 +149,16 @@ class SecuredBroker:
         return peer
 
 
+class BrokerLimits(TypedDict, total=False):
+    """The broker plugin's per-device publish limits a test may lower (see `Mosquitto`)."""
+
+    publish_rate: float  # messages/s on average
+    publish_burst: int  # messages
+
+
 @contextlib.contextmanager
 def secured_broker(
-    folder: Path, *, auth_failures: int = 1000, **limits: float
+    folder: Path, *, auth_failures: int = 1000, **limits: Unpack[BrokerLimits]
 ) -> Iterator[SecuredBroker]:
     """A broker with authentication, ACL, TLS and the rest of the shipped configuration."""
     require_program("mosquitto", "mosquitto")

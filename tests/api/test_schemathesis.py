@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import Case
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from api import ApiConfig, create_app
 from lantaarn.localstack import Influx
 from tests.api.liveapi import World, seed_world, serving
 from timeseries import InfluxConfig
+
+if TYPE_CHECKING:
+    # The case type schemathesis itself gives an OpenAPI operation's cases (named for typing only).
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 # A bounded run: the whole module stays well under a minute on a 2-core machine.
 MAX_EXAMPLES = 30
@@ -65,7 +68,7 @@ def test_the_live_app_publishes_the_schema_we_test(live: str) -> None:
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-def test_the_api_keeps_its_own_contract(case: Case, world: World, live: str) -> None:
+def test_the_api_keeps_its_own_contract(case: OpenApiCase, world: World, live: str) -> None:
     case.call_and_validate(
         base_url=live,
         headers={"Authorization": f"Bearer {world.keys['admin']}"},

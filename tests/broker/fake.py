@@ -13,10 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import mqtt5
 
 GOOD_CONNACK = mqtt5.ConnAckPacket(receive_max=100).write()
+
+P = TypeVar("P")
 
 
 @dataclass
@@ -54,7 +57,7 @@ class FakeBroker:
             thread.join(5)
         self._server.close()
 
-    def sent(self, kind: type) -> list[mqtt5.Packet]:
+    def sent(self, kind: type[P]) -> list[P]:
         """The packets of one kind the client sent so far."""
         with self._lock:
             return [p for p in self.packets if isinstance(p, kind)]

@@ -153,13 +153,14 @@ def connect(
 
     def on_message(c: mqtt.Client, u: object, message: mqtt.MQTTMessage) -> None:
         with peer.changed:
-            peer.received.append((message.topic, message.payload))
+            peer.received.append((message.topic, bytes(message.payload)))
             peer.changed.notify_all()
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.on_message = on_message
-    properties = Properties(PacketTypes.CONNECT)
+    # paho's Properties.__init__ carries no annotations (paho-mqtt 2.2).
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = session_expiry_s
     try:
         client.connect(listener.host, listener.port, clean_start=clean_start, properties=properties)

@@ -224,10 +224,14 @@ def connect(port: int, context: ssl.SSLContext, client_id: str) -> Device:
             device.acks[mid] = reason
             device.acked.notify_all()
 
+    def on_connect_fail(c: mqtt.Client, u: object) -> None:
+        outcome.append("failed")
+        done.set()
+
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.on_publish = on_publish
-    client.on_connect_fail = lambda c, u: (outcome.append("failed"), done.set())
+    client.on_connect_fail = on_connect_fail
     try:
         # With TLS 1.2 a refused certificate fails the handshake here; with TLS 1.3 the client
         # finishes its side first and learns of the refusal on its first read.
@@ -285,7 +289,7 @@ class Watcher:
 
     def _on_message(self, c: mqtt.Client, u: object, message: mqtt.MQTTMessage) -> None:
         with self.arrived:
-            self.messages.append((message.topic, message.payload))
+            self.messages.append((message.topic, bytes(message.payload)))
             self.arrived.notify_all()
 
     def until(self, payload: bytes) -> list[tuple[str, bytes]]:

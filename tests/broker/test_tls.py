@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import BrokerConfig, Connection, Login, Transport, client_context
+from broker import BrokerConfig, Connection, Delivery, Login, Transport, client_context
 from broker.errors import BrokerUnreachable
 from ingest import MqttSource
 from ingest.errors import BrokerRefused
@@ -47,7 +47,7 @@ async def test_the_worker_session_takes_and_acknowledges_messages_over_tls(
     async with MqttSource(config, f"tls-{tag}", [f"tls/{tag}/+"]) as source:
         messages = [(f"tls/{tag}/{n}", str(n).encode()) for n in range(50)]
         await asyncio.to_thread(publish_all, tls_broker.port, messages)  # in over plain MQTT
-        got = []
+        got: list[Delivery] = []
         deadline = time.monotonic() + 10
         while len(got) < 50 and time.monotonic() < deadline:
             got += await source.batch(50 - len(got), 0.05)

@@ -13,6 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -99,11 +100,11 @@ def connect(port: int, username: str | None, password: str | None) -> Session:
         done.set()
 
     client.on_connect = on_connect
-    session = Session(client, ReasonCode(mqtt.PacketTypes.CONNACK, "Success"))
+    session = Session(client, ReasonCode(PacketTypes.CONNACK, "Success"))
 
     def on_message(c: mqtt.Client, u: object, message: mqtt.MQTTMessage) -> None:
         with session.arrived:
-            session.received.append((message.topic, message.payload))
+            session.received.append((message.topic, bytes(message.payload)))
             session.arrived.notify_all()
 
     client.on_message = on_message

@@ -119,8 +119,12 @@ def messages(
     ]
 
 
-async def stored(stack: Stack) -> dict[tuple[str, int], dict[str, float]]:
-    out: dict[tuple[str, int], dict[str, float]] = {}  # a string only in the poisoned test
+# What InfluxDB holds: (device id, ts ns) -> metrics; a string value only in the poisoned test.
+Stored = dict[tuple[str, int], dict[str, float | str]]
+
+
+async def stored(stack: Stack) -> Stored:
+    out: Stored = {}
     async with InfluxClient(InfluxConfig(stack.influx.url)) as client:
         for kind in KINDS:
             q = f'SELECT * FROM {quote_ident(RAW_RP)}.{quote_ident(kind)} GROUP BY "device_id"'
@@ -143,9 +147,7 @@ async def rejected(stack: Stack) -> dict[str, int]:
     return {s.tags["reason"]: int(s.values[0][1]) for s in result}
 
 
-async def wait_until_stored(
-    stack: Stack, want: int, timeout_s: float = 90.0
-) -> dict[tuple[str, int], dict[str, float]]:
+async def wait_until_stored(stack: Stack, want: int, timeout_s: float = 90.0) -> Stored:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -165,9 +167,7 @@ def in_background(stack: Stack, payloads: list[tuple[str, bytes]], rate: float) 
     return thread
 
 
-def assert_reconciled(
-    sent: dict[tuple[str, int], dict[str, float]], got: dict[tuple[str, int], dict[str, float]]
-) -> None:
+def assert_reconciled(sent: dict[tuple[str, int], dict[str, float]], got: Stored) -> None:
     missing = sent.keys() - got.keys()
     extra = got.keys() - sent.keys()
     assert not missing, f"{len(missing)} readings lost, e.g. {sorted(missing)[:3]}"

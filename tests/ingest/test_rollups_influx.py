@@ -66,7 +66,7 @@ async def raw_samples(
         'GROUP BY "device_id"'
     )
     devices: dict[str, int] = {}
-    out = []
+    out: list[tuple[int, int, float]] = []
     for series in (await client.query(q))[0]:
         index = devices.setdefault(series.tags["device_id"], len(devices))
         out.extend((index, int(t), float(v)) for t, v in series.values if v is not None)
@@ -76,7 +76,9 @@ async def raw_samples(
 async def stored_rollups(
     client: InfluxClient, kind: str, metric: str, devices: dict[str, int]
 ) -> dict[tuple[int, int], dict[str, float]]:
-    aggregation = DEVICE_KINDS[kind].metric(metric).aggregation  # type: ignore[union-attr]
+    spec = DEVICE_KINDS[kind].metric(metric)
+    assert spec is not None, f"{kind} has no metric {metric}"
+    aggregation = spec.aggregation
     names = STATS[aggregation]
     fields = ", ".join(quote_ident(f"{metric}_{n}") for n in names)
     q = f'SELECT {fields} FROM "rollup_1m".{quote_ident(kind + "_1m")} GROUP BY "device_id"'
@@ -200,11 +202,11 @@ async def test_rollups_equal_the_aggregation_of_the_raw_readings(
                 "--kind", late.kind, "--start", rfc3339_ms(start_ms - 30 * 60_000),
                 "--end", rfc3339_ms(clock_ns // 1_000_000),
             ]  # fmt: skip
-            result = await asyncio.to_thread(
+            rebuilt = await asyncio.to_thread(
                 subprocess.run, command, env=env, capture_output=True, text=True, check=False
             )
-            assert result.returncode == 0, result.stderr
-            assert "rebuilt" in result.stdout
+            assert rebuilt.returncode == 0, rebuilt.stderr
+            assert "rebuilt" in rebuilt.stdout
             after = await stored_rollups(client, late.kind, metric.name, index)
             assert after[first_window]["count"] == want[first_window]["count"]
             # ...and rollups are now known good from the rebuilt start on.

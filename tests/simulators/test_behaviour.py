@@ -45,7 +45,7 @@ def test_every_value_is_finite_and_within_its_metric_range(
 
 def _run(seed: int, faults: FaultRates, readings: int = 40) -> list[tuple[str, bytes]]:
     clock = SimClock(1.77e9, 50.0, wall=lambda: 1.77e9 + 7200)
-    out = []
+    out: list[tuple[str, bytes]] = []
     for device in make_fleet(40, tenants=2, seed=seed).devices:
         simulated = SimulatedDevice(device, seed, clock, faults)
         for _ in range(readings):

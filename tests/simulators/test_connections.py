@@ -25,8 +25,16 @@ def _watch(
     port: int, topic: str, seen: list[tuple[str, bytes, bool]], ready: threading.Event
 ) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-    client.on_connect = lambda c, *_a: (c.subscribe(topic, qos=1), ready.set())
-    client.on_message = lambda _c, _u, m: seen.append((m.topic, m.payload, bool(m.retain)))
+
+    def on_connect(c: mqtt.Client, u: object, f: object, rc: object, p: object) -> None:
+        c.subscribe(topic, qos=1)
+        ready.set()
+
+    def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        seen.append((m.topic, bytes(m.payload), bool(m.retain)))
+
+    client.on_connect = on_connect
+    client.on_message = on_message
     client.connect("::1", port)
     client.loop_start()
     return client

@@ -10,7 +10,7 @@ import pytest
 
 from devices import MAX_PAYLOAD_BYTES, MAX_READINGS
 from ingest.decode import Decoded, Decoder, TimeRules, prepare
-from simulators import Fault, FaultRates, Ledger, SimClock, make_fleet
+from simulators import Fault, FaultRates, Ledger, Sent, SimClock, make_fleet
 from simulators.device import SimulatedDevice
 from simulators.payloads import batches, reading_json
 
@@ -48,9 +48,7 @@ def _publish(rates: FaultRates, ticks: int = 30) -> tuple[Ledger, Decoded]:
 
 def _sent(
     device_id: str, tenant: str, ts_ms: int, seq: int, metrics: dict[str, float], fault: object
-):  # type: ignore[no-untyped-def]
-    from simulators import Sent
-
+) -> Sent:
     return Sent(
         device_id, tenant, ts_ms * 1_000_000, seq, metrics, None if fault is None else str(fault)
     )
