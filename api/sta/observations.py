@@ -1,0 +1,214 @@
+"""Observations from InfluxDB: the readings (or rollup rows) of a set of Datastreams, in time
+order, fetched a bounded number of rows at a time; and each Datastream's first and last time.
+
+Streams are grouped by where they are stored (one measurement per device kind and rollup window)
+and the devices of a group are named with `timeseries.selection.Selection`, so a query never
+grows with an OR per device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from api.sta.entities import WINDOW_NS, Entity, Interval, Stream
+from timeseries import InfluxClient
+from timeseries.schema import (
+    RAW_RP,
+    quote_ident,
+    raw_measurement,
+    rollup_measurement,
+    rollup_policy,
+)
+from timeseries.selection import Selection
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def moment(ns: int) -> datetime:
+    """An aware UTC datetime of ns since the epoch (to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def observation(stream: Stream, ts_ns: int, value: float) -> Entity:
+    """One Observation: a raw reading at an instant, a rollup over its window."""
+    if stream.window is None:
+        when: datetime | Interval = moment(ts_ns)
+    else:
+        when = Interval(moment(ts_ns), moment(ts_ns + WINDOW_NS[stream.window]))
+    return Entity(
+        "Observations",
+        f"{stream.id}:{ts_ns}",
+        {"phenomenonTime": when, "resultTime": None, "result": value},
+        device=stream.device,
+        kind=stream.kind,
+        metric=stream.metric,
+        stream=stream,
+        extra={"ts_ns": ts_ns},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """One InfluxDB measurement and the streams read from it, by device id and field."""
+
+    table: str
+    wanted: dict[str, dict[str, Stream]]  # device id -> field -> stream
+
+    @property
+    def fields(self) -> list[str]:
+        return sorted({f for by_field in self.wanted.values() for f in by_field})
+
+    def conditions(self) -> list[str]:
+        return Selection.of_devices(sorted(self.wanted)).conditions()
+
+
+def _sources(streams: Sequence[Stream]) -> list[_Source]:
+    grouped: dict[str, dict[str, dict[str, Stream]]] = defaultdict(lambda: defaultdict(dict))
+    for stream in streams:
+        if stream.window is None:
+            table = f"{quote_ident(RAW_RP)}.{quote_ident(raw_measurement(stream.kind.name))}"
+        else:
+            table = (
+                f"{quote_ident(rollup_policy(stream.window))}."
+                f"{quote_ident(rollup_measurement(stream.kind.name, stream.window))}"
+            )
+        grouped[table][stream.device.device_id][stream.field] = stream
+    return [_Source(t, {d: dict(f) for d, f in w.items()}) for t, w in grouped.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """Observations in order, and up to where they are complete.
+
+    `horizon` None: every observation of the range is here. Otherwise only those strictly
+    before it (ascending) or after it (descending) are sure to be complete.
+    """
+
+    observations: list[Entity]
+    horizon: int | None
+
+
+async def fetch(
+    client: InfluxClient,
+    streams: Sequence[Stream],
+    start_ns: int,
+    end_ns: int,
+    *,
+    descending: bool,
+    rows: int,
+) -> Fetched:
+    """At most `rows` stored rows per measurement and device group, as Observations."""
+    sources = _sources(streams)
+    order = "DESC" if descending else "ASC"
+    statements: list[str] = []
+    owners: list[_Source] = []
+    for source in sources:
+        select = ", ".join(quote_ident(f) for f in source.fields)
+        for where in source.conditions():
+            statements.append(
+                f'SELECT {select}, "device_id" FROM {source.table} WHERE time >= {int(start_ns)} '
+                f"AND time < {int(end_ns)}{where} ORDER BY time {order} LIMIT {int(rows)}"
+            )
+            owners.append(source)
+    found: list[Entity] = []
+    horizon: int | None = None
+    if not statements:
+        return Fetched(found, None)
+    results = await client.query(statements)
+    for source, result in zip(owners, results, strict=True):
+        count, last = 0, None
+        for series in result:
+            at = {name: i for i, name in enumerate(series.columns)}
+            device_at = at["device_id"]
+            for row in series.values:
+                count += 1
+                ts = int(row[0])
+                last = ts
+                by_field = source.wanted.get(str(row[device_at]), {})
+                for field_name, stream in by_field.items():
+                    value = row[at[field_name]] if field_name in at else None
+                    if value is not None:
+                        found.append(observation(stream, ts, float(value)))
+        if count >= rows and last is not None:
+            horizon = last if horizon is None else (max if descending else min)(horizon, last)
+    found.sort(
+        key=lambda o: (o.extra["ts_ns"], o.stream.id if o.stream else ""), reverse=descending
+    )
+    return Fetched(found, horizon)
+
+
+def complete(fetched: Fetched, descending: bool) -> list[Entity]:
+    """The observations that are sure to be complete (see Fetched.horizon)."""
+    if fetched.horizon is None:
+        return fetched.observations
+    edge = fetched.horizon
+    if descending:
+        return [o for o in fetched.observations if o.extra["ts_ns"] > edge]
+    return [o for o in fetched.observations if o.extra["ts_ns"] < edge]
+
+
+async def count(client: InfluxClient, streams: Sequence[Stream], start_ns: int, end_ns: int) -> int:
+    """How many Observations the streams have in [start, end)."""
+    statements: list[str] = []
+    owners: list[_Source] = []
+    for source in _sources(streams):
+        select = ", ".join(f"count({quote_ident(f)}) AS {quote_ident(f)}" for f in source.fields)
+        for where in source.conditions():
+            statements.append(
+                f"SELECT {select} FROM {source.table} WHERE time >= {int(start_ns)} "
+                f'AND time < {int(end_ns)}{where} GROUP BY "device_id"'
+            )
+            owners.append(source)
+    if not statements:
+        return 0
+    total = 0
+    for source, result in zip(owners, await client.query(statements), strict=True):
+        for series in result:
+            wanted = source.wanted.get(series.tags.get("device_id", ""), {})
+            for row in series.values:
+                for name, value in zip(series.columns, row, strict=True):
+                    if name in wanted and value is not None:
+                        total += int(value)
+    return total
+
+
+async def time_spans(client: InfluxClient, streams: Sequence[Stream]) -> dict[str, Interval | None]:
+    """Each stream's phenomenonTime: from its first observation to the end of its last."""
+    statements: list[str] = []
+    owners: list[tuple[_Source, str, str]] = []
+    for source in _sources(streams):
+        for field_name in source.fields:
+            for where in source.conditions():
+                for selector in ("first", "last"):
+                    statements.append(
+                        f"SELECT {selector}({quote_ident(field_name)}) FROM {source.table} "
+                        f'WHERE time >= 0{where} GROUP BY "device_id"'
+                    )
+                    owners.append((source, field_name, selector))
+    spans: dict[str, list[int]] = {}
+    if statements:
+        results = await asyncio.gather(
+            *(client.query(statements[at : at + 200]) for at in range(0, len(statements), 200))
+        )
+        flat = [r for answer in results for r in answer]
+        for (source, field_name, selector), result in zip(owners, flat, strict=True):
+            for series in result:
+                stream = source.wanted.get(series.tags.get("device_id", ""), {}).get(field_name)
+                if stream is None or not series.values:
+                    continue
+                ts = int(series.values[0][0])
+                span = spans.setdefault(stream.id, [ts, ts])
+                span[0 if selector == "first" else 1] = ts
+    out: dict[str, Interval | None] = {}
+    for stream in streams:
+        span = spans.get(stream.id)
+        if span is None:
+            out[stream.id] = None
+            continue
+        width = WINDOW_NS[stream.window] if stream.window else 0
+        out[stream.id] = Interval(moment(span[0]), moment(span[1] + width))
+    return out
