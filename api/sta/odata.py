@@ -353,11 +353,10 @@ def unparse(node: Node) -> str:
     if isinstance(node, Path):
         return "/".join(node.segments)
     if isinstance(node, Unary):
-        return (
-            f"{node.op} ({unparse(node.operand)})"
-            if node.op == "not"
-            else (f"-({unparse(node.operand)})")
-        )
+        # Parenthesised whole: `not` binds looser than arithmetic, so `not x add y` would
+        # read back as `not (x add y)`.
+        spacer = " " if node.op == "not" else ""
+        return f"({node.op}{spacer}({unparse(node.operand)}))"
     if isinstance(node, Binary):
         return f"({unparse(node.left)} {node.op} {unparse(node.right)})"
     return f"{node.name}({', '.join(unparse(a) for a in node.args)})"

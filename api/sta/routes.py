@@ -104,6 +104,8 @@ async def resource(
     config: ConfigDep,
 ) -> Response:
     """Answer a resource path with the query options of SensorThings 1.1."""
+    if resource == "":
+        return await service_document(request, config)  # `/sta/v1.1/`, as many clients ask
     try:
         query = parse_query(_options(request))
         devices = await fleet.devices(
