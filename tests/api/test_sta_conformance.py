@@ -317,6 +317,13 @@ def test_hourly_mean_datastream_is_the_mean_of_the_raw_readings(
     for hour, observation in zip((5, 6, 7), hours, strict=True):
         raw = [day_value(0, hour * 60 + m) for m in range(60)]
         assert observation["result"] == pytest.approx(statistics.fmean(raw), rel=1e-12)
+    # A window that only starts before the bound does not lie before it.
+    partial = _ok(
+        admin,
+        f"/Datastreams('{stream_id}')/Observations",
+        **{"$filter": f"phenomenonTime ge {_day(world, 5)} and phenomenonTime lt {_day(world, 7, 30)}"},
+    )["value"]
+    assert [o["phenomenonTime"] for o in partial] == [o["phenomenonTime"] for o in hours[:2]]
     other = _ok(admin, f"/Datastreams('{world.device.device_id}:temperature:max_1h')/Observations",
                 **{"$top": "1"})  # fmt: skip
     assert other["value"][0]["result"] == max(day_value(0, m) for m in range(60))
@@ -389,3 +396,36 @@ def test_without_a_key_nothing_is_served(world: StaWorld) -> None:
     assert response.status_code == 401
     wrong = httpx.get(f"{world.url}/sta/v1.1/Things", headers={"Authorization": "Bearer ltn_x"})
     assert wrong.status_code == 401
+
+
+def test_observations_over_several_datastreams_with_a_rare_condition_page_correctly(
+    admin: httpx.Client, world: StaWorld
+) -> None:
+    # Few rows pass `result ge 37`: the server must fetch further than its first batch.
+    device_id = world.device.device_id
+    condition = (
+        f"Datastream/Thing/@iot.id eq '{device_id}' and phenomenonTime ge {_day(world, 3)} and "
+        f"phenomenonTime lt {_day(world, 9)} and result ge 37 and "
+        "not endswith(Datastream/@iot.id, '_1h')"
+    )
+    metrics = ["temperature", "relative_humidity", "wind_speed", "wind_direction", "rain"]
+    expected = sorted(
+        (
+            (world.day_start_ns + step * STEP_NS, f"{device_id}:{metric}")
+            for step in range(180, 540)
+            for index, metric in enumerate(metrics)
+            if day_value(index, step) >= 37
+        ),
+        reverse=True,
+    )
+    assert 5 < len(expected) < 200
+    seen: list[tuple[str, str]] = []
+    link: str | None = httpx.URL(
+        f"{world.url}/sta/v1.1/Observations",
+        params={"$filter": condition, "$top": "4", "$orderby": "phenomenonTime desc"},
+    ).__str__()
+    while link:
+        page = httpx.get(link, headers=admin.headers).json()
+        seen.extend((o["phenomenonTime"], o["@iot.id"].rsplit(":", 1)[0]) for o in page["value"])
+        link = page.get("@iot.nextLink")
+    assert seen == [(format_ns(t), stream) for t, stream in expected]
