@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from api.sta.entities import WINDOW_NS, Entity, Interval, Stream
 from timeseries import InfluxClient
 from timeseries.schema import (
@@ -31,6 +33,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def moment(ns: int) -> datetime:
     """An aware UTC datetime of ns since the epoch (to the microsecond)."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+# One stored value: (time in ns, Datastream id, its stream, result). Plain tuples: a day of
+# readings is thousands of them, and most never need to become an Entity.
+Row = tuple[int, str, Stream, float]
 
 
 def observation(stream: Stream, ts_ns: int, value: float) -> Entity:
@@ -82,13 +89,13 @@ def _sources(streams: Sequence[Stream]) -> list[_Source]:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """Observations in order, and up to where they are complete.
+    """Rows in order, and up to where they are complete.
 
     `horizon` None: every observation of the range is here. Otherwise only those strictly
     before it (ascending) or after it (descending) are sure to be complete.
     """
 
-    observations: list[Entity]
+    rows: list[Row]
     horizon: int | None
 
 
@@ -101,54 +108,64 @@ async def fetch(
     descending: bool,
     rows: int,
 ) -> Fetched:
-    """At most `rows` stored rows per measurement and device group, as Observations."""
+    """At most `rows` stored rows per measurement and device group, as Observation rows."""
     sources = _sources(streams)
     order = "DESC" if descending else "ASC"
     statements: list[str] = []
     owners: list[_Source] = []
     for source in sources:
         select = ", ".join(quote_ident(f) for f in source.fields)
+        if len(source.wanted) > 1:
+            select += ', "device_id"'  # one device: every row is its own, no need to send it
         for where in source.conditions():
             statements.append(
-                f'SELECT {select}, "device_id" FROM {source.table} WHERE time >= {int(start_ns)} '
+                f"SELECT {select} FROM {source.table} WHERE time >= {int(start_ns)} "
                 f"AND time < {int(end_ns)}{where} ORDER BY time {order} LIMIT {int(rows)}"
             )
             owners.append(source)
-    found: list[Entity] = []
+    found: list[Row] = []
     horizon: int | None = None
     if not statements:
         return Fetched(found, None)
     results = await client.query(statements)
     for source, result in zip(owners, results, strict=True):
         count, last = 0, None
+        prepared = {
+            device: [(f, stream.id, stream) for f, stream in by_field.items()]
+            for device, by_field in source.wanted.items()
+        }
+        only = next(iter(prepared.values())) if len(prepared) == 1 else None
         for series in result:
             at = {name: i for i, name in enumerate(series.columns)}
-            device_at = at["device_id"]
+            device_at = at.get("device_id")
             for row in series.values:
                 count += 1
                 ts = int(row[0])
                 last = ts
-                by_field = source.wanted.get(str(row[device_at]), {})
-                for field_name, stream in by_field.items():
+                wanted = only if device_at is None else prepared.get(str(row[device_at]))
+                for field_name, stream_id, stream in wanted or ():
                     value = row[at[field_name]] if field_name in at else None
                     if value is not None:
-                        found.append(observation(stream, ts, float(value)))
+                        found.append((ts, stream_id, stream, float(value)))
         if count >= rows and last is not None:
             horizon = last if horizon is None else (max if descending else min)(horizon, last)
-    found.sort(
-        key=lambda o: (o.extra["ts_ns"], o.stream.id if o.stream else ""), reverse=descending
-    )
+    found.sort(key=lambda r: (r[0], r[1]), reverse=descending)
     return Fetched(found, horizon)
 
 
-def complete(fetched: Fetched, descending: bool) -> list[Entity]:
-    """The observations that are sure to be complete (see Fetched.horizon)."""
+def complete(fetched: Fetched, descending: bool) -> list[Row]:
+    """The rows that are sure to be complete (see Fetched.horizon)."""
     if fetched.horizon is None:
-        return fetched.observations
+        return fetched.rows
     edge = fetched.horizon
     if descending:
-        return [o for o in fetched.observations if o.extra["ts_ns"] > edge]
-    return [o for o in fetched.observations if o.extra["ts_ns"] < edge]
+        return [r for r in fetched.rows if r[0] > edge]
+    return [r for r in fetched.rows if r[0] < edge]
+
+
+def entity_of(row: Row) -> Entity:
+    """The Observation entity of a row."""
+    return observation(row[2], row[0], row[3])
 
 
 async def count(client: InfluxClient, streams: Sequence[Stream], start_ns: int, end_ns: int) -> int:
@@ -212,3 +229,29 @@ async def time_spans(client: InfluxClient, streams: Sequence[Stream]) -> dict[st
         width = WINDOW_NS[stream.window] if stream.window else 0
         out[stream.id] = Interval(moment(span[0]), moment(span[1] + width))
     return out
+
+
+def _rfc3339(ts: np.ndarray) -> list[str]:
+    """Times in ns as RFC 3339 UTC with `Z`, to the precision the page needs (s, ms, us, ns)."""
+    unit = "ns"
+    for name, size in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if not (ts % size).any():
+            unit = name
+            break
+    text = np.datetime_as_string(ts.astype("datetime64[ns]"), unit=unit)
+    return [f"{t}Z" for t in text.tolist()]
+
+
+def phenomenon_times(rows: Sequence[Row]) -> list[str]:
+    """The phenomenonTime of each row as answered: an instant, or a rollup's `start/end`."""
+    if not rows:
+        return []
+    starts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    text = _rfc3339(starts)
+    widths = np.fromiter(
+        (WINDOW_NS[r[2].window] if r[2].window else 0 for r in rows), dtype=np.int64, count=len(rows)
+    )
+    if widths.any():
+        ends = _rfc3339(starts + widths)
+        text = [f"{a}/{b}" if w else a for a, b, w in zip(text, ends, widths.tolist(), strict=True)]
+    return text

@@ -101,9 +101,9 @@ async def observation(ctx: Context, entity_id: str) -> Entity:
         raise EntityNotFound(f"no Observation {entity_id!r}")
     stream = parse_stream_id(stream_id, ctx.devices)
     fetched = await obs.fetch(ctx.influx, [stream], int(ts), int(ts) + 1, descending=False, rows=1)
-    if not fetched.observations:
+    if not fetched.rows:
         raise EntityNotFound(f"no Observation {entity_id!r}")
-    return fetched.observations[0]
+    return obs.entity_of(fetched.rows[0])
 
 
 def _visible_streams(ctx: Context) -> list[Stream]:
@@ -175,11 +175,22 @@ def _reads_spans(query: Query) -> bool:
 
 @dataclass(slots=True)
 class Page:
-    """One page of a collection: its entities, whether more follow, the total if asked."""
+    """One page of a collection: its entities, whether more follow, the total if asked.
 
-    items: list[Entity]
+    A page of Observations holds rows (`rows`); they become entities only when asked for.
+    """
+
+    found: list[Entity]
     more: bool
     total: int | None
+    rows: list[obs.Row] | None = None
+
+    @property
+    def items(self) -> list[Entity]:
+        """The entities of the page."""
+        if self.rows is not None:
+            return [obs.entity_of(r) for r in self.rows]
+        return self.found
 
 
 async def collection(ctx: Context, entity_set: str, scope: Entity | None, query: Query) -> Page:
@@ -251,8 +262,7 @@ async def _observations(ctx: Context, scope: Entity | None, query: Query) -> Pag
             total = await obs.count(ctx.influx, streams, start, end)
         else:
             total = len(await _scan(ctx, streams, start, end, descending, the_plan.residual, None))
-    page = kept[query.skip : query.skip + top]
-    return Page(page, len(kept) > query.skip + top, total)
+    return Page([], len(kept) > query.skip + top, total, kept[query.skip : query.skip + top])
 
 
 async def _scan(
@@ -263,7 +273,7 @@ async def _scan(
     descending: bool,
     residual: Any,
     need: int | None,
-) -> list[Entity]:
+) -> list[obs.Row]:
     """Observations in order that pass the residual filter: at least `need` (all when None)."""
     rows = SCAN_CAP if need is None else max(need, 64)
     while True:
@@ -271,7 +281,9 @@ async def _scan(
             ctx.influx, streams, max(start, MIN_NS), min(end, MAX_NS), descending=descending,
             rows=rows,
         )  # fmt: skip
-        kept = [o for o in obs.complete(fetched, descending) if matches(residual, o)]
+        kept = obs.complete(fetched, descending)
+        if residual is not None:
+            kept = [r for r in kept if matches(residual, obs.entity_of(r))]
         if fetched.horizon is None or (need is not None and len(kept) >= need):
             return kept
         if rows >= SCAN_CAP:
@@ -319,6 +331,10 @@ async def render(ctx: Context, item: Entity, query: Query) -> dict[str, Any]:
     for name, value in item.props.items():
         if wanted is None or name in wanted:
             out[name] = plain(value)
+    if "phenomenonTime" in out and item.set == "Observations" and item.stream is not None:
+        # To the nanosecond, as stored (a datetime holds microseconds only).
+        row = (item.extra["ts_ns"], item.id, item.stream, 0.0)
+        out["phenomenonTime"] = obs.phenomenon_times([row])[0]
     expanded = {e.name for e in query.expand}
     for name in navigation:
         if (wanted is None or name in wanted) and name not in expanded:
@@ -353,7 +369,51 @@ async def render_page(ctx: Context, path: str, page: Page, query: Query) -> dict
     if page.more:
         top = DEFAULT_TOP if query.top is None else query.top
         out["@iot.nextLink"] = next_link(f"{ctx.base}/{path}", query, query.skip + top)
-    out["value"] = [await render(ctx, e, query) for e in page.items]
+    if page.rows is not None and not query.expand:
+        out["value"] = observation_values(ctx, page.rows, query)
+    else:
+        out["value"] = [await render(ctx, e, query) for e in page.items]
+    return out
+
+
+_OBSERVATION_PROPERTIES: Final = frozenset(
+    {"@iot.id", "id", "@iot.selfLink", "phenomenonTime", "resultTime", "result", "Datastream",
+     "FeatureOfInterest"}
+)  # fmt: skip
+
+
+def observation_values(ctx: Context, rows: list[obs.Row], query: Query) -> list[dict[str, Any]]:
+    """Observations as JSON straight from their rows: the same as `render` gives, without
+    building an entity for each (a day of raw readings is thousands)."""
+    wanted = set(query.select) if query.select is not None else set(_OBSERVATION_PROPERTIES)
+    if unknown := wanted - _OBSERVATION_PROPERTIES:
+        raise QuerySyntaxError(f"Observations have no property {sorted(unknown)[0]!r}")
+    times = obs.phenomenon_times(rows)
+    prefix = f"{ctx.base}/Observations("
+    heads: dict[str, str] = {}  # stream id -> its quoted id without the closing quote
+    out = []
+    for (ts, stream_id, _stream, value), when in zip(rows, times, strict=True):
+        entity_id = f"{stream_id}:{ts}"
+        head = heads.get(stream_id)
+        if head is None:
+            head = heads[stream_id] = prefix + quote_id(stream_id)[:-1]
+        link = f"{head}:{ts}')"
+        item: dict[str, Any] = {}
+        if "@iot.id" in wanted or "id" in wanted:
+            item["@iot.id"] = entity_id
+        if "@iot.selfLink" in wanted:
+            item["@iot.selfLink"] = link
+        if "phenomenonTime" in wanted:
+            item["phenomenonTime"] = when
+        if "resultTime" in wanted:
+            item["resultTime"] = None
+        if "result" in wanted:
+            item["result"] = value
+        if "Datastream" in wanted:
+            item["Datastream@iot.navigationLink"] = link + "/Datastream"
+        if "FeatureOfInterest" in wanted:
+            item["FeatureOfInterest@iot.navigationLink"] = link + "/FeatureOfInterest"
+        out.append(item)
     return out
 
 
