@@ -390,17 +390,30 @@ def observation_values(ctx: Context, rows: list[obs.Row], query: Query) -> list[
         raise QuerySyntaxError(f"Observations have no property {sorted(unknown)[0]!r}")
     times = obs.phenomenon_times(rows)
     prefix = f"{ctx.base}/Observations("
-    heads: dict[str, str] = {}  # stream id -> its quoted id without the closing quote
-    out = []
+    heads: dict[str, str] = {}  # stream id -> its quoted link without the closing quote
+    out: list[dict[str, Any]] = []
+    everything = wanted == _OBSERVATION_PROPERTIES
     for (ts, stream_id, _stream, value), when in zip(rows, times, strict=True):
-        entity_id = f"{stream_id}:{ts}"
         head = heads.get(stream_id)
         if head is None:
             head = heads[stream_id] = prefix + quote_id(stream_id)[:-1]
         link = f"{head}:{ts}')"
+        if everything:  # the common case, as one literal
+            out.append(
+                {
+                    "@iot.id": f"{stream_id}:{ts}",
+                    "@iot.selfLink": link,
+                    "phenomenonTime": when,
+                    "resultTime": None,
+                    "result": value,
+                    "Datastream@iot.navigationLink": link + "/Datastream",
+                    "FeatureOfInterest@iot.navigationLink": link + "/FeatureOfInterest",
+                }
+            )
+            continue
         item: dict[str, Any] = {}
         if "@iot.id" in wanted or "id" in wanted:
-            item["@iot.id"] = entity_id
+            item["@iot.id"] = f"{stream_id}:{ts}"
         if "@iot.selfLink" in wanted:
             item["@iot.selfLink"] = link
         if "phenomenonTime" in wanted:
