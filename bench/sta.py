@@ -45,7 +45,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
-async def fill(config: InfluxConfig, month: tuple[str, str], day: tuple[str, str], now_s: int) -> None:
+async def fill(
+    config: InfluxConfig, month: tuple[str, str], day: tuple[str, str], now_s: int
+) -> None:
     """A month of one air-quality device every 60 s (with rollups), a day of another every 10 s."""
     async with InfluxClient(config) as client:
         await ensure_schema(client, Retention())

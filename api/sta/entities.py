@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | Thing | a device | `{deviceId}` |
 | Location, FeatureOfInterest | the device's position (devices do not move) | `{deviceId}` |
-| HistoricalLocation | the device placed at its position (installation or registration) | `{deviceId}` |
+| HistoricalLocation | the device placed there (installed, else registered) | `{deviceId}` |
 | Sensor | a device kind | `{kind}` |
 | ObservedProperty | a metric of the catalogue | `{metric}` |
 | Datastream | raw readings of one metric of one device | `{deviceId}:{metric}` |
@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
-from devices import DEVICE_KINDS, Aggregation, Device, DeviceKind, Metric
-from timeseries.aggregate import STATS
-
 from api.sta.errors import EntityNotFound
 from api.sta.geometry import point
+from devices import DEVICE_KINDS, Aggregation, Device, DeviceKind, Metric
+from timeseries.aggregate import STATS
 
 ENTITY_SETS: Final = (
     "Things",
@@ -88,7 +87,7 @@ class Interval:
 
 @dataclass(slots=True)
 class Entity:
-    """One entity: its set, id, properties as answered (times as datetime) and what it stands for."""
+    """One entity: its set, id, properties (times as datetime) and what it stands for."""
 
     set: str
     id: str
@@ -185,12 +184,15 @@ def thing(device: Device) -> Entity:
         device.device_id,
         {
             "name": device.name,
-            "description": f"{DEVICE_KINDS[device.kind].label if device.kind in DEVICE_KINDS else device.kind} "
-            f"{device.device_id} of {device.tenant}",
+            "description": f"{_kind_label(device.kind)} {device.device_id} of {device.tenant}",
             "properties": properties,
         },
         device=device,
     )
+
+
+def _kind_label(kind: str) -> str:
+    return DEVICE_KINDS[kind].label if kind in DEVICE_KINDS else kind
 
 
 def location(device: Device) -> Entity:
@@ -252,7 +254,7 @@ def sensor(kind: DeviceKind) -> Entity:
                     }
                     for m in kind.metrics
                 ],
-            },  # fmt: skip
+            },
         },
         kind=kind,
     )
@@ -289,9 +291,7 @@ def datastream(stream: Stream) -> Entity:
         name = f"{metric.label} at {device.device_id}, {stream.stat} per {stream.window}"
         description += f"; {stream.stat} of each {stream.window} window (rollup)"
         properties |= {"statistic": stream.stat, "window": stream.window}
-        if stream.stat in ("count",):
-            unit = "1"
-        elif stream.stat == "share_on":
+        if stream.stat in ("count", "share_on"):
             unit = "1"
         elif stream.stat == "covered_s":
             unit = "s"

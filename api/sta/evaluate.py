@@ -14,7 +14,16 @@ from datetime import datetime
 from typing import Any
 
 from api.sta import geometry
-from api.sta.entities import Entity, Interval, datastream, feature_of_interest, location, thing
+from api.sta.entities import (
+    Entity,
+    Interval,
+    datastream,
+    feature_of_interest,
+    location,
+    observed_property,
+    sensor,
+    thing,
+)
 from api.sta.errors import NotSupported, QueryTypeError
 from api.sta.odata import Binary, Call, Literal, Node, Path, Unary
 
@@ -42,8 +51,6 @@ def _navigate(entity: Entity, name: str) -> Entity | None:
     if name == "Locations" and entity.set in ("Things", "HistoricalLocations"):
         return location(device)
     if name in ("Sensor", "ObservedProperty") and entity.set == "Datastreams":
-        from api.sta.entities import observed_property, sensor
-
         if name == "Sensor" and entity.kind is not None:
             return sensor(entity.kind)
         if entity.metric is not None:
@@ -97,7 +104,7 @@ def _compare(op: str, left: Any, right: Any) -> bool:
         )
     if isinstance(left, geometry.Geometry | dict) and op not in ("eq", "ne"):
         raise QueryTypeError(f"geometries and objects cannot be compared with {op}")
-    return _COMPARE[op](left, right)
+    return bool(_COMPARE[op](left, right))
 
 
 def _compare_interval(op: str, left: Any, right: Any) -> bool:
@@ -112,14 +119,15 @@ def _compare_interval(op: str, left: Any, right: Any) -> bool:
         return _compare_interval(flipped, right, left)
     if not isinstance(right, datetime):
         raise QueryTypeError("a time interval compares only with a date-time")
-    return {
+    answers: dict[str, bool] = {
         "eq": False,
         "ne": True,
         "gt": left.start > right,
         "ge": left.start >= right,
         "lt": left.end <= right,  # the end is exclusive: it ends before `right`
         "le": left.end <= right,
-    }[op]
+    }
+    return answers[op]
 
 
 def _number(value: Any, what: str) -> float | int:
@@ -164,14 +172,15 @@ def _call(name: str, args: list[Any]) -> Any:
         return None
     if name in ("substringof", "contains", "startswith", "endswith", "indexof", "concat"):
         a, b = (_string(x, name) for x in args)
-        return {
-            "substringof": lambda: a in b,
-            "contains": lambda: b in a,
-            "startswith": lambda: a.startswith(b),
-            "endswith": lambda: a.endswith(b),
-            "indexof": lambda: a.find(b),
-            "concat": lambda: a + b,
-        }[name]()
+        if name == "substringof":
+            return a in b
+        if name == "contains":
+            return b in a
+        if name == "startswith":
+            return a.startswith(b)
+        if name == "endswith":
+            return a.endswith(b)
+        return a.find(b) if name == "indexof" else a + b
     if name in ("length", "tolower", "toupper", "trim"):
         text = _string(args[0], name)
         return {"length": len, "tolower": str.lower, "toupper": str.upper, "trim": str.strip}[name](
@@ -190,21 +199,22 @@ def _call(name: str, args: list[Any]) -> Any:
         return int(getattr(moment, name))
     if name in ("round", "floor", "ceiling"):
         value = _number(args[0], name)
-        return {"round": lambda v: math.floor(v + 0.5), "floor": math.floor, "ceiling": math.ceil}[
-            name
-        ](value)
-    a, b = (_geometry(x, name) for x in args)
+        if name == "round":
+            # OData rounds halves away from zero (Python's round() would go to even).
+            return int(math.copysign(math.floor(abs(value) + 0.5), value))
+        return math.floor(value) if name == "floor" else math.ceil(value)
+    first, second = (_geometry(x, name) for x in args)
     if name in ("geo.intersects", "st_intersects"):
-        return geometry.intersects(a, b)
+        return geometry.intersects(first, second)
     if name == "st_disjoint":
-        return not geometry.intersects(a, b)
+        return not geometry.intersects(first, second)
     if name == "st_within":
-        return geometry.within(a, b)
+        return geometry.within(first, second)
     if name == "st_contains":
-        return geometry.within(b, a)
+        return geometry.within(second, first)
     if name == "st_equals":
-        return geometry.equals(a, b)
-    return geometry.distance(a, b)
+        return geometry.equals(first, second)
+    return geometry.distance(first, second)
 
 
 def evaluate(node: Node, entity: Entity) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from api.sta.errors import NotSupported, QuerySyntaxError, QueryTypeError
@@ -119,7 +120,7 @@ def _on_segment(p: Coordinate, a: Coordinate, b: Coordinate) -> bool:
 
 def _ring_crossings(p: Coordinate, ring: Ring) -> bool:
     inside = False
-    for a, b in zip(ring, ring[1:], strict=False):
+    for a, b in pairwise(ring):
         if (a[1] > p[1]) != (b[1] > p[1]):
             x = a[0] + (p[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1])
             if p[0] < x:
@@ -130,7 +131,7 @@ def _ring_crossings(p: Coordinate, ring: Ring) -> bool:
 def _locate(p: Coordinate, polygon: Geometry) -> str:
     """'boundary', 'interior' or 'exterior' of the point against the polygon."""
     for ring in polygon.rings:
-        if any(_on_segment(p, a, b) for a, b in zip(ring, ring[1:], strict=False)):
+        if any(_on_segment(p, a, b) for a, b in pairwise(ring)):
             return "boundary"
     outer, holes = polygon.rings[0], polygon.rings[1:]
     if _ring_crossings(p, outer) and not any(_ring_crossings(p, h) for h in holes):
@@ -158,8 +159,8 @@ def intersects(a: Geometry, b: Geometry) -> bool:
         return _locate(b.point, a) != "exterior"
     for ra in a.rings:
         for rb in b.rings:
-            for s, t in zip(ra, ra[1:], strict=False):
-                for u, v in zip(rb, rb[1:], strict=False):
+            for s, t in pairwise(ra):
+                for u, v in pairwise(rb):
                     if _segments_cross(s, t, u, v):
                         return True
     # No boundaries meet: one lies inside the other, or they are apart.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 
 from api.sta.entities import WINDOW_NS, Entity, Interval, Stream
 from timeseries import InfluxClient
@@ -222,23 +223,24 @@ async def time_spans(client: InfluxClient, streams: Sequence[Stream]) -> dict[st
                 span[0 if selector == "first" else 1] = ts
     out: dict[str, Interval | None] = {}
     for stream in streams:
-        span = spans.get(stream.id)
-        if span is None:
+        found = spans.get(stream.id)
+        if found is None:
             out[stream.id] = None
             continue
         width = WINDOW_NS[stream.window] if stream.window else 0
-        out[stream.id] = Interval(moment(span[0]), moment(span[1] + width))
+        out[stream.id] = Interval(moment(found[0]), moment(found[1] + width))
     return out
 
 
-def _rfc3339(ts: np.ndarray) -> list[str]:
+def _rfc3339(ts: npt.NDArray[np.int64]) -> list[str]:
     """Times in ns as RFC 3339 UTC with `Z`, to the precision the page needs (s, ms, us, ns)."""
     unit = "ns"
     for name, size in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
         if not (ts % size).any():
             unit = name
             break
-    text = np.datetime_as_string(ts.astype("datetime64[ns]"), unit=unit)
+    stamps: npt.NDArray[np.datetime64] = ts.astype("datetime64[ns]")
+    text = np.datetime_as_string(stamps, unit=unit)  # type: ignore[call-overload]
     return [f"{t}Z" for t in text.tolist()]
 
 
@@ -249,7 +251,9 @@ def phenomenon_times(rows: Sequence[Row]) -> list[str]:
     starts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     text = _rfc3339(starts)
     widths = np.fromiter(
-        (WINDOW_NS[r[2].window] if r[2].window else 0 for r in rows), dtype=np.int64, count=len(rows)
+        (WINDOW_NS[r[2].window] if r[2].window else 0 for r in rows),
+        dtype=np.int64,
+        count=len(rows),
     )
     if widths.any():
         ends = _rfc3339(starts + widths)

@@ -142,7 +142,7 @@ def candidates(ctx: Context, entity_set: str, scope: Entity | None) -> list[Enti
     raise EntityNotFound(f"no entity set {entity_set!r}")
 
 
-def related_one(ctx: Context, source: Entity, name: str) -> Entity:
+def related_one(source: Entity, name: str) -> Entity:
     """A to-one navigation target (Datastream → Thing, Observation → Datastream, ...)."""
     found = _navigate(source, name)
     if found is None:
@@ -354,7 +354,7 @@ async def render(ctx: Context, item: Entity, query: Query) -> dict[str, Any]:
                     f"{self_link}/{expand.name}", expand.query, expand.query.skip + top
                 )
         else:
-            related = related_one(ctx, item, expand.name)
+            related = related_one(item, expand.name)
             if related.set == "Datastreams":
                 await fill_spans(ctx, [related])
             out[expand.name] = await render(ctx, related, expand.query)

@@ -124,8 +124,7 @@ async def resource(
 async def _one(ctx: resources.Context, entity_set: str, entity_id: str) -> Entity:
     if entity_set == "Observations":
         return await resources.observation(ctx, entity_id)
-    found = resources.entity(ctx, entity_set, entity_id)
-    return found
+    return resources.entity(ctx, entity_set, entity_id)
 
 
 async def _answer(ctx: resources.Context, path: str, query: Query) -> Response:
@@ -153,7 +152,7 @@ async def _answer(ctx: resources.Context, path: str, query: Query) -> Response:
         if name in navigation:
             target, many = navigation[name]
             if not many:
-                current = resources.related_one(ctx, current, name)
+                current = resources.related_one(current, name)
                 if entity_id is not None and entity_id != current.id:
                     raise EntityNotFound(f"{name} {entity_id!r} is not related")
                 continue

@@ -56,7 +56,9 @@ async def _write_day(world: World, device: Device, day_start_ns: int) -> None:
         lines.append(line(series, fields, day_start_ns + step * STEP_NS))
     async with InfluxClient(world.config.influx) as client:
         await client.write("\n".join(lines).encode(), retention_policy=RAW_RP)
-        await rebuild(client, BatchWriter(client), kind.name, "1h", day_start_ns, day_start_ns + DAY_NS)
+        await rebuild(
+            client, BatchWriter(client), kind.name, "1h", day_start_ns, day_start_ns + DAY_NS
+        )
 
 
 @contextmanager

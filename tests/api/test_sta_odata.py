@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import pytest
@@ -39,7 +40,9 @@ def test_precedence_follows_odata() -> None:
     assert parse("a eq 1 or b eq 2 and c eq 3") == Binary(
         "or",
         Binary("eq", Path(("a",)), Literal(1)),
-        Binary("and", Binary("eq", Path(("b",)), Literal(2)), Binary("eq", Path(("c",)), Literal(3))),
+        Binary(
+            "and", Binary("eq", Path(("b",)), Literal(2)), Binary("eq", Path(("c",)), Literal(3))
+        ),
     )
     assert parse("result add 2 mul 3 gt 10") == Binary(
         "gt", Binary("add", Path(("result",)), Binary("mul", Literal(2), Literal(3))), Literal(10)
@@ -105,9 +108,7 @@ _moments = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
 )
 _floats = st.floats(allow_nan=False, allow_infinity=False)
-_coords = st.tuples(
-    st.floats(-180, 180, allow_nan=False), st.floats(-90, 90, allow_nan=False)
-)
+_coords = st.tuples(st.floats(-180, 180, allow_nan=False), st.floats(-90, 90, allow_nan=False))
 _points = _coords.map(lambda c: Geometry("Point", ((c,),)))
 _polygons = st.lists(_coords, min_size=3, max_size=6).map(
     lambda cs: Geometry("Polygon", ((*cs, cs[0]),))
@@ -150,14 +151,10 @@ def test_printing_a_tree_and_parsing_it_gives_the_same_tree(tree: Node) -> None:
 @settings(max_examples=600, deadline=None)
 @given(st.text(max_size=80))
 def test_arbitrary_text_raises_only_our_errors(text: str) -> None:
-    try:
+    with contextlib.suppress(StaError):
         parse(text)
-    except StaError:
-        pass
-    try:
+    with contextlib.suppress(StaError):
         odata.parse_orderby(text)
-    except StaError:
-        pass
 
 
 _tokens = st.sampled_from(
@@ -178,13 +175,15 @@ def test_token_soup_raises_only_our_errors(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["$top", "$skip", "$count", "$select", "$expand",
-                                        "$orderby", "$filter", "$foo"]), st.text(max_size=30)))  # fmt: skip
+@given(
+    st.dictionaries(
+        st.sampled_from(["$top", "$skip", "$count", "$select", "$expand", "$orderby", "$filter"]),
+        st.text(max_size=30),
+    )
+)
 def test_arbitrary_query_options_raise_only_our_errors(options: dict[str, str]) -> None:
-    try:
+    with contextlib.suppress(StaError):
         parse_query(options)
-    except StaError:
-        pass
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -198,17 +197,24 @@ def test_comparisons_logic_arithmetic_and_strings() -> None:
     assert matches(parse("length(name) eq 25 and indexof(name, 'station') eq 8"), device)
     assert matches(parse("tolower(name) eq 'weather station amsterdam'"), device)
     assert matches(parse("toupper(concat(id, '!')) eq 'DEV-1!'"), device)
-    assert matches(parse("properties/tenant eq 'GM0363' and not (properties/kind ne 'weather')"), device)
+    assert matches(
+        parse("properties/tenant eq 'GM0363' and not (properties/kind ne 'weather')"), device
+    )
     assert not matches(parse("properties/owner eq 'x'"), device)  # absent: null, not equal
     assert matches(parse("properties/owner eq null"), device)
     assert not matches(parse("properties/owner gt 'a'"), device)  # null compares false
     obs = _observation(21.5, datetime(2026, 11, 28, 12, tzinfo=UTC))
     assert matches(parse("result mul 2 sub 3 eq 40"), obs)
     assert matches(parse("result mod 2 eq 1.5 and result div 0 eq null"), obs)
-    assert matches(parse("phenomenonTime ge 2026-11-28T12:00:00Z and hour(phenomenonTime) eq 12"), obs)
+    assert matches(
+        parse("phenomenonTime ge 2026-11-28T12:00:00Z and hour(phenomenonTime) eq 12"), obs
+    )
     assert not matches(parse("phenomenonTime gt 2026-11-28T12:00:00Z"), obs)
     assert matches(parse("Datastream/Thing/@iot.id eq 'dev-1'"), obs)
-    assert matches(parse("round(result) eq 22 and floor(result) eq 21 and ceiling(result) eq 22"), obs)
+    assert matches(
+        parse("round(result) eq 22 and floor(result) eq 21 and ceiling(result) eq 22"), obs
+    )
+    assert matches(parse("round(result sub 24) eq -3"), obs)  # halves away from zero
 
 
 def test_type_errors_are_400_not_false() -> None:
@@ -291,9 +297,10 @@ def test_pushdown_takes_top_level_time_and_stream_conditions_only() -> None:
     assert done.residual == parse("result gt 3")
     # Under an OR nothing may be taken.
     either = plan(parse("phenomenonTime ge 2026-01-01T00:00:00Z or result gt 3"), exact_time=True)
-    assert (either.start_ns, either.residual) == (0, parse(
-        "phenomenonTime ge 2026-01-01T00:00:00Z or result gt 3"
-    ))
+    assert (either.start_ns, either.residual) == (
+        0,
+        parse("phenomenonTime ge 2026-01-01T00:00:00Z or result gt 3"),
+    )
     # Rollup windows: the range narrows the query but the condition is still checked in Python.
     loose = plan(parse("phenomenonTime gt 2026-01-01T00:00:00Z"), exact_time=False)
     assert loose.start_ns == 1767225600 * 10**9 + 1
