@@ -217,6 +217,7 @@ class _Parser:
         if self.depth > MAX_DEPTH:
             raise QuerySyntaxError(f"the expression is nested deeper than {MAX_DEPTH}")
         left = self.prefix()
+        compared = False  # whether this level already made a comparison (no chains)
         while True:
             token = self.peek()
             op = token.text
@@ -226,8 +227,10 @@ class _Parser:
             self.take()
             # Comparisons do not chain: `a eq b eq c` is malformed.
             right = self.expression(bound + 1 if op in COMPARISONS else bound)
-            if op in COMPARISONS and isinstance(left, Binary) and left.op in COMPARISONS:
-                raise QuerySyntaxError(f"comparisons cannot be chained (position {token.at})")
+            if op in COMPARISONS:
+                if compared:
+                    raise QuerySyntaxError(f"comparisons cannot be chained (position {token.at})")
+                compared = True
             left = Binary(op, left, right)
         self.depth -= 1
         return left

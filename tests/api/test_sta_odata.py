@@ -53,6 +53,13 @@ def test_precedence_follows_odata() -> None:
     )
 
 
+def test_a_parenthesised_comparison_may_be_compared() -> None:
+    # Found by the round-trip property: only unparenthesised chains are malformed.
+    assert parse("(a eq b) eq true") == Binary(
+        "eq", Binary("eq", Path(("a",)), Path(("b",))), Literal(True)
+    )
+
+
 def test_literals_paths_and_functions() -> None:
     assert parse("name eq 'it''s'") == Binary("eq", Path(("name",)), Literal("it's"))
     assert parse("Datastream/Thing/@iot.id eq 'x'").left == Path(("Datastream", "Thing", "@iot.id"))  # type: ignore[union-attr]
