@@ -148,9 +148,13 @@ def _arithmetic(op: str, left: Any, right: Any) -> Any:
         return a * b
     if b == 0:
         return None  # division by zero: no value, so the row is not kept
-    if op == "div":
-        return a // b if isinstance(a, int) and isinstance(b, int) else a / b
-    return math.fmod(a, b) if isinstance(a, float) or isinstance(b, float) else int(math.fmod(a, b))
+    if isinstance(a, int) and isinstance(b, int):
+        # OData truncates toward zero and `mod` takes the dividend's sign (Python floors).
+        quotient, remainder = abs(a) // abs(b), abs(a) % abs(b)
+        if op == "div":
+            return quotient if (a >= 0) == (b >= 0) else -quotient
+        return remainder if a >= 0 else -remainder
+    return a / b if op == "div" else math.fmod(a, b)
 
 
 def _string(value: Any, name: str) -> str:
@@ -245,9 +249,17 @@ def evaluate(node: Node, entity: Entity) -> Any:
         left, right = evaluate(node.left, entity), evaluate(node.right, entity)
         if node.op in _COMPARE:
             return _compare(node.op, left, right)
-        return _arithmetic(node.op, left, right)
+        return _numeric(_arithmetic, node.op, left, right)
     assert isinstance(node, Call)
-    return _call(node.name, [evaluate(a, entity) for a in node.args])
+    return _numeric(_call, node.name, [evaluate(a, entity) for a in node.args])
+
+
+def _numeric(function: Callable[..., Any], *args: Any) -> Any:
+    """Arithmetic beyond floats (overflow, infinity, NaN) is a 400, not a crash."""
+    try:
+        return function(*args)
+    except (OverflowError, ValueError, ZeroDivisionError) as exc:
+        raise QueryTypeError(f"the arithmetic fails: {exc}") from None
 
 
 def matches(node: Node | None, entity: Entity) -> bool:

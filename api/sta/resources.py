@@ -41,7 +41,7 @@ from devices import DEVICE_KINDS, Device
 from timeseries import InfluxClient
 
 # Rows one Observations statement may read to fill a page under a filter InfluxDB cannot apply.
-SCAN_CAP: Final = 200_000
+SCAN_CAP: Final = 100_000
 PREFIX: Final = "/sta/v1.1"
 
 
@@ -275,7 +275,7 @@ async def _scan(
     need: int | None,
 ) -> list[obs.Row]:
     """Observations in order that pass the residual filter: at least `need` (all when None)."""
-    rows = SCAN_CAP if need is None else max(need, 64)
+    rows = SCAN_CAP if need is None else min(max(need, 64), SCAN_CAP)
     while True:
         fetched = await obs.fetch(
             ctx.influx, streams, max(start, MIN_NS), min(end, MAX_NS), descending=descending,

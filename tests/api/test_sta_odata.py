@@ -222,6 +222,8 @@ def test_comparisons_logic_arithmetic_and_strings() -> None:
         parse("round(result) eq 22 and floor(result) eq 21 and ceiling(result) eq 22"), obs
     )
     assert matches(parse("round(result sub 24) eq -3"), obs)  # halves away from zero
+    # Integer division truncates toward zero; mod keeps the dividend's sign.
+    assert matches(parse("-7 div 2 eq -3 and -7 mod 2 eq -1 and 7 mod -2 eq 1"), obs)
 
 
 def test_type_errors_are_400_not_false() -> None:
