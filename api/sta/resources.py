@@ -128,18 +128,21 @@ def candidates(ctx: Context, entity_set: str, scope: Entity | None) -> list[Enti
     if entity_set == "ObservedProperties":
         return [observed_property(m) for m in all_metrics()]
     if entity_set == "Datastreams":
-        if scope is None:
-            streams = _visible_streams(ctx)
-        elif scope.set == "Things" and scope.device is not None:
-            streams = streams_of(scope.device)
-        elif scope.set == "Sensors":
-            streams = [s for s in _visible_streams(ctx) if s.kind.name == scope.id]
-        elif scope.set == "ObservedProperties":
-            streams = [s for s in _visible_streams(ctx) if s.metric.name == scope.id]
-        else:
-            streams = []
-        return [datastream(s) for s in streams]
+        return [datastream(s) for s in _datastream_streams(ctx, scope)]
     raise EntityNotFound(f"no entity set {entity_set!r}")
+
+
+def _datastream_streams(ctx: Context, scope: Entity | None) -> list[Stream]:
+    """The streams of the Datastreams collection, or of those related to `scope`."""
+    if scope is None:
+        return _visible_streams(ctx)
+    if scope.set == "Things" and scope.device is not None:
+        return streams_of(scope.device)
+    if scope.set == "Sensors":
+        return [s for s in _visible_streams(ctx) if s.kind.name == scope.id]
+    if scope.set == "ObservedProperties":
+        return [s for s in _visible_streams(ctx) if s.metric.name == scope.id]
+    return []
 
 
 def related_one(source: Entity, name: str) -> Entity:
@@ -197,12 +200,18 @@ async def collection(ctx: Context, entity_set: str, scope: Entity | None, query:
     """The page of a collection that the query asks for."""
     if entity_set == "Observations":
         return await _observations(ctx, scope, query)
+    top = DEFAULT_TOP if query.top is None else query.top
+    if entity_set == "Datastreams" and query.filter is None and not query.orderby:
+        # Tens of thousands of Datastreams in a large fleet: build entities for the page only.
+        streams = sorted(_datastream_streams(ctx, scope), key=lambda s: s.id)
+        page = [datastream(s) for s in streams[query.skip : query.skip + top]]
+        await fill_spans(ctx, page)
+        return Page(page, len(streams) > query.skip + top, len(streams) if query.count else None)
     found = candidates(ctx, entity_set, scope)
     if entity_set == "Datastreams" and _reads_spans(query):
         await fill_spans(ctx, found)
     found = [e for e in found if matches(query.filter, e)]
     found = sort(found, query.orderby)
-    top = DEFAULT_TOP if query.top is None else query.top
     page = found[query.skip : query.skip + top]
     if entity_set == "Datastreams":
         await fill_spans(ctx, page)
