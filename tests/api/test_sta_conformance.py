@@ -4,6 +4,7 @@ rollup Datastreams, tenancy, and the 400/501 answers for what is malformed or no
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from api.sta import CONFORMANCE
 from api.timefmt import format_ns
 from lantaarn.localstack import Influx
-from tests.api.liveapi import TENANT_A, TENANT_B
+from tests.api.liveapi import TENANT_A, TENANT_B, serving
 from tests.api.sta_world import STEP_NS, StaWorld, day_value, sta_world
 
 HOUR_NS = 3600 * 10**9
@@ -470,3 +471,21 @@ def test_any_query_answers_without_a_server_error(
     assert response.status_code in (200, 400, 404, 501), (path, option, text, response.text)
     if response.status_code != 200:
         assert response.json()["detail"]
+
+
+def test_anonymous_reading_sees_what_anonymous_v1_sees(world: StaWorld) -> None:
+    config = dataclasses.replace(world.world.config, anonymous_read=True)
+    with serving(config) as url:
+        things = httpx.get(f"{url}/sta/v1.1/Things", params={"$top": "1000"}).json()["value"]
+        devices = httpx.get(f"{url}/v1/devices", params={"limit": "1000"}).json()["items"]
+        assert sorted(t["@iot.id"] for t in things) == sorted(d["deviceId"] for d in devices)
+
+
+def test_links_use_the_public_url_when_one_is_configured(world: StaWorld) -> None:
+    config = dataclasses.replace(world.world.config, public_url="https://data.example.nl/")
+    with serving(config) as url:
+        body = httpx.get(
+            f"{url}/sta/v1.1/Things", params={"$top": "1"}, headers=world.headers("admin")
+        ).json()
+    assert body["value"][0]["@iot.selfLink"].startswith("https://data.example.nl/sta/v1.1/Things(")
+    assert body["@iot.nextLink"].startswith("https://data.example.nl/sta/v1.1/Things?")
