@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from api.sta.errors import EntityNotFound
 from api.sta.geometry import point
+from api.sta.instant import Instant
 from devices import DEVICE_KINDS, Aggregation, Device, DeviceKind, Metric
 from timeseries.aggregate import STATS
 
@@ -77,17 +78,9 @@ OM_MEASUREMENT: Final = "http://www.opengis.net/def/observationType/OGC-OM/2.0/O
 GEOJSON: Final = "application/geo+json"
 
 
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """A time interval [start, end)."""
-
-    start: datetime
-    end: datetime
-
-
 @dataclass(slots=True)
 class Entity:
-    """One entity: its set, id, properties (times as datetime) and what it stands for."""
+    """One entity: its set, id, properties (times as Instant) and what it stands for."""
 
     set: str
     id: str
@@ -154,11 +147,11 @@ def parse_stream_id(text: str, devices: dict[str, Device]) -> Stream:
     raise EntityNotFound(f"no Datastream {text!r}")
 
 
-def _placed_at(device: Device) -> datetime | None:
+def _placed_at(device: Device) -> Instant | None:
     if device.installed_on is not None:
-        return datetime.combine(device.installed_on, time(), UTC)
+        return Instant.of(datetime.combine(device.installed_on, time(), UTC))
     if device.created_at is not None:
-        return device.created_at.astimezone(UTC)
+        return Instant.of(device.created_at.astimezone(UTC))
     return None
 
 

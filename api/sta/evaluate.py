@@ -10,13 +10,11 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from api.sta import geometry
 from api.sta.entities import (
     Entity,
-    Interval,
     datastream,
     feature_of_interest,
     location,
@@ -25,6 +23,7 @@ from api.sta.entities import (
     thing,
 )
 from api.sta.errors import NotSupported, QueryTypeError
+from api.sta.instant import Instant, Interval
 from api.sta.odata import Binary, Call, Literal, Node, Path, Unary
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -96,7 +95,6 @@ def _compare(op: str, left: Any, right: Any) -> bool:
         (isinstance(left, numeric) and isinstance(right, numeric)
          and not isinstance(left, bool) and not isinstance(right, bool))
         or type(left) is type(right)
-        or (isinstance(left, datetime) and isinstance(right, datetime))
     )  # fmt: skip
     if not same:
         raise QueryTypeError(
@@ -117,7 +115,7 @@ def _compare_interval(op: str, left: Any, right: Any) -> bool:
     if isinstance(right, Interval):
         flipped = {"gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}.get(op, op)
         return _compare_interval(flipped, right, left)
-    if not isinstance(right, datetime):
+    if not isinstance(right, Instant):
         raise QueryTypeError("a time interval compares only with a date-time")
     answers: dict[str, bool] = {
         "eq": False,
@@ -198,9 +196,9 @@ def _call(name: str, args: list[Any]) -> Any:
         return text[start:]
     if name in ("year", "month", "day", "hour", "minute", "second"):
         moment = args[0].start if isinstance(args[0], Interval) else args[0]
-        if not isinstance(moment, datetime):
+        if not isinstance(moment, Instant):
             raise QueryTypeError(f"{name}() needs a date-time")
-        return int(getattr(moment, name))
+        return int(getattr(moment.datetime, name))
     if name in ("round", "floor", "ceiling"):
         value = _number(args[0], name)
         if name == "round":

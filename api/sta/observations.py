@@ -12,12 +12,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
-from api.sta.entities import WINDOW_NS, Entity, Interval, Stream
+from api.sta.entities import WINDOW_NS, Entity, Stream
+from api.sta.instant import Instant, Interval
 from timeseries import InfluxClient
 from timeseries.schema import (
     RAW_RP,
@@ -28,14 +28,6 @@ from timeseries.schema import (
 )
 from timeseries.selection import Selection
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def moment(ns: int) -> datetime:
-    """An aware UTC datetime of ns since the epoch (to the microsecond)."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
 # One stored value: (time in ns, Datastream id, its stream, result). Plain tuples: a day of
 # readings is thousands of them, and most never need to become an Entity.
 Row = tuple[int, str, Stream, float]
@@ -44,9 +36,9 @@ Row = tuple[int, str, Stream, float]
 def observation(stream: Stream, ts_ns: int, value: float) -> Entity:
     """One Observation: a raw reading at an instant, a rollup over its window."""
     if stream.window is None:
-        when: datetime | Interval = moment(ts_ns)
+        when: Instant | Interval = Instant(ts_ns)
     else:
-        when = Interval(moment(ts_ns), moment(ts_ns + WINDOW_NS[stream.window]))
+        when = Interval(Instant(ts_ns), Instant(ts_ns + WINDOW_NS[stream.window]))
     return Entity(
         "Observations",
         f"{stream.id}:{ts_ns}",
@@ -228,7 +220,7 @@ async def time_spans(client: InfluxClient, streams: Sequence[Stream]) -> dict[st
             out[stream.id] = None
             continue
         width = WINDOW_NS[stream.window] if stream.window else 0
-        out[stream.id] = Interval(moment(found[0]), moment(found[1] + width))
+        out[stream.id] = Interval(Instant(found[0]), Instant(found[1] + width))
     return out
 
 

@@ -10,21 +10,22 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from api.sta.errors import NotSupported, QuerySyntaxError
 from api.sta.geometry import Geometry, parse_wkt
+from api.sta.instant import Instant
 
 MAX_EXPRESSION_CHARS: Final = 4000
 MAX_DEPTH: Final = 64
 
-Scalar = str | int | float | bool | datetime | Geometry | None
+Scalar = str | int | float | bool | Instant | Geometry | None
 
 
 @dataclass(frozen=True, slots=True)
 class Literal:
-    """A constant: string, number, boolean, null, date-time (UTC) or geometry."""
+    """A constant: string, number, boolean, null, instant (ns) or geometry."""
 
     value: Scalar
 
@@ -170,17 +171,24 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _datetime(text: str) -> datetime:
+_DATETIME = re.compile(
+    r"(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2})"
+)
+
+
+def _instant(text: str) -> Instant:
+    """A date-time literal to the nanosecond (Python's datetime would cut it to microseconds)."""
+    match = _DATETIME.fullmatch(text)
+    if match is None:
+        raise QuerySyntaxError(f"{text!r} is not a valid date-time")
+    zone = "+00:00" if match.group("zone") == "Z" else match.group("zone")
     try:
-        parsed = datetime.fromisoformat(_trim_fraction(text).replace("Z", "+00:00"))
+        whole = datetime.fromisoformat(match.group("base") + zone)
     except ValueError:
         raise QuerySyntaxError(f"{text!r} is not a valid date-time") from None
-    return parsed.astimezone(UTC)
-
-
-def _trim_fraction(text: str) -> str:
-    # Python keeps microseconds: nanoseconds beyond them are cut, not rounded.
-    return re.sub(r"(\.\d{6})\d+", r"\1", text)
+    fraction = int((match.group("fraction") or "").ljust(9, "0"))
+    return Instant(Instant.of(whole).ns + fraction)
 
 
 def _number(text: str) -> int | float:
@@ -249,7 +257,7 @@ class _Parser:
         if token.kind == "number":
             return Literal(_number(token.text))
         if token.kind == "datetime":
-            return Literal(_datetime(token.text))
+            return Literal(_instant(token.text))
         if token.kind == "string":
             return Literal(token.text[1:-1].replace("''", "'"))
         if token.kind == "geography":
@@ -329,12 +337,6 @@ def parse_orderby(text: str) -> tuple[tuple[Node, bool], ...]:
             raise QuerySyntaxError(f"unexpected {token.text!r} at position {token.at}")
 
 
-def format_datetime(value: datetime) -> str:
-    """RFC 3339 in UTC with `Z`, microseconds only where there are some."""
-    text = value.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
-
-
 def _literal_text(value: Scalar) -> str:
     if value is None:
         return "null"
@@ -342,8 +344,8 @@ def _literal_text(value: Scalar) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    if isinstance(value, datetime):
-        return format_datetime(value)
+    if isinstance(value, Instant):
+        return str(value)
     if isinstance(value, Geometry):
         return f"geography'{value.wkt()}'"
     return "'" + value.replace("'", "''") + "'"

@@ -9,10 +9,9 @@ Everything not taken stays in the residual, so pushing down never changes an ans
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
+from api.sta.instant import Instant
 from api.sta.odata import Binary, Literal, Node, Path
-from api.timefmt import to_ns
 
 MIN_NS = 0
 MAX_NS = 2**63 - 1
@@ -72,8 +71,8 @@ def plan(filter_node: Node | None, *, exact_time: bool) -> Plan:
             rest.append(term)
             continue
         path, op, value = found
-        if path == ("phenomenonTime",) and isinstance(value, datetime) and op != "ne":
-            ns = to_ns(value)
+        if path == ("phenomenonTime",) and isinstance(value, Instant) and op != "ne":
+            ns = value.ns
             low, high = {
                 "gt": (ns + 1, MAX_NS),
                 "ge": (ns, MAX_NS),

@@ -9,7 +9,6 @@ here, fetching more rows until the page is complete (or answering 501 when that 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -18,7 +17,6 @@ from api.sta.entities import (
     ENTITY_SETS,
     NAVIGATION,
     Entity,
-    Interval,
     Stream,
     all_kinds,
     all_metrics,
@@ -34,7 +32,8 @@ from api.sta.entities import (
 )
 from api.sta.errors import EntityNotFound, NotSupported, QuerySyntaxError
 from api.sta.evaluate import _navigate, matches, sort
-from api.sta.odata import Path, format_datetime, paths
+from api.sta.instant import Instant, Interval
+from api.sta.odata import Path, paths
 from api.sta.options import DEFAULT_TOP, Query
 from api.sta.pushdown import MAX_NS, MIN_NS, plan
 from devices import DEVICE_KINDS, Device
@@ -308,10 +307,8 @@ async def _scan(
 
 def plain(value: Any) -> Any:
     """A property value as JSON: times in UTC with Z, intervals as `start/end`."""
-    if isinstance(value, datetime):
-        return format_datetime(value)
-    if isinstance(value, Interval):
-        return f"{format_datetime(value.start)}/{format_datetime(value.end)}"
+    if isinstance(value, Instant | Interval):
+        return str(value)
     return value
 
 
@@ -340,10 +337,6 @@ async def render(ctx: Context, item: Entity, query: Query) -> dict[str, Any]:
     for name, value in item.props.items():
         if wanted is None or name in wanted:
             out[name] = plain(value)
-    if "phenomenonTime" in out and item.set == "Observations" and item.stream is not None:
-        # To the nanosecond, as stored (a datetime holds microseconds only).
-        row = (item.extra["ts_ns"], item.id, item.stream, 0.0)
-        out["phenomenonTime"] = obs.phenomenon_times([row])[0]
     expanded = {e.name for e in query.expand}
     for name in navigation:
         if (wanted is None or name in wanted) and name not in expanded:

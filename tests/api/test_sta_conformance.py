@@ -489,3 +489,22 @@ def test_links_use_the_public_url_when_one_is_configured(world: StaWorld) -> Non
         ).json()
     assert body["value"][0]["@iot.selfLink"].startswith("https://data.example.nl/sta/v1.1/Things(")
     assert body["@iot.nextLink"].startswith("https://data.example.nl/sta/v1.1/Things?")
+
+
+def test_a_time_to_the_nanosecond_finds_exactly_its_observation(
+    admin: httpx.Client, world: StaWorld
+) -> None:
+    # The seeded recent readings are stamped to the nanosecond (time.time_ns()); a client that
+    # copies an Observation's phenomenonTime into a filter must get that Observation, only.
+    path = f"/Datastreams('{world.device.device_id}:temperature')/Observations"
+    recent = _ok(admin, path, **{"$orderby": "phenomenonTime desc", "$top": "2"})["value"]
+    when = recent[0]["phenomenonTime"]
+    assert len(when) == len("2026-01-01T00:00:00.123456789Z")
+    exact = _ok(admin, path, **{"$filter": f"phenomenonTime eq {when}"})["value"]
+    assert [o["@iot.id"] for o in exact] == [recent[0]["@iot.id"]]
+    before = _ok(admin, path, **{"$filter": f"phenomenonTime lt {when}", "$top": "1",
+                                 "$orderby": "phenomenonTime desc"})["value"]  # fmt: skip
+    assert [o["@iot.id"] for o in before] == [recent[1]["@iot.id"]]
+    # Python evaluates the same comparison when InfluxDB cannot take it (under an `or`).
+    either = _ok(admin, path, **{"$filter": f"phenomenonTime eq {when} or result lt -100"})
+    assert [o["@iot.id"] for o in either["value"]] == [recent[0]["@iot.id"]]
