@@ -76,7 +76,11 @@ def parse_query(options: Mapping[str, str], depth: int = 0) -> Query:
             raise NotSupported(f"the query option {name} is not implemented")
         if name.startswith("$") and name not in _KNOWN:
             raise QuerySyntaxError(f"unknown query option {name}")
-    top = _integer("$top", options["$top"], MAX_TOP) if "$top" in options else None
+    top = None
+    if "$top" in options:
+        # More than a page holds is served a page at a time (with @iot.nextLink), as
+        # SensorThings' server-driven paging allows, rather than refused.
+        top = min(_integer("$top", options["$top"], 10**9), MAX_TOP)
     skip = _integer("$skip", options["$skip"], 10**9) if "$skip" in options else 0
     count_text = options.get("$count", "false")
     if count_text not in ("true", "false"):
