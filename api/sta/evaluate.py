@@ -36,7 +36,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _navigate(entity: Entity, name: str) -> Entity | None:
+def navigate(entity: Entity, name: str) -> Entity | None:
     """A to-one navigation (Thing→Locations too: a device has exactly one Location)."""
     device = entity.device
     if entity.set == "Observations" and name == "Datastream" and entity.stream is not None:
@@ -71,7 +71,7 @@ def resolve(path: tuple[str, ...], entity: Entity) -> Any:
             elif segment in current.props:
                 current = current.props[segment]
             elif segment[:1].isupper():
-                current = _navigate(current, segment)
+                current = navigate(current, segment)
             else:
                 raise QueryTypeError(f"{current.set} have no property {segment!r}")
         elif isinstance(current, dict):

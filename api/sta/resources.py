@@ -31,7 +31,7 @@ from api.sta.entities import (
     thing,
 )
 from api.sta.errors import EntityNotFound, NotSupported, QuerySyntaxError
-from api.sta.evaluate import _navigate, matches, sort
+from api.sta.evaluate import matches, navigate, sort
 from api.sta.instant import Instant, Interval
 from api.sta.odata import Path, paths
 from api.sta.options import DEFAULT_TOP, Query
@@ -146,7 +146,7 @@ def _datastream_streams(ctx: Context, scope: Entity | None) -> list[Stream]:
 
 def related_one(source: Entity, name: str) -> Entity:
     """A to-one navigation target (Datastream → Thing, Observation → Datastream, ...)."""
-    found = _navigate(source, name)
+    found = navigate(source, name)
     if found is None:
         raise EntityNotFound(f"{source.set} {source.id!r} has no {name}")
     return found
