@@ -57,7 +57,7 @@ def point(lon: float, lat: float) -> Geometry:
 
 
 _NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
-_PAIR = re.compile(rf"\s*({_NUMBER})\s+({_NUMBER})\s*")
+_PAIR = re.compile(rf"\s*({_NUMBER})\s+({_NUMBER})\s*", re.ASCII)
 
 
 def _coordinates(text: str) -> Ring:
@@ -76,7 +76,7 @@ def _coordinates(text: str) -> Ring:
 def parse_wkt(text: str) -> Geometry:
     """A WKT POINT or POLYGON; QuerySyntaxError if malformed, NotSupported for other types."""
     body = text.strip()
-    match = re.fullmatch(r"(?i)(\w+)\s*\((.*)\)", body, re.DOTALL)
+    match = re.fullmatch(r"(?i)(\w+)\s*\((.*)\)", body, re.DOTALL | re.ASCII)
     if match is None:
         raise QuerySyntaxError(f"{text!r} is not well-known text (WKT)")
     kind, inner = match.group(1).upper(), match.group(2)

@@ -138,7 +138,7 @@ _TOKEN = re.compile(
   | (?P<name>@?[A-Za-z_][A-Za-z0-9_.]*)
   | (?P<punct>[()/,-])
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,  # \d and \s: ASCII digits and spaces only
 )
 
 
@@ -173,7 +173,8 @@ def tokenize(text: str) -> list[Token]:
 
 _DATETIME = re.compile(
     r"(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d{1,9}))?"
-    r"(?P<zone>Z|[+-]\d{2}:\d{2})"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 
 
@@ -192,7 +193,7 @@ def _instant(text: str) -> Instant:
 
 
 def _number(text: str) -> int | float:
-    if re.fullmatch(r"\d+", text):
+    if re.fullmatch(r"[0-9]+", text):
         return int(text)
     value = float(text)
     if not math.isfinite(value):

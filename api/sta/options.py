@@ -40,7 +40,7 @@ class Expand:
 
 
 def _integer(name: str, text: str, maximum: int) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is true, int("²") fails
         raise QuerySyntaxError(f"{name} must be a non-negative integer, not {text!r}")
     value = int(text)
     if value > maximum:

@@ -105,6 +105,17 @@ def test_malformed_expressions_are_400(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "options",
+    [{"$top": "²"}, {"$skip": "٣"}, {"$filter": "result gt ٣"},
+     {"$filter": "geo.intersects(location, geography'POINT(٣ 4)')"}],
+)  # fmt: skip
+def test_digits_are_ascii_digits(options: dict[str, str]) -> None:
+    # Found by Hypothesis: "²".isdigit() is true and int("²") raises ValueError.
+    with pytest.raises(QuerySyntaxError):
+        parse_query(options)
+
+
+@pytest.mark.parametrize(
     "text", ["now() gt phenomenonTime", "st_crosses(location, geography'POINT(1 2)')"]
 )
 def test_sensorthings_functions_we_lack_are_501(text: str) -> None:
