@@ -13,6 +13,7 @@ SCENARIOS = {
     "simulator": ["-m", "bench.simulator_throughput", "--duration", "20", "--connections", "1"],
     "dashboard": ["-m", "bench.dashboard_overview"],
     "sta": ["-m", "bench.sta"],
+    "broker-login": ["-m", "bench.broker_login"],
 }
 
 

@@ -15,6 +15,8 @@ from lantaarn.commands import (
     broker_config,
     demo,
     devices,
+    doctor,
+    influx_users,
     ingest,
     keys,
     pki,
@@ -26,7 +28,19 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki)
+COMMANDS = (
+    demo,
+    ingest,
+    api,
+    simulate,
+    keys,
+    devices,
+    broker_config,
+    influx_users,
+    rollups,
+    pki,
+    doctor,
+)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
