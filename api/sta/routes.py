@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from api.deps import ConfigDep, FleetDep, InfluxDep
+from api.open_access import OPEN_DATA_OPERATION
 from api.problems import ApiProblem
 from api.sta import resources
 from api.sta.access import StaAccess
@@ -88,6 +89,7 @@ def _segments(path: str) -> list[tuple[str, str | None]]:
 
 @router.get(
     "/{resource:path}",
+    openapi_extra=OPEN_DATA_OPERATION,
     summary="A SensorThings resource: an entity set, an entity, a navigation or a property",
     responses={
         400: {"description": "a malformed path or query option"},
@@ -108,15 +110,15 @@ async def resource(
         return await service_document(request, config)  # `/sta/v1.1/`, as many clients ask
     try:
         query = parse_query(_options(request))
-        devices = await fleet.devices(
-            tenants=None if access.tenants is None else sorted(access.tenants)
-        )
+        devices = access.readable(await fleet.devices(tenants=access.tenants))
         ctx = resources.Context(
-            {d.device_id: d for d in devices if access.visible(d)},
-            influx,
-            _base(request, config.public_url),
+            {d.device_id: d for d in devices}, influx, _base(request, config.public_url)
         )
-        return await _answer(ctx, resource, query)
+        answer = await _answer(ctx, resource, query)
+        if links := access.licence_links(devices):
+            # The public reads open data under its licences: every answer names them.
+            answer.headers["Link"] = ", ".join(links)
+        return answer
     except StaError as error:
         raise _problem(error) from None
 

@@ -408,9 +408,11 @@ def test_another_tenants_entities_are_invisible_everywhere(
     assert {o["@iot.id"].split(":")[0] for o in everything} <= mine
 
 
-def test_without_a_key_nothing_is_served(world: StaWorld) -> None:
+def test_without_a_key_only_open_data_is_served(world: StaWorld) -> None:
+    # Nothing is published yet: the public sees no Thing; a wrong key is refused.
     response = httpx.get(f"{world.url}/sta/v1.1/Things")
-    assert response.status_code == 401
+    assert response.status_code == 200
+    assert response.json()["value"] == []
     wrong = httpx.get(f"{world.url}/sta/v1.1/Things", headers={"Authorization": "Bearer ltn_x"})
     assert wrong.status_code == 401
 
@@ -511,3 +513,34 @@ def test_a_time_to_the_nanosecond_finds_exactly_its_observation(
     # Python evaluates the same comparison when InfluxDB cannot take it (under an `or`).
     either = _ok(admin, path, **{"$filter": f"phenomenonTime eq {when} or result lt -100"})
     assert [o["@iot.id"] for o in either["value"]] == [recent[0]["@iot.id"]]
+
+
+def test_the_public_reads_exactly_the_open_data_with_its_licence(world: StaWorld) -> None:
+    # Amsterdam publishes its weather stations (the device with a day of readings is one).
+    terms = {"licence": "CC-BY-4.0", "attribution": "Gemeente Amsterdam", "kinds": ["weather"]}
+    published = httpx.put(
+        f"{world.url}/v1/tenants/{TENANT_A}/open-data", json=terms, headers=world.headers("admin")
+    )
+    assert published.status_code == 200, published.text
+    base = f"{world.url}/sta/v1.1"
+    opened = {d.device_id for d in world.world.devices if d.kind == "weather"
+              and d.tenant == TENANT_A and not d.personal_data}  # fmt: skip
+    assert world.device.device_id in opened
+    things = httpx.get(f"{base}/Things", params={"$top": "1000"})
+    assert things.status_code == 200
+    assert {t["@iot.id"] for t in things.json()["value"]} == opened
+    assert "creativecommons.org/licenses/by/4.0" in things.headers["Link"]
+    assert 'rel="license"' in things.headers["Link"]
+    stream = f"{base}/Datastreams('{world.device.device_id}:temperature')/Observations"
+    assert httpx.get(stream, params={"$top": "2"}).json()["value"]
+    everything = httpx.get(f"{base}/Observations", params={"$top": "1000"}).json()["value"]
+    assert {o["@iot.id"].split(":")[0] for o in everything} <= opened
+    closed = next(d for d in world.world.devices if d.device_id not in opened)
+    assert httpx.get(f"{base}/Things('{closed.device_id}')").status_code == 404
+    assert httpx.get(f"{base}/Locations('{closed.device_id}')").status_code == 404
+    # A key holder still sees its own tenants, not the public view of others.
+    mine = httpx.get(f"{base}/Things", params={"$top": "1000"}, headers=world.headers("viewer_b"))
+    assert {t["@iot.id"] for t in mine.json()["value"]} == {
+        d.device_id for d in world.world.of_tenant(TENANT_B)
+    }
+    assert "Link" not in mine.headers
