@@ -39,6 +39,7 @@ from api.routes import (
     tenants,
 )
 from api.sessions import SessionStore
+from api.sta import router as sta_router
 from api.throttle import FailedLogins
 from broker.command_service import CommandService
 from devices import Registry
@@ -207,6 +208,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         sessions,
     ):
         app.include_router(module.router)
+    app.include_router(sta_router)
 
     dashboard = config.dashboard_dir or DEFAULT_DASHBOARD
     if (dashboard / "index.html").exists():

@@ -30,7 +30,9 @@ def bind(hosts: list[str], port: int) -> list[socket.socket]:
     try:
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            # IPPROTO_TCP named, not 0: only then does asyncio turn Nagle off on accepted
+            # connections (else a kept-alive answer waits ~40 ms for a delayed ACK).
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
