@@ -41,6 +41,8 @@ from api.throttle import FailedLogins
 from broker.command_service import CommandService
 from devices import Registry
 from devices.command_history import CommandStore
+from devices.schedule_store import ScheduleStore
+from devices.scheduler import Scheduler
 from timeseries import InfluxClient
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             Registry(config.registry_url) as registry,
             KeyStore(config.registry_url) as keys,
             CommandStore(config.registry_url) as command_store,
+            ScheduleStore(config.registry_url) as schedule_store,
         ):
             async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
@@ -127,6 +130,12 @@ def create_app(config: ApiConfig) -> FastAPI:
                 if config.commands is not None:
                     app.state.command_service = await stack.enter_async_context(
                         CommandService(config.commands, command_store)
+                    )
+                app.state.schedules = schedule_store
+                if config.scheduler is not None:
+                    service = app.state.command_service
+                    await stack.enter_async_context(
+                        Scheduler(config.scheduler, schedule_store, service and service.wake)
                     )
                 app.state.throttle = FailedLogins(
                     config.auth_failure_burst, config.auth_failure_refill_s

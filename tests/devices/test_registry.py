@@ -21,6 +21,8 @@ from devices import (
     Registry,
     Tenant,
 )
+import devices.command_history
+import devices.schedule_store  # noqa: F401 - their tables are on the registry's metadata
 from devices.registry import MIGRATIONS
 from devices.registry.rows import Base
 from tests.devices.conftest import AMSTERDAM
@@ -285,7 +287,7 @@ def test_a_database_from_before_migrations_is_brought_up_to_date(registry_url: s
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         columns = {c["name"] for c in inspect(conn).get_columns("devices")}
     engine.dispose()
-    assert version == "c0003"  # the newest revision (commands, r0003)
+    assert version == "s0004"  # the newest revision (schedules)
     assert "broker_password_hash" in columns
     with Registry(registry_url) as again:  # opening an up-to-date registry changes nothing
         assert again.revision() == (8, 2)
