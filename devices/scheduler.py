@@ -31,6 +31,7 @@ class SchedulerConfig:
     tick_s: float = 15.0  # how often it looks for due steps
     lease_s: float = 60.0  # how long the lease lasts unrenewed (more than a tick)
     deadline_s: float = 900.0  # a scheduled command's deadline
+    batch: int = 500  # lamps per sending transaction
 
 
 class Scheduler:
@@ -60,16 +61,19 @@ class Scheduler:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self.holding:
-            with contextlib.suppress(SQLAlchemyError):
-                await asyncio.to_thread(self.store.release_lease, self.config.holder)
+        with contextlib.suppress(SQLAlchemyError):
+            await self.release()
 
     async def tick(self) -> int:
         """One round: how many commands it stored (0 when another scheduler holds the lease)."""
         c = self.config
         try:
             result = await asyncio.to_thread(
-                self.store.dispatch, c.holder, lease_s=c.lease_s, deadline_s=c.deadline_s
+                self.store.dispatch,
+                c.holder,
+                lease_s=c.lease_s,
+                deadline_s=c.deadline_s,
+                chunk=c.batch,
             )
         except LeaseLost as exc:
             log.warning("%s; another scheduler sends", exc)
@@ -86,6 +90,12 @@ class Scheduler:
             if self.on_sent is not None:
                 self.on_sent()
         return result.sent
+
+    async def release(self) -> None:
+        """Give the lease up (a clean stop): another scheduler may take over at once."""
+        if self.holding:
+            await asyncio.to_thread(self.store.release_lease, self.config.holder)
+            self.holding = False
 
     async def _run(self) -> None:
         while True:

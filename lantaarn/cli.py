@@ -19,6 +19,7 @@ from lantaarn.commands import (
     keys,
     pki,
     rollups,
+    scheduler,
     simulate,
 )
 from lantaarn.localstack import StackError
@@ -26,7 +27,7 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki, scheduler)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

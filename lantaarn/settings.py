@@ -160,6 +160,7 @@ class SchedulerSettings(BaseModel):
     tick_s: float = Field(15.0, gt=0, description="seconds between looks for due steps")
     lease_s: float = Field(60.0, gt=0, description="seconds the lease lasts unrenewed")
     deadline_s: float = Field(900.0, gt=0, description="a scheduled command's deadline (s)")
+    batch: int = Field(500, ge=1, le=5000, description="lamps per sending transaction")
 
     @model_validator(mode="after")
     def _lease_outlasts_a_tick(self) -> SchedulerSettings:
@@ -279,7 +280,7 @@ class Settings(BaseSettings):
     def scheduler_config(self) -> SchedulerConfig:
         """How the dimming scheduler runs."""
         s = self.scheduler
-        return SchedulerConfig(s.holder, s.tick_s, s.lease_s, s.deadline_s)
+        return SchedulerConfig(s.holder, s.tick_s, s.lease_s, s.deadline_s, s.batch)
 
     def command_service(self) -> CommandServiceConfig | None:
         """The command service's configuration; None when it is not enabled."""
