@@ -33,6 +33,7 @@ from api.routes import (
     latest,
     readings,
     rejections,
+    schedules,
     sessions,
     tenants,
 )
@@ -196,6 +197,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         devices,
         certificates,
         commands,
+        schedules,
         readings,
         aggregates,
         latest,

@@ -544,4 +544,3 @@ class ScheduleStore:
         if row is None:
             return None
         return row["schedule_id"], _aware(row["step_at"]), int(row["level"])
-

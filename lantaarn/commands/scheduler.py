@@ -45,7 +45,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 sent = await scheduler.tick()
                 held = scheduler.holding
                 await scheduler.release()
-                print(f"{sent} dimming step(s) sent" if held else "the lease is held elsewhere")
+                print(f"{sent} dimming step(s) sent" if held else "the lease is held elsewhere")  # noqa: T201
                 return
             stop = asyncio.Event()
             install_stop(stop)

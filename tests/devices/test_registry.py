@@ -12,6 +12,8 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
+import devices.command_history
+import devices.schedule_store  # noqa: F401 - their tables are on the registry's metadata
 from devices import (
     BoundingBox,
     Conflict,
@@ -21,8 +23,6 @@ from devices import (
     Registry,
     Tenant,
 )
-import devices.command_history
-import devices.schedule_store  # noqa: F401 - their tables are on the registry's metadata
 from devices.registry import MIGRATIONS
 from devices.registry.rows import Base
 from tests.devices.conftest import AMSTERDAM

@@ -84,7 +84,7 @@ def test_a_scheduler_killed_during_a_step_neither_doubles_nor_skips(
     lock = holder.begin()
     holder.execute(text("SELECT 1 FROM devices WHERE device_id = :d FOR UPDATE"), {"d": BLOCKED})
     log = (tmp_path / "scheduler.log").open("wb")
-    first = subprocess.Popen(  # noqa: S603 - our own command
+    first = subprocess.Popen(
         [sys.executable, "-m", "lantaarn", "scheduler"],
         env=_env(postgres_url),
         stdout=log,
@@ -104,7 +104,7 @@ def test_a_scheduler_killed_during_a_step_neither_doubles_nor_skips(
         holder.close()
         log.close()
     assert stored() == 3 * BATCH  # the killed transaction never committed
-    again = subprocess.run(  # noqa: S603 - our own command
+    again = subprocess.run(
         [sys.executable, "-m", "lantaarn", "scheduler", "--once"],
         env=_env(postgres_url),
         capture_output=True,

@@ -31,9 +31,7 @@ def upgrade() -> None:
     op.create_index("ix_schedules_tenant", "schedules", ["tenant"])
     op.create_table(
         "schedule_progress",
-        sa.Column(
-            "device_id", sa.String(63), sa.ForeignKey("devices.device_id"), primary_key=True
-        ),
+        sa.Column("device_id", sa.String(63), sa.ForeignKey("devices.device_id"), primary_key=True),
         sa.Column("schedule_id", sa.String(36), nullable=False),
         sa.Column("step_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("level", sa.Integer(), nullable=False),
