@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from api import ApiConfig, create_app
 from api.keys import KeyStore, Role
 from devices import Device, Registry, Tenant
+from devices.scheduler import SchedulerConfig
 from timeseries import InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -154,3 +156,48 @@ async def test_viewers_read_and_other_tenants_see_nothing(
         headers=other,
     )
     assert refused.status_code == 403
+
+
+async def test_the_scheduler_in_the_apis_process_sends_the_level_in_force(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    with Registry(url) as registry, KeyStore(url) as store:
+        registry.add_tenant(Tenant("GM0363", "Amsterdam"))
+        registry.add_devices([LAMP_A, LAMP_A2])
+        key = store.create(Role.OPERATOR, ["GM0363"], name="op")[1]
+    config = ApiConfig(
+        url,
+        InfluxConfig("http://[::1]:9"),
+        scheduler=SchedulerConfig("api-scheduler", tick_s=0.1, lease_s=5),
+    )
+    app = create_app(config)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            # One step at midnight: 25 % is in force whenever this runs.
+            made = await http.post(
+                "/v1/schedules",
+                json={
+                    "name": "Quarter",
+                    "steps": [{"at": "00:00", "level": 25}],
+                    "group": {"deviceIds": [LAMP_A2.device_id]},
+                },
+                headers=headers,
+            )
+            assert made.status_code == 201
+            schedule_id = made.json()["id"]
+            url_a2 = f"/v1/devices/{LAMP_A2.device_id}/commands"
+            async with asyncio.timeout(20):
+                while True:
+                    items = (await http.get(url_a2, headers=headers)).json()["items"]
+                    if items:
+                        break
+                    await asyncio.sleep(0.05)
+            (command,) = items
+            assert (command["name"], command["args"]) == ("set_dim_level", {"level": 25})
+            assert (command["issuedBy"], command["issuedRole"]) == (
+                f"schedule:{schedule_id}",
+                "scheduler",
+            )
+            other = await http.get(f"/v1/devices/{LAMP_A.device_id}/commands", headers=headers)
+            assert other.json()["items"] == []
