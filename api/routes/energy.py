@@ -27,6 +27,11 @@ from timeseries.selection import Selection
 
 router = APIRouter(tags=["energy"])
 
+_HOUR_NS = 3600 * 1_000_000_000
+# Telemetry is kept 90 days by default, rollups longer; before 1970 there is none to read.
+_FIRST_DAY = date(1970, 1, 1)
+_LAST_DAY = date(2200, 1, 1)
+
 
 class EnergyOut(Out):
     """Energy of a group of lampposts over one local day (kWh)."""
@@ -63,7 +68,27 @@ def _inside(box: BoundingBox, lamp: Device) -> bool:
     return lamp.longitude >= box.min_lon or lamp.longitude <= box.max_lon
 
 
-@router.get("/v1/energy", response_model=EnergyOut)
+def _day_span(day: date) -> tuple[int, int]:
+    """The local day's start and end (ns, UTC); 400 when it is not made of whole UTC hours
+    (Amsterdam kept local mean time, UTC+0:19:32, until 1937) or is out of reach."""
+    reason = None
+    if not _FIRST_DAY <= day < _LAST_DAY:
+        reason = f"a day from {_FIRST_DAY} to before {_LAST_DAY}"
+    else:
+        start = datetime.combine(day, time(), tzinfo=LOCAL_ZONE)
+        end = datetime.combine(day + timedelta(days=1), time(), tzinfo=LOCAL_ZONE)
+        start_ns, end_ns = to_ns(start), to_ns(end)
+        if start_ns % _HOUR_NS == 0 and end_ns % _HOUR_NS == 0:
+            return start_ns, end_ns
+        reason = f"{day} in Europe/Amsterdam is not made of whole hours"
+    raise BadRequest([{"name": "day", "in": "query", "reason": reason}])
+
+
+@router.get(
+    "/v1/energy",
+    response_model=EnergyOut,
+    responses={404: {"description": "no such schedule, or another tenant's"}},
+)
 async def energy(
     request: Request,
     fleet: FleetDep,
@@ -97,9 +122,7 @@ async def energy(
         selection = Selection.of_tenants(tenants)
     else:
         selection = Selection.of_devices(lamp.device_id for lamp in lamps)
-    start = datetime.combine(day, time(), tzinfo=LOCAL_ZONE)
-    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=LOCAL_ZONE)
-    start_ns, end_ns = to_ns(start), to_ns(end)
+    start_ns, end_ns = _day_span(day)
     figure = await group_energy(influx, selection, start_ns, end_ns)
     return EnergyOut(
         day=day,

@@ -7,7 +7,7 @@ another tenant's schedule answers 404. The scheduler (devices/scheduler.py) send
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
@@ -32,6 +32,9 @@ from devices.topics import TENANT_PATTERN
 router = APIRouter(tags=["schedules"])
 
 ScheduleIdPath = Annotated[str, Path(alias="scheduleId", pattern=r"^[0-9a-f-]{36}$")]
+_NO_SCHEDULE: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such schedule, or another tenant's"}
+}
 
 
 def _store(request: Request) -> ScheduleStore:
@@ -107,7 +110,11 @@ async def create_schedule(
             raise BadRequest([{"name": "tenant", "in": "body", "reason": reason}])
         (tenant,) = principal.tenants
     principal.allowed_tenants(tenant)  # 403 outside the key
-    await registry_call(registry.tenant, tenant)
+    try:
+        await asyncio.to_thread(registry.tenant, tenant)
+    except NotFound:
+        reason = f"tenant {tenant!r} does not exist"
+        raise BadRequest([{"name": "tenant", "in": "body", "reason": reason}]) from None
     steps = _steps(body.steps)
     group = await _group(registry, tenant, body.group)
     stored = await registry_call(_store(request).create, tenant, body.name, steps, group)
@@ -117,7 +124,7 @@ async def create_schedule(
     return ScheduleOut.of(stored)
 
 
-@router.get("/v1/schedules/{scheduleId}", response_model=ScheduleOut)
+@router.get("/v1/schedules/{scheduleId}", response_model=ScheduleOut, responses=_NO_SCHEDULE)
 async def get_schedule(
     schedule_id: ScheduleIdPath, request: Request, principal: Reader
 ) -> ScheduleOut:
@@ -125,7 +132,7 @@ async def get_schedule(
     return ScheduleOut.of(await _visible(request, principal, schedule_id))
 
 
-@router.patch("/v1/schedules/{scheduleId}", response_model=ScheduleOut)
+@router.patch("/v1/schedules/{scheduleId}", response_model=ScheduleOut, responses=_NO_SCHEDULE)
 async def change_schedule(
     schedule_id: ScheduleIdPath,
     body: SchedulePatch,
@@ -149,7 +156,7 @@ async def change_schedule(
     return ScheduleOut.of(changed)
 
 
-@router.put("/v1/schedules/{scheduleId}/group", response_model=ScheduleOut)
+@router.put("/v1/schedules/{scheduleId}/group", response_model=ScheduleOut, responses=_NO_SCHEDULE)
 async def assign_schedule(
     schedule_id: ScheduleIdPath,
     body: GroupIn,
@@ -164,7 +171,9 @@ async def assign_schedule(
     return ScheduleOut.of(changed)
 
 
-@router.delete("/v1/schedules/{scheduleId}/group", response_model=ScheduleOut)
+@router.delete(
+    "/v1/schedules/{scheduleId}/group", response_model=ScheduleOut, responses=_NO_SCHEDULE
+)
 async def unassign_schedule(
     schedule_id: ScheduleIdPath, request: Request, principal: Operator
 ) -> ScheduleOut:
@@ -174,7 +183,9 @@ async def unassign_schedule(
     return ScheduleOut.of(changed)
 
 
-@router.delete("/v1/schedules/{scheduleId}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/v1/schedules/{scheduleId}", status_code=status.HTTP_204_NO_CONTENT, responses=_NO_SCHEDULE
+)
 async def delete_schedule(
     schedule_id: ScheduleIdPath, request: Request, principal: Operator
 ) -> Response:

@@ -138,3 +138,14 @@ async def test_energy_per_group_and_day_from_raw_and_from_rollups(
     bad = await http.get("/v1/energy", params={"bbox": "1,2,3", "day": str(day)})
     assert bad.status_code == 400
     assert bad.json()["invalidParams"][0]["name"] == "bbox"
+
+
+async def test_a_day_that_is_not_whole_hours_or_out_of_reach_is_400(
+    http_and_client: tuple[httpx.AsyncClient, InfluxClient],
+) -> None:
+    http, _ = http_and_client
+    # Amsterdam kept local mean time (UTC+0:19:32) until 1937; and no date past 9999.
+    for day in ("1930-06-01", "9999-12-31", "1969-12-31"):
+        answer = await http.get("/v1/energy", params={"day": day})
+        assert answer.status_code == 400, (day, answer.text)
+        assert [p["name"] for p in answer.json()["invalidParams"]] == ["day"]

@@ -128,6 +128,13 @@ async def test_a_bad_schedule_is_400_naming_each_bad_field(
         "/v1/schedules", json={"name": "X", "steps": NIGHT}, headers=_as(keys, "admin")
     )
     assert [p["name"] for p in admin.json()["invalidParams"]] == ["tenant"]
+    unknown = await http.post(
+        "/v1/schedules",
+        json={"tenant": "GM9999", "name": "X", "steps": NIGHT},
+        headers=_as(keys, "admin"),
+    )
+    assert unknown.status_code == 400
+    assert [p["name"] for p in unknown.json()["invalidParams"]] == ["tenant"]
 
 
 async def test_viewers_read_and_other_tenants_see_nothing(
