@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 class SchedulerConfig:
     """How the scheduler runs (seconds)."""
 
-    holder: str = "scheduler-0"  # this scheduler's name in the lease
+    name: str = "scheduler"  # shown in the lease and the logs, beside a token of the process
     tick_s: float = 15.0  # how often it looks for due steps
     lease_s: float = 60.0  # how long the lease lasts unrenewed (more than a tick)
     deadline_s: float = 900.0  # a scheduled command's deadline
@@ -48,6 +51,11 @@ class Scheduler:
         self.on_sent = on_sent  # e.g. wake the command service in the same process
         self.sent = 0
         self.holding = False
+        # Unique per process, whatever the name: two schedulers configured alike must still
+        # never both hold the lease. A crashed one's lease runs out (`lease_s`); a stopped one
+        # gives it back.
+        token = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.holder = f"{config.name[:40]}@{token}"
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Scheduler:
@@ -70,7 +78,7 @@ class Scheduler:
         try:
             result = await asyncio.to_thread(
                 self.store.dispatch,
-                c.holder,
+                self.holder,
                 lease_s=c.lease_s,
                 deadline_s=c.deadline_s,
                 chunk=c.batch,
@@ -81,7 +89,7 @@ class Scheduler:
             return 0
         if result.held != self.holding:
             log.info(
-                "scheduler %s %s the lease", c.holder, "took" if result.held else "does not hold"
+                "scheduler %s %s the lease", self.holder, "took" if result.held else "does not hold"
             )
         self.holding = result.held
         if result.sent:
@@ -94,7 +102,7 @@ class Scheduler:
     async def release(self) -> None:
         """Give the lease up (a clean stop): another scheduler may take over at once."""
         if self.holding:
-            await asyncio.to_thread(self.store.release_lease, self.config.holder)
+            await asyncio.to_thread(self.store.release_lease, self.holder)
             self.holding = False
 
     async def _run(self) -> None:

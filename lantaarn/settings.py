@@ -194,10 +194,10 @@ class SchedulerSettings(BaseModel):
     """The dimming scheduler (`lantaarn scheduler`, or inside the API's process)."""
 
     enabled: bool = Field(False, description="run the scheduler in the API's process")
-    holder: str = Field(
-        "scheduler-0",
-        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
-        description="this scheduler's name in the lease (one per process)",
+    name: str = Field(
+        "scheduler",
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="this scheduler's name in the lease and logs (a process token is added)",
     )
     tick_s: float = Field(15.0, gt=0, description="seconds between looks for due steps")
     lease_s: float = Field(60.0, gt=0, description="seconds the lease lasts unrenewed")
@@ -309,7 +309,7 @@ class Settings(BaseSettings):
     def scheduler_config(self) -> SchedulerConfig:
         """How the dimming scheduler runs."""
         s = self.scheduler
-        return SchedulerConfig(s.holder, s.tick_s, s.lease_s, s.deadline_s, s.batch)
+        return SchedulerConfig(s.name, s.tick_s, s.lease_s, s.deadline_s, s.batch)
 
     def command_service(self) -> CommandServiceConfig | None:
         """The command service's configuration; None when it is not enabled."""

@@ -19,9 +19,9 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
         help="send dimming schedule steps when due (one of any number holds the lease)",
     )
     parser.add_argument(
-        "--holder",
-        default=settings.scheduler.holder,
-        help="this scheduler's name in the lease (default %(default)s)",
+        "--name",
+        default=settings.scheduler.name,
+        help="this scheduler's name in the lease and logs (default %(default)s)",
     )
     parser.add_argument(
         "--once", action="store_true", help="one round (if it gets the lease), then stop"
@@ -36,7 +36,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from devices.schedule_store import ScheduleStore  # noqa: PLC0415
     from devices.scheduler import Scheduler  # noqa: PLC0415
 
-    config = replace(settings.scheduler_config(), holder=args.holder)
+    config = replace(settings.scheduler_config(), name=args.name)
 
     async def main() -> None:
         with ScheduleStore(settings.registry()) as store:
@@ -49,7 +49,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 return
             stop = asyncio.Event()
             install_stop(stop)
-            log.info("scheduler %s: a look every %g s", config.holder, config.tick_s)
+            log.info("scheduler %s: a look every %g s", scheduler.holder, config.tick_s)
             async with scheduler:
                 await stop.wait()
 

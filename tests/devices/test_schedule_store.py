@@ -3,6 +3,7 @@ level in force after a restart, one sender under the lease, and the summer-time 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -13,6 +14,7 @@ from sqlalchemy import create_engine, select
 from devices import Device, InvalidDevice, NotFound, Registry
 from devices.command_history import CommandStore, commands
 from devices.schedule_store import LampGroup, LeaseLost, ScheduleStore
+from devices.scheduler import Scheduler, SchedulerConfig
 from devices.schedules import LOCAL_ZONE, Schedule, Step, occurrences
 
 GRONINGEN = (53.2194, 6.5665)
@@ -228,3 +230,18 @@ def test_each_rule_sends_every_step_once_across_a_summer_time_change(
     clock_steps = [at for at, _ in sent if rule == "clock"]
     for at in clock_steps:
         assert at.astimezone(LOCAL_ZONE).strftime("%H:%M") in {"00:30", "22:00"}
+
+
+def test_two_schedulers_configured_alike_never_both_hold_the_lease(
+    store: ScheduleStore, registry_url: str
+) -> None:
+    store.create("GM0363", "Night", NIGHT, LampGroup())
+    config = SchedulerConfig("same-name", tick_s=1, lease_s=60)
+
+    async def both() -> tuple[int, int, bool, bool]:
+        first, second = Scheduler(config, store), Scheduler(config, store)
+        sent = (await first.tick(), await second.tick())
+        return (*sent, first.holding, second.holding)
+
+    assert asyncio.run(both()) == (3, 0, True, False)
+    assert len(_sent(registry_url)) == 3
