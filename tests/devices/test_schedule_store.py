@@ -16,6 +16,7 @@ from devices.command_history import CommandStore, commands
 from devices.schedule_store import LampGroup, LeaseLost, ScheduleStore
 from devices.scheduler import Scheduler, SchedulerConfig
 from devices.schedules import LOCAL_ZONE, Schedule, Step, occurrences
+from lantaarn.night_schedule import seed_night_schedules
 
 GRONINGEN = (53.2194, 6.5665)
 MAASTRICHT = (50.8514, 5.6910)
@@ -245,3 +246,14 @@ def test_two_schedulers_configured_alike_never_both_hold_the_lease(
 
     assert asyncio.run(both()) == (3, 0, True, False)
     assert len(_sent(registry_url)) == 3
+
+
+def test_the_demo_gives_each_tenant_the_night_profile_once(
+    registry: Registry, registry_url: str
+) -> None:
+    assert seed_night_schedules(registry_url, ["GM0363", "GM0344"]) == 2
+    assert seed_night_schedules(registry_url, ["GM0363", "GM0344"]) == 0
+    with ScheduleStore(registry_url) as store:
+        made = store.schedules()
+    assert sorted(s.tenant for s in made) == ["GM0344", "GM0363"]
+    assert {s.group for s in made} == {LampGroup()}
