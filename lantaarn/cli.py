@@ -14,6 +14,7 @@ from lantaarn.commands import (
     api,
     broker_config,
     demo,
+    device_commands,
     devices,
     ingest,
     keys,
@@ -27,7 +28,19 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki, scheduler)
+COMMANDS = (
+    demo,
+    ingest,
+    api,
+    simulate,
+    keys,
+    devices,
+    broker_config,
+    rollups,
+    pki,
+    scheduler,
+    device_commands,
+)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
