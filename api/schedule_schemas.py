@@ -106,3 +106,24 @@ class ScheduleList(Out):
     """Schedules by name."""
 
     items: list[ScheduleOut]
+
+
+class StepAt(Out):
+    """A step of a lamp's schedule and the moment it falls (or fell) there."""
+
+    at: str
+    level: int
+    moment: datetime
+
+    @field_serializer("moment")
+    def _utc(self, value: datetime) -> str:
+        return utc_text(value)
+
+
+class LampScheduleOut(Out):
+    """The schedule a lamp follows (null: none), the step in force and the next one there."""
+
+    device_id: str
+    schedule: ScheduleOut | None
+    in_force: StepAt | None
+    next: StepAt | None

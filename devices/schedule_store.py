@@ -408,6 +408,19 @@ class ScheduleStore:
 
     # -- what is due ---------------------------------------------------------------------------
 
+    def for_lamp(self, lamp: Device) -> StoredSchedule | None:
+        """The schedule a lamp follows (the rule of `assignments`), or None."""
+        if lamp.kind != SCHEDULED_KIND or lamp.retired:
+            return None
+        reaching = [
+            s for s in self.schedules([lamp.tenant]) if s.group is not None and s.group.holds(lamp)
+        ]
+        return max(
+            reaching,
+            key=lambda s: (s.group.specificity, s.updated_at, s.id),  # type: ignore[union-attr]
+            default=None,
+        )
+
     def assignments(self) -> dict[str, tuple[StoredSchedule, Device]]:
         """Per lamp (device id): the schedule it follows and the lamp, for assigned schedules."""
         chosen: dict[str, tuple[StoredSchedule, Device]] = {}

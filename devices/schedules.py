@@ -152,6 +152,22 @@ def latest_occurrence(
     return max(fell, key=lambda pair: pair[0]) if fell else None
 
 
+def next_occurrence(
+    schedule: Schedule, moment: datetime, latitude: float, longitude: float
+) -> tuple[datetime, Step] | None:
+    """The next step to fall after `moment` (aware) at a lamp and when (UTC), or None."""
+    local_day = moment.astimezone(LOCAL_ZONE).date()
+    coming = [
+        (at, step)
+        for ahead in range(-1, 3)
+        for at, step in occurrences(
+            schedule, local_day + timedelta(days=ahead), latitude, longitude
+        )
+        if at > moment
+    ]
+    return min(coming, key=lambda pair: pair[0]) if coming else None
+
+
 def step_at(schedule: Schedule, moment: datetime, latitude: float, longitude: float) -> Step | None:
     """The step in force at `moment` (aware) at a lamp: the last one that fell, or None."""
     found = latest_occurrence(schedule, moment, latitude, longitude)

@@ -7,26 +7,29 @@ another tenant's schedule answers 404. The scheduler (devices/scheduler.py) send
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from api.auth import Operator, Principal, Reader
+from api.auth import Operator, Principal, Reader, ensure_visible
 from api.deps import RegistryDep
 from api.problems import BadRequest
-from api.routes.devices import registry_call
+from api.routes.devices import DeviceIdPath, registry_call
 from api.schedule_schemas import (
     GroupIn,
+    LampScheduleOut,
     ScheduleIn,
     ScheduleList,
     ScheduleOut,
     SchedulePatch,
+    StepAt,
     StepIn,
 )
 from api.urls import public
 from devices import NotFound, Registry
 from devices.schedule_store import SCHEDULED_KIND, LampGroup, ScheduleStore, StoredSchedule
-from devices.schedules import Step
+from devices.schedules import Step, latest_occurrence, next_occurrence
 from devices.topics import TENANT_PATTERN
 
 router = APIRouter(tags=["schedules"])
@@ -193,3 +196,26 @@ async def delete_schedule(
     await _visible(request, principal, schedule_id)
     await asyncio.to_thread(_store(request).remove, schedule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/v1/devices/{deviceId}/schedule", response_model=LampScheduleOut)
+async def lamp_schedule(
+    device_id: DeviceIdPath, request: Request, registry: RegistryDep, principal: Reader
+) -> LampScheduleOut:
+    """The schedule a lamppost follows, the step in force now and the next, at its place."""
+    lamp = await registry_call(registry.device, device_id)
+    ensure_visible(principal, device_id, lamp.tenant)
+    stored = await asyncio.to_thread(_store(request).for_lamp, lamp)
+    if stored is None:
+        return LampScheduleOut(device_id=device_id, schedule=None, in_force=None, next=None)
+    now = datetime.now(UTC)
+    in_force, coming = (
+        None if found is None else StepAt(at=found[1].when, level=found[1].level, moment=found[0])
+        for found in (
+            latest_occurrence(stored.schedule, now, lamp.latitude, lamp.longitude),
+            next_occurrence(stored.schedule, now, lamp.latitude, lamp.longitude),
+        )
+    )
+    return LampScheduleOut(
+        device_id=device_id, schedule=ScheduleOut.of(stored), in_force=in_force, next=coming
+    )

@@ -96,6 +96,7 @@ export const OPTIONAL = {
   aggregates: "/v1/devices/{deviceId}/aggregates",
   activity: "/v1/fleet/activity",
   commands: "/v1/devices/{deviceId}/commands",
+  schedules: "/v1/devices/{deviceId}/schedule",
 };
 
 /** Which optional resources the API offers: {rejections, aggregates, activity, commands}. */

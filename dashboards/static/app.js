@@ -26,7 +26,9 @@ function refreshSeconds() {
 
 const ctx = {
   kinds: new Map(),
-  caps: { rejections: false, aggregates: false, activity: false, commands: false },
+  caps: {
+    rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
+  },
   tenant: () => document.getElementById("tenant").value,
   kindLabel: (name) => ctx.kinds.get(name)?.label ?? name,
   metric: (kind, name) => ctx.kinds.get(kind)?.metrics.find((m) => m.name === name),

@@ -14,6 +14,25 @@ function describe(command) {
   return args ? `${command.name} (${args})` : command.name;
 }
 
+/** "23:00" local, for a step's UTC moment. */
+function localTime(moment) {
+  return new Date(moment).toLocaleTimeString("nl-NL",
+    { timeZone: "Europe/Amsterdam", hour: "2-digit", minute: "2-digit" });
+}
+
+function describeSchedule(answer) {
+  if (!answer.schedule) return "Follows no dimming schedule.";
+  const parts = [`Schedule “${answer.schedule.name}”`];
+  if (answer.inForce) {
+    parts.push(`${answer.inForce.level} % since ${localTime(answer.inForce.moment)} (${answer.inForce.at})`);
+  }
+  if (answer.next) {
+    parts.push(`next ${answer.next.level} % at ${localTime(answer.next.moment)} (${answer.next.at})`);
+  }
+  const [name, ...steps] = parts;
+  return steps.length ? `${name}: ${steps.join("; ")} (Amsterdam time)` : name;
+}
+
 function refusal(error) {
   if (error instanceof ApiError && error.status === 403) {
     return "Only an operator or admin key of this tenant may command lamps.";
@@ -42,7 +61,9 @@ export class LampControl {
     this.panel.hidden = !(lamp && this.ctx.caps.commands);
     this.note.textContent = "";
     document.getElementById("dim-now").textContent = "–";
+    document.getElementById("lamp-schedule").textContent = "";
     document.querySelector("#command-history tbody").replaceChildren();
+    this.scheduleShown = false;
   }
 
   /** The newest reading's dim level, and the history, refreshed with the page. */
@@ -52,6 +73,12 @@ export class LampControl {
     document.getElementById("dim-now").textContent =
       level === undefined ? "no reading yet" : `${level} %`;
     const id = this.deviceId;
+    if (this.ctx.caps.schedules && !this.scheduleShown) {
+      const answer = await getJson(`/v1/devices/${id}/schedule`);
+      if (id !== this.deviceId) return;
+      document.getElementById("lamp-schedule").textContent = describeSchedule(answer);
+      this.scheduleShown = true;
+    }
     const page = await getJson(`/v1/devices/${id}/commands`, { limit: HISTORY });
     if (id !== this.deviceId) return;
     const rows = page.items.map((c) => el("tr", { dataset: { commandId: c.id, state: c.state } },

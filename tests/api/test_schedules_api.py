@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -208,3 +209,45 @@ async def test_the_scheduler_in_the_apis_process_sends_the_level_in_force(tmp_pa
             )
             other = await http.get(f"/v1/devices/{LAMP_A.device_id}/commands", headers=headers)
             assert other.json()["items"] == []
+
+
+async def test_a_lamp_shows_the_schedule_it_follows_and_its_steps_now_and_next(
+    keys_and_http: tuple[dict[str, str], httpx.AsyncClient],
+) -> None:
+    keys, http = keys_and_http
+    op = _as(keys, "operator_a")
+    await http.post("/v1/schedules", json={"name": "All", "steps": NIGHT, "group": {}}, headers=op)
+    listed = await http.post(
+        "/v1/schedules",
+        json={
+            "name": "Quarter",
+            "steps": [{"at": "00:00", "level": 25}],
+            "group": {"deviceIds": [LAMP_A2.device_id]},
+        },
+        headers=op,
+    )
+    mine = await http.get(f"/v1/devices/{LAMP_A2.device_id}/schedule", headers=op)
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert body["schedule"]["id"] == listed.json()["id"]  # the list wins over the tenant
+    assert (body["inForce"]["at"], body["inForce"]["level"]) == ("00:00", 25)
+    assert body["next"]["at"] == "00:00"
+    assert (
+        body["inForce"]["moment"]
+        < datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        < (body["next"]["moment"])
+    )
+    tenant_wide = (await http.get(f"/v1/devices/{LAMP_A.device_id}/schedule", headers=op)).json()
+    assert tenant_wide["schedule"]["name"] == "All"
+    assert tenant_wide["next"]["at"] in {"sunset", "23:00", "06:00", "sunrise"}
+    noise = (await http.get(f"/v1/devices/{NOISE_A.device_id}/schedule", headers=op)).json()
+    assert noise == {
+        "deviceId": NOISE_A.device_id,
+        "schedule": None,
+        "inForce": None,
+        "next": None,
+    }
+    other = await http.get(
+        f"/v1/devices/{LAMP_A.device_id}/schedule", headers=_as(keys, "operator_b")
+    )
+    assert other.status_code == 404

@@ -15,7 +15,9 @@ from api import ApiConfig
 from api.keys import KeyStore, Role
 from broker.command_service import CommandServiceConfig
 from devices import Device, Registry, Tenant
+from devices.schedule_store import LampGroup, ScheduleStore
 from lantaarn.localstack import Influx, Mosquitto
+from lantaarn.night_schedule import NIGHT_STEPS
 from lantaarn.serve import bind_free, serve_api
 from simulators.clock import SimClock
 from simulators.command_responder import CommandResponder
@@ -58,6 +60,11 @@ async def commanded(
         registry.add_devices([*LAMPS, OTHER])
         operator = keys.create(Role.OPERATOR, ["GM0363"], "operator")[1]
         viewer = keys.create(Role.VIEWER, ["GM0363"], "viewer")[1]
+    with ScheduleStore(url) as schedules:
+        # The first lamp follows a schedule (no scheduler runs here: it sends nothing).
+        schedules.create(
+            "GM0363", "Night profile", NIGHT_STEPS, LampGroup(device_ids=(LAMPS[0].device_id,))
+        )
     influx_config = InfluxConfig(influx.url, database=f"cmd_{tag}")
     now_ns = time.time_ns()
     async with InfluxClient(influx_config) as client:
@@ -106,6 +113,10 @@ async def test_a_lampposts_page_shows_its_dim_level_and_commands_it(
     await page.goto(f"{commanded.base_url}/dashboard?refresh=1#/device/{lamp}")
     await _until(page, "document.getElementById('dim-now').textContent === '100 %'")
     assert await page.is_visible("#dim-form")
+    await _until(page, "document.getElementById('lamp-schedule').textContent.includes('next')")
+    shown = await page.inner_text("#lamp-schedule")
+    assert shown.startswith("Schedule “Night profile”: ")
+    assert "(Amsterdam time)" in shown
     await page.fill("#dim-input", "30")
     await page.click("#dim-send")
     # The command appears in the history and its state fills in once the lamp answered.
@@ -129,6 +140,8 @@ async def test_a_viewer_is_told_it_may_not_command(commanded: Commanded, tab: Ta
     await tab.sign_in(commanded.viewer, commanded.base_url)
     await page.goto(f"{commanded.base_url}/dashboard#/device/{LAMPS[1].device_id}")
     await _until(page, "!document.getElementById('device-commands').hidden")
+    await _until(page, "document.getElementById('lamp-schedule').textContent !== ''")
+    assert await page.inner_text("#lamp-schedule") == "Follows no dimming schedule."
     await page.click("#dim-send")
     await _until(page, "document.getElementById('dim-note').textContent.includes('operator')")
     assert await page.locator("#command-history tbody tr").count() == 0
