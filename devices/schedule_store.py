@@ -14,7 +14,7 @@ neither, so a step is never sent twice, and a scheduler that was down sends the 
 applies now, once. Two schedulers never both send: the lease row is updated, by its holder only,
 in every sending transaction, and a scheduler whose lease another took over gets `LeaseLost`.
 
-Tables from the registry's Alembic migration s0004, on the registry's metadata.
+Tables from the registry's Alembic migration s0005, on the registry's metadata.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from devices.registry.devices import Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
 from devices.registry.migrate import MIGRATIONS, migrate
+from devices.registry.opendata import OpenDataPublications
 from devices.registry.rules import (
     UPDATABLE,
     device_problems,
@@ -25,8 +26,9 @@ from devices.registry.store import Store
 from devices.registry.tenants import Tenants
 
 
-class Registry(Tenants, Devices, BrokerLogins):
-    """Tenants, devices and their broker logins in a relational database; a context manager."""
+class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications):
+    """Tenants, devices, their broker logins and the tenants' open data in a relational
+    database; a context manager."""
 
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "UPDATABLE",
     "BrokerLogins",
     "Devices",
+    "OpenDataPublications",
     "Registry",
     "Status",
     "Store",

@@ -1,7 +1,7 @@
 """Dimming schedules, what the scheduler last sent each lamp, and the scheduler's lease.
 
-Revision ID: s0004
-Revises: c0003
+Revision ID: s0005
+Revises: o0004
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "s0004"
-down_revision = "c0003"
+revision = "s0005"
+down_revision = "o0004"
 branch_labels = None
 depends_on = None
 
