@@ -27,6 +27,7 @@ from api.routes import (
     aggregates,
     certificates,
     commands,
+    completeness,
     devices,
     energy,
     health,
@@ -215,6 +216,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         open_data,
         rejections,
         activity,
+        completeness,
         sessions,
     ):
         app.include_router(module.router)
