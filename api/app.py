@@ -29,12 +29,14 @@ from api.routes import (
     commands,
     completeness,
     devices,
+    energy,
     health,
     kinds,
     latest,
     open_data,
     readings,
     rejections,
+    schedules,
     sessions,
     tenants,
 )
@@ -44,6 +46,8 @@ from api.throttle import FailedLogins
 from broker.command_service import CommandService
 from devices import Registry
 from devices.command_history import CommandStore
+from devices.schedule_store import ScheduleStore
+from devices.scheduler import Scheduler
 from timeseries import InfluxClient
 
 log = logging.getLogger(__name__)
@@ -124,6 +128,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             Registry(config.registry_url) as registry,
             KeyStore(config.registry_url) as keys,
             CommandStore(config.registry_url) as command_store,
+            ScheduleStore(config.registry_url) as schedule_store,
         ):
             async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
@@ -137,6 +142,12 @@ def create_app(config: ApiConfig) -> FastAPI:
                 if config.commands is not None:
                     app.state.command_service = await stack.enter_async_context(
                         CommandService(config.commands, command_store)
+                    )
+                app.state.schedules = schedule_store
+                if config.scheduler is not None:
+                    service = app.state.command_service
+                    await stack.enter_async_context(
+                        Scheduler(config.scheduler, schedule_store, service and service.wake)
                     )
                 app.state.throttle = FailedLogins(
                     config.auth_failure_burst, config.auth_failure_refill_s
@@ -198,6 +209,8 @@ def create_app(config: ApiConfig) -> FastAPI:
         devices,
         certificates,
         commands,
+        schedules,
+        energy,
         readings,
         aggregates,
         latest,

@@ -8,6 +8,7 @@ from pathlib import Path
 from prometheus_client.registry import Collector
 
 from broker.command_service import CommandServiceConfig
+from devices.scheduler import SchedulerConfig
 from timeseries import InfluxConfig
 
 API_VERSION = "1.0.0"
@@ -46,3 +47,5 @@ class ApiConfig:
     # The command service to run in the API's process; None: commands are stored only (another
     # process's command service publishes them).
     commands: CommandServiceConfig | None = None
+    # The dimming scheduler to run in the API's process; None: it runs elsewhere (or not).
+    scheduler: SchedulerConfig | None = None

@@ -12,8 +12,8 @@ change repeats falls once, the first time. Steps are not reordered by the season
 `06:00 → 100` comes after a 05:20 sunrise, so such a schedule lights the lamp all day; a step
 meant for the dark morning only should be anchored to the sun (`sunrise-60`).
 
-Only the computation lives here; storing schedules, assigning them to lamps and sending the
-steps (a scheduler with a lease) are still to come.
+Only the computation lives here; schedules are stored and assigned in devices.schedule_store
+and sent by devices.scheduler.
 """
 
 from __future__ import annotations
@@ -136,8 +136,10 @@ def occurrences(
     return found
 
 
-def step_at(schedule: Schedule, moment: datetime, latitude: float, longitude: float) -> Step | None:
-    """The step in force at `moment` (aware) at a lamp: the last one that fell, or None."""
+def latest_occurrence(
+    schedule: Schedule, moment: datetime, latitude: float, longitude: float
+) -> tuple[datetime, Step] | None:
+    """The step in force at `moment` (aware) at a lamp and when it fell (UTC), or None."""
     local_day = moment.astimezone(LOCAL_ZONE).date()
     # An offset from the sun may carry a step past midnight either way, so the neighbouring
     # days' steps are looked at too; a step falls at least every day (bar polar sun steps).
@@ -147,4 +149,26 @@ def step_at(schedule: Schedule, moment: datetime, latitude: float, longitude: fl
         for at, step in occurrences(schedule, local_day - timedelta(days=back), latitude, longitude)
         if at <= moment
     ]
-    return max(fell, key=lambda pair: pair[0])[1] if fell else None
+    return max(fell, key=lambda pair: pair[0]) if fell else None
+
+
+def next_occurrence(
+    schedule: Schedule, moment: datetime, latitude: float, longitude: float
+) -> tuple[datetime, Step] | None:
+    """The next step to fall after `moment` (aware) at a lamp and when (UTC), or None."""
+    local_day = moment.astimezone(LOCAL_ZONE).date()
+    coming = [
+        (at, step)
+        for ahead in range(-1, 3)
+        for at, step in occurrences(
+            schedule, local_day + timedelta(days=ahead), latitude, longitude
+        )
+        if at > moment
+    ]
+    return min(coming, key=lambda pair: pair[0]) if coming else None
+
+
+def step_at(schedule: Schedule, moment: datetime, latitude: float, longitude: float) -> Step | None:
+    """The step in force at `moment` (aware) at a lamp: the last one that fell, or None."""
+    found = latest_occurrence(schedule, moment, latitude, longitude)
+    return None if found is None else found[1]

@@ -14,6 +14,7 @@ from lantaarn.commands import (
     api,
     broker_config,
     demo,
+    device_commands,
     devices,
     doctor,
     influx_users,
@@ -21,6 +22,7 @@ from lantaarn.commands import (
     keys,
     pki,
     rollups,
+    scheduler,
     simulate,
 )
 from lantaarn.localstack import StackError
@@ -40,6 +42,8 @@ COMMANDS = (
     rollups,
     pki,
     doctor,
+    scheduler,
+    device_commands,
 )
 
 

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -34,9 +34,11 @@ from ingest import run_worker
 from ingest.metrics import WorkerCollector
 from lantaarn.influx_users import InfluxLogin, ensure_influx_schema, ensure_influx_users
 from lantaarn.localstack import LOOPBACKS, LocalStack, Mosquitto, check_port_free
+from lantaarn.night_schedule import seed_night_schedules
 from lantaarn.serve import serve_api
 from lantaarn.settings import MqttSettings, Settings
 from simulators import Fleet, SimClock, Simulation, device_connections, make_fleet
+from simulators.command_responder import respond_in_thread
 from simulators.engine import Links
 
 log = logging.getLogger(__name__)
@@ -45,16 +47,24 @@ INGEST_LOGIN = "lantaarn-ingest"
 INFLUX_ADMIN = "lantaarn-admin"
 INFLUX_WRITER = "lantaarn-ingest"
 INFLUX_READER = "lantaarn-api"
-SECRET_NAMES = (INGEST_LOGIN, "influx-admin", "influx-writer", "influx-reader")
+# The command service's broker login (operator: writes +/+/cmd, reads the answers).
+COMMANDS_LOGIN = "lantaarn-commands"
+SECRET_NAMES = (INGEST_LOGIN, "influx-admin", "influx-writer", "influx-reader", COMMANDS_LOGIN)
 BROKER_CONFIG_EVERY_S = 5.0
 
 
-def service_passwords(data_dir: Path) -> dict[str, str]:
+def lamps_login(tenant: str) -> str:
+    """The broker login through which a tenant's simulated lamps hear and answer commands."""
+    return f"lantaarn-lamps-{tenant.lower()}"
+
+
+def service_passwords(data_dir: Path, extra: Sequence[str] = ()) -> dict[str, str]:
     """The demo's service passwords: made once, kept (mode 0600) under the data folder."""
     path = data_dir / "service-logins.json"
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    if not set(SECRET_NAMES) <= stored.keys():
-        stored = {name: stored.get(name) or new_password() for name in SECRET_NAMES}
+    names = (*SECRET_NAMES, *extra)
+    if not set(names) <= stored.keys():
+        stored = {name: stored.get(name) or new_password() for name in {*stored, *names}}
         write_secret(path, json.dumps(stored))
     return stored
 
@@ -138,7 +148,9 @@ def run_demo(
     check_port_free(certificate_port, "--mqtt-certificate-port")
     check_port_free(influx_port, "--influx-port", ("::1",))
     private_folder(data_dir)
-    secrets = service_passwords(data_dir)
+    fleet = make_fleet(devices, tenants=2, seed=1, interval_s=interval_s)
+    tenants = [t.code for t in fleet.tenants]
+    secrets = service_passwords(data_dir, [lamps_login(t) for t in tenants])
     settings = settings.model_copy(
         update={
             "data_dir": data_dir,
@@ -161,15 +173,34 @@ def run_demo(
             ),
             # The demo's dashboard opens without a key; real deployments keep this off.
             "api": settings.api.model_copy(update={"anonymous_read": True}),
+            # Commands and the dimming scheduler run in the API's process.
+            "commands": settings.commands.model_copy(
+                update={
+                    "enabled": True,
+                    "username": COMMANDS_LOGIN,
+                    "password": SecretStr(secrets[COMMANDS_LOGIN]),
+                }
+            ),
+            "scheduler": settings.scheduler.model_copy(update={"enabled": True}),
         }
     )
-    services = [ServiceLogin.with_password(INGEST_LOGIN, secrets[INGEST_LOGIN], Role.INGEST)]
+    services = [
+        ServiceLogin.with_password(INGEST_LOGIN, secrets[INGEST_LOGIN], Role.INGEST),
+        ServiceLogin.with_password(COMMANDS_LOGIN, secrets[COMMANDS_LOGIN], Role.OPERATOR),
+        # Each tenant's simulated lamps hear their commands through one fleet login of that
+        # tenant (a device's own connection is the codec's publisher, which does not subscribe).
+        *(
+            ServiceLogin.with_password(lamps_login(t), secrets[lamps_login(t)], Role.FLEET, t)
+            for t in tenants
+        ),
+    ]
     folder = data_dir / "mosquitto"
     password_file, acl_file = folder / "passwd", folder / "acl"
-    fleet = make_fleet(devices, tenants=2, seed=1, interval_s=interval_s)
     with Registry(settings.registry()) as registry:
         logins = device_passwords(registry, fleet, data_dir)
         write_broker_config(registry, password_file, acl_file, services)
+    # Every tenant's lampposts follow the night profile unless it has schedules of its own.
+    seed_night_schedules(settings.registry(), tenants)
     certificates = device_certificates(demo_authority(settings.pki_dir()), fleet.devices, data_dir)
     # Devices' TLS listeners on loopback too: the demo is not a deployment to reach from outside.
     tls = stage_tls(
@@ -197,7 +228,10 @@ def run_demo(
                 settings.retention(),
             )
         )
-        simulator = SimulatedFleet(fleet.devices, logins, certificates, tls)
+        answering = [
+            LampsLogin(t, lamps_login(t), secrets[lamps_login(t)], mqtt_port) for t in tenants
+        ]
+        simulator = SimulatedFleet(fleet.devices, logins, certificates, tls, answering)
         asyncio.run(_run(settings, simulator, api_port, stack.mosquitto, services))
     print("lantaarn demo stopped")
     return 0
@@ -217,6 +251,11 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sim_stop = threading.Event()
+    simulation = simulator.simulation()
+    # The lamps listen before the API's scheduler sends them its first steps.
+    for listening in simulator.answer_commands(simulation, sim_stop):
+        if not await asyncio.to_thread(listening.wait, 30):
+            log.warning("simulated lamps do not hear commands yet; the first ones may expire")
     ingest_metrics = WorkerCollector()  # the worker's counters on the API's /metrics
     with Registry(settings.registry()) as registry:
         ingest_stop = asyncio.Event()
@@ -243,8 +282,8 @@ async def _run(
                 ),
                 name="api",
             )
-            simulation = tasks.create_task(
-                asyncio.to_thread(simulator.run, sim_stop), name="simulator"
+            simulating = tasks.create_task(
+                asyncio.to_thread(simulator.run, sim_stop, simulation), name="simulator"
             )
             follow = tasks.create_task(
                 _follow_registry(registry, broker, services, settings.pki_dir()),
@@ -263,6 +302,9 @@ async def _run(
                 f"[::1]:{tls.certificate_port} with their certificate (CA {tls.ca_file});\n"
                 f"             plain [::1]:{settings.mqtt.port} for the platform's own services\n"
                 f"  data:      {settings.data_dir}\n"
+                "  commands:  lampposts obey and follow each tenant's night profile; to dim them\n"
+                "             yourself, `lantaarn keys create --role operator` and sign in with\n"
+                "             that key under the dashboard's Settings\n"
                 "Press Ctrl-C to stop.",
                 flush=True,
             )
@@ -272,7 +314,7 @@ async def _run(
             sim_stop.set()
             follow.cancel()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(simulation), 3)
+                await asyncio.wait_for(asyncio.shield(simulating), 3)
             ingest_stop.set()
             api_stop.set()
 
@@ -315,6 +357,16 @@ async def _follow_registry(
 
 
 @dataclass(frozen=True, slots=True)
+class LampsLogin:
+    """How a tenant's simulated lamps hear commands: a fleet login on the plain listener."""
+
+    tenant: str
+    username: str
+    password: str = field(repr=False)
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatedFleet:
     """The simulated devices and how each proves who it is: its certificate, else its password."""
 
@@ -322,6 +374,7 @@ class SimulatedFleet:
     logins: Mapping[str, tuple[str, str]]
     certificates: Mapping[str, tuple[Path, Path]]
     tls: BrokerTls
+    answering: Sequence[LampsLogin] = ()
 
     def connections(self) -> list[Connection]:
         """One connection per device, in the fleet's order, over TLS to its listener."""
@@ -344,7 +397,32 @@ class SimulatedFleet:
                 )
         return connections
 
-    def run(self, stop: threading.Event) -> None:
+    def simulation(self) -> Simulation:
+        """The simulated devices on a real-time clock."""
+        return Simulation(self.devices, seed=1, clock=SimClock(time.time()))
+
+    def answer_commands(
+        self, simulation: Simulation, stop: threading.Event
+    ) -> list[threading.Event]:
+        """Let the devices the simulation ticks hear and obey their commands (so their telemetry
+        follows), a thread per tenant until `stop`; the events are set once each listens."""
+        ready = []
+        for lamps in self.answering:
+            listening = threading.Event()
+            respond_in_thread(
+                [d for d in simulation.devices if d.device.tenant == lamps.tenant],
+                "::1",
+                lamps.port,
+                stop,
+                client_id=lamps.username,
+                username=lamps.username,
+                password=lamps.password,
+                ready=listening,
+            )
+            ready.append(listening)
+        return ready
+
+    def run(self, stop: threading.Event, simulation: Simulation) -> None:
         """Publish every device's readings at its interval until `stop` is set."""
         transport = Transport()
         connections = self.connections()
@@ -353,7 +431,6 @@ class SimulatedFleet:
                 transport.add(connection)
             transport.wait_connected(connections, 60.0)
             links = Links.own(transport, connections)
-            simulation = Simulation(self.devices, seed=1, clock=SimClock(time.time()))
             simulation.run(links, stop=stop)
             simulation.finish(links, timeout_s=2.0)
         finally:

@@ -8,12 +8,13 @@ from typing import Literal
 
 import platformdirs
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api import ApiConfig
 from broker import client_context
 from broker.command_service import CommandServiceConfig
+from devices.scheduler import SchedulerConfig
 from ingest import BrokerConfig, TimeRules, WorkerConfig
 from ingest.rollups import RollupConfig
 from simulators import BrokerAddress
@@ -221,6 +222,28 @@ class CommandSettings(BaseModel):
     retention_days: float = Field(400.0, gt=0, description="days the command audit trail is kept")
 
 
+class SchedulerSettings(BaseModel):
+    """The dimming scheduler (`lantaarn scheduler`, or inside the API's process)."""
+
+    enabled: bool = Field(False, description="run the scheduler in the API's process")
+    name: str = Field(
+        "scheduler",
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="this scheduler's name in the lease and logs (a process token is added)",
+    )
+    tick_s: float = Field(15.0, gt=0, description="seconds between looks for due steps")
+    lease_s: float = Field(60.0, gt=0, description="seconds the lease lasts unrenewed")
+    deadline_s: float = Field(900.0, gt=0, description="a scheduled command's deadline (s)")
+    batch: int = Field(500, ge=1, le=5000, description="lamps per sending transaction")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_tick(self) -> SchedulerSettings:
+        # A lease shorter than a tick runs out between rounds and lets a second scheduler in.
+        if self.lease_s <= self.tick_s:
+            raise ValueError("lease_s must be longer than tick_s")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything configurable, from the environment (`LANTAARN_MQTT__PORT=1884`)."""
 
@@ -243,6 +266,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     doctor: DoctorSettings = DoctorSettings()
     commands: CommandSettings = CommandSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     def registry(self) -> str:
         """The registry's SQLAlchemy URL."""
@@ -330,7 +354,13 @@ class Settings(BaseSettings):
             session_max_s=self.api.session_max_hours * 3600,
             pki_dir=self.pki_dir(),
             commands=self.command_service(),
+            scheduler=self.scheduler_config() if self.scheduler.enabled else None,
         )
+
+    def scheduler_config(self) -> SchedulerConfig:
+        """How the dimming scheduler runs."""
+        s = self.scheduler
+        return SchedulerConfig(s.name, s.tick_s, s.lease_s, s.deadline_s, s.batch)
 
     def command_service(self) -> CommandServiceConfig | None:
         """The command service's configuration; None when it is not enabled."""

@@ -19,6 +19,7 @@ from types import TracebackType
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.command_messages import ack_topic, command_topic
 from devices.topics import PREFIX, parse_topic
@@ -27,6 +28,10 @@ from simulators.device import SimulatedDevice
 log = logging.getLogger(__name__)
 
 FLEET_SUBSCRIPTION = f"{PREFIX}/+/+/cmd"
+
+
+class CommandsRefused(RuntimeError):
+    """The broker would not let the simulated devices hear their commands (its ACL)."""
 
 
 class CommandResponder:
@@ -65,10 +70,15 @@ class CommandResponder:
 
     @property
     def subscription(self) -> str:
-        """One device's own command topic, or every device's for a fleet."""
+        """One device's own command topic, its tenant's for a fleet of one tenant (a fleet
+        login may read only its tenant's, and Mosquitto refuses a wider subscription), or
+        every device's for a fleet of several."""
         if len(self.devices) == 1:
             (device,) = self.devices.values()
             return command_topic(device.device.tenant, device.device.device_id)
+        tenants = {d.device.tenant for d in self.devices.values()}
+        if len(tenants) == 1:
+            return f"{PREFIX}/{tenants.pop()}/+/cmd"
         return FLEET_SUBSCRIPTION
 
     async def __aenter__(self) -> CommandResponder:
@@ -107,7 +117,16 @@ class CommandResponder:
             max_inflight_messages=20,
         ) as client:
             client.pending_calls_threshold = 1_000_000  # answers are in flight together
-            await client.subscribe(self.subscription, qos=1)
+            granted = await client.subscribe(self.subscription, qos=1)
+            refused = [
+                str(code) for code in granted if isinstance(code, ReasonCode) and code.is_failure
+            ]
+            if refused:
+                # Silently never answering would look like a fleet of dead lamps.
+                raise CommandsRefused(
+                    f"the broker refused {self.client_id}'s subscription to "
+                    f"{self.subscription}: {', '.join(refused)}"
+                )
             self.subscribed.set()
             answering: set[asyncio.Task[None]] = set()
             async for message in client.messages:
@@ -146,12 +165,15 @@ def respond_in_thread(
     client_id: str,
     username: str | None = None,
     password: str | None = None,
+    ready: threading.Event | None = None,
 ) -> threading.Thread:
     """Answer the fleet's commands from a thread of its own until `stop` is set.
 
     For the thread-based simulation engine: the same `SimulatedDevice` objects it ticks obey the
     commands, so their telemetry follows (plain attribute writes; a reading taken meanwhile has
-    the old or the new level). A lost broker is retried every second.
+    the old or the new level). A lost broker is retried every second. `ready` is set once the
+    devices listen: a command sent before that, to a fleet whose session never subscribed, is
+    kept by no one.
     """
 
     async def main() -> None:
@@ -166,6 +188,8 @@ def respond_in_thread(
                     username=username,
                     password=password,
                 ) as responder:
+                    if ready is not None:
+                        ready.set()
                     ended = asyncio.create_task(responder.ended())
                     await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
                     if ended.done():

@@ -78,14 +78,29 @@ export async function getJson(path, params = {}, signal = undefined) {
   return response.json();
 }
 
+/** Send a JSON body (POST, PATCH, PUT); resolves to the answer's JSON. The browser adds the
+ * page's Origin, which the API requires of a change made with the session cookie. */
+export async function sendJson(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
+  return response.json();
+}
+
 // Optional resources the lead adds after the first API version; keyed by OpenAPI path.
 export const OPTIONAL = {
   rejections: "/v1/rejections",
   aggregates: "/v1/devices/{deviceId}/aggregates",
   activity: "/v1/fleet/activity",
+  commands: "/v1/devices/{deviceId}/commands",
+  schedules: "/v1/devices/{deviceId}/schedule",
 };
 
-/** Which optional resources the API offers: {rejections, aggregates, activity} as booleans. */
+/** Which optional resources the API offers: {rejections, aggregates, activity, commands}. */
 export async function capabilities() {
   const found = Object.fromEntries(Object.keys(OPTIONAL).map((k) => [k, false]));
   try {

@@ -4,6 +4,7 @@
 import {
   ApiError, capabilities, currentSession, getJson, signIn, signInWithStoredKey, signOut,
 } from "./api.js";
+import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
 import { el, number, unitText } from "./format.js";
 import { DeviceMap } from "./map.js";
@@ -27,7 +28,9 @@ function refreshSeconds() {
 
 const ctx = {
   kinds: new Map(),
-  caps: { rejections: false, aggregates: false, activity: false },
+  caps: {
+    rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
+  },
   tenant: () => document.getElementById("tenant").value,
   kindLabel: (name) => ctx.kinds.get(name)?.label ?? name,
   metric: (kind, name) => ctx.kinds.get(kind)?.metrics.find((m) => m.name === name),
@@ -116,6 +119,7 @@ function renderMap() {
 const overview = new Overview(ctx);
 const devicePage = new DevicePage(ctx);
 const rejections = new Rejections(ctx);
+const groupCommand = new GroupCommand(ctx, deviceMap);
 
 function show(view) {
   state.view = view;
@@ -305,6 +309,7 @@ async function main() {
   } catch (error) {
     showError(error);
   }
+  groupCommand.enable();
   document.body.dataset.capabilities = Object.entries(ctx.caps)
     .filter(([, on]) => on).map(([name]) => name).join(" ");
   const kindFilter = document.getElementById("kind-filter");

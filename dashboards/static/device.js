@@ -4,6 +4,7 @@
 
 import { getJson } from "./api.js";
 import { drawChart } from "./chart.js";
+import { LampControl } from "./commands.js";
 import { ago, el, number, utc, withUnit } from "./format.js";
 
 const HOUR = 3600e3;
@@ -46,6 +47,7 @@ export class DevicePage {
     this.range = "hour";
     this.deviceId = null;
     this.loading = null;
+    this.lamp = new LampControl(ctx);
     for (const button of document.querySelectorAll("[data-range]")) {
       button.addEventListener("click", () => {
         this.range = button.dataset.range;
@@ -61,6 +63,7 @@ export class DevicePage {
     document.getElementById("device-meta").textContent = "";
     document.getElementById("device-values").replaceChildren();
     document.getElementById("device-charts").replaceChildren();
+    document.getElementById("device-commands").hidden = true;
     document.getElementById("device-rejections").href = `#/rejections?deviceId=${deviceId}`;
     document.getElementById("device-rejections").hidden = !this.ctx.caps.rejections;
     await this.refresh(true);
@@ -84,6 +87,7 @@ export class DevicePage {
         `${d.deviceId} · ${this.ctx.kindLabel(d.kind)} · tenant ${d.tenant} · ` +
         `${lat.toFixed(5)}, ${lon.toFixed(5)} · reports every ${number(d.intervalSeconds)} s` +
         (d.owner ? ` · ${d.owner}` : "");
+      this.lamp.open(d);
     }
     for (const b of document.querySelectorAll("[data-range]")) {
       b.setAttribute("aria-pressed", String(b.dataset.range === this.range));
@@ -91,6 +95,7 @@ export class DevicePage {
     const newest = await getJson(`/v1/devices/${id}/readings`, { order: "desc", limit: 1 });
     if (id !== this.deviceId) return;
     this.renderValues(newest.items[0]);
+    await this.lamp.refresh(newest.items[0]);
     if (charts || this.range === "hour") await this.renderCharts();
   }
 

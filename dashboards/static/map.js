@@ -10,6 +10,11 @@ function mercator(lon, lat) {
   return [(lon + 180) / 360, (1 - Math.log(Math.tan(phi) + 1 / Math.cos(phi)) / Math.PI) / 2];
 }
 
+function unmercator(mx, my) {
+  const lat = (Math.atan(Math.sinh(Math.PI * (1 - 2 * my))) * 180) / Math.PI;
+  return [mx * 360 - 180, lat];
+}
+
 export class DeviceMap {
   /** `onPick(deviceId)` is called when a dot is clicked. */
   constructor(canvas, onPick) {
@@ -70,6 +75,18 @@ export class DeviceMap {
       (mx - this.view.cx) * scale + this.canvas.clientWidth / 2,
       (my - this.view.cy) * scale + this.canvas.clientHeight / 2,
     ];
+  }
+
+  /** What the map shows: [minLon, minLat, maxLon, maxLat] in degrees (all, before any view). */
+  bounds() {
+    if (this.view === null) return [-180, -85, 180, 85];
+    const scale = TILE * 2 ** this.view.z;
+    const halfW = this.canvas.clientWidth / 2 / scale;
+    const halfH = this.canvas.clientHeight / 2 / scale;
+    const [west, north] = unmercator(this.view.cx - halfW, this.view.cy - halfH);
+    const [east, south] = unmercator(this.view.cx + halfW, this.view.cy + halfH);
+    const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v));
+    return [clamp(west, 180), clamp(south, 90), clamp(east, 180), clamp(north, 90)];
   }
 
   /** Where each device's dot is (CSS pixels): for tests and debugging. */

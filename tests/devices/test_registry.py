@@ -12,7 +12,9 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-import devices.command_history  # noqa: F401 (declares the command tables on Base)
+# Modules that declare their tables on the registry's Base (commands, schedules).
+import devices.command_history
+import devices.schedule_store  # noqa: F401
 from devices import (
     BoundingBox,
     Conflict,
@@ -286,7 +288,7 @@ def test_a_database_from_before_migrations_is_brought_up_to_date(registry_url: s
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         columns = {c["name"] for c in inspect(conn).get_columns("devices")}
     engine.dispose()
-    assert version == "o0004"  # the newest revision (open data, r0004)
+    assert version == "s0005"  # the newest revision (schedules, r0005)
     assert "broker_password_hash" in columns
     with Registry(registry_url) as again:  # opening an up-to-date registry changes nothing
         assert again.revision() == (8, 2)

@@ -11,6 +11,7 @@ from devices.schedules import (
     LOCAL_ZONE,
     Schedule,
     Step,
+    next_occurrence,
     occurrences,
     schedule_problems,
     step_at,
@@ -137,3 +138,13 @@ def test_an_offset_past_midnight_belongs_to_the_evening_it_started() -> None:
     assert before is not None
     assert after is not None
     assert (before.when, after.when) == ("00:30", "sunset+360")
+
+
+def test_the_next_step_is_the_first_to_fall_after_a_moment() -> None:
+    coming = next_occurrence(NIGHT, _local(2026, 12, 21, 23, 30), *AMSTERDAM)
+    assert coming is not None
+    assert (coming[0], coming[1].when) == (_local(2026, 12, 22, 6, 0), "06:00")
+    # After sunset (20:08) on the day of the spring change: 23:00 falls at 21:00 UTC.
+    evening = next_occurrence(NIGHT, _local(2026, 3, 29, 20, 30), *AMSTERDAM)
+    assert evening is not None
+    assert (evening[0], evening[1].when) == (_utc(2026, 3, 29, 21, 0), "23:00")
