@@ -105,4 +105,5 @@ def test_another_tenants_things_are_invisible(world: StaWorld) -> None:
     assert world.device.tenant == TENANT_A
     with pytest.raises(requests.exceptions.HTTPError) as refused:
         service.things().find(world.device.device_id)
+    assert refused.value.response is not None
     assert refused.value.response.status_code == 404

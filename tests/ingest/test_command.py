@@ -73,7 +73,9 @@ def test_a_refused_login_names_the_settings_to_set(tmp_path: Path, influx: Influ
     require_program("mosquitto", "mosquitto")
     passwords = tmp_path / "passwords"
     passwords.write_text("")  # nobody may log in, and anonymous clients are refused
-    broker = private_mosquitto(tmp_path / "mosquitto", password_file=passwords)
+    acl = tmp_path / "acl"
+    acl.write_text("")
+    broker = private_mosquitto(tmp_path / "mosquitto", password_file=passwords, acl_file=acl)
     try:
         result = subprocess.run(
             [sys.executable, "-m", "lantaarn", "ingest"],

@@ -44,7 +44,6 @@ async def test_a_tenants_lamps_hear_their_commands_through_its_fleet_login(
     broker = private_mosquitto(tmp_path / "broker", password_file=password_file, acl_file=acl_file)
     clock = SimClock(time.time())
     simulated = [SimulatedDevice(d, 5, clock) for d in [*LAMPS, ELSEWHERE]]
-    login = {"username": "lamps", "password": PASSWORDS["lamps"]}
     try:
         # A subscription the broker refuses (here: a device's login listening for another
         # device's commands) stops the responder, loudly, instead of never answering.
@@ -59,7 +58,14 @@ async def test_a_tenants_lamps_hear_their_commands_through_its_fleet_login(
             ):
                 pass
         async with (
-            CommandResponder(simulated[:3], "::1", broker.port, client_id="lamps-a", **login),
+            CommandResponder(
+                simulated[:3],
+                "::1",
+                broker.port,
+                client_id="lamps-a",
+                username="lamps",
+                password=PASSWORDS["lamps"],
+            ),
             aiomqtt.Client(
                 "::1",
                 broker.port,
@@ -84,7 +90,7 @@ async def test_a_tenants_lamps_hear_their_commands_through_its_fleet_login(
             )
             async with asyncio.timeout(20):
                 answer = await anext(operator.messages)
-            ack = CommandAck.model_validate_json(bytes(answer.payload))  # type: ignore[arg-type]
+            ack = CommandAck.model_validate_json(bytes(answer.payload))
             assert (ack.id, ack.status) == (message.id, "done")
             assert simulated[1].state.dim_setting == 35.0
     finally:
