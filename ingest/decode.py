@@ -93,12 +93,18 @@ class Decoded:
     late: list[tuple[str, int]] = field(default_factory=list)
 
 
+# How far ahead of and behind its receive time a reading's timestamp may be (seconds); the
+# settings' defaults too.
+MAX_FUTURE_S: Final = 300.0
+MAX_AGE_S: Final = 30 * 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class TimeRules:
     """How far from the receive time a reading's timestamp may be (seconds)."""
 
-    max_future_s: float = 300.0
-    max_age_s: float = 30 * 86400.0
+    max_future_s: float = MAX_FUTURE_S
+    max_age_s: float = MAX_AGE_S
     # Older than this at arrival, a reading misses the rollup of its window (grace + a minute).
     late_after_s: float = 180.0
 

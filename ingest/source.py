@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Final
 
 from broker import SESSION_TAKEN_OVER, BrokerConfig, Delivery, Subscriber
 from ingest.errors import BrokerRefused, SourceClosed
@@ -26,6 +27,10 @@ from ingest.errors import BrokerRefused, SourceClosed
 log = logging.getLogger(__name__)
 
 __all__ = ["BrokerConfig", "Delivery", "MqttSource"]
+
+
+# Unacknowledged messages the broker may hand us at once; the settings' default too.
+RECEIVE_MAXIMUM: Final = 10_000
 
 
 class MqttSource:
@@ -49,7 +54,7 @@ class MqttSource:
         client_id: str,
         subscriptions: Sequence[str],
         *,
-        receive_maximum: int = 10_000,
+        receive_maximum: int = RECEIVE_MAXIMUM,
         leave: bool = False,
     ) -> None:
         self.broker = broker

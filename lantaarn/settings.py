@@ -16,7 +16,9 @@ from broker import client_context
 from broker.command_service import CommandServiceConfig
 from devices.scheduler import SchedulerConfig
 from ingest import BrokerConfig, TimeRules, WorkerConfig
+from ingest.decode import MAX_AGE_S, MAX_FUTURE_S
 from ingest.rollups import RollupConfig
+from ingest.source import RECEIVE_MAXIMUM
 from simulators import BrokerAddress
 from timeseries import InfluxConfig, Retention
 
@@ -105,11 +107,14 @@ class IngestSettings(BaseModel):
     batch_messages: int = Field(2000, ge=1, description="messages per batch at most")
     flush_interval_s: float = Field(0.1, gt=0, description="seconds a batch waits to fill")
     receive_maximum: int = Field(
-        10_000, ge=1, le=65_535, description="unacknowledged messages the broker may send us"
+        RECEIVE_MAXIMUM,
+        ge=1,
+        le=65_535,
+        description="unacknowledged messages the broker may send us",
     )
     write_lines: int = Field(5000, ge=1, description="lines per InfluxDB write")
-    max_future_s: float = Field(300.0, ge=0, description="how far ahead a timestamp may be")
-    max_age_s: float = Field(30 * 86400.0, gt=0, description="how old a reading may be")
+    max_future_s: float = Field(MAX_FUTURE_S, ge=0, description="how far ahead a timestamp may be")
+    max_age_s: float = Field(MAX_AGE_S, gt=0, description="how old a reading may be")
     rollup_windows: list[Literal["1m", "1h"]] = Field(
         ["1m", "1h"], description="UTC-aligned windows to keep rollups of"
     )
