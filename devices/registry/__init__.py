@@ -10,6 +10,7 @@ A new part (schedules, command history, alert rules) is a module of its own here
 
 from __future__ import annotations
 
+from devices.registry.alerts import Alerts
 from devices.registry.devices import Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
@@ -25,12 +26,14 @@ from devices.registry.store import Store
 from devices.registry.tenants import Tenants
 
 
-class Registry(Tenants, Devices, BrokerLogins):
-    """Tenants, devices and their broker logins in a relational database; a context manager."""
+class Registry(Tenants, Devices, BrokerLogins, Alerts):
+    """Tenants, devices, their broker logins and alerting in a relational database; a context
+    manager."""
 
 
 __all__ = [
     "MIGRATIONS",
+    "Alerts",
     "UPDATABLE",
     "BrokerLogins",
     "Devices",
