@@ -33,8 +33,8 @@ class Registry(Tenants, Devices, BrokerLogins, Alerts):
 
 __all__ = [
     "MIGRATIONS",
-    "Alerts",
     "UPDATABLE",
+    "Alerts",
     "BrokerLogins",
     "Devices",
     "Registry",

@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import CursorResult, Result, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,10 +54,16 @@ _COLUMNS: Final = frozenset(
 _SPEC: Final = tuple(f.name for f in fields(AlertRule) if f.name not in _COLUMNS)
 # Properties a PATCH may change: all but the owner, the type and the bookkeeping.
 RULE_UPDATABLE: Final = frozenset(
-    {f.name for f in fields(AlertRule)} - {"id", "tenant", "type", "builtin", "revision"}
+    {f.name for f in fields(AlertRule)}
+    - {"id", "tenant", "type", "builtin", "revision"}
     - {"created_at", "updated_at"}
 )
 _CHUNK: Final = 500
+
+
+def _changed(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed (a session hands back the cursor's result)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -234,7 +240,7 @@ class Alerts(Store):
         now = now or datetime.now(UTC)
         with self._session() as session:
             gone = session.execute(delete(alert_rules).where(alert_rules.c.id == rule_id))
-            if gone.rowcount == 0:
+            if _changed(gone) == 0:
                 raise NotFound("alert rule", rule_id)
             open_ids = list(
                 session.scalars(
@@ -314,7 +320,9 @@ class Alerts(Store):
         ids = None if rule_ids is None else sorted(set(rule_ids))
         out: dict[tuple[str, str], Alert] = {}
         with self._session() as session:
-            chunks = [None] if ids is None else [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+            chunks = (
+                [None] if ids is None else [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+            )
             for chunk in chunks:
                 q = query if chunk is None else query.where(alerts.c.rule_id.in_(chunk))
                 for row in session.execute(q).mappings():
@@ -333,7 +341,7 @@ class Alerts(Store):
                 .where(alerts.c.id == alert_id, alerts.c.state == AlertState.FIRING.value)
                 .values(state=AlertState.ACKNOWLEDGED.value, acknowledged_at=now, note=note)
             )
-            if moved.rowcount == 0:
+            if _changed(moved) == 0:
                 state = session.scalar(select(alerts.c.state).where(alerts.c.id == alert_id))
                 if state is None:
                     raise NotFound("alert", alert_id)
@@ -401,7 +409,9 @@ class Alerts(Store):
     ) -> str | None:
         """Move an open alert to firing or resolved; the notification event it owes, if any."""
         row = (
-            session.execute(select(alerts.c.state, alerts.c.fired_at).where(alerts.c.id == alert_id))
+            session.execute(
+                select(alerts.c.state, alerts.c.fired_at).where(alerts.c.id == alert_id)
+            )
             .mappings()
             .one_or_none()
         )
@@ -466,7 +476,9 @@ class Alerts(Store):
         )
         with self._session() as session:
             rows = list(session.execute(query).mappings())
-        return [(int(r["d_id"]), _alert_of(r), str(r["d_event"]), int(r["d_attempts"])) for r in rows]
+        return [
+            (int(r["d_id"]), _alert_of(r), str(r["d_event"]), int(r["d_attempts"])) for r in rows
+        ]
 
     def delivered(self, delivery_ids: Sequence[int], *, now: datetime | None = None) -> None:
         """Mark deliveries sent."""
@@ -525,7 +537,7 @@ class Alerts(Store):
                 )
                 .values(holder=holder, until=until)
             )
-            if taken.rowcount == 1:
+            if _changed(taken) == 1:
                 return True
             if session.scalar(select(alert_leases.c.name).where(alert_leases.c.name == name)):
                 return False

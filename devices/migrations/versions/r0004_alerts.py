@@ -62,7 +62,10 @@ def upgrade() -> None:
         "alert_events",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column(
-            "alert_id", sa.String(36), sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+            "alert_id",
+            sa.String(36),
+            sa.ForeignKey("alerts.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("state", sa.String(16), nullable=False),
         _time("at"),
@@ -74,7 +77,10 @@ def upgrade() -> None:
         "alert_deliveries",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column(
-            "alert_id", sa.String(36), sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+            "alert_id",
+            sa.String(36),
+            sa.ForeignKey("alerts.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("channel", sa.String(16), nullable=False),
         sa.Column("event", sa.String(16), nullable=False),
