@@ -41,7 +41,8 @@ def pm25_rule(tenant: str = "GM0363", **changes: object) -> AlertRule:
 
 def test_rules_are_stored_read_changed_and_deleted(registry: Registry) -> None:
     made = registry.add_rule(pm25_rule(), now=T0)
-    assert made.id and made.revision == 1
+    assert made.id
+    assert made.revision == 1
     assert registry.rule(made.id) == made
     assert registry.rule(made.id).bbox == BoundingBox(4.7, 52.2, 5.1, 52.5)
     other = registry.add_rule(pm25_rule("GM0344"), now=T0)
@@ -101,7 +102,7 @@ def test_an_alert_lives_pending_firing_acknowledged_resolved(registry: Registry)
     (due,) = registry.due_deliveries("webhook", now=fire_at)
     assert (due[1].id, due[2], due[1].state) == (alert_id, "firing", AlertState.FIRING)
     acked = registry.acknowledge(alert_id, "crew sent", by="key-1", now=fire_at + timedelta(1))
-    assert acked.state is AlertState.ACKNOWLEDGED and acked.note == "crew sent"
+    assert (acked.state, acked.note) == (AlertState.ACKNOWLEDGED, "crew sent")
     # The condition still holding does not bring an acknowledged alert back to firing.
     registry.apply(
         [Change(rule, "aq-1", "aq-1", AlertState.FIRING, 29.0, "29", alert_id)], channels
@@ -120,7 +121,7 @@ def test_an_alert_lives_pending_firing_acknowledged_resolved(registry: Registry)
         (AlertState.ACKNOWLEDGED, fire_at + timedelta(1)),
         (AlertState.RESOLVED, done_at),
     ]
-    assert final.events[2].note == "crew sent" and final.events[2].by == "key-1"
+    assert (final.events[2].note, final.events[2].by) == ("crew sent", "key-1")
     assert final.resolved_at == done_at
     assert sorted((d.channel, d.event) for d in final.deliveries) == [
         ("email", "firing"),
