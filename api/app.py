@@ -25,6 +25,7 @@ from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
     activity,
     aggregates,
+    alerts,
     certificates,
     commands,
     devices,
@@ -187,6 +188,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         devices,
         certificates,
         commands,
+        alerts,
         readings,
         aggregates,
         latest,
