@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ingest import BrokerRefused
 from lantaarn.commands import (
+    alerts,
     api,
     broker_config,
     demo,
@@ -26,7 +27,7 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki)
+COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki, alerts)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
