@@ -303,7 +303,8 @@ async def _measure(
             await _write(client, [line(key, {metric: value, "seq": 999}, time.time_ns())])
             written[device.device_id] = time.monotonic()
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not set(written) <= set(arrivals):
+        # The receiver is a thread: poll what it recorded.
+        while time.monotonic() < deadline and not set(written) <= set(arrivals):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         stop.set()
         await asyncio.gather(*tasks)
