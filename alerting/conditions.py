@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from alerting.lamps import lamp_faults
 from alerting.lifecycle import Observation
 from alerting.statistics import device_statistics
 from devices import DEVICE_KINDS, Device
@@ -73,6 +74,9 @@ class Round:
     _seen: asyncio.Task[dict[str, int]] | None = None
     _status: asyncio.Task[dict[str, tuple[int, str]]] | None = None
     _quality: dict[int, asyncio.Task[dict[str, tuple[int, int]]]] = field(default_factory=dict)
+    _latest: dict[tuple[str, int], asyncio.Task[dict[str, dict[str, float]]]] = field(
+        default_factory=dict
+    )
     tenants: tuple[str, ...] = ()
 
     @property
@@ -126,6 +130,23 @@ class Round:
                 last_status(self.client, 0, Selection.of_tenants(self.tenants))
             )
         return await self._status
+
+    async def latest(self, kind: str, window_s: int) -> dict[str, dict[str, float]]:
+        """The latest reading's metrics of every device of a kind within the window."""
+        key = (kind, window_s)
+        if key not in self._latest:
+
+            async def read() -> dict[str, dict[str, float]]:
+                found = await latest_readings(
+                    self.client,
+                    [raw_measurement(kind)],
+                    self.now_ns - window_s * NS,
+                    Selection.of_tenants(self.tenants),
+                )
+                return {d: r.metrics for d, r in found.items()}
+
+            self._latest[key] = asyncio.ensure_future(read())
+        return await self._latest[key]
 
     async def quality(self, window_s: int) -> dict[str, tuple[int, int]]:
         """(rejected, accepted) messages per device over the window."""
@@ -278,3 +299,14 @@ async def quality(rule: AlertRule, work: Round) -> dict[str, Observation]:
                 f"({share:.0%}, tolerated {rule.max_share:.0%})",
             )
     return out
+
+
+async def lamp(rule: AlertRule, work: Round) -> dict[str, Observation]:
+    """Lamp faults of the rule's lamps, from their latest readings and the sun."""
+    latest = await work.latest("lamppost", rule.window_s)
+    lamps = [
+        (d.device_id, d.latitude, d.longitude, latest[d.device_id])
+        for d in selected(rule, work.devices)
+        if d.device_id in latest
+    ]
+    return lamp_faults(rule, work.now, lamps)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from alerting.channels.alertmanager import AlertmanagerChannel
 from alerting.channels.base import Channel, Notice
-from alerting.conditions import Round, quality, silence, threshold
+from alerting.conditions import Round, lamp, quality, silence, threshold
 from alerting.lifecycle import Observation, decide
 from devices import Device, Registry
 from devices.alert_rules import Alert, AlertRule, AlertState, Change, RuleType
@@ -122,6 +122,8 @@ class Evaluator:
             return await threshold(rule, work)
         if rule.type is RuleType.SILENCE:
             return await silence(rule, work)
+        if rule.type is RuleType.LAMP:
+            return await lamp(rule, work)
         return await quality(rule, work)
 
     async def deliver(self, now: datetime | None = None) -> tuple[int, int]:

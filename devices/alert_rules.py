@@ -9,6 +9,10 @@ A rule says when something deserves an operator's attention:
   reporting interval. When at least `group_share` of a tenant's (or a kind's) selected devices
   are silent at once, that is one alert for the group, not one per device.
 - `quality`: a device's rejected messages exceed `max_share` of its messages over the window.
+- `lamp`: a lamppost's latest reading against the sun at the lamp (devices.sun): burning in
+  daylight, dark at night, lit without drawing power, reporting a lamp failure, or drawing power
+  out of line (by more than `power_tolerance`) with the other lamps at the same dim level.
+  `margin_s` around sunrise and sunset is left alone (photocells and schedules differ there).
 
 Every condition must hold for `for_s` seconds (state pending) before the alert fires.
 Built-in rules (`BUILTINS`) are templates a tenant switches on; they become ordinary rules of
@@ -51,6 +55,7 @@ class RuleType(StrEnum):
     THRESHOLD = "threshold"
     SILENCE = "silence"
     QUALITY = "quality"
+    LAMP = "lamp"
 
 
 class Direction(StrEnum):
@@ -105,6 +110,8 @@ class AlertRule:
     group_share: float = 0.5  # silence: share of a group silent at once that makes one alert
     group_minimum: int = 10  # silence: smallest group that is alerted as a group
     max_share: float = 0.1  # quality: share of rejected messages tolerated
+    margin_s: float = 1800.0  # lamp: seconds around sunrise/sunset when either state is fine
+    power_tolerance: float = 0.5  # lamp: tolerated deviation of W per % dim from the median
     enabled: bool = True
     builtin: str | None = None
     id: str = ""
@@ -178,8 +185,16 @@ def rule_problems(rule: AlertRule) -> list[Problem]:
             found.append(Problem("group_share", "group share must be in (0, 1]"))
         if rule.group_minimum < 2:
             found.append(Problem("group_minimum", "a group has at least 2 devices"))
-    elif not 0.0 <= rule.max_share < 1.0:
-        found.append(Problem("max_share", "the tolerated share must be in [0, 1)"))
+    elif rule.type is RuleType.QUALITY:
+        if not 0.0 <= rule.max_share < 1.0:
+            found.append(Problem("max_share", "the tolerated share must be in [0, 1)"))
+    else:
+        if rule.kind != "lamppost":
+            found.append(Problem("kind", "a lamp rule watches the kind lamppost"))
+        if not 0.0 <= rule.margin_s <= 4 * 3600:
+            found.append(Problem("margin_s", "the margin must be 0..14400 s"))
+        if not 0.0 < rule.power_tolerance <= 10.0:
+            found.append(Problem("power_tolerance", "the power tolerance must be in (0, 10]"))
     if (rule.active_from is None) != (rule.active_until is None):
         found.append(Problem("active_from", "give both activeFrom and activeUntil, or neither"))
     for name in ("active_from", "active_until"):
@@ -274,6 +289,15 @@ _BUILTIN_LIST: Final = (
         builtin="high-water",
     ),
     AlertRule("_", "Devices silent", RuleType.SILENCE, factor=3.0, builtin="silence"),
+    AlertRule(
+        "_",
+        "Lamp faults: burning by day, dark at night, no power, power out of line",
+        RuleType.LAMP,
+        kind="lamppost",
+        window="15m",
+        for_s=600,
+        builtin="lamp-faults",
+    ),
     AlertRule(
         "_",
         "Devices sending rejected messages",
