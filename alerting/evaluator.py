@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from alerting.channels.alertmanager import AlertmanagerChannel
 from alerting.channels.base import Channel, Notice
-from alerting.conditions import Round, lamp, quality, silence, threshold
+from alerting.conditions import Round, lamp, quality, selected, silence, threshold
 from alerting.lifecycle import Observation, decide
 from devices import Device, Registry
 from devices.alert_rules import Alert, AlertRule, AlertState, Change, RuleType
@@ -55,6 +55,28 @@ class RoundReport:
     delivered: int
     failed: int
     seconds: float
+
+
+def _deselected(
+    rule: AlertRule, open_alerts: dict[str, Alert], devices: list[Device]
+) -> list[Change]:
+    """Resolve a threshold's alerts about devices it no longer watches (retired, moved out of
+    its box or ids): no reading of theirs would ever resolve them."""
+    watched = {d.device_id for d in selected(rule, devices)}
+    return [
+        Change(
+            rule,
+            alert.subject,
+            alert.device_id,
+            AlertState.RESOLVED,
+            alert.value,
+            alert.summary,
+            alert.id,
+            "device no longer watched by the rule",
+        )
+        for subject, alert in open_alerts.items()
+        if subject not in watched
+    ]
 
 
 class Evaluator:
@@ -98,17 +120,30 @@ class Evaluator:
         for (rule_id, subject), alert in open_alerts.items():
             by_rule[rule_id][subject] = alert
         changes: list[Change] = []
+        failed: list[tuple[AlertRule, BaseException]] = []
         for rule, seen in zip(rules, observed, strict=True):
             if isinstance(seen, BaseException):
                 # Storage trouble: this rule's alerts stay as they are this round.
-                log.warning("rule %s (%s) not evaluated: %s", rule.id, rule.name, seen)
+                failed.append((rule, seen))
                 continue
+            open_here = by_rule.get(rule.id, {})
             changes += decide(
                 rule,
                 seen,
-                by_rule.get(rule.id, {}),
+                open_here,
                 now,
                 absent_resolves=rule.type is not RuleType.THRESHOLD or not rule.active_at(now),
+            )
+            if rule.type is RuleType.THRESHOLD:
+                changes += _deselected(rule, open_here, devices)
+        if failed:
+            rule, error = failed[0]
+            log.warning(
+                "%d rule(s) not evaluated this round, e.g. %s (%s): %s",
+                len(failed),
+                rule.id,
+                rule.name,
+                error,
             )
         if changes:
             names = [c.name for c in self.channels]

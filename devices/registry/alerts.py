@@ -233,6 +233,13 @@ class Alerts(Store):
                     updated_at=now,
                 )
             )
+            if not rule.enabled:
+                for alert_id in session.scalars(
+                    select(alerts.c.id).where(
+                        alerts.c.rule_id == rule_id, alerts.c.state.in_(ACTIVE_STATES)
+                    )
+                ).all():
+                    self._move(session, alert_id, AlertState.RESOLVED, now, note="rule disabled")
         return rule
 
     def delete_rule(self, rule_id: str, *, now: datetime | None = None) -> None:
@@ -361,8 +368,8 @@ class Alerts(Store):
         self, changes: Sequence[Change], channels: Sequence[str], *, now: datetime | None = None
     ) -> list[str]:
         """Store the evaluator's decisions in one transaction; queue a delivery per channel for
-        every alert that fires, and for every fired alert that resolves. Returns the ids of the
-        alerts changed (new ones included)."""
+        every alert that fires, and for every fired alert that resolves one per channel told it
+        fired. Returns the ids of the alerts changed (new ones included)."""
         now = now or datetime.now(UTC)
         touched: list[str] = []
         with self._session() as session:
@@ -397,17 +404,25 @@ class Alerts(Store):
                         .where(alerts.c.id == alert_id)
                         .values(value=change.value, summary=change.summary)
                     )
-                    fired = self._move(session, alert_id, change.state, now, note=change.note)
-                    if fired is not None:
-                        self._queue(session, alert_id, fired, channels, now)
+                    self._move(
+                        session, alert_id, change.state, now, note=change.note, channels=channels
+                    )
                 touched.append(alert_id)
         return touched
 
-    @staticmethod
+    @classmethod
     def _move(
-        session: Session, alert_id: str, state: AlertState, now: datetime, *, note: str | None
-    ) -> str | None:
-        """Move an open alert to firing or resolved; the notification event it owes, if any."""
+        cls,
+        session: Session,
+        alert_id: str,
+        state: AlertState,
+        now: datetime,
+        *,
+        note: str | None,
+        channels: Sequence[str] = (),
+    ) -> None:
+        """Move an open alert to firing (notifying `channels`) or resolved (notifying the
+        channels that were told it fired)."""
         row = (
             session.execute(
                 select(alerts.c.state, alerts.c.fired_at).where(alerts.c.id == alert_id)
@@ -416,9 +431,9 @@ class Alerts(Store):
             .one_or_none()
         )
         if row is None or row["state"] not in ACTIVE_STATES or row["state"] == state.value:
-            return None
+            return
         if state is AlertState.FIRING and row["state"] != AlertState.PENDING.value:
-            return None  # an acknowledged alert stays acknowledged while its condition holds
+            return  # an acknowledged alert stays acknowledged while its condition holds
         values: dict[str, Any] = {"state": state.value}
         if state is AlertState.FIRING:
             values["fired_at"] = now
@@ -429,10 +444,17 @@ class Alerts(Store):
             insert(alert_events).values(alert_id=alert_id, state=state.value, at=now, note=note)
         )
         if state is AlertState.FIRING:
-            return "firing"
-        if state is AlertState.RESOLVED and row["fired_at"] is not None:
-            return "resolved"
-        return None
+            cls._queue(session, alert_id, "firing", channels, now)
+        elif state is AlertState.RESOLVED and row["fired_at"] is not None:
+            told = session.scalars(
+                select(alert_deliveries.c.channel)
+                .where(
+                    alert_deliveries.c.alert_id == alert_id,
+                    alert_deliveries.c.event == "firing",
+                )
+                .distinct()
+            ).all()
+            cls._queue(session, alert_id, "resolved", sorted(told), now)
 
     @staticmethod
     def _queue(

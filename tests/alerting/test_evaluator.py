@@ -301,3 +301,18 @@ async def test_two_replicas_notify_once(registry: Registry, client: InfluxClient
         assert await second.step(NOW) is None  # the lease is a's
         assert await first.step(NOW) is not None
         assert len(receiver.received) == 1
+
+
+async def test_a_device_taken_out_of_a_rule_resolves_its_alert(
+    registry: Registry, client: InfluxClient
+) -> None:
+    rule = registry.add_rule(pm25_rule())
+    await _store(client, _readings("GM0363", "air_quality", "aq-1", {60: 40.0}, "pm25"))
+    with webhook_receiver() as receiver:
+        evaluator = _evaluator(registry, client, receiver.url)
+        await evaluator.step(NOW)
+        (alert,) = registry.alerts(states=["firing"])
+        registry.update_rule(rule.id, {"device_ids": ("aq-2", "aq-3")})
+        await evaluator.step(NOW + timedelta(seconds=10))
+        assert registry.alert(alert.id).state is AlertState.RESOLVED
+        assert registry.alert(alert.id).events[-1].note == "device no longer watched by the rule"

@@ -192,3 +192,18 @@ def test_one_replica_holds_the_lease_until_it_runs_out(registry: Registry) -> No
     assert not registry.take_lease("alerts", "a", ttl, now=T0 + timedelta(seconds=52))
     registry.release_lease("alerts", "b")
     assert registry.take_lease("alerts", "a", ttl, now=T0 + timedelta(seconds=53))
+
+
+def test_disabling_a_rule_resolves_its_open_alerts(registry: Registry) -> None:
+    rule = registry.add_rule(pm25_rule(), now=T0)
+    (alert_id,) = registry.apply(
+        [Change(rule, "aq-1", "aq-1", AlertState.FIRING, 30.0, "30")], ["webhook"], now=T0
+    )
+    registry.update_rule(rule.id, {"enabled": False}, now=T0 + timedelta(minutes=1))
+    alert = registry.alert(alert_id)
+    assert alert.state is AlertState.RESOLVED
+    assert alert.events[-1].note == "rule disabled"
+    assert [(d.event, d.state) for d in alert.deliveries] == [
+        ("firing", "pending"),
+        ("resolved", "pending"),
+    ]
