@@ -15,7 +15,7 @@ from datetime import datetime
 
 from alerting.lamps import lamp_faults
 from alerting.lifecycle import Observation
-from alerting.statistics import device_statistics
+from alerting.statistics import MinuteRollups, device_statistics
 from devices import DEVICE_KINDS, Device
 from devices.alert_rules import AlertRule
 from devices.model import BoundingBox
@@ -61,6 +61,30 @@ def _interval_s(device: Device) -> float:
     return DEVICE_KINDS[device.kind].interval_s
 
 
+# The latest readings of the previous round are read again this far back, for readings stored
+# a little after their timestamp (ingest batches, a worker catching up).
+SEEN_OVERLAP_S = 300
+
+
+@dataclass
+class Memory:
+    """What the evaluator keeps between rounds, so that each round reads only what is new:
+    1-minute rollups by (kind, metric), and each device's latest reading time."""
+
+    rollups: dict[tuple[str, str], MinuteRollups] = field(default_factory=dict)
+    last_seen: dict[str, int] = field(default_factory=dict)
+    seen_until_ns: int | None = None
+    tenants: tuple[str, ...] = ()
+
+    def follow(self, tenants: tuple[str, ...]) -> None:
+        """Start over when the tenants with rules change (the reads select by tenant)."""
+        if tenants != self.tenants:
+            self.rollups.clear()
+            self.last_seen.clear()
+            self.seen_until_ns = None
+            self.tenants = tenants
+
+
 @dataclass
 class Round:
     """One evaluation round: the time, the fleet and the reads shared between rules."""
@@ -78,6 +102,7 @@ class Round:
         default_factory=dict
     )
     tenants: tuple[str, ...] = ()
+    memory: Memory = field(default_factory=Memory)
 
     @property
     def now_ns(self) -> int:
@@ -92,6 +117,7 @@ class Round:
         if key not in self._stats:
 
             async def read() -> dict[str, float]:
+                cache = self.memory.rollups.setdefault((kind, metric), MinuteRollups(kind, metric))
                 found = await device_statistics(
                     self.client,
                     kind,
@@ -100,6 +126,7 @@ class Round:
                     window_s,
                     self.now_ns,
                     Selection.of_tenants(self.tenants),
+                    cache,
                 )
                 return found.values
 
@@ -107,18 +134,24 @@ class Round:
         return self._stats[key]
 
     async def last_seen(self) -> dict[str, int]:
-        """The time (ns) of every device's latest reading within LOOKBACK_S."""
+        """The time (ns) of every device's latest reading within LOOKBACK_S; after the first
+        round only the readings since the previous round (and SEEN_OVERLAP_S) are read."""
         if self._seen is None:
 
             async def read() -> dict[str, int]:
+                memory = self.memory
+                since = self.now_ns - LOOKBACK_S * NS
+                if memory.seen_until_ns is not None:
+                    since = max(since, memory.seen_until_ns - SEEN_OVERLAP_S * NS)
                 kinds = sorted({raw_measurement(d.kind) for d in self.devices})
                 latest = await latest_readings(
-                    self.client,
-                    kinds,
-                    self.now_ns - LOOKBACK_S * NS,
-                    Selection.of_tenants(self.tenants),
+                    self.client, kinds, since, Selection.of_tenants(self.tenants)
                 )
-                return {d: r.ts_ns for d, r in latest.items()}
+                for device_id, reading in latest.items():
+                    if reading.ts_ns > memory.last_seen.get(device_id, 0):
+                        memory.last_seen[device_id] = reading.ts_ns
+                memory.seen_until_ns = max(memory.seen_until_ns or 0, self.now_ns)
+                return memory.last_seen
 
             self._seen = asyncio.ensure_future(read())
         return await self._seen

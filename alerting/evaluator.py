@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from alerting.channels.alertmanager import AlertmanagerChannel
 from alerting.channels.base import Channel, Notice
-from alerting.conditions import Round, lamp, quality, selected, silence, threshold
+from alerting.conditions import Memory, Round, lamp, quality, selected, silence, threshold
 from alerting.lifecycle import Observation, decide
 from devices import Device, Registry
 from devices.alert_rules import Alert, AlertRule, AlertState, Change, RuleType
@@ -95,6 +95,7 @@ class Evaluator:
         self.config = config
         self._fleet: tuple[tuple[int, int], list[Device]] | None = None
         self._refreshed = 0.0
+        self._memory = Memory()
 
     async def _devices(self) -> list[Device]:
         """The active devices, read again only when the registry changed."""
@@ -111,7 +112,9 @@ class Evaluator:
         if not rules:
             return 0, 0
         devices = await self._devices()
-        work = Round(self.client, now, devices, tenants=tuple(sorted({r.tenant for r in rules})))
+        tenants = tuple(sorted({r.tenant for r in rules}))
+        self._memory.follow(tenants)
+        work = Round(self.client, now, devices, tenants=tenants, memory=self._memory)
         observed = await asyncio.gather(
             *(self._observe(rule, work) for rule in rules), return_exceptions=True
         )

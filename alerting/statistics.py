@@ -26,6 +26,81 @@ NS = 1_000_000_000
 _MINUTE = window_ns("1m")
 
 
+class MinuteRollups:
+    """The 1-minute rollups of one kind's metric, kept between rounds by minute, so that each
+    round reads only the minutes rolled up since the last (a 1-hour window is 60 minutes of
+    every device once, then one minute per round).
+
+    A minute is read once: a rollup rebuilt later (after late readings) is not read again
+    while it stays in the window. Minutes before the oldest window asked for are dropped.
+    """
+
+    def __init__(self, kind: str, metric: str) -> None:
+        found = DEVICE_KINDS[kind].metric(metric)
+        if found is None:
+            raise ValueError(f"kind {kind!r} has no metric {metric!r}")
+        self.kind = kind
+        self.metric = metric
+        self.names = STATS[found.aggregation]
+        self._selection: Selection | None = None
+        # minute start (ns) -> (device id per row, statistic columns)
+        self._minutes: dict[int, tuple[list[str], dict[str, F64]]] = {}
+
+    async def rows(
+        self, client: InfluxClient, devices: Selection, start_ns: int, end_ns: int
+    ) -> tuple[list[str], I64, dict[str, F64]]:
+        """Rollup rows of the minutes in [start, end): owners, minute starts, statistics."""
+        if devices != self._selection:
+            self._minutes.clear()
+            self._selection = devices
+        for minute in [m for m in self._minutes if m < start_ns - _MINUTE]:
+            del self._minutes[minute]
+        missing = [m for m in range(start_ns, end_ns, _MINUTE) if m not in self._minutes]
+        if missing:
+            await self._read(client, devices, missing[0], end_ns)
+        owners: list[str] = []
+        times: list[I64] = []
+        columns: dict[str, list[F64]] = {name: [] for name in self.names}
+        for minute in range(start_ns, end_ns, _MINUTE):
+            ids, stats = self._minutes[minute]
+            owners += ids
+            times.append(np.full(len(ids), minute, dtype=np.int64))
+            for name in self.names:
+                columns[name].append(stats[name])
+        return (
+            owners,
+            np.concatenate(times) if times else np.empty(0, np.int64),
+            {
+                name: np.concatenate(parts) if parts else np.empty(0, np.float64)
+                for name, parts in columns.items()
+            },
+        )
+
+    async def _read(
+        self, client: InfluxClient, devices: Selection, start_ns: int, end_ns: int
+    ) -> None:
+        owners, rows = await read_rollups(
+            client, self.kind, "1m", self.metric, self.names, start_ns, end_ns, devices
+        )
+        by_minute: dict[int, list[int]] = {m: [] for m in range(start_ns, end_ns, _MINUTE)}
+        for at, row in enumerate(rows):
+            by_minute.setdefault(int(row[0]), []).append(at)  # type: ignore[call-overload]
+        for minute, positions in by_minute.items():
+            self._minutes[minute] = (
+                [owners[i] for i in positions],
+                {
+                    name: np.array(
+                        [
+                            np.nan if rows[i][k + 1] is None else float(rows[i][k + 1])  # type: ignore[arg-type]
+                            for i in positions
+                        ],
+                        dtype=np.float64,
+                    )
+                    for k, name in enumerate(self.names)
+                },
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class WindowStatistics:
     """One statistic per device id, and how many minutes came from raw readings."""
@@ -42,8 +117,10 @@ async def device_statistics(
     window_s: int,
     now_ns: int,
     devices: Selection,
+    cache: MinuteRollups | None = None,
 ) -> WindowStatistics:
-    """`statistic` of `metric` per selected device over [now - window, now)."""
+    """`statistic` of `metric` per selected device over [now - window, now); `cache` keeps
+    the 1-minute rollups already read (the evaluator's, between rounds)."""
     found = DEVICE_KINDS[kind].metric(metric)
     if found is None:
         raise ValueError(f"kind {kind!r} has no metric {metric!r}")
@@ -64,20 +141,14 @@ async def device_statistics(
     index: dict[str, int] = {}
     parts: list[tuple[I64, I64, dict[str, F64]]] = []
     if rolled_end > start_ns:
-        owners, rows = await read_rollups(
-            client, kind, "1m", metric, names, start_ns, rolled_end, devices
-        )
+        if cache is None:
+            cache = MinuteRollups(kind, metric)
+        owners, times, stats = await cache.rows(client, devices, start_ns, rolled_end)
         parts.append(
             (
                 np.array([index.setdefault(o, len(index)) for o in owners], dtype=np.int64),
-                np.array([int(r[0]) for r in rows], dtype=np.int64),  # type: ignore[call-overload]
-                {
-                    name: np.array(
-                        [np.nan if r[i + 1] is None else float(r[i + 1]) for r in rows],  # type: ignore[arg-type]
-                        dtype=np.float64,
-                    )
-                    for i, name in enumerate(names)
-                },
+                times,
+                stats,
             )
         )
     # Counters and states need the reading before the first window; levels and gauges do not.
