@@ -15,7 +15,7 @@ import pytest
 
 from alerting import Evaluator, EvaluatorConfig
 from alerting.channels import WebhookChannel
-from alerting.statistics import device_statistics
+from alerting.statistics import MinuteRollups, device_statistics
 from devices import Device, Registry, Tenant
 from devices.alert_rules import AlertRule, AlertState, RuleType
 from lantaarn.localstack import Influx
@@ -316,3 +316,41 @@ async def test_a_device_taken_out_of_a_rule_resolves_its_alert(
         await evaluator.step(NOW + timedelta(seconds=10))
         assert registry.alert(alert.id).state is AlertState.RESOLVED
         assert registry.alert(alert.id).events[-1].note == "device no longer watched by the rule"
+
+
+async def test_kept_rollups_are_read_once_and_still_give_the_apis_aggregate(
+    client: InfluxClient,
+) -> None:
+    values = {before: 10.0 + before % 11 for before in range(10, 1800, 20)}
+    await _store(client, _readings("GM0363", "air_quality", "aq-1", values, "pm25"))
+    await _roll_up_until(client, "air_quality", NOW_NS - 5 * 60 * NS)
+    cache = MinuteRollups("air_quality", "pm25")
+    tenants = Selection.of_tenants(["GM0363"])
+    await device_statistics(client, "air_quality", "pm25", "mean", 900, NOW_NS, tenants, cache)
+    assert len(cache._minutes) == 10  # the rolled-up part of the window
+    # A stored rollup of a kept minute changes: the cache does not read it again.
+    older = NOW_NS - 10 * 60 * NS
+    key = series_key("air_quality_1m", {"tenant": "GM0363", "device_id": "aq-1"})
+    await client.write(f"{key} pm25_mean=1000.0 {older}\n".encode(), retention_policy="rollup_1m")
+    again = await device_statistics(
+        client, "air_quality", "pm25", "mean", 900, NOW_NS, tenants, cache
+    )
+    fresh = await device_statistics(client, "air_quality", "pm25", "mean", 900, NOW_NS, tenants)
+    assert again.values["aq-1"] < 30 < fresh.values["aq-1"]
+    # Five minutes later, with those minutes rolled up: only they are read, the rest kept.
+    later = NOW_NS + 5 * 60 * NS
+    await _roll_up_until(client, "air_quality", later)
+    moved = await device_statistics(
+        client, "air_quality", "pm25", "mean", 900, later, tenants, cache
+    )
+    assert sorted(cache._minutes)[0] >= later - 16 * 60 * NS  # older minutes dropped
+    api = await interval_aggregates(
+        client,
+        "air_quality",
+        "pm25",
+        Selection.of_devices(["aq-1"]),
+        later - 900 * NS,
+        later,
+        "15m",
+    )
+    assert moved.values["aq-1"] == pytest.approx(api.stats["mean"][0], rel=1e-12)
