@@ -64,6 +64,8 @@ def _interval_s(device: Device) -> float:
 # The latest readings of the previous round are read again this far back, for readings stored
 # a little after their timestamp (ingest batches, a worker catching up).
 SEEN_OVERLAP_S = 300
+# How far back the first round looks for devices' status messages (their last will).
+STATUS_LOOKBACK_S = 30 * 86400
 
 
 @dataclass
@@ -74,6 +76,8 @@ class Memory:
     rollups: dict[tuple[str, str], MinuteRollups] = field(default_factory=dict)
     last_seen: dict[str, int] = field(default_factory=dict)
     seen_until_ns: int | None = None
+    status: dict[str, tuple[int, str]] = field(default_factory=dict)
+    status_until_ns: int | None = None
     tenants: tuple[str, ...] = ()
 
     def follow(self, tenants: tuple[str, ...]) -> None:
@@ -82,6 +86,8 @@ class Memory:
             self.rollups.clear()
             self.last_seen.clear()
             self.seen_until_ns = None
+            self.status.clear()
+            self.status_until_ns = None
             self.tenants = tenants
 
 
@@ -157,11 +163,23 @@ class Round:
         return await self._seen
 
     async def status(self) -> dict[str, tuple[int, str]]:
-        """Every device's last status message (its last will says `offline`)."""
+        """Every device's last status message (its last will says `offline`); after the first
+        round only the messages since the previous one are read."""
         if self._status is None:
-            self._status = asyncio.ensure_future(
-                last_status(self.client, 0, Selection.of_tenants(self.tenants))
-            )
+
+            async def read() -> dict[str, tuple[int, str]]:
+                memory = self.memory
+                since = self.now_ns - STATUS_LOOKBACK_S * NS
+                if memory.status_until_ns is not None:
+                    since = max(since, memory.status_until_ns - SEEN_OVERLAP_S * NS)
+                found = await last_status(self.client, since, Selection.of_tenants(self.tenants))
+                for device_id, (at, state) in found.items():
+                    if at >= memory.status.get(device_id, (0, ""))[0]:
+                        memory.status[device_id] = (at, state)
+                memory.status_until_ns = max(memory.status_until_ns or 0, self.now_ns)
+                return memory.status
+
+            self._status = asyncio.ensure_future(read())
         return await self._status
 
     async def latest(self, kind: str, window_s: int) -> dict[str, dict[str, float]]:

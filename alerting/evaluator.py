@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from alerting.channels.alertmanager import AlertmanagerChannel
 from alerting.channels.base import Channel, Notice
 from alerting.conditions import Memory, Round, lamp, quality, selected, silence, threshold
@@ -245,7 +247,13 @@ class Evaluator:
         """Rounds every `interval_s` until `stop` is set; the lease is given up on the way out."""
         try:
             while not stop.is_set():
-                report = await self.step()
+                try:
+                    report = await self.step()
+                except (SQLAlchemyError, InfluxError, OSError) as exc:
+                    # The registry or storage is away: try again next round, the lease (if
+                    # this replica held it) runs out meanwhile and another may take over.
+                    log.warning("alerts round failed: %s", exc)
+                    report = None
                 if report is not None:
                     log.debug("alerts round: %s", report)
                 with contextlib.suppress(TimeoutError):
