@@ -33,8 +33,8 @@ Bbox = Annotated[
     str, Field(max_length=200, description="minLon,minLat,maxLon,maxLat in WGS84 degrees")
 ]
 
-# API property → attribute of devices.alert_rules.AlertRule (where the names differ).
-ATTRIBUTE = {"forSeconds": "for_s"}
+# Property of the schemas → attribute of devices.alert_rules.AlertRule (where they differ).
+ATTRIBUTE = {"for_seconds": "for_s", "margin_seconds": "margin_s"}
 
 
 class RuleSettings(In):
@@ -62,6 +62,12 @@ class RuleSettings(In):
     group_share: float | None = Field(None, description="silence: share silent at once (0..1]")
     group_minimum: int | None = Field(None, description="silence: smallest group alerted as one")
     max_share: float | None = Field(None, description="quality: share of rejections tolerated")
+    margin_seconds: float | None = Field(
+        None, description="lamp: seconds around sunrise and sunset when lit or dark is fine"
+    )
+    power_tolerance: float | None = Field(
+        None, description="lamp: tolerated deviation of power per dim level from the median"
+    )
     enabled: bool | None = None
 
     def changes(self) -> dict[str, Any]:
@@ -69,7 +75,7 @@ class RuleSettings(In):
         out: dict[str, Any] = {}
         for name in sorted(self.model_fields_set & set(RuleSettings.model_fields)):
             value = getattr(self, name)
-            attribute = "for_s" if name == "for_seconds" else name
+            attribute = ATTRIBUTE.get(name, name)
             if name == "device_ids" and value is not None:
                 value = tuple(value)
             out[attribute] = value
@@ -157,6 +163,8 @@ class RuleOut(Out):
     group_share: float
     group_minimum: int
     max_share: float
+    margin_seconds: float
+    power_tolerance: float
     revision: int
     created_at: str | None
     updated_at: str | None
@@ -191,6 +199,8 @@ class RuleOut(Out):
             group_share=rule.group_share,
             group_minimum=rule.group_minimum,
             max_share=rule.max_share,
+            margin_seconds=rule.margin_s,
+            power_tolerance=rule.power_tolerance,
             revision=rule.revision,
             created_at=_text(rule.created_at),
             updated_at=_text(rule.updated_at),

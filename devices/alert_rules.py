@@ -178,23 +178,22 @@ def rule_problems(rule: AlertRule) -> list[Problem]:
         found.append(Problem("for_s", "the for duration must be 0..604800 s"))
     if rule.type is RuleType.THRESHOLD:
         found += _threshold_problems(rule, kind is not None)
-    elif rule.type is RuleType.SILENCE:
-        if not (math.isfinite(rule.factor) and 1.0 <= rule.factor <= 1000.0):
-            found.append(Problem("factor", "factor must be 1..1000 reporting intervals"))
-        if not 0.0 < rule.group_share <= 1.0:
-            found.append(Problem("group_share", "group share must be in (0, 1]"))
-        if rule.group_minimum < 2:
-            found.append(Problem("group_minimum", "a group has at least 2 devices"))
-    elif rule.type is RuleType.QUALITY:
-        if not 0.0 <= rule.max_share < 1.0:
-            found.append(Problem("max_share", "the tolerated share must be in [0, 1)"))
-    else:
-        if rule.kind != "lamppost":
-            found.append(Problem("kind", "a lamp rule watches the kind lamppost"))
-        if not 0.0 <= rule.margin_s <= 4 * 3600:
-            found.append(Problem("margin_s", "the margin must be 0..14400 s"))
-        if not 0.0 < rule.power_tolerance <= 10.0:
-            found.append(Problem("power_tolerance", "the power tolerance must be in (0, 10]"))
+    elif rule.type is RuleType.LAMP and rule.kind != "lamppost":
+        found.append(Problem("kind", "a lamp rule watches the kind lamppost"))
+    # Every setting is checked whatever the type: a rule's type may not use it now, but what
+    # is stored must be a number the API can answer with (never NaN or infinity).
+    if not (math.isfinite(rule.factor) and 1.0 <= rule.factor <= 1000.0):
+        found.append(Problem("factor", "factor must be 1..1000 reporting intervals"))
+    if not 0.0 < rule.group_share <= 1.0:
+        found.append(Problem("group_share", "group share must be in (0, 1]"))
+    if rule.group_minimum < 2:
+        found.append(Problem("group_minimum", "a group has at least 2 devices"))
+    if not 0.0 <= rule.max_share < 1.0:
+        found.append(Problem("max_share", "the tolerated share must be in [0, 1)"))
+    if not 0.0 <= rule.margin_s <= 4 * 3600:
+        found.append(Problem("margin_s", "the margin must be 0..14400 s"))
+    if not 0.0 < rule.power_tolerance <= 10.0:
+        found.append(Problem("power_tolerance", "the power tolerance must be in (0, 10]"))
     if (rule.active_from is None) != (rule.active_until is None):
         found.append(Problem("active_from", "give both activeFrom and activeUntil, or neither"))
     for name in ("active_from", "active_until"):

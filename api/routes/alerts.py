@@ -46,8 +46,11 @@ AlertIdPath = Annotated[str, Path(alias="alertId", pattern=_ID_PATTERN)]
 TenantQuery = Annotated[str | None, Query(alias="tenant", pattern=f"^{TENANT_PATTERN}$")]
 
 
+_PROPERTY = {"for_s": "forSeconds", "margin_s": "marginSeconds"}
+
+
 def _name(attribute: str) -> str:
-    return "forSeconds" if attribute == "for_s" else to_camel(attribute)
+    return _PROPERTY.get(attribute, to_camel(attribute))
 
 
 def _bad(problems: list[tuple[str | None, str]]) -> BadRequest:

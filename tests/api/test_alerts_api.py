@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from api import ApiConfig, create_app
@@ -225,3 +226,15 @@ async def test_alerts_are_paged_newest_first(setup: Setup) -> None:
             headers=_as(keys, "admin"),
         )
     assert seen == ["d-4", "d-3", "d-2", "d-1", "d-0"]
+
+
+async def test_non_finite_numbers_are_400_not_500(setup: Setup) -> None:
+    keys, http, _ = setup
+    for name in ("fireAt", "groupShare", "maxShare", "marginSeconds", "powerTolerance"):
+        body = orjson.dumps({**OWN, name: 0.5}).decode().replace("0.5", "NaN")
+        answer = await http.post(
+            "/v1/alert-rules",
+            content=body,
+            headers={**_as(keys, "operator_a"), "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 400, (name, answer.text)
