@@ -10,11 +10,13 @@ raw range. `last` is the device's latest reading (latest state), within the wind
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import numpy as np
 
 from devices import DEVICE_KINDS, Aggregation
+from devices.alert_rules import WINDOWS
 from timeseries.aggregate import F64, I64, STATS, Windows, aggregate, merge
 from timeseries.client import InfluxClient
 from timeseries.queries import latest_readings, read_rollups
@@ -24,6 +26,7 @@ from timeseries.selection import Selection
 
 NS = 1_000_000_000
 _MINUTE = window_ns("1m")
+KEEP_NS = max(WINDOWS.values()) * NS  # the longest window a rule may use
 
 
 class MinuteRollups:
@@ -32,7 +35,7 @@ class MinuteRollups:
     every device once, then one minute per round).
 
     A minute is read once: a rollup rebuilt later (after late readings) is not read again
-    while it stays in the window. Minutes before the oldest window asked for are dropped.
+    while it stays in the window. Minutes older than the longest window rules use are dropped.
     """
 
     def __init__(self, kind: str, metric: str) -> None:
@@ -43,6 +46,7 @@ class MinuteRollups:
         self.metric = metric
         self.names = STATS[found.aggregation]
         self._selection: Selection | None = None
+        self._lock = asyncio.Lock()
         # minute start (ns) -> (device id per row, statistic columns)
         self._minutes: dict[int, tuple[list[str], dict[str, F64]]] = {}
 
@@ -50,14 +54,18 @@ class MinuteRollups:
         self, client: InfluxClient, devices: Selection, start_ns: int, end_ns: int
     ) -> tuple[list[str], I64, dict[str, F64]]:
         """Rollup rows of the minutes in [start, end): owners, minute starts, statistics."""
-        if devices != self._selection:
-            self._minutes.clear()
-            self._selection = devices
-        for minute in [m for m in self._minutes if m < start_ns - _MINUTE]:
-            del self._minutes[minute]
-        missing = [m for m in range(start_ns, end_ns, _MINUTE) if m not in self._minutes]
-        if missing:
-            await self._read(client, devices, missing[0], end_ns)
+        # Rules of several windows share this cache, their rounds at once: one reads, the others
+        # wait and find their minutes there; only minutes older than the longest window go.
+        async with self._lock:
+            if devices != self._selection:
+                self._minutes.clear()
+                self._selection = devices
+            horizon = end_ns - KEEP_NS - _MINUTE
+            for minute in [m for m in self._minutes if m < horizon]:
+                del self._minutes[minute]
+            missing = [m for m in range(start_ns, end_ns, _MINUTE) if m not in self._minutes]
+            if missing:
+                await self._read(client, devices, missing[0], end_ns)
         owners: list[str] = []
         times: list[I64] = []
         columns: dict[str, list[F64]] = {name: [] for name in self.names}

@@ -3,6 +3,7 @@ minutes, silence grouped per tenant, data quality, signed webhooks with retries,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -343,6 +344,29 @@ async def test_kept_rollups_are_read_once_and_still_give_the_windows_mean(
     moved = await device_statistics(
         client, "air_quality", "pm25", "mean", 900, later, tenants, cache
     )
-    assert sorted(cache._minutes)[0] >= later - 16 * 60 * NS  # older minutes dropped
+    assert sorted(cache._minutes)[0] >= later - 61 * 60 * NS  # none older than an hour
     inside = [v for before, v in values.items() if before <= 600]  # [NOW - 10 min, NOW)
     assert moved.values["aq-1"] == pytest.approx(sum(inside) / len(inside), rel=1e-12)
+
+
+async def test_rules_of_several_windows_share_kept_rollups_at_once(client: InfluxClient) -> None:
+    values = {before: 5.0 + before % 13 for before in range(10, 4200, 30)}
+    await _store(client, _readings("GM0363", "air_quality", "aq-1", values, "pm25"))
+    cache = MinuteRollups("air_quality", "pm25")
+    tenants = Selection.of_tenants(["GM0363"])
+    for now in (NOW_NS - 3 * 60 * NS, NOW_NS - 2 * 60 * NS, NOW_NS - 60 * NS):
+        # Each round a newly rolled-up minute: the long window reads it while the short
+        # ones look at the cache.
+        await _roll_up_until(client, "air_quality", now)
+        windows = (3600, 300, 900, 60)
+        shared = await asyncio.gather(
+            *(
+                device_statistics(client, "air_quality", "pm25", "mean", w, now, tenants, cache)
+                for w in windows
+            )
+        )
+        for window, found in zip(windows, shared, strict=True):
+            alone = await device_statistics(
+                client, "air_quality", "pm25", "mean", window, now, tenants
+            )
+            assert found.values == pytest.approx(alone.values, rel=1e-12), window
