@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@bash scripts/vendor-js.sh $(VENV)/js
 	@touch $(STAMP)
 
 setup: $(STAMP)

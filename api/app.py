@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import auth, problems
+from api import auth, docs, open_access, openapi_rules, problems
 from api.config import API_VERSION, ApiConfig
 from api.fleet import FleetCache
 from api.guard import RequestGuard
@@ -32,6 +32,7 @@ from api.routes import (
     health,
     kinds,
     latest,
+    open_data,
     readings,
     rejections,
     sessions,
@@ -65,13 +66,16 @@ CSP_DASHBOARD = (
     "default-src 'self'; img-src 'self' data: https:; object-src 'none'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
-# Swagger UI as FastAPI serves it: scripts and styles from jsDelivr and one inline script.
+# Swagger UI from our own files (api/docs.py): no other origin, no inline script; its React
+# components set style attributes, hence 'unsafe-inline' for styles only.
 CSP_DOCS = (
-    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
-    "connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
+# Readable from pages of any origin (NLGov ADR: the OpenAPI document; and the open data, which
+# is for anyone). None of them answers differently with a cookie, so `*` gives nothing away.
+_ANY_ORIGIN_PATHS = ("/v1/openapi.json", "/v1/catalog")
+_ANY_ORIGIN_PREFIXES = ("/v1/open-data/",)
 
 
 class ResponseHeaders:
@@ -92,6 +96,7 @@ class ResponseHeaders:
             csp, cache = CSP_DOCS, None
         else:
             csp, cache = CSP_API, "no-store"
+        any_origin = path in _ANY_ORIGIN_PATHS or path.startswith(_ANY_ORIGIN_PREFIXES)
 
         async def _send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -102,6 +107,8 @@ class ResponseHeaders:
                 headers.setdefault("Content-Security-Policy", csp)
                 if cache is not None:
                     headers.setdefault("Cache-Control", cache)
+                if any_origin:
+                    headers["Access-Control-Allow-Origin"] = "*"
             await send(message)
 
         await self.app(scope, receive, _send)
@@ -120,6 +127,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
                 app.state.fleet = FleetCache(registry)
+                app.state.open_data = open_access.OpenDataCache(registry)
                 app.state.keys = keys
                 app.state.influx = influx
                 app.state.config = config
@@ -139,10 +147,11 @@ def create_app(config: ApiConfig) -> FastAPI:
         title="lantaarn",
         summary="Telemetry of sensors and smart lampposts in public space",
         version=API_VERSION,
+        # The e-mail address is added by openapi_rules (FastAPI's model would want a package).
         contact={"name": "lantaarn developers", "url": "https://lantaarn.invalid/"},
         license_info={"name": "EUPL-1.2", "identifier": "EUPL-1.2"},
         openapi_url="/v1/openapi.json",
-        docs_url="/v1/docs",
+        docs_url=None,  # api/docs.py serves Swagger UI from our own files
         redoc_url=None,
         redirect_slashes=False,
         lifespan=lifespan,
@@ -192,6 +201,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         readings,
         aggregates,
         latest,
+        open_data,
         rejections,
         activity,
         sessions,
@@ -214,7 +224,9 @@ def create_app(config: ApiConfig) -> FastAPI:
             schema = plain_openapi()
             auth.document(schema)
             problems.document(schema)
+            openapi_rules.document(schema, public_url=config.public_url)
         return app.openapi_schema or {}
 
     app.openapi = _openapi  # type: ignore[method-assign]
+    docs.install(app)
     return app

@@ -50,11 +50,16 @@ _api_key = APIKeyHeader(
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: a role, the tenants it may see (None: all) and its key (None: anonymous)."""
+    """The caller: a role, the tenants it may see (None: all) and its key (None: anonymous).
+
+    `open_data_only`: an anonymous caller where anonymous reading is off; it sees no tenant,
+    only the devices the tenants publish as open data (api/open_access.py).
+    """
 
     role: Role
     tenants: frozenset[str] | None
     key_id: str | None
+    open_data_only: bool = False
 
     @property
     def anonymous(self) -> bool:
@@ -78,6 +83,8 @@ class Principal:
 
 
 ANONYMOUS_READER = Principal(Role.VIEWER, None, None)
+# Anonymous where anonymous reading is off: no tenant by key, the open data of all of them.
+OPEN_DATA_READER = Principal(Role.VIEWER, frozenset(), None, open_data_only=True)
 
 
 def ensure_visible(principal: Principal, device_id: str, tenant: str) -> None:

@@ -90,6 +90,7 @@ class DeviceKindOut(Out):
     label: str
     description: str
     interval_seconds: float
+    personal_data: bool = Field(description="its readings tell about people: never open data")
     metrics: list[MetricOut]
     commands: list[CommandSpecOut] = Field(description="what a device of this kind can be told")
 
@@ -102,6 +103,7 @@ def kinds_out() -> list[DeviceKindOut]:
             label=k.label,
             description=k.description,
             interval_seconds=k.interval_s,
+            personal_data=k.personal_data,
             metrics=[
                 MetricOut(
                     name=m.name,
@@ -118,6 +120,14 @@ def kinds_out() -> list[DeviceKindOut]:
         )
         for k in DEVICE_KINDS.values()
     ]
+
+
+class OpenDataOut(Out):
+    """The terms of a device that its tenant publishes as open data."""
+
+    licence: str = Field(description="SPDX identifier: CC0-1.0 or CC-BY-4.0")
+    licence_url: str
+    attribution: str = Field(description="name the source so when using the data")
 
 
 class DeviceOut(Out):
@@ -144,6 +154,9 @@ class DeviceOut(Out):
     )
     last_seen: str | None = Field(None, description="time of the newest reading (UTC)")
     latest: dict[str, float] | None = Field(None, description="the newest value of each metric")
+    open_data: OpenDataOut | None = Field(
+        None, description="licence and attribution, in answers to callers without a key"
+    )
 
     def live(self, state: LiveState | None) -> DeviceOut:
         """This device with its live state filled in."""
@@ -212,6 +225,9 @@ class LatestOut(Out):
     status: Literal["online", "offline", "silent"]
     ts: str | None
     metrics: dict[str, float]
+    open_data: OpenDataOut | None = Field(
+        None, description="licence and attribution, in answers to callers without a key"
+    )
 
 
 class CheckOut(Out):

@@ -141,9 +141,17 @@ async def stored_count(client: InfluxClient) -> int:
     return sum(int(s.values[0][1]) for s in result[0])
 
 
+TLS = False  # `--tls`: workers reach the broker over TLS (publishers stay on plain MQTT)
+
+
 @contextmanager
 def services(folder: Path) -> Iterator[tuple[Mosquitto, Influx]]:
     broker = Mosquitto(folder / "mosquitto", free_port())
+    if TLS:
+        # The test suite's TLS broker: our configuration plus a TLS listener, a throwaway CA.
+        from tests.broker.tlsbroker import TlsMosquitto, make_authority
+
+        broker = TlsMosquitto(folder / "mosquitto", free_port(), tls=make_authority(folder / "ca"))
     database = Influx(folder / "influx", free_port(), free_port())
     broker.start()
     database.start()
@@ -170,6 +178,13 @@ def lampposts(
         "LANTAARN_INGEST__ROLLUP_WINDOWS": "[]",
         "LANTAARN_LOG_LEVEL": "INFO",
     }
+    tls = getattr(broker, "tls", None)
+    if tls is not None:
+        env |= {
+            "LANTAARN_MQTT__TLS": "true",
+            "LANTAARN_MQTT__PORT": str(getattr(broker, "tls_port", broker.port)),
+            "LANTAARN_MQTT__CA_FILE": str(tls.ca),
+        }
     return lamps, env
 
 
@@ -295,7 +310,10 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency load, messages/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="latency run length")
+    parser.add_argument("--tls", action="store_true", help="workers connect over TLS")
     args = parser.parse_args()
+    global TLS  # noqa: PLW0603 - one switch for the whole run, set once here
+    TLS = args.tls
     print(f"## ingest, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(
         f"`{' '.join(['python -m bench.ingest', *sys.argv[1:]])}` on {platform.node()}, "

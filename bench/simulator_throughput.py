@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from broker import Connection, Login, Transport, client_context
 from lantaarn.localstack import Mosquitto, free_port
 from simulators import FaultRates, Links, SimClock, Simulation, make_fleet
 from simulators.engine import natural_rate
-from simulators.wire import Connection, Login, Transport
 
 
 def main() -> None:
@@ -32,10 +32,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--faults", default="none", help="as `lantaarn simulate --faults`")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tls", action="store_true", help="publish over TLS (a throwaway CA)")
     args = parser.parse_args()
     fleet = make_fleet(args.devices, tenants=4, seed=args.seed)
     with tempfile.TemporaryDirectory() as folder:
         broker = Mosquitto(Path(folder), free_port())
+        port, tls = broker.port, None
+        if args.tls:
+            # The test suite's TLS broker: our configuration plus a TLS listener.
+            from tests.broker.tlsbroker import TlsMosquitto, make_authority
+
+            files = make_authority(Path(folder) / "ca")
+            broker = TlsMosquitto(Path(folder) / "mosquitto", free_port(), tls=files)
+            port, tls = broker.tls_port, client_context(files.ca)
         broker.start()
         try:
             speed = args.rate / natural_rate(fleet.devices)
@@ -49,7 +58,8 @@ def main() -> None:
             )
             transport = Transport()
             connections = [
-                Connection("::1", broker.port, Login(f"bench-{n}")) for n in range(args.connections)
+                Connection("::1", port, Login(f"bench-{n}"), tls=tls)
+                for n in range(args.connections)
             ]
             for connection in connections:
                 transport.add(connection)
@@ -69,6 +79,7 @@ def main() -> None:
         f"in {elapsed:.1f} s: {report.rate:.0f} msg/s, {report.bytes / elapsed / 1e6:.1f} MB/s, "
         f"lag {report.lag_s:.0f} s simulated, acknowledged={drained} "
         f"refused={report.refused or 'none'} cpu={cpu / elapsed:.0%} "
+        f"cpu/message={cpu / max(1, report.messages) * 1e6:.1f} µs tls={args.tls} "
         f"machine={platform.machine()} cpus={os.cpu_count()} python={platform.python_version()}"
     )
 

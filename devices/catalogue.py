@@ -44,6 +44,9 @@ class DeviceKind:
     description: str
     metrics: tuple[Metric, ...]
     interval_s: float
+    # Readings that tell about people (counts of passers-by from a camera or a radar): such a
+    # kind can never be published as open data, whatever a tenant asks.
+    personal_data: bool = False
 
     def metric(self, name: str) -> Metric | None:
         """The metric of this kind called `name`, or None."""
@@ -162,6 +165,7 @@ _KINDS: tuple[DeviceKind, ...] = (
             _count("cars", "Cars"),
         ),
         60.0,
+        personal_data=True,
     ),
     DeviceKind(
         "parking",

@@ -1,13 +1,8 @@
 """The ingest pipeline: MQTT source -> decode/validate -> sink, with the dead-letter."""
 
 from ingest.decode import Decoded, Decoder, Rejection, TimeRules, prepare
-from ingest.errors import (
-    BrokerRefused,
-    IngestError,
-    LeaveInterrupted,
-    SourceClosed,
-    StorageFatal,
-)
+from ingest.errors import BrokerRefused, IngestError, LeaveInterrupted, SourceClosed
+from ingest.feed import Session, Source
 from ingest.reasons import Reason
 from ingest.source import BrokerConfig, Delivery, MqttSource
 from ingest.worker import Worker, WorkerConfig, WorkerStats, run_leaver, run_worker
@@ -23,8 +18,9 @@ __all__ = [
     "MqttSource",
     "Reason",
     "Rejection",
+    "Session",
+    "Source",
     "SourceClosed",
-    "StorageFatal",
     "TimeRules",
     "Worker",
     "WorkerConfig",

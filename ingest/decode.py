@@ -1,4 +1,4 @@
-"""Decode and validate: one MQTT message in, line protocol and rejections out. Never raises."""
+"""Decode and validate: one MQTT message in, typed points and rejections out. Never raises."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from devices import DEVICE_KINDS, MAX_PAYLOAD_BYTES, Device, Metric, TelemetryIn, parse_topic
 from ingest.reasons import Reason
-from timeseries.lineprotocol import escape_key, series_key, string_field
+from timeseries.lineprotocol import FieldValue, Point, Tags, tags
 from timeseries.schema import REJECTIONS, raw_measurement
 
 EXCERPT_BYTES: Final = 256
@@ -34,6 +34,9 @@ class Rejection:
     metric: str = ""
     excerpt: bytes = b""
     count: int = 1  # how many metric values it stands for (1 when unknown)
+    # Which message it came from (a hash of topic and payload): a message redelivered gets the
+    # same rejections, and the sink stores them at the same times (see ingest.sink).
+    message: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +44,14 @@ class KnownDevice:
     """What decoding needs of a registry device, prepared once per registry snapshot."""
 
     device: Device
-    # metric name -> (series key of its measurement, the metric)
+    # metric name -> (the device kind holding it, the metric)
     metrics: Mapping[str, tuple[str, Metric]]
-    # metric name -> (series key, lowest, highest valid value), bounds clamped to finite
+    # metric name -> (device kind, lowest, highest valid value), bounds clamped to finite
     # numbers so that one chained comparison also refuses infinities and NaN
     limits: Mapping[str, tuple[str, float, float]] = field(default_factory=dict)
+    # the tags of the device's raw points, and device kind -> its raw measurement
+    tags: Tags = ()
+    measurements: Mapping[str, str] = field(default_factory=dict)
 
 
 def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
@@ -53,20 +59,25 @@ def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
     index: dict[str, KnownDevice] = {}
     for device in devices:
         metrics: dict[str, tuple[str, Metric]] = {}
+        measurements: dict[str, str] = {}
         for kind_name in (device.kind, *device.extra_kinds):
             kind = DEVICE_KINDS.get(kind_name)
             if kind is None:
                 continue
-            key = series_key(
-                raw_measurement(kind.name), {"tenant": device.tenant, "device_id": device.device_id}
-            )
+            measurements[kind.name] = raw_measurement(kind.name)
             for metric in kind.metrics:
-                metrics.setdefault(metric.name, (key, metric))  # the device's own kind wins
+                metrics.setdefault(metric.name, (kind.name, metric))  # the device's own kind wins
         limits = {
-            name: (key, max(metric.minimum, -_LARGEST), min(metric.maximum, _LARGEST))
-            for name, (key, metric) in metrics.items()
+            name: (kind, max(metric.minimum, -_LARGEST), min(metric.maximum, _LARGEST))
+            for name, (kind, metric) in metrics.items()
         }
-        index[device.device_id] = KnownDevice(device, metrics, limits)
+        index[device.device_id] = KnownDevice(
+            device,
+            metrics,
+            limits,
+            tags(tenant=device.tenant, device_id=device.device_id),
+            measurements,
+        )
     return index
 
 
@@ -74,11 +85,11 @@ def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
 class Decoded:
     """What decoding one or more messages produced."""
 
-    lines: list[str] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     stored_values: int = 0
     late_values: int = 0
-    # (measurement, time in ns) of readings stored after their window's rollup was made
+    # (device kind, time in ns) of readings stored after their window's rollup was made
     late: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -101,7 +112,7 @@ def _timestamp_ns(ts: str | float | int | None) -> int | str | None:
             moment = datetime.fromisoformat(ts)
         except ValueError:
             return f"ts {ts[:40]!r} is not RFC 3339"
-        if moment.tzinfo is None or "T" not in ts.upper():
+        if moment.tzinfo is None or ("T" not in ts and "t" not in ts):
             return f"ts {ts[:40]!r} needs a date, a time and a zone"
         whole = int(moment.timestamp())
         return whole * _NS + moment.microsecond * 1000
@@ -120,10 +131,22 @@ def excerpt(payload: bytes) -> bytes:
     return payload[:EXCERPT_BYTES]
 
 
+def message_key(topic: str, payload: bytes) -> int:
+    """What tells one message from another: the same for a redelivery of the same message.
+
+    Python's own hash (64 bits, seeded per process): it is only compared within one worker's
+    lifetime, and costs a fraction of a cryptographic one.
+    """
+    return hash((topic, payload))
+
+
 def _rejecter(
     out: Decoded, topic_name: str, payload: bytes, received_ns: int
 ) -> Callable[..., None]:
-    """`reject(reason, detail, tenant="", device_id="")`: set this whole message aside."""
+    """`reject(reason, detail, tenant="", device_id="")`: set this whole message aside.
+
+    Made only once a message is refused: a closure per message costs more than it is worth.
+    """
 
     def reject(reason: Reason, detail: str, tenant: str = "", device_id: str = "") -> None:
         out.rejections.append(
@@ -135,18 +158,40 @@ def _rejecter(
                 tenant,
                 device_id,
                 excerpt=excerpt(payload),
+                message=message_key(topic_name, payload),
             )
         )
 
     return reject
 
 
-class Decoder:
-    """Turns telemetry messages into line protocol, against a registry snapshot."""
+# TelemetryIn.model_validate_json without its Python wrapper (the same validator).
+_validate_telemetry: Final = TelemetryIn.__pydantic_validator__.validate_json
 
-    def __init__(self, devices: Mapping[str, KnownDevice], rules: TimeRules | None = None) -> None:
+
+class Decoder:
+    """Turns telemetry messages into points, against a registry snapshot.
+
+    Readings without `ts` are stored at their receive time, made unique per device: several
+    messages of one socket read share a receive time, and points of one series and time replace
+    each other. So each such reading gets a nanosecond time of its own on this worker's `lane`
+    (time modulo LANES equals the lane, so workers never pick the same one), later than the
+    last one given to that device. `assigned` (device id -> last time given) is carried over
+    from the decoder of the previous registry snapshot.
+    """
+
+    def __init__(
+        self,
+        devices: Mapping[str, KnownDevice],
+        rules: TimeRules | None = None,
+        *,
+        lane: int = 0,
+        assigned: dict[str, int] | None = None,
+    ) -> None:
         self.devices = devices
         self.rules = rules or TimeRules()
+        self.lane = lane % LANES
+        self.assigned: dict[str, int] = {} if assigned is None else assigned
         self._max_future_ns = round(self.rules.max_future_s * _NS)
         self._max_age_ns = round(self.rules.max_age_s * _NS)
         self._late_after_ns = round(self.rules.late_after_s * _NS)
@@ -166,12 +211,11 @@ class Decoder:
                     f"undecodable: {type(exc).__name__}",
                     received_ns,
                     excerpt=excerpt(payload),
+                    message=message_key(topic, payload),
                 )
             )
 
     def _decode(self, topic_name: str, payload: bytes, received_ns: int, out: Decoded) -> None:
-        reject = _rejecter(out, topic_name, payload, received_ns)
-
         known = self._routes.get(topic_name)
         if known is None:
             known = self._route(topic_name, payload, received_ns, out)
@@ -180,7 +224,7 @@ class Decoder:
         device = known.device
         tenant, device_id = device.tenant, device.device_id
         if len(payload) > MAX_PAYLOAD_BYTES:
-            reject(
+            _rejecter(out, topic_name, payload, received_ns)(
                 Reason.PAYLOAD_TOO_LARGE,
                 f"payload is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES}",
                 tenant,
@@ -188,8 +232,9 @@ class Decoder:
             )
             return
         try:
-            message = TelemetryIn.model_validate_json(payload)
+            message: TelemetryIn = _validate_telemetry(payload)
         except ValidationError as exc:
+            reject = _rejecter(out, topic_name, payload, received_ns)
             first = exc.errors(include_url=False)[0]
             if first["type"].startswith("json"):
                 reject(Reason.BAD_JSON, f"not JSON: {first['msg']}", tenant, device_id)
@@ -202,7 +247,9 @@ class Decoder:
         readings = message.readings
         if readings is not None:
             if message.metrics is not None or message.ts is not None or message.seq is not None:
-                reject(Reason.SCHEMA, _BOTH_FORMS, tenant, device_id)
+                _rejecter(out, topic_name, payload, received_ns)(
+                    Reason.SCHEMA, _BOTH_FORMS, tenant, device_id
+                )
                 return
             for reading in readings:
                 self._reading(
@@ -215,7 +262,9 @@ class Decoder:
                 received_ns, out,
             )  # fmt: skip
         else:
-            reject(Reason.SCHEMA, _BOTH_FORMS, tenant, device_id)
+            _rejecter(out, topic_name, payload, received_ns)(
+                Reason.SCHEMA, _BOTH_FORMS, tenant, device_id
+            )
 
     def _route(
         self, topic_name: str, payload: bytes, received_ns: int, out: Decoded
@@ -280,11 +329,14 @@ class Decoder:
                     device.device_id,
                     excerpt=excerpt(payload),
                     count=len(metrics),
+                    message=message_key(topic_name, payload),
                 )
             )
             return
         limits = known.limits
-        fields: dict[str, list[str]] = {}
+        main = device.kind
+        values: dict[str, FieldValue] = {}  # the device's own kind's metrics
+        others: dict[str, dict[str, FieldValue]] | None = None  # those of its extra kinds
         for name, value in metrics.items():
             entry = limits.get(name)
             if entry is None:
@@ -298,18 +350,20 @@ class Decoder:
                         device.device_id,
                         name[:64],
                         excerpt(payload),
+                        message=message_key(topic_name, payload),
                     )
                 )
                 continue
-            key, lowest, highest = entry
+            kind, lowest, highest = entry
             number = float(value)
             # The bounds are finite, so this also refuses NaN and the infinities.
             if lowest <= number <= highest:
-                parts = fields.get(key)
-                if parts is None:
-                    fields[key] = [f"{name}={number!r}"]
+                if kind == main:
+                    values[name] = number
+                elif others is None:
+                    others = {kind: {name: number}}
                 else:
-                    parts.append(f"{name}={number!r}")
+                    others.setdefault(kind, {})[name] = number
                 continue
             if not math.isfinite(number):
                 out.rejections.append(
@@ -322,6 +376,7 @@ class Decoder:
                         device.device_id,
                         name,
                         excerpt(payload),
+                        message=message_key(topic_name, payload),
                     )
                 )
                 continue
@@ -336,41 +391,69 @@ class Decoder:
                     device.device_id,
                     name,
                     excerpt(payload),
+                    message=message_key(topic_name, payload),
                 )
             )
-        if not fields:
-            return
-        at = received_ns if ts is None or isinstance(ts, str) else ts
-        extra = "" if seq is None else f",seq={seq}i"
+        if others is None:
+            if not values:
+                return
+            fields = {main: values}
+        else:
+            fields = {main: values, **others} if values else others
         if ts is None:
-            extra += ",ts_assigned=true"
-        tail = f"{extra} {at}"
+            at = self._assign(device.device_id, received_ns)
+        elif isinstance(ts, str):
+            return  # not reached: an unreadable ts was rejected above
+        else:
+            at = ts
         late = at < received_ns - self._late_after_ns
-        lines = out.lines
-        for key, parts in fields.items():
-            lines.append(f"{key} {','.join(parts)}{tail}")
-            out.stored_values += len(parts)
+        points = out.points
+        measurements = known.measurements
+        for kind, values in fields.items():
+            count = len(values)
+            if seq is not None:
+                values["seq"] = seq
+            if ts is None:
+                values["ts_assigned"] = True
+            points.append(Point(measurements[kind], known.tags, values, at))
+            out.stored_values += count
             if late:
-                out.late_values += len(parts)
-                out.late.append((key.split(",", 1)[0], at))
+                out.late_values += count
+                out.late.append((kind, at))
+
+    def _assign(self, device_id: str, received_ns: int) -> int:
+        """A time for a reading without `ts`: its receive time, unique (see the class)."""
+        at = received_ns - received_ns % LANES + self.lane
+        last = self.assigned.get(device_id)
+        if last is not None and at <= last:
+            at = last + LANES
+        self.assigned[device_id] = at
+        return at
 
 
-def rejection_line(rejection: Rejection, at_ns: int, worker: str) -> str:
+# Workers giving receive times to readings without `ts` keep to their own residue modulo this
+# (at most 64 workers, see IngestSettings.workers): 64 ns of resolution traded for uniqueness.
+LANES: Final = 64
+
+
+def rejection_point(rejection: Rejection, at_ns: int, worker: str) -> Point:
     """The dead-letter point of a rejection at `at_ns`, tagged with the worker that wrote it.
 
     Points of one series and time replace each other: the sink gives every rejection its own
     time (see InfluxSink) and each worker its own series.
     """
-    tags = f"{REJECTIONS},reason={escape_key(rejection.reason.value)},worker={escape_key(worker)}"
-    if rejection.tenant:
-        tags += f",tenant={escape_key(rejection.tenant)}"
-    fields = [
-        f"device_id={string_field(rejection.device_id)}",
-        f"topic={string_field(rejection.topic)}",
-        f"detail={string_field(rejection.detail)}",
-        f"excerpt={string_field(rejection.excerpt.decode('utf-8', 'replace'))}",
-        f"values={rejection.count}i",
-    ]
+    fields: dict[str, FieldValue] = {
+        "device_id": rejection.device_id,
+        "topic": rejection.topic,
+        "detail": rejection.detail,
+        "excerpt": rejection.excerpt.decode("utf-8", "replace"),
+        "values": rejection.count,
+    }
     if rejection.metric:
-        fields.append(f"metric={string_field(rejection.metric)}")
-    return f"{tags} {','.join(fields)} {at_ns}"
+        fields["metric"] = rejection.metric
+    return Point(
+        REJECTIONS,
+        tags(reason=rejection.reason.value, tenant=rejection.tenant, worker=worker),
+        fields,
+        at_ns,
+    )

@@ -15,9 +15,5 @@ class SourceClosed(IngestError):
     """The source was closed and everything it had was handed out."""
 
 
-class StorageFatal(IngestError):
-    """Storage refuses us for good (401/403): the worker stops with this message."""
-
-
 class LeaveInterrupted(IngestError):
     """A worker's leave was stopped before its session was drained; the session is kept."""

@@ -46,7 +46,13 @@ class WorkerCollector(Collector):
         )
         down = GaugeMetricFamily(
             "lantaarn_ingest_storage_unavailable",
-            "1 while InfluxDB does not take writes and the worker retries",
+            "1 while InfluxDB does not take writes (the worker retries) or has not answered a "
+            "write for a few seconds",
+            labels=["worker"],
+        )
+        slow = CounterMetricFamily(
+            "lantaarn_ingest_storage_slow_writes",
+            "Writes InfluxDB took longer than a few seconds to answer",
             labels=["worker"],
         )
         for worker in self.workers:
@@ -59,4 +65,5 @@ class WorkerCollector(Collector):
                 rejected.add_metric([name, reason], count)
             pending.add_metric([name], worker.source.received - worker.source.acked)
             down.add_metric([name], 1.0 if worker.storage_unavailable else 0.0)
-        yield from (messages, stored, late, rejected, pending, down)
+            slow.add_metric([name], worker.sink.slow_writes)
+        yield from (messages, stored, late, rejected, pending, down, slow)

@@ -25,10 +25,13 @@ MAX_LATE_WINDOWS = 10_000
 
 @dataclass(frozen=True, slots=True)
 class RollupConfig:
-    """Which windows to keep, how long to wait for late readings, how often to look (seconds)."""
+    """Which windows to keep, how long to wait for late readings, how often to look (seconds).
 
-    windows: tuple[str, ...] = ("1m", "1h")
-    grace_s: float = 120.0
+    The first two are settings (`lantaarn.settings.IngestSettings`), which hold their defaults.
+    """
+
+    windows: tuple[str, ...]
+    grace_s: float
     tick_s: float = 5.0
     first_windows: int = 3  # on a first start, also roll this many windows before now
     max_windows_per_query: int = 60

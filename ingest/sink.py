@@ -4,94 +4,158 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
-from ingest.decode import Rejection, rejection_line
+from ingest.decode import Rejection, rejection_point
 from ingest.reasons import Reason
 from timeseries import BatchWriter
+from timeseries.lineprotocol import Encoder, Point
 from timeseries.schema import RAW_RP
 
 log = logging.getLogger(__name__)
 
+# Messages whose rejections' times are remembered, and for how long (ns): a redelivery within
+# these bounds stores its rejections again at the same times, so they replace themselves.
+REMEMBERED_MESSAGES: Final = 100_000
+REMEMBERED_FOR_NS: Final = 3600 * 1_000_000_000
+
 
 class Sink(Protocol):
-    """Stores lines and rejections; returns only once they are safely stored.
+    """Stores points and rejections; returns only once they are safely stored.
 
     Lifecycle: constructed open; `store` may be awaited repeatedly; retries internally for as
     long as storage is unavailable, and raises only on a fatal error (bad credentials).
     """
 
-    async def store(self, lines: Sequence[str], rejections: Sequence[Rejection]) -> list[Rejection]:
+    @property
+    def unavailable(self) -> bool:
+        """Whether storage does not answer right now (refused, or slower than a few seconds)."""
+        ...
+
+    @property
+    def slow_writes(self) -> int:
+        """How many writes took longer than a few seconds (see timeseries.BatchWriter)."""
+        ...
+
+    async def store(
+        self, points: Sequence[Point], rejections: Sequence[Rejection], /
+    ) -> list[Rejection]:
         """Store both; returns the rejections that storage itself added."""
         ...
+
+
+class RejectionTimes:
+    """Gives every rejection a time of its own, the same again when its message comes back.
+
+    A rejection is stored at its message's receive time, nudged forward by a nanosecond where
+    two would share one (all rejections of one message were received at once, and so were the
+    messages of one socket read). A redelivered message is received later: its first time is
+    looked up by the message's key, so its rejections land on the same points and replace
+    themselves rather than being counted twice. Remembered for `REMEMBERED_FOR_NS` and at most
+    `REMEMBERED_MESSAGES` messages, in this process only.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[int, int] = {}  # message key -> time of its first rejection
+        self._next_ns = 0  # the earliest time no rejection of this sink was given yet
+
+    def times(self, rejections: Sequence[Rejection]) -> list[int]:
+        """A time (ns) for each rejection, in order."""
+        out: list[int] = []
+        at = 0
+        previous: int | None = None
+        for rejection in rejections:
+            key = rejection.message
+            if previous is not None and key == previous and key != 0:
+                at += 1  # the next rejection of the same message
+            else:
+                at = self._first_time(rejection)
+            previous = key
+            out.append(at)
+            self._next_ns = max(self._next_ns, at + 1)
+        return out
+
+    def _first_time(self, rejection: Rejection) -> int:
+        key = rejection.message
+        first = self._first.get(key) if key else None
+        if first is not None:
+            return first
+        at = max(rejection.received_ns, self._next_ns)
+        if key:
+            self._forget_before(at - REMEMBERED_FOR_NS)
+            self._first[key] = at
+        return at
+
+    def _forget_before(self, oldest_ns: int) -> None:
+        remembered = self._first
+        # Insertion order is time order: the oldest entries are first.
+        while remembered:
+            key, at = next(iter(remembered.items()))
+            if at >= oldest_ns and len(remembered) < REMEMBERED_MESSAGES:
+                return
+            del remembered[key]
 
 
 class InfluxSink:
     """Writes to InfluxDB through the batched writer, in chunks of `chunk_lines`."""
 
-    def __init__(self, writer: BatchWriter, chunk_lines: int = 5000, worker: str = "") -> None:
+    def __init__(self, writer: BatchWriter, chunk_lines: int, worker: str) -> None:
         self._writer = writer
         self._chunk = chunk_lines
         self._worker = worker
-        self._last_ns = 0  # time of the last dead-letter point written: each gets its own
+        self._encoder = Encoder()
+        self._times = RejectionTimes()
 
     @property
     def unavailable(self) -> bool:
-        """Whether InfluxDB is not answering right now (the writer is retrying)."""
+        """Whether InfluxDB is not answering right now (the writer is retrying or waiting)."""
         return self._writer.unavailable
 
-    async def store(self, lines: Sequence[str], rejections: Sequence[Rejection]) -> list[Rejection]:
-        """Write raw lines, then the dead-letter; refused raw lines join the dead-letter."""
+    @property
+    def slow_writes(self) -> int:
+        """Writes InfluxDB took longer than the writer's `slow_after_s` to answer."""
+        return self._writer.slow_writes
+
+    async def store(
+        self, points: Sequence[Point], rejections: Sequence[Rejection], /
+    ) -> list[Rejection]:
+        """Write raw points, then the dead-letter; refused raw points join the dead-letter."""
         added: list[Rejection] = []
+        lines = self._encoder.lines(points)
         for start in range(0, len(lines), self._chunk):
             outcome = await self._writer.write(
                 lines[start : start + self._chunk], retention_policy=RAW_RP
             )
+            if not outcome.refused:
+                continue
+            refused_points = dict(zip(lines, points, strict=True))
             for line, why in outcome.refused:
                 log.warning("InfluxDB refused a line: %s", why)
-                added.append(
-                    Rejection(
-                        Reason.STORAGE_REFUSED,
-                        "",
-                        why[:200],
-                        _line_time(line),
-                        *_line_owner(line),
-                        excerpt=line[:256].encode(),
-                        count=_metric_values(line),
-                    )
-                )
+                added.append(_refused(refused_points[line], line, why))
         dead = [*rejections, *added]
         if dead:
-            rows = []
-            for rejection in dead:
-                # Receive time, nudged forward by a nanosecond where two would share one (all
-                # rejections of one message were received at once).
-                self._last_ns = max(rejection.received_ns, self._last_ns + 1)
-                rows.append(rejection_line(rejection, self._last_ns, self._worker))
-            outcome = await self._writer.write(rows, retention_policy=RAW_RP)
+            rows = [
+                rejection_point(rejection, at, self._worker)
+                for rejection, at in zip(dead, self._times.times(dead), strict=True)
+            ]
+            outcome = await self._writer.write(self._encoder.lines(rows), retention_policy=RAW_RP)
             for _line, why in outcome.refused:
                 log.error("InfluxDB refused a dead-letter point: %s", why)
         return added
 
 
-def _line_time(line: str) -> int:
-    try:
-        return int(line.rsplit(" ", 1)[1])
-    except (IndexError, ValueError):
-        return 0
-
-
-def _line_owner(line: str) -> tuple[str, str]:
-    """(tenant, device id) from a raw line's tags; ours are never escaped (ids are plain)."""
-    head = line.split(" ", 1)[0].split(",")[1:]
-    tags = dict(part.split("=", 1) for part in head if "=" in part)
-    return tags.get("tenant", ""), tags.get("device_id", "")
-
-
-def _metric_values(line: str) -> int:
-    """How many metric values a raw line holds (its fields, less seq and ts_assigned)."""
-    try:
-        fields = line.split(" ")[1].split(",")
-    except IndexError:
-        return 1
-    return max(1, sum(1 for f in fields if not f.startswith(("seq=", "ts_assigned="))))
+def _refused(point: Point, line: str, why: str) -> Rejection:
+    """The rejection standing for a raw point InfluxDB refused."""
+    owner = dict(point.tags)
+    return Rejection(
+        Reason.STORAGE_REFUSED,
+        "",
+        why[:200],
+        point.time_ns,
+        owner.get("tenant", ""),
+        owner.get("device_id", ""),
+        excerpt=line[:256].encode(),
+        # its metric values: every field but the bookkeeping ones
+        count=max(1, sum(1 for name in point.fields if name not in ("seq", "ts_assigned"))),
+        message=hash(line),
+    )

@@ -1,9 +1,10 @@
 """The MQTT source: a subscriber that holds each acknowledgement until we release it.
 
-It runs on the event loop itself (`ingest.wire`), not in a thread: a socket read becomes a list
-of deliveries at once, and a batch's PUBACKs go out in one write. The broker never has more
-than `receive_maximum` unacknowledged messages out to us (MQTT 5 flow control), so the buffer
-here is bounded by construction: while storage is slow, the backlog waits in the broker.
+The session itself (connection, keep-alive, reconnecting, TLS, the codec) is `broker.Subscriber`;
+this adds what the pipeline wants of it: a bounded buffer handed out in batches, and the
+acknowledgements of what was stored. The broker never has more than `receive_maximum`
+unacknowledged messages out to us (MQTT 5 flow control), so the buffer here is bounded by
+construction: while storage is slow, the backlog waits in the broker.
 
 A source made with `leave=True` retires a worker's session for good (scale-down): it resumes the
 session, unsubscribes instead of subscribing, hands out what the session still holds, and
@@ -14,45 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 
+from broker import SESSION_TAKEN_OVER, BrokerConfig, Delivery, Subscriber
 from ingest.errors import BrokerRefused, SourceClosed
-from ingest.wire import (
-    DISCONNECT_PACKET,
-    PINGREQ_PACKET,
-    PROP_SERVER_KEEP_ALIVE,
-    SESSION_TAKEN_OVER,
-    Delivery,
-    ProtocolBroken,
-    SubscriberProtocol,
-    connect_packet,
-    disconnect_packet,
-    puback_packets,
-    reason_text,
-)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BrokerConfig", "Delivery", "MqttSource"]
-
-_SUBSCRIBE_MID = 1  # the only packet id we ever send (acks reuse the broker's ids)
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerConfig:
-    """How to reach the broker and who we are there."""
-
-    host: str = "::1"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    keepalive_s: int = 30
-    session_expiry_s: int = 7 * 86400
 
 
 class MqttSource:
@@ -83,31 +56,42 @@ class MqttSource:
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
         self.receive_maximum = max(1, min(receive_maximum, 65_535))
+        self.leave = leave
+        self._session = Subscriber(
+            broker,
+            client_id,
+            self.subscriptions,
+            receive_maximum=self.receive_maximum,
+            on_messages=self._deliver,
+            on_lost=self._lost,
+            unsubscribe=leave,
+            retry=not leave,
+            explain_loss=self._explain_loss,
+        )
         self._buffer: deque[Delivery] = deque()
-        self._generation = 0
         self._closed = False
-        self._protocol: SubscriberProtocol | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._subscribed: asyncio.Event | None = None
-        self._refused: BrokerRefused | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._wanted = 1
-        self._disconnecting = False
-        self.connected = False
-        self.received = 0  # deliveries since start, all connections
+        # Deliveries since start, all connections, and the acknowledged ones. A lost
+        # connection's unacknowledged deliveries go back to the broker (they come again), so
+        # they leave `received` too: `received - acked` is what we hold right now.
+        self.received = 0
         self.acked = 0
-        self.leave = leave
-        # Leaving only: whether this connection's UNSUBSCRIBE was confirmed, its deliveries not
-        # yet acknowledged, and when anything last arrived, was acknowledged or unsubscribed.
-        self._unsubscribed = False
-        self._pending = 0
+        self._held = 0  # deliveries of the current connection not yet acknowledged
+        # Leaving only: when anything last arrived, was acknowledged or unsubscribed.
         self._last_activity = time.monotonic()
         self.session_ended = False
 
     @property
+    def connected(self) -> bool:
+        """Whether a connection stands and the broker let us in."""
+        return self._session.connected
+
+    @property
     def refused(self) -> BrokerRefused | None:
         """Why the broker turned us away, if it did."""
-        return self._refused
+        refused = self._session.refused
+        return None if refused is None else BrokerRefused(str(refused))
 
     async def __aenter__(self) -> MqttSource:
         await self.open()
@@ -123,167 +107,56 @@ class MqttSource:
 
         Raises BrokerRefused when turned away or when no answer comes within `timeout_s`.
         """
-        self._subscribed = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.client_id}")
+        self._session.start()
         try:
             async with asyncio.timeout(timeout_s):
-                await self._subscribed.wait()
+                await self._session.ready.wait()
         except TimeoutError:
             await self.aclose()
             raise BrokerRefused(
                 f"no answer from the broker at [{self.broker.host}]:"
                 f"{self.broker.port} within {timeout_s:.0f} s"
             ) from None
-        if self._refused is not None:
+        refused = self.refused
+        if refused is not None:
             await self.aclose()
-            raise self._refused
+            raise refused
+        self._last_activity = time.monotonic()
 
-    # -- the connection --------------------------------------------------------------------------
+    def _explain_loss(self, why: str | None, code: int | None) -> str:
+        # Most likely the worker we retire is still running and took its session back
+        # (Mosquitto 2.0.11 just closes the connection then; newer brokers say 0x8E).
+        # Reconnecting would fight it for the session and make it resubscribe each time,
+        # so give up: the session stays, without subscriptions, for another attempt.
+        taken = code == SESSION_TAKEN_OVER
+        self.close()
+        return (
+            f"{self.client_id} lost the broker while leaving ("
+            + ("another client connected with its id" if taken else why or "closed")
+            + "): if that worker still runs, stop it, then leave again; its session is "
+            "kept, without subscriptions"
+        )
 
-    async def _run(self) -> None:
-        """Keep a connection: connect, subscribe, and on loss reconnect with backoff (1-10 s)."""
-        delay = 1.0
-        while not self._closed:
-            try:
-                await self._session()
-                delay = 1.0
-            except BrokerRefused as exc:
-                self._refused = exc
-                log.error("%s", exc)  # noqa: TRY400 - a refusal, not a bug: no traceback
-                if self._subscribed is not None:
-                    self._subscribed.set()
-                if self.leave:
-                    self.close()  # a leaver does not retry: `refused` says why it stopped
-            except (OSError, TimeoutError, ProtocolBroken) as exc:
-                if not self._closed:
-                    log.warning("%s cannot reach the broker: %s", self.client_id, exc)
-            finally:
-                self._lost(self._generation)
-            if self._closed:
-                return
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
-            delay = min(delay * 2, 10.0)
-
-    async def _session(self) -> None:
-        """One connection, from CONNECT until it is lost (returns) or refused (raises)."""
-        loop = asyncio.get_running_loop()
-        keepalive = self.broker.keepalive_s
-        # Every connection gets a generation of its own: packet ids are only meaningful on the
-        # connection that delivered them, and an ack must never reach another one.
-        self._generation += 1
-        generation = self._generation
-        async with asyncio.timeout(max(keepalive, 5)):
-            _, protocol = await loop.create_connection(
-                lambda: SubscriberProtocol(generation, self._deliver, self._lost),
-                self.broker.host,
-                self.broker.port,
-            )
-            self._protocol = protocol
-            protocol.send(
-                connect_packet(
-                    self.client_id,
-                    keepalive,
-                    session_expiry_s=self.broker.session_expiry_s,
-                    receive_maximum=self.receive_maximum,
-                    username=self.broker.username,
-                    password=self.broker.password,
-                )
-            )
-            connack = await protocol.connack
-            if connack.reason >= 0x80:
-                protocol.abort("refused")
-                raise BrokerRefused(
-                    f"the broker refused {self.client_id}: {reason_text(connack.reason)}"
-                )
-            server_keepalive = connack.properties.get(PROP_SERVER_KEEP_ALIVE)
-            if isinstance(server_keepalive, int) and server_keepalive > 0:
-                keepalive = server_keepalive  # MQTT 5: the server's value binds us
-            self.connected = True
-            log.info("%s connected (session present: %s)", self.client_id, connack.session_present)
-            if self.leave:
-                # Messages queued in the session arrive from here on; UNSUBSCRIBE only stops
-                # new ones being routed to us. Repeated on a reconnect, it answers 0x11.
-                protocol.unsubscribe(_SUBSCRIBE_MID, self.subscriptions)
-                reasons = await protocol.unsuback
-            else:
-                protocol.subscribe(_SUBSCRIBE_MID, self.subscriptions)
-                reasons = await protocol.suback
-        failed = [reason_text(r) for r in reasons if r >= 0x80]
-        if failed:
-            protocol.abort("subscription refused")
-            raise BrokerRefused(
-                f"the broker refused to {'un' if self.leave else ''}subscribe {self.client_id}: "
-                f"{', '.join(failed)}"
-            )
-        if self.leave:
-            self._unsubscribed = True
-            self._last_activity = time.monotonic()
-            log.info("%s unsubscribed from %s", self.client_id, ", ".join(self.subscriptions))
-        else:
-            log.info("%s subscribed to %s", self.client_id, ", ".join(self.subscriptions))
-        if self._subscribed is not None:
-            self._subscribed.set()
-        await self._keep_alive(protocol, keepalive)
-
-    async def _keep_alive(self, protocol: SubscriberProtocol, keepalive_s: int) -> None:
-        """Ping when quiet, and drop a connection the broker stopped answering on."""
-        every = max(0.5, keepalive_s / 2)
-        while not protocol.lost.done():
-            await asyncio.wait([protocol.lost], timeout=every)
-            now = time.monotonic()
-            if now - protocol.last_received > keepalive_s * 1.5:
-                protocol.abort(f"no packet from the broker for {keepalive_s * 1.5:.0f} s")
-            elif self._disconnecting:
-                pass  # nothing may follow DISCONNECT; the broker is closing the connection
-            elif now - protocol.last_sent >= every or now - protocol.last_received >= every:
-                protocol.send(PINGREQ_PACKET)
-        why = protocol.lost.result()
-        if self._closed:
-            return
-        if self.leave:
-            # Most likely the worker we retire is still running and took its session back
-            # (Mosquitto 2.0.11 just closes the connection then; newer brokers say 0x8E).
-            # Reconnecting would fight it for the session and make it resubscribe each time,
-            # so give up: the session stays, without subscriptions, for another attempt.
-            taken = protocol.disconnect_code == SESSION_TAKEN_OVER
-            raise BrokerRefused(
-                f"{self.client_id} lost the broker while leaving ("
-                + ("another client connected with its id" if taken else why or "closed")
-                + "): if that worker still runs, stop it, then leave again; its session is "
-                "kept, without subscriptions"
-            )
-        raise ConnectionError(why or "the broker closed the connection")
-
-    def _lost(self, generation: int) -> None:
-        """Forget connection `generation` (if current): its packet ids mean nothing any more.
-
-        Called by the protocol the moment the socket closes, so that no ack is counted for a
-        dead connection, and again when the session ends (then usually with nothing to do).
-        """
-        if generation != self._generation:
-            return
-        was = self.connected
-        self.connected = False
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None and protocol.transport is not None:
-            protocol.abort("the session ended")  # e.g. no SUBACK in time: never leave it open
+    def _lost(self, _generation: int) -> None:
+        """The connection is gone: what it delivered can no longer be acknowledged."""
         # Unacknowledged messages of the lost connection come back on the next one; acking
         # them by their old packet ids could acknowledge other messages, so forget them.
-        self._generation += 1
         self._buffer.clear()
-        self._unsubscribed = False
-        self._pending = 0
-        if was and not self._closed:
+        self.received -= self._held
+        self._held = 0
+        if self._session.refused is not None and self.leave:
+            self.close()
+        if not self._closed and not self._session.closed:
             log.warning("%s lost the broker; reconnecting", self.client_id)
 
     def _deliver(self, deliveries: list[Delivery]) -> None:
-        """Called by the protocol with what one socket read held."""
-        if self._closed or deliveries[0].generation != self._generation:
+        """Called by the session with what one socket read held."""
+        if self._closed:
             return  # left unacknowledged: the broker hands them out again
         self._buffer.extend(deliveries)
         self.received += len(deliveries)
+        self._held += len(deliveries)
         if self.leave:
-            self._pending += len(deliveries)
             self._last_activity = time.monotonic()
         waiter = self._waiter
         if waiter is not None and len(self._buffer) >= self._wanted and not waiter.done():
@@ -321,16 +194,19 @@ class MqttSource:
 
     def ack(self, deliveries: Sequence[Delivery]) -> int:
         """Acknowledge deliveries of the current connection; returns how many were acked."""
-        protocol = self._protocol
-        if protocol is None:
+        session = self._session
+        if session.protocol is None:
             return 0
-        generation = self._generation
-        mids = [d.mid for d in deliveries if d.qos and d.generation == generation]
-        protocol.send(puback_packets(mids))
-        self.acked += len(mids)
+        generation = session.generation
+        # One pass: QoS 0 deliveries carry packet id 0, settled too but never acknowledged.
+        mids = [d.mid for d in deliveries if d.generation == generation]
+        settled = len(mids)
+        if 0 in mids:
+            mids = [mid for mid in mids if mid]
+        session.ack(mids)
+        self.acked += settled
+        self._held -= settled
         if self.leave:
-            # QoS 0 deliveries need no PUBACK but count as settled once handed back here.
-            self._pending -= sum(1 for d in deliveries if d.generation == generation)
             self._last_activity = time.monotonic()
         return len(mids)
 
@@ -342,7 +218,7 @@ class MqttSource:
         soon as our acknowledgements make room (Receive Maximum): so a quiet second or two
         after the last acknowledgement means the session is empty.
         """
-        if not (self.leave and self.connected and self._unsubscribed) or self._pending:
+        if not (self.leave and self.connected and self._session.ready.is_set()) or self._held:
             return 0.0
         return time.monotonic() - self._last_activity
 
@@ -352,10 +228,13 @@ class MqttSource:
         Call it only when `quiet_for()` says the session is drained. Returns False (and sends
         nothing) when there is no connection to send it on. The source is closed afterwards.
         """
-        protocol = self._protocol
-        if protocol is None or protocol.transport is None or self._disconnecting:
+        session = self._session
+        if session.protocol is None or session.protocol.transport is None:
             return False
-        self._send_disconnect(protocol, disconnect_packet(session_expiry_s=0), linger_s)
+        if session.disconnecting:
+            return False
+        self.close()
+        session.disconnect(linger_s, session_expiry_s=0)
         self.session_ended = True
         return True
 
@@ -367,45 +246,11 @@ class MqttSource:
             waiter.set_result(None)
 
     def disconnect(self, linger_s: float = 3.0) -> None:
-        """Leave the broker, keeping the session; unacknowledged messages will come back.
-
-        We send DISCONNECT and let the broker close the connection: Mosquitto reads one packet
-        per wake-up and drops a connection whose peer has closed without reading the rest, so
-        closing our end at once loses the PUBACKs of the last batch (they come back as
-        duplicates). After `linger_s` seconds we close it ourselves.
-        """
+        """Leave the broker, keeping the session; unacknowledged messages will come back."""
         self.close()
-        protocol = self._protocol
-        if protocol is not None and protocol.transport is not None:
-            if not self._disconnecting:
-                self._send_disconnect(protocol, DISCONNECT_PACKET, linger_s)
-        elif self._task is not None:
-            self._task.cancel()  # connecting or waiting to reconnect: nothing to flush
-
-    def _send_disconnect(
-        self, protocol: SubscriberProtocol, packet: bytes, linger_s: float
-    ) -> None:
-        """Close the source, send `packet` (a DISCONNECT) and close our end after `linger_s`."""
-        self.close()
-        transport = protocol.transport
-        assert transport is not None
-        self._disconnecting = True
-        protocol.send(packet)
-        try:
-            asyncio.get_running_loop().call_later(linger_s, transport.close)
-        except RuntimeError:  # no loop runs any more: nobody would read the answer
-            transport.close()
+        self._session.disconnect(linger_s)
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """`disconnect`, then wait until the connection is closed (acks flushed)."""
         self.disconnect()
-        task = self._task
-        if task is None:
-            return
-        await asyncio.wait([task], timeout=timeout_s)
-        if not task.done():
-            task.cancel()
-            log.warning("%s: the broker connection did not close in time", self.client_id)
-            await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: the connection task failed", self.client_id, exc_info=task.exception())
+        await self._session.wait_closed(timeout_s)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from devices import Registry, parse_topic, shared_subscription
 from ingest.decode import Decoded, KnownDevice, TimeRules
 from ingest.errors import LeaveInterrupted, SourceClosed
-from ingest.registry_view import RegistryView
+from ingest.feed import Session, Source
+from ingest.registry_view import DecoderView, RegistryView
 from ingest.rollups import RollupConfig, RollupJob, assigned_kinds
 from ingest.sink import InfluxSink, Sink
 from ingest.source import BrokerConfig, Delivery, MqttSource
@@ -27,34 +28,37 @@ from timeseries import (
     Retention,
     ensure_schema,
 )
-from timeseries.lineprotocol import escape_key, string_field
-from timeseries.schema import RAW_RP
+from timeseries.lineprotocol import Encoder, Point, tags
+from timeseries.schema import DEVICE_STATUS, INGEST_STATS, RAW_RP
 
 log = logging.getLogger(__name__)
 
-SHARE_GROUP = "lantaarn-ingest"
 STATUS_STATES = frozenset({"online", "offline"})
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    """Tuning of one worker: batch sizes (messages, lines) and the flush interval (seconds)."""
+    """Tuning of one worker: batch sizes (messages, lines) and the flush interval (seconds).
 
-    index: int = 0
-    share_group: str = SHARE_GROUP
-    client_id_prefix: str = "ingest"
-    batch_messages: int = 2000
-    flush_interval_s: float = 0.1
-    receive_maximum: int = 10_000
-    write_lines: int = 5000
+    What the operator can set has no default here: `lantaarn.settings` holds it, once, and
+    builds this (`IngestSettings.worker`).
+    """
+
+    index: int
+    workers: int  # how many workers share the load (each rolls up its share of kinds)
+    share_group: str
+    client_id_prefix: str
+    batch_messages: int
+    flush_interval_s: float
+    receive_maximum: int
+    write_lines: int
+    rollups: RollupConfig
+    time_rules: TimeRules
     registry_refresh_s: float = 2.0
     stop_within_s: float = 7.0  # SIGTERM to exit is promised within 10 s
     # Leaving: how long nothing may arrive (after the UNSUBACK and the last ack) before the
     # session counts as drained and is deleted.
     leave_quiet_s: float = 2.0
-    workers: int = 1  # how many workers share the load (each rolls up its share of kinds)
-    rollups: RollupConfig = field(default_factory=RollupConfig)
-    time_rules: TimeRules = field(default_factory=TimeRules)
 
     @property
     def client_id(self) -> str:
@@ -82,9 +86,9 @@ class WorkerStats:
     batches: int = 0
 
 
-def status_lines(deliveries: list[Delivery], known: Mapping[str, KnownDevice]) -> list[str]:
+def status_points(deliveries: list[Delivery], known: Mapping[str, KnownDevice]) -> list[Point]:
     """Device status points from `status` messages of registered devices, under their tenant."""
-    lines = []
+    points = []
     for delivery in deliveries:
         parsed = parse_topic(delivery.topic)
         if parsed is None:
@@ -95,32 +99,33 @@ def status_lines(deliveries: list[Delivery], known: Mapping[str, KnownDevice]) -
         state = delivery.payload.decode("utf-8", "replace").strip().lower()
         if state not in STATUS_STATES:
             continue
-        lines.append(
-            f"device_status,device_id={escape_key(parsed.device_id)},"
-            f"tenant={escape_key(parsed.tenant)} state={string_field(state)} "
-            f"{delivery.received_ns}"
+        points.append(
+            Point(
+                DEVICE_STATUS,
+                tags(device_id=parsed.device_id, tenant=parsed.tenant),
+                {"state": state},
+                delivery.received_ns,
+            )
         )
-    return lines
+    return points
 
 
 class Worker:
     """One ingest worker. `run()` returns when the source is closed and drained."""
 
-    def __init__(
-        self, config: WorkerConfig, source: MqttSource, sink: Sink, view: RegistryView
-    ) -> None:
+    def __init__(self, config: WorkerConfig, source: Source, sink: Sink, view: DecoderView) -> None:
         self.config = config
         self.source = source
         self.sink = sink
         self.view = view
         self.stats = WorkerStats()
-        # Told (measurement, time) of readings stored after their window was rolled up.
+        # Told (device kind, time) of readings stored after their window was rolled up.
         self.on_late: Callable[[list[tuple[str, int]]], None] | None = None
 
     @property
     def storage_unavailable(self) -> bool:
         """Whether the sink is retrying because storage does not answer."""
-        return bool(getattr(self.sink, "unavailable", False))
+        return self.sink.unavailable
 
     async def run(self) -> None:
         """Move batches from the source to the sink until the source is closed.
@@ -147,7 +152,11 @@ class Worker:
                 await writing
         finally:
             if writing is not None and not writing.done():
-                writing.cancel()  # we are cancelled or failing: the batch stays unacknowledged
+                # We are cancelled or failing: the batch stays unacknowledged. Wait for the
+                # write to end (it never acknowledges once cancelled), so that nothing of
+                # ours still runs when we return.
+                writing.cancel()
+                await asyncio.wait([writing])
 
     def _stop_on_failure(self, writing: asyncio.Task[None]) -> None:
         # A fatal storage error (refused credentials) must not wait for the next message to
@@ -155,12 +164,8 @@ class Worker:
         if not writing.cancelled() and writing.exception() is not None:
             self.source.close()
 
-    async def handle(self, batch: list[Delivery]) -> None:
-        """Decode, store and acknowledge one batch."""
-        await self.store(batch, self.decode(batch))
-
-    def decode(self, batch: list[Delivery]) -> tuple[Decoded, list[str]]:
-        """Lines and rejections of a batch: telemetry decoded, status messages as points."""
+    def decode(self, batch: list[Delivery]) -> tuple[Decoded, list[Point]]:
+        """Points and rejections of a batch: telemetry decoded, status messages as points."""
         decode = self.view.decoder.decode
         decoded = Decoded()
         statuses: list[Delivery] = []
@@ -169,15 +174,15 @@ class Worker:
                 statuses.append(delivery)
             else:
                 decode(delivery.topic, delivery.payload, delivery.received_ns, decoded)
-        lines = decoded.lines
+        points = decoded.points
         if statuses:
-            lines = lines + status_lines(statuses, self.view.decoder.devices)
-        return decoded, lines
+            points = points + status_points(statuses, self.view.decoder.devices)
+        return decoded, points
 
-    async def store(self, batch: list[Delivery], prepared: tuple[Decoded, list[str]]) -> None:
+    async def store(self, batch: list[Delivery], prepared: tuple[Decoded, list[Point]]) -> None:
         """Store a decoded batch, then acknowledge it: only now is every reading safe."""
-        decoded, lines = prepared
-        added = await self.sink.store(lines, decoded.rejections)
+        decoded, points = prepared
+        added = await self.sink.store(points, decoded.rejections)
         self.source.ack(batch)
         stats = self.stats
         stats.batches += 1
@@ -186,7 +191,7 @@ class Worker:
         stats.late_values += decoded.late_values
         if decoded.late and self.on_late is not None:
             self.on_late(decoded.late)
-        stats.lines_written += len(lines)
+        stats.lines_written += len(points)
         for rejection in (*decoded.rejections, *added):
             stats.rejected[rejection.reason.value] += rejection.count
 
@@ -214,7 +219,9 @@ async def run_worker(
         if stop.is_set():
             return WorkerStats()
         await ensure_schema(client, retention)
-        view = RegistryView(registry, config.time_rules, config.registry_refresh_s)
+        view = RegistryView(
+            registry, config.time_rules, config.registry_refresh_s, lane=config.index
+        )
         await view.refresh()
         source = MqttSource(
             broker, config.client_id, config.subscriptions, receive_maximum=config.receive_maximum
@@ -224,8 +231,14 @@ async def run_worker(
         worker = Worker(config, source, sink, view)
         if observe is not None:
             observe(worker)
-        rollups = RollupJob(
-            client, writer, config.rollups, assigned_kinds(config.index, config.workers)
+        kinds = assigned_kinds(config.index, config.workers)
+        rollups = RollupJob(client, writer, config.rollups, kinds)
+        log.info(
+            "%s is worker %d of %d; it rolls up %s",
+            config.client_id,
+            config.index + 1,
+            config.workers,
+            ", ".join(kinds) if config.rollups.windows and kinds else "no kinds",
         )
         worker.on_late = rollups.mark_late
         await source.open()
@@ -277,7 +290,9 @@ async def run_leaver(
         if stop.is_set():
             raise LeaveInterrupted(f"{config.client_id}: stopped before InfluxDB answered")
         await ensure_schema(client, retention)
-        view = RegistryView(registry, config.time_rules, config.registry_refresh_s)
+        view = RegistryView(
+            registry, config.time_rules, config.registry_refresh_s, lane=config.index
+        )
         await view.refresh()
         # The session expiry stays as configured until the very end: if this process dies
         # while draining, the session and its messages are still there for the next attempt.
@@ -327,7 +342,7 @@ async def run_leaver(
     return stats
 
 
-async def _until_drained(source: MqttSource, quiet_s: float, stop: asyncio.Event) -> None:
+async def _until_drained(source: Session, quiet_s: float, stop: asyncio.Event) -> None:
     """Wait until the leaving source is drained and end its session, or until stopped/refused."""
     poll_s = min(0.05, quiet_s / 4) if quiet_s > 0 else 0.01
     while not stop.is_set() and source.refused is None:
@@ -372,18 +387,22 @@ async def _report(worker: Worker, writer: BatchWriter, every_s: float = 10.0) ->
     """Store the worker's counters every `every_s` seconds (for the dashboard), log each minute."""
     last = (0, 0, 0)
     ticks = 0
+    encoder = Encoder()
+    worker_tags = tags(worker=worker.config.client_id)
     while True:
         await asyncio.sleep(every_s)
         s = worker.stats
         now = (s.messages, s.values_stored, sum(s.rejected.values()))
         messages, values, rejected = (a - b for a, b in zip(now, last, strict=True))
         last = now
-        line = (
-            f"ingest_stats,worker={escape_key(worker.config.client_id)} messages={messages}i,"
-            f"values={values}i,rejected={rejected}i {time.time_ns()}"
+        point = Point(
+            INGEST_STATS,
+            worker_tags,
+            {"messages": messages, "values": values, "rejected": rejected},
+            time.time_ns(),
         )
         try:
-            await writer.write([line], retention_policy=RAW_RP)
+            await writer.write([encoder.line(point)], retention_policy=RAW_RP)
         except InfluxError as exc:
             log.warning("could not store the worker's counters: %s", exc)
         ticks += 1

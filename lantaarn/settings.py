@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api import ApiConfig
+from broker import client_context
 from broker.command_service import CommandServiceConfig
 from ingest import BrokerConfig, TimeRules, WorkerConfig
 from ingest.rollups import RollupConfig
@@ -31,6 +33,23 @@ class MqttSettings(BaseModel):
         description="seconds an ingest worker's "
         "session (and its queued messages) outlives a disconnect",
     )
+    tls: bool = Field(
+        False, description="connect over TLS (1.2 or newer), checking the broker's name"
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the broker's certificate (else the system's)",
+    )
+    cert_file: Path | None = Field(
+        None, description="PEM client certificate, if the broker asks for one"
+    )
+    key_file: Path | None = Field(None, description="PEM key of `cert_file` (if not inside it)")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for our MQTT clients, or None for plain MQTT."""
+        if not self.tls:
+            return None
+        return client_context(self.ca_file, self.cert_file, self.key_file)
 
 
 DURATION = r"^(INF|\d+[mhdw])$"  # an InfluxQL duration such as 90d, 104w or INF
@@ -83,6 +102,29 @@ class IngestSettings(BaseModel):
     rollup_grace_s: float = Field(
         120.0, ge=0, description="how long after a window closes its rollup waits for stragglers"
     )
+
+    def worker(self, index: int, workers: int | None = None) -> WorkerConfig:
+        """The configuration of worker `index` of `workers` (default: the `workers` setting).
+
+        Every tunable of the worker comes from here; WorkerConfig and RollupConfig hold no
+        second default of their own.
+        """
+        return WorkerConfig(
+            index=index,
+            workers=self.workers if workers is None else workers,
+            share_group=self.share_group,
+            client_id_prefix=self.client_id_prefix,
+            batch_messages=self.batch_messages,
+            flush_interval_s=self.flush_interval_s,
+            receive_maximum=self.receive_maximum,
+            write_lines=self.write_lines,
+            time_rules=TimeRules(
+                self.max_future_s,
+                self.max_age_s,
+                late_after_s=self.rollup_grace_s + _smallest(self),
+            ),
+            rollups=RollupConfig(windows=tuple(self.rollup_windows), grace_s=self.rollup_grace_s),
+        )
 
 
 class ApiSettings(BaseModel):
@@ -236,29 +278,16 @@ class Settings(BaseSettings):
             m.username,
             m.password.get_secret_value() if m.password else None,
             session_expiry_s=m.session_expiry_s,
+            tls=m.tls_context(),
         )
 
     def broker_address(self) -> BrokerAddress:
         """How simulators reach the broker."""
-        return BrokerAddress(self.mqtt.host, self.mqtt.port)
+        return BrokerAddress(self.mqtt.host, self.mqtt.port, tls=self.mqtt.tls_context())
 
-    def worker(self, index: int) -> WorkerConfig:
-        """The configuration of ingest worker `index`."""
-        g = self.ingest
-        return WorkerConfig(
-            index=index,
-            share_group=g.share_group,
-            client_id_prefix=g.client_id_prefix,
-            batch_messages=g.batch_messages,
-            flush_interval_s=g.flush_interval_s,
-            receive_maximum=g.receive_maximum,
-            write_lines=g.write_lines,
-            time_rules=TimeRules(
-                g.max_future_s, g.max_age_s, late_after_s=g.rollup_grace_s + _smallest(g)
-            ),
-            workers=g.workers,
-            rollups=RollupConfig(windows=tuple(g.rollup_windows), grace_s=g.rollup_grace_s),
-        )
+    def worker(self, index: int, workers: int | None = None) -> WorkerConfig:
+        """The configuration of ingest worker `index` of `workers` (default: the setting)."""
+        return self.ingest.worker(index, workers)
 
     def api_config(self, collectors: tuple[Collector, ...] = ()) -> ApiConfig:
         """What the API needs (`collectors`: more metrics for its /metrics)."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import heapq
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from broker.fleet import Connection, Login, State, Transport, Will
 from devices import DEVICE_KINDS, Device
 from simulators.behaviour import CityWeather
 from simulators.clock import SimClock
@@ -23,7 +25,6 @@ from simulators.device import Outgoing, SimulatedDevice
 from simulators.errors import BrokerRefused, BrokerUnreachable, SimulatorError
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger, Sent
-from simulators.wire import Connection, Login, State, Transport, Will
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def device_connections(
     credentials: Mapping[str, tuple[str, str]] | None = None,
     *,
     keepalive_s: int = 60,
+    tls: ssl.SSLContext | None = None,
 ) -> list[Connection]:
     """One connection per device: its id as client id, its credentials, its last will."""
     connections = []
@@ -97,7 +99,9 @@ def device_connections(
         username, password = (credentials or {}).get(device.device_id, (None, None))
         will = Will(f"lantaarn/v1/{device.tenant}/{device.device_id}/status", b"offline")
         login = Login(device.device_id, username, password)
-        connections.append(Connection(host, port, login, will=will, keepalive_s=keepalive_s))
+        connections.append(
+            Connection(host, port, login, will=will, keepalive_s=keepalive_s, tls=tls)
+        )
     return connections
 
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from broker.fleet import Connection, Login, Transport
 from devices import Device
 from simulators.clock import SimClock
 from simulators.engine import Links, Report, Simulation
 from simulators.faults import FaultRates
 from simulators.ledger import Ledger
 from simulators.payloads import rfc3339_ms, telemetry_payload
-from simulators.wire import Connection, Login, Transport
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class BrokerAddress:
     port: int = 1883
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # None: plain MQTT
 
 
 class Publisher:
@@ -44,6 +46,7 @@ class Publisher:
             broker.port,
             Login(client_id, broker.username, broker.password),
             max_inflight=max_inflight,
+            tls=broker.tls,
         )
         self.broker = broker
 

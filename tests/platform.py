@@ -6,18 +6,19 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
 
 from api import ApiConfig
 from devices import Registry
-from ingest import BrokerConfig, WorkerConfig, WorkerStats, run_worker
+from ingest import BrokerConfig, WorkerStats, run_worker
 from ingest.rollups import RollupConfig
 from lantaarn.localstack import Influx, Mosquitto
 from lantaarn.seed import register_fleet
 from lantaarn.serve import bind_free, serve_api
+from lantaarn.settings import IngestSettings
 from simulators import Fleet
 from timeseries import InfluxConfig, Retention
 
@@ -63,14 +64,12 @@ async def running_platform(
         stop = asyncio.Event()
         readies = [asyncio.Event() for _ in range(workers)]
         configs = [
-            WorkerConfig(
-                index=i,
-                share_group=f"g{tag}",
-                client_id_prefix=f"ingest-{tag}",
+            replace(
+                IngestSettings(
+                    share_group=f"g{tag}", client_id_prefix=f"ingest-{tag}", flush_interval_s=0.05
+                ).worker(i, workers),
                 registry_refresh_s=0.2,
-                flush_interval_s=0.05,
-                workers=workers,
-                rollups=rollups or RollupConfig(windows=()),
+                rollups=rollups or RollupConfig(windows=(), grace_s=0),
             )
             for i in range(workers)
         ]

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from timeseries.client import InfluxClient, Series
-from timeseries.schema import RAW_RP, one_of, quote_ident, rollup_measurement, rollup_policy
+from timeseries.schema import (
+    DEVICE_STATUS,
+    INGEST_STATS,
+    RAW_RP,
+    REJECTIONS,
+    one_of,
+    quote_ident,
+    rollup_measurement,
+    rollup_policy,
+)
 from timeseries.selection import Selection
 
 
@@ -133,7 +142,7 @@ async def last_status(
     if not conditions:
         return out
     statements = [
-        f"SELECT last(state) FROM {_source('device_status')} WHERE time >= {int(since_ns)}{where} "
+        f"SELECT last(state) FROM {_source(DEVICE_STATUS)} WHERE time >= {int(since_ns)}{where} "
         "GROUP BY device_id"
         for where in conditions
     ]
@@ -185,7 +194,7 @@ async def rejections(
         params["reason"] = reason
         where.append("reason = $reason")
     q = (
-        f"SELECT * FROM {_source('rejection')} WHERE {' AND '.join(where)} "
+        f"SELECT * FROM {_source(REJECTIONS)} WHERE {' AND '.join(where)} "
         f"ORDER BY time DESC LIMIT {int(limit)}"
     )
     out = []
@@ -232,9 +241,9 @@ async def activity(
         clause, params = one_of("tenant", tenants, "t")
         tenant_filter = f" AND {clause}"
     statements = [
-        f'SELECT sum("values"), sum("messages") FROM {_source("ingest_stats")} WHERE {bounds} '
+        f'SELECT sum("values"), sum("messages") FROM {_source(INGEST_STATS)} WHERE {bounds} '
         "GROUP BY time(1m) fill(0)",
-        f'SELECT sum("values") FROM {_source("rejection")} WHERE {bounds}{tenant_filter} '
+        f'SELECT sum("values") FROM {_source(REJECTIONS)} WHERE {bounds}{tenant_filter} '
         'GROUP BY time(1m), "reason" fill(none)',
     ]
     stored, rejected = await client.query(statements, params=params or None)

@@ -21,6 +21,7 @@ from timeseries.client import InfluxClient, Series
 from timeseries.lineprotocol import series_key
 from timeseries.schema import (
     RAW_RP,
+    ROLLUP_PROGRESS,
     quote_ident,
     raw_measurement,
     rollup_measurement,
@@ -165,7 +166,7 @@ async def rebuild(
     return len(lines)
 
 
-PROGRESS = "rollup_progress"
+PROGRESS = ROLLUP_PROGRESS
 PROGRESS_POLICY = rollup_policy("1h")  # kept for ever; one point per (kind, window), at time 0
 
 

@@ -2,7 +2,7 @@
 
 Raw readings: one measurement per device kind (named after the kind), tags `tenant` and
 `device_id`, a float field per metric plus `seq`. Rollups: `{kind}_{window}` in a retention policy
-of their own. Rejections: the measurement `rejection`.
+of their own. Every measurement name the platform writes is defined here, and only here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from timeseries.client import InfluxClient
 log = logging.getLogger(__name__)
 
 RAW_RP: Final = "raw"
-REJECTIONS: Final = "rejection"
+
+# Measurements in the raw retention policy besides the device kinds' own.
+REJECTIONS: Final = "rejection"  # the dead-letter: tags reason, worker, tenant
+DEVICE_STATUS: Final = "device_status"  # a device's `status` messages: tags tenant, device_id
+INGEST_STATS: Final = "ingest_stats"  # each worker's counters every few seconds: tag worker
+# How far the rollups of each (kind, window) are complete; in the policy of rollup_1h.
+ROLLUP_PROGRESS: Final = "rollup_progress"
 _DURATION = re.compile(r"(INF|\d+[mhdw])")
 
 

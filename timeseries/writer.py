@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,12 +40,22 @@ class WriteOutcome:
 
 
 class BatchWriter:
-    """Writes line protocol until InfluxDB accepts it; only refused lines come back."""
+    """Writes line protocol until InfluxDB accepts it; only refused lines come back.
 
-    def __init__(self, client: InfluxClient, backoff: Backoff | None = None) -> None:
+    A database that stops answering without closing the connection (frozen, swapping, a
+    network path gone quiet) would only show when the client's timeout ends the request, so a
+    write still unanswered after `slow_after_s` seconds is logged and counted (`slow_writes`)
+    and marks the writer `unavailable` until an answer comes.
+    """
+
+    def __init__(
+        self, client: InfluxClient, backoff: Backoff | None = None, *, slow_after_s: float = 5.0
+    ) -> None:
         self._client = client
         self._backoff = backoff or Backoff()
+        self.slow_after_s = slow_after_s
         self.unavailable = False  # True while the database does not answer
+        self.slow_writes = 0
 
     async def write(
         self, lines: Sequence[str], *, retention_policy: str | None = None
@@ -59,8 +70,15 @@ class BatchWriter:
         attempt = 0
         body = ("\n".join(lines) + "\n").encode()
         while True:
+            started = time.monotonic()
+            watch = asyncio.get_running_loop().call_later(
+                self.slow_after_s, self._slow, len(lines), started
+            )
             try:
-                await self._client.write(body, retention_policy=rp)
+                try:
+                    await self._client.write(body, retention_policy=rp)
+                finally:
+                    watch.cancel()
             except InfluxUnavailable as exc:
                 attempt += 1
                 outcome.retries += 1
@@ -86,9 +104,22 @@ class BatchWriter:
                 await self._halves(lines, rp, outcome)
                 return
             if self.unavailable:
-                log.info("InfluxDB accepts writes again")
+                log.info(
+                    "InfluxDB accepts writes again (this one took %.1f s)",
+                    time.monotonic() - started,
+                )
             self.unavailable = False
             return
+
+    def _slow(self, lines: int, started: float) -> None:
+        """A write is still unanswered after `slow_after_s`: say so, and count it."""
+        self.slow_writes += 1
+        self.unavailable = True
+        log.warning(
+            "InfluxDB has not answered a write of %d lines for %.0f s; still waiting",
+            lines,
+            time.monotonic() - started,
+        )
 
     async def _halves(self, lines: list[str], rp: str | None, outcome: WriteOutcome) -> None:
         middle = len(lines) // 2

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import Reader, ensure_visible
 from api.deps import ConfigDep, FleetDep, InfluxDep, RegistryDep
+from api.open_access import (
+    OPEN_DATA_OPERATION,
+    OpenReader,
+    fleet_selection,
+    licence_links,
+    open_data_of,
+    readable_device,
+    terms_of,
+)
 from api.problems import BadRequest
 from api.routes.devices import DeviceIdPath
 from api.schemas import AggregateOut
@@ -156,13 +163,29 @@ async def _answer(
     )
 
 
-@router.get("/v1/devices/{deviceId}/aggregates", response_model=AggregateOut)
+async def _licence(
+    request: Request, response: Response, open_only: bool, devices: list[Device]
+) -> None:
+    """The licences of the open devices an answer to a caller without a key draws on."""
+    if open_only:
+        links = licence_links(terms_of(devices, await open_data_of(request)))
+        if links:
+            response.headers["Link"] = ", ".join(links)
+
+
+@router.get(
+    "/v1/devices/{deviceId}/aggregates",
+    response_model=AggregateOut,
+    openapi_extra=OPEN_DATA_OPERATION,
+)
 async def device_aggregates(
     device_id: DeviceIdPath,
+    request: Request,
+    response: Response,
     registry: RegistryDep,
     influx: InfluxDep,
     config: ConfigDep,
-    principal: Reader,
+    principal: OpenReader,
     metric: Annotated[str, Query(max_length=64)],
     start: Annotated[Moment | None, Query(description="default: 24 hours before end")] = None,
     end: Annotated[Moment | None, Query(description="default: now")] = None,
@@ -174,9 +197,12 @@ async def device_aggregates(
         str, Query(alias="timeZone", max_length=64, description="for calendar days (1d)")
     ] = "UTC",
 ) -> AggregateOut:
-    """One device's metric per interval, with the statistics its aggregation kind allows."""
-    device = await asyncio.to_thread(registry.device, device_id)
-    ensure_visible(principal, device_id, device.tenant)
+    """One device's metric per interval, with the statistics its aggregation kind allows.
+
+    Without an API key: of an open-data device, its licence and attribution in `Link`.
+    """
+    device = await readable_device(request, registry, principal, device_id)
+    await _licence(request, response, principal.open_data_only, [device])
     kind = next(
         (k for k in (device.kind, *device.extra_kinds) if DEVICE_KINDS[k].metric(metric)), None
     )
@@ -209,12 +235,14 @@ async def device_aggregates(
     )
 
 
-@router.get("/v1/aggregates", response_model=AggregateOut)
+@router.get("/v1/aggregates", response_model=AggregateOut, openapi_extra=OPEN_DATA_OPERATION)
 async def fleet_aggregates(
+    request: Request,
+    response: Response,
     fleet: FleetDep,
     influx: InfluxDep,
     config: ConfigDep,
-    principal: Reader,
+    principal: OpenReader,
     kind: Annotated[str, Query(max_length=32)],
     metric: Annotated[str, Query(max_length=64)],
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
@@ -227,7 +255,10 @@ async def fleet_aggregates(
     functions: Annotated[str | None, Query(max_length=200)] = None,
     time_zone: Annotated[str, Query(alias="timeZone", max_length=64)] = "UTC",
 ) -> AggregateOut:
-    """A metric across all devices of a kind (in a tenant, in an area) per interval."""
+    """A metric across all devices of a kind (in a tenant, in an area) per interval.
+
+    Without an API key: across the open-data devices only, their licences in `Link`.
+    """
     problems = []
     if kind not in DEVICE_KINDS:
         problems.append({"name": "kind", "in": "query", "reason": f"unknown kind {kind!r}"})
@@ -253,16 +284,15 @@ async def fleet_aggregates(
     names = _functions(aggregation, functions)
     zone = _zone(time_zone, interval)
     start_ns, end_ns = _range(start, end, interval, zone, config.max_range_days)
-    tenants = principal.allowed_tenants(tenant)
-    devices = await fleet.devices(tenants=tenants, kind=kind)
     # Every device of some tenants is named by the tenants: a short query, whatever the count;
-    # the devices of an area by their ids.
-    asked = Selection.of_tenants(tenants)
+    # the devices of an area (and open data) by their ids.
+    devices, asked = await fleet_selection(request, fleet, principal, tenant=tenant, kind=kind)
     if box is not None:
         devices = [
             d for d in devices if box[0] <= d.longitude <= box[2] and box[1] <= d.latitude <= box[3]
         ]
         asked = Selection.of_devices(d.device_id for d in devices)
+    await _licence(request, response, principal.open_data_only, devices)
     return await _answer(
         influx,
         devices,

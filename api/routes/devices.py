@@ -14,9 +14,19 @@ from typing import Annotated, Literal, ParamSpec, TypeVar
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from api import cursor
-from api.auth import Operator, Principal, Reader, ensure_visible
-from api.deps import ConfigDep, InfluxDep, RegistryDep
+from api.auth import Operator, Principal, ensure_visible
+from api.deps import ConfigDep, FleetDep, InfluxDep, RegistryDep
 from api.live import live_states_if_available
+from api.open_access import (
+    OPEN_DATA_OPERATION,
+    OpenReader,
+    licence_links,
+    open_data_of,
+    open_devices,
+    readable_device,
+    terms_of,
+    terms_out,
+)
 from api.problems import ApiProblem, BadRequest, taken
 from api.registry_schemas import (
     BrokerLoginOut,
@@ -85,6 +95,7 @@ def _bbox(text: str | None) -> BoundingBox | None:
 
 @router.get(
     "/v1/devices",
+    openapi_extra=OPEN_DATA_OPERATION,
     response_model=DevicePage,
     responses={
         200: {"content": {CSV: {}, GEOJSON: {}}},
@@ -95,8 +106,9 @@ async def list_devices(
     request: Request,
     response: Response,
     registry: RegistryDep,
+    fleet: FleetDep,
     influx: InfluxDep,
-    principal: Reader,
+    principal: OpenReader,
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
     kind: Annotated[str | None, Query(max_length=32, description="the main kind")] = None,
     device_status: Annotated[
@@ -113,26 +125,48 @@ async def list_devices(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     page_cursor: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
 ) -> Response | DevicePage:
-    """Devices ordered by id, filtered; cursor pagination. CSV or GeoJSON by `Accept`."""
+    """Devices ordered by id, filtered; cursor pagination. CSV or GeoJSON by `Accept`.
+
+    Without an API key: the devices published as open data, with their licence.
+    """
     box = _bbox(bbox)
     after = None
     if page_cursor is not None:
         after = str(cursor.decode(page_cursor).get("after", ""))
-    found = await registry_call(
-        registry.devices,
-        tenants=principal.allowed_tenants(tenant),
-        kind=kind,
-        status=device_status,
-        bbox=box,
-        after=after,
-        limit=limit + 1,
-    )
+    if principal.open_data_only:
+        opened = await open_devices(
+            request,
+            fleet,
+            tenant=tenant,
+            kind=kind,
+            include_retired=device_status != "active",
+            bbox=box,
+        )
+        found = [
+            d
+            for d in opened
+            if (after is None or d.device_id > after) and (device_status != "retired" or d.retired)
+        ][: limit + 1]
+    else:
+        found = await registry_call(
+            registry.devices,
+            tenants=principal.allowed_tenants(tenant),
+            kind=kind,
+            status=device_status,
+            bbox=box,
+            after=after,
+            limit=limit + 1,
+        )
     next_cursor = (
         cursor.encode({"after": found[limit - 1].device_id}) if len(found) > limit else None
     )
     found = found[:limit]
-    if next_cursor is not None:
-        response.headers["Link"] = cursor.next_link(request, next_cursor)
+    links = [cursor.next_link(request, next_cursor)] if next_cursor is not None else []
+    open_data = await open_data_of(request) if principal.open_data_only else None
+    if open_data is not None:
+        links += licence_links(terms_of(found, open_data))
+    if links:
+        response.headers["Link"] = ", ".join(links)
     accept = request.headers.get("accept", "")
     for media_type, fmt in ((CSV, Format.CSV), (GEOJSON, Format.GEOJSON)):
         if media_type in accept:
@@ -143,6 +177,11 @@ async def list_devices(
             )
     states = await live_states_if_available(influx, found, now_ns())
     items = [DeviceOut.of(d).live(states.get(d.device_id)) for d in found]
+    if open_data is not None:
+        items = [
+            i.model_copy(update={"open_data": terms_out(open_data.terms(d))})
+            for i, d in zip(items, found, strict=True)
+        ]
     return DevicePage(items=items, next=next_cursor)
 
 
@@ -231,17 +270,27 @@ async def import_file(
 
 @router.get(
     "/v1/devices/{deviceId}",
+    openapi_extra=OPEN_DATA_OPERATION,
     response_model=DeviceOut,
     responses={404: {"description": "no such device"}},
 )
 async def get_device(
-    device_id: DeviceIdPath, registry: RegistryDep, influx: InfluxDep, principal: Reader
+    device_id: DeviceIdPath,
+    request: Request,
+    response: Response,
+    registry: RegistryDep,
+    influx: InfluxDep,
+    principal: OpenReader,
 ) -> DeviceOut:
-    """One device."""
-    device = await registry_call(registry.device, device_id)
-    ensure_visible(principal, device_id, device.tenant)
+    """One device (without an API key: an open-data device, with its licence)."""
+    device = await readable_device(request, registry, principal, device_id)
     states = await live_states_if_available(influx, [device], now_ns())
-    return DeviceOut.of(device).live(states.get(device_id))
+    out = DeviceOut.of(device).live(states.get(device_id))
+    if principal.open_data_only:
+        terms = (await open_data_of(request)).terms(device)
+        response.headers["Link"] = ", ".join(licence_links([terms] if terms else []))
+        out = out.model_copy(update={"open_data": terms_out(terms)})
+    return out
 
 
 async def _own_device(registry: RegistryDep, principal: Principal, device_id: str) -> Device:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from api.deps import InfluxDep, RegistryDep
+from api.problems import problem
 from api.schemas import CheckOut, HealthOut
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
@@ -33,24 +36,29 @@ async def _checks(registry: RegistryDep, influx: InfluxDep) -> list[CheckOut]:
     return checks
 
 
-@router.get(
-    "/ready",
-    response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "a dependency is down"}},
-)
-async def ready(registry: RegistryDep, influx: InfluxDep, response: Response) -> HealthOut:
-    """Every dependency answers: 200, else 503 naming the one that does not."""
+# A 503 is a problem document (NLGov ADR: every error answer is application/problem+json),
+# with the checks as an extension member; api/problems.py gives it the Problem schema.
+_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"description": "a dependency is down: a problem document with `checks`"}
+}
+
+
+@router.get("/ready", response_model=HealthOut, responses=_DOWN)
+async def ready(registry: RegistryDep, influx: InfluxDep) -> HealthOut | JSONResponse:
+    """Every dependency answers: 200, else 503 (problem+json) naming the one that does not."""
     checks = await _checks(registry, influx)
-    up = all(c.status == "up" for c in checks)
-    response.status_code = 200 if up else 503
-    return HealthOut(status="up" if up else "down", checks=checks)
+    if all(c.status == "up" for c in checks):
+        return HealthOut(status="up", checks=checks)
+    down = ", ".join(c.name for c in checks if c.status == "down")
+    return problem(
+        503,
+        "Service unavailable",
+        f"not ready: {down} down",
+        checks=[c.model_dump(mode="json") for c in checks],
+    )
 
 
-@router.get(
-    "",
-    response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "a dependency is down"}},
-)
-async def health(registry: RegistryDep, influx: InfluxDep, response: Response) -> HealthOut:
+@router.get("", response_model=HealthOut, responses=_DOWN)
+async def health(registry: RegistryDep, influx: InfluxDep) -> HealthOut | JSONResponse:
     """The same as `/v1/health/ready`."""
-    return await ready(registry, influx, response)
+    return await ready(registry, influx)

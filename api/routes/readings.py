@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -13,8 +12,14 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api import cursor
-from api.auth import Reader, ensure_visible
 from api.deps import ConfigDep, InfluxDep, RegistryDep
+from api.open_access import (
+    OPEN_DATA_OPERATION,
+    OpenReader,
+    licence_links,
+    open_data_of,
+    readable_device,
+)
 from api.problems import BadRequest
 from api.routes.devices import DeviceIdPath
 from api.schemas import ReadingOut, ReadingPage
@@ -31,6 +36,7 @@ _DAY_NS = 86400 * 1_000_000_000
 
 @router.get(
     "/{deviceId}/readings",
+    openapi_extra=OPEN_DATA_OPERATION,
     response_model=ReadingPage,
     responses={200: {"content": {"text/csv": {}}}, 404: {"description": "no such device"}},
 )
@@ -40,7 +46,7 @@ async def readings(
     registry: RegistryDep,
     influx: InfluxDep,
     config: ConfigDep,
-    principal: Reader,
+    principal: OpenReader,
     metric: Annotated[
         str | None,
         Query(
@@ -64,9 +70,15 @@ async def readings(
     order: Annotated[Literal["asc", "desc"], Query(description="oldest or newest first")] = "asc",
     page_cursor: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
 ) -> Response | ReadingPage:
-    """Raw readings of one device in a time range, with cursor pagination (`Link` header)."""
-    device = await asyncio.to_thread(registry.device, device_id)
-    ensure_visible(principal, device_id, device.tenant)
+    """Raw readings of one device in a time range, with cursor pagination (`Link` header).
+
+    Without an API key: of an open-data device, its licence and attribution in `Link`.
+    """
+    device = await readable_device(request, registry, principal, device_id)
+    licence: list[str] = []
+    if principal.open_data_only:
+        terms = (await open_data_of(request)).terms(device)
+        licence = licence_links([terms] if terms else [])
     problems: list[dict[str, str]] = []
     kinds = [DEVICE_KINDS[k] for k in (device.kind, *device.extra_kinds) if k in DEVICE_KINDS]
     known = {m.name for k in kinds for m in k.metrics}
@@ -106,6 +118,7 @@ async def readings(
             _csv_stream(influx, measurements, device_id, start_ns, end_ns, descending, metrics,
                         columns),
             media_type="text/csv; charset=utf-8",
+            headers={"Link": ", ".join(licence)} if licence else None,
         )  # fmt: skip
     limit = limit or 1000
     if page_cursor is not None:
@@ -132,7 +145,8 @@ async def readings(
     more = len(found) > limit
     found = found[:limit]
     next_cursor = cursor.encode({"t": found[-1].ts_ns, "o": order}) if more else None
-    headers = {"Link": cursor.next_link(request, next_cursor)} if next_cursor else {}
+    links = [cursor.next_link(request, next_cursor)] if next_cursor else []
+    headers = {"Link": ", ".join(links + licence)} if links or licence else {}
     if wants_csv:
         body = _csv_header(columns) + _csv_rows(found, columns)
         return Response(body, media_type="text/csv; charset=utf-8", headers=headers)

@@ -15,6 +15,7 @@ from devices.registry.devices import Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
 from devices.registry.migrate import MIGRATIONS, migrate
+from devices.registry.opendata import OpenDataPublications
 from devices.registry.rules import (
     UPDATABLE,
     device_problems,
@@ -26,9 +27,9 @@ from devices.registry.store import Store
 from devices.registry.tenants import Tenants
 
 
-class Registry(Tenants, Devices, BrokerLogins, Alerts):
-    """Tenants, devices, their broker logins and alerting in a relational database; a context
-    manager."""
+class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts):
+    """Tenants, devices, their broker logins, the tenants' open data and alerting in a
+    relational database; a context manager."""
 
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Alerts",
     "BrokerLogins",
     "Devices",
+    "OpenDataPublications",
     "Registry",
     "Status",
     "Store",

@@ -4,7 +4,7 @@ Rules keep their type-specific settings as one JSON object (`spec`): the evaluat
 rule at once and no query filters on those settings. Alerts keep their current state beside an
 append-only event list (every transition with its time); deliveries are the notification outbox;
 `alert_leases` lets one of several evaluator replicas hold the right to evaluate and notify.
-Created by the migration a0004.
+Created by the migration a0005.
 """
 
 from __future__ import annotations

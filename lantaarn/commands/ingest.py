@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
     ingest.add_argument(
         "--leave-quiet",
         type=float,
-        default=2.0,
+        default=settings.worker(0).leave_quiet_s,
         metavar="SECONDS",
         help="with --leave: how long nothing new may arrive before the session counts as "
         "drained (default %(default)s)",
@@ -63,6 +64,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     elif args.workers > 1 and args.index is None:
         return _spawn(args.workers)
+    if args.index is not None and not args.leave and not 0 <= args.index < args.workers:
+        # Not refused (a worker started alone, e.g. while scaling, still stores readings), but
+        # it rolls up no kinds: every worker must be told how many there are.
+        log.warning(
+            "--index %d with %d workers: set --workers or LANTAARN_INGEST__WORKERS to the "
+            "number of workers, or this one rolls up no device kinds",
+            args.index,
+            args.workers,
+        )
 
     index = args.index or 0
     collector = WorkerCollector()
@@ -84,7 +94,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         with Registry(settings.registry()) as registry:
             if args.leave:
                 await run_leaver(
-                    replace(settings.worker(index), leave_quiet_s=args.leave_quiet),
+                    replace(settings.worker(index, args.workers), leave_quiet_s=args.leave_quiet),
                     settings.broker(),
                     settings.influx_config(),
                     registry,
@@ -94,7 +104,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 )
                 return
             await run_worker(
-                settings.worker(index),
+                settings.worker(index, args.workers),
                 settings.broker(),
                 settings.influx_config(),
                 registry,
@@ -107,6 +117,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(main())
     except (LeaveInterrupted, BrokerRefused) as exc:
         if not args.leave:
+            if isinstance(exc, BrokerRefused) and _NOT_ALLOWED.search(str(exc)):
+                raise BrokerRefused(f"{exc}. {LOGIN_HINT}") from exc
             raise
         # Expected ends of a leave (the worker still runs, or we were stopped): in words.
         log.error("%s", exc)  # noqa: TRY400 - no traceback
@@ -114,8 +126,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# The broker's reason codes for a login it does not accept (0x86 bad user name or password,
+# 0x87 not authorized, 0x8C bad authentication method).
+_NOT_ALLOWED = re.compile(r"0x8[67c]\b|not authori[sz]ed|bad user ?name or password", re.IGNORECASE)
+LOGIN_HINT = (
+    "Give ingest its broker login: set LANTAARN_MQTT__USERNAME and LANTAARN_MQTT__PASSWORD "
+    "(the broker's `lantaarn-ingest` service login)"
+)
+
+
 def _spawn(count: int) -> int:
-    argv = [sys.executable, "-m", "lantaarn", "ingest", "--index"]
+    """Start workers 0 .. count-1 as child processes, each told how many there are."""
+    argv = [sys.executable, "-m", "lantaarn", "ingest", "--workers", str(count), "--index"]
     children = [
         subprocess.Popen([*argv, str(i)])  # noqa: S603 - our own interpreter and arguments
         for i in range(count)

@@ -84,6 +84,22 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
     sim.add_argument("--host", default=settings.mqtt.host, help="broker (default from settings)")
     sim.add_argument("--port", type=int, default=settings.mqtt.port, help="broker port")
     sim.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=settings.mqtt.tls,
+        help="connect over TLS (default from settings: LANTAARN_MQTT__TLS)",
+    )
+    sim.add_argument(
+        "--ca-file",
+        type=Path,
+        default=settings.mqtt.ca_file,
+        help="CA certificate (PEM) that signed the broker's certificate",
+    )
+    sim.add_argument(
+        "--cert-file", type=Path, default=settings.mqtt.cert_file, help="client certificate (PEM)"
+    )
+    sim.add_argument("--key-file", type=Path, default=settings.mqtt.key_file, help="its key (PEM)")
+    sim.add_argument(
         "--register",
         action="store_true",
         help="add the fleet's tenants and devices to the registry first",
@@ -93,6 +109,7 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Publish until the duration is over or we are stopped."""
+    from broker import Connection, Login, Transport, client_context  # noqa: PLC0415
     from devices import Registry  # noqa: PLC0415
     from lantaarn.seed import register_fleet  # noqa: PLC0415
     from simulators import (  # noqa: PLC0415
@@ -104,7 +121,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         make_fleet,
     )
     from simulators.engine import natural_rate  # noqa: PLC0415
-    from simulators.wire import Connection, Login, Transport  # noqa: PLC0415
 
     fleet = make_fleet(args.devices, tenants=args.tenants, seed=args.seed, interval_s=args.interval)
     faults = FaultRates.parse(args.faults)
@@ -123,13 +139,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     else:
         clock = SimClock(now, args.speed or 1.0)
     simulation = Simulation(fleet.devices, seed=args.seed, clock=clock, faults=faults)
+    tls = client_context(args.ca_file, args.cert_file, args.key_file) if args.tls else None
     transport = Transport()
     if args.credentials is not None:
         credentials = {
             device_id: (pair[0], pair[1])
             for device_id, pair in json.loads(args.credentials.read_text()).items()
         }
-        connections = device_connections(fleet.devices, args.host, args.port, credentials)
+        connections = device_connections(fleet.devices, args.host, args.port, credentials, tls=tls)
         for connection in connections:
             transport.add(connection)
         transport.wait_connected(connections, 60.0)
@@ -139,7 +156,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
         connections = [
             Connection(
-                args.host, args.port, Login(f"simulator-{args.seed}-{n}", username, password)
+                args.host,
+                args.port,
+                Login(f"simulator-{args.seed}-{n}", username, password),
+                tls=tls,
             )
             for n in range(max(1, args.connections))
         ]

@@ -48,7 +48,8 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
 # -- 401 -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/v1/latest", "/v1/devices/gm0363-xyz/readings"])
+# /v1/latest answers a caller without a key with the open data (tests/api/test_open_data.py).
+@pytest.mark.parametrize("path", ["/v1/rejections", "/v1/devices/gm0363-xyz/readings"])
 def test_no_key_is_401_with_a_challenge(api: str, path: str) -> None:
     response = httpx.get(api + path)
     assert_problem(response, 401)

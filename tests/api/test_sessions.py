@@ -105,7 +105,8 @@ def test_signing_out_ends_the_session(api: str, world: World) -> None:
             f'{COOKIE}=""' in out.headers["set-cookie"]
             or "max-age=0" in out.headers["set-cookie"].lower()
         )
-        stale = httpx.get(f"{api}/v1/latest", cookies={COOKIE: session_id})
+        # A key-only route: /v1/latest answers a caller without a key with the open data.
+        stale = httpx.get(f"{api}/v1/rejections", cookies={COOKIE: session_id})
         assert stale.status_code == 401
 
 
@@ -115,7 +116,7 @@ def test_revoking_the_key_ends_its_sessions(api: str, world: World) -> None:
         with sign_in(api, secret) as browser:
             assert browser.get("/v1/latest").status_code == 200
             keys.revoke(key.key_id)
-            assert browser.get("/v1/latest").status_code == 401
+            assert browser.get("/v1/rejections").status_code == 401
             assert browser.get("/v1/sessions/current").status_code == 401
 
 

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices import Device
-from ingest.decode import Decoded, Decoder, TimeRules, prepare
+from ingest.decode import LANES, Decoded, Decoder, TimeRules, prepare
 from ingest.reasons import Reason
+from timeseries.lineprotocol import Encoder
 
 NOW_NS = time.time_ns()
 AQ = Device("aq-1", "GM0363", "air_quality", "Dam", 52.37, 4.89, interval_s=60.0)
@@ -29,6 +30,11 @@ def decode(payload: bytes | dict[str, object], topic: str = TOPIC) -> Decoded:
     return out
 
 
+def lines(out: Decoded) -> list[str]:
+    """The decoded points as the sink writes them."""
+    return Encoder().lines(out.points)
+
+
 def reasons(out: Decoded) -> list[str]:
     return sorted(r.reason.value for r in out.rejections)
 
@@ -36,7 +42,7 @@ def reasons(out: Decoded) -> list[str]:
 def test_a_valid_reading_becomes_one_line_with_every_metric() -> None:
     out = decode({"ts": "2026-11-28T12:00:00.250Z", "seq": 3, "metrics": {"pm25": 7.4, "no2": 21}})
     ts = 1_795_867_200_250_000_000
-    assert out.lines == [f"air_quality,device_id=aq-1,tenant=GM0363 pm25=7.4,no2=21.0,seq=3i {ts}"]
+    assert lines(out) == [f"air_quality,device_id=aq-1,tenant=GM0363 pm25=7.4,no2=21.0,seq=3i {ts}"]
     assert out.stored_values == 2
     assert not out.rejections
 
@@ -45,15 +51,15 @@ def test_an_out_of_range_metric_is_rejected_alone() -> None:
     out = decode({"ts": NOW_NS / 1e9, "metrics": {"pm25": -3.0, "no2": 21.0, "co": 1.0}})
     assert reasons(out) == ["out_of_range", "unknown_metric"]
     assert out.stored_values == 1
-    assert "no2=21.0" in out.lines[0]
-    assert "pm25" not in out.lines[0]
+    assert "no2=21.0" in lines(out)[0]
+    assert "pm25" not in lines(out)[0]
 
 
 def test_not_finite_values_are_named() -> None:
     out = decode(b'{"metrics": {"pm25": NaN, "no2": Infinity, "pm10": 3}}')
     assert reasons(out) == ["not_finite", "not_finite"]
     assert out.stored_values == 1
-    assert "ts_assigned=true" in out.lines[0]  # no ts: stamped with the receive time
+    assert "ts_assigned=true" in lines(out)[0]  # no ts: stamped with the receive time
 
 
 def test_a_lamppost_with_a_noise_sensor_stores_each_metric_in_its_kind() -> None:
@@ -61,7 +67,7 @@ def test_a_lamppost_with_a_noise_sensor_stores_each_metric_in_its_kind() -> None
         {"ts": "2026-11-28T12:00:00Z", "metrics": {"dim_level": 50, "laeq": 60.5}},
         "lantaarn/v1/GM0363/lamp-1/telemetry",
     )
-    assert sorted(line.split(",")[0] for line in out.lines) == ["lamppost", "noise"]
+    assert sorted(line.split(",")[0] for line in lines(out)) == ["lamppost", "noise"]
 
 
 @pytest.mark.parametrize(
@@ -92,7 +98,7 @@ def test_a_lamppost_with_a_noise_sensor_stores_each_metric_in_its_kind() -> None
 def test_each_fault_has_its_reason(topic: str, payload: bytes, reason: Reason) -> None:
     out = decode(payload, topic)
     assert [r.reason for r in out.rejections] == [reason]
-    assert out.lines == []
+    assert lines(out) == []
 
 
 def test_a_retired_device_is_refused() -> None:
@@ -159,13 +165,25 @@ def test_anything_a_device_sends_is_classified_never_raised(topic: str, payload:
     # ...and must not need its last-resort guard: every input is classified on purpose.
     assert not [r for r in out.rejections if r.detail.startswith("undecodable")]
     # Every outcome is accounted for: stored values or rejections with a known reason.
-    assert out.lines or out.rejections
+    assert out.points or out.rejections
     for rejection in out.rejections:
         assert isinstance(rejection.reason, Reason)
         assert len(rejection.excerpt) <= 256
-    for line in out.lines:
-        fields = line.split(" ")[1]
-        for field in fields.split(","):
-            name, value = field.split("=")
+    for point in out.points:
+        for name, value in point.fields.items():
             if name not in ("seq", "ts_assigned"):
-                assert math.isfinite(float(value))
+                assert isinstance(value, float)
+                assert math.isfinite(value)
+
+
+def test_readings_without_ts_received_together_get_times_of_their_own() -> None:
+    workers = [Decoder(prepare([AQ]), lane=lane) for lane in (0, 1)]
+    outs = [Decoded(), Decoded()]
+    for n in range(50):
+        payload = orjson.dumps({"seq": n, "metrics": {"pm25": float(n)}})
+        for decoder, out in zip(workers, outs, strict=True):
+            decoder.decode(TOPIC, payload, NOW_NS, out)  # one socket read: one receive time
+    times = [p.time_ns for out in outs for p in out.points]
+    assert len(set(times)) == 100  # also apart from the other worker's
+    assert all(-LANES < t - NOW_NS < 50 * LANES for t in times)  # the receive time, nearly
+    assert all(p.fields["ts_assigned"] is True for out in outs for p in out.points)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from broker import SubscriberProtocol, connect_packet, disconnect_packet
 from ingest import BrokerConfig, MqttSource
 from ingest.errors import BrokerRefused, SourceClosed
 from ingest.source import Delivery
-from ingest.wire import SubscriberProtocol, connect_packet, disconnect_packet
 from lantaarn.localstack import Mosquitto, free_port
 from tests.conftest import require_program
 from tests.ingest.processes import publish_all
@@ -130,6 +130,27 @@ async def test_acks_for_a_lost_connection_are_never_sent(own_broker: Mosquitto) 
         assert source.ack(after) == 5
     async with MqttSource(broker, client_id, [sub]) as source:
         assert await quiet(source) == []
+
+
+async def test_nothing_counts_as_unacknowledged_once_redelivered_messages_are_stored(
+    own_broker: Mosquitto,
+) -> None:
+    # The gauge lantaarn_ingest_unacknowledged_messages is `received - acked`: deliveries of a
+    # lost connection come again and must not stay counted from the first time.
+    client_id, topic, sub = names()
+    broker = BrokerConfig("::1", own_broker.port)
+    async with MqttSource(broker, client_id, [sub]) as source:
+        await publish(own_broker.port, topic, 5)
+        before = await take(source, 5)
+        assert source.received - source.acked == 5
+        await asyncio.to_thread(own_broker.stop)
+        await asyncio.to_thread(own_broker.start)
+        assert await eventually(lambda: source.connected)
+        again = await take(source, 5)
+        assert sorted(d.payload for d in again) == sorted(d.payload for d in before)
+        source.ack(before)  # stale: the pipeline finishing the old batch changes nothing
+        source.ack(again)
+        assert source.received - source.acked == 0
 
 
 async def test_close_hands_out_what_is_buffered_then_ends(mosquitto: Mosquitto) -> None:

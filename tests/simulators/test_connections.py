@@ -8,6 +8,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from broker.fleet import Connection, Login, Transport
 from lantaarn.localstack import Mosquitto
 from simulators import (
     FaultRates,
@@ -18,7 +19,6 @@ from simulators import (
     device_connections,
     make_fleet,
 )
-from simulators.wire import Connection, Login, Transport
 
 
 def _watch(

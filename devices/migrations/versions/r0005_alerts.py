@@ -1,7 +1,7 @@
 """Alert rules, alerts with their state changes, the notification outbox and evaluator leases.
 
-Revision ID: a0004
-Revises: c0003
+Revision ID: a0005
+Revises: o0004
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "a0004"
-down_revision = "c0003"
+revision = "a0005"
+down_revision = "o0004"
 branch_labels = None
 depends_on = None
 

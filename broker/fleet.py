@@ -1,105 +1,49 @@
-"""A small MQTT 5 client for publishing only, built for throughput and for many connections.
+"""Many publishing MQTT 5 connections driven by one selector: what simulated devices need.
 
-paho-mqtt tops out at about 24,000 QoS 1 publications a second on our 2-core machine, most of it
-spent building objects for each PUBACK; a simulator has to leave room for generating readings.
-This client does just what a publishing device does: CONNECT (credentials, last will),
-PUBLISH at QoS 0 or 1, count PUBACKs, keep alive, DISCONNECT (optionally with the will).
-It never holds more unacknowledged publications than the broker's Receive Maximum, so the
-client-side queue is bounded by what the broker allows (MQTT 5 flow control).
+A device only publishes: CONNECT (credentials, last will), PUBLISH at QoS 0 or 1, count
+PUBACKs, keep alive, DISCONNECT (optionally with the will). A connection never holds more
+unacknowledged publications than the broker's Receive Maximum, so the client-side queue is
+bounded by what the broker allows (MQTT 5 flow control). Sockets are non-blocking and
+`Transport` drives thousands of them with one selector (epoll), optionally over TLS.
 
-Sockets are non-blocking; `Transport` drives many connections with one selector (epoll), so
-a process can hold thousands of device connections.
+Packets are encoded and framed by `broker.codec` (the `mqtt5` codec), as in the ingest session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import logging
 import selectors
 import socket
-import struct
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from simulators.errors import BrokerRefused, BrokerUnreachable, ProtocolBroken
+import mqtt5
+
+from broker.codec import (
+    MAX_PACKET_SIZE,
+    MQTT_LIMIT,
+    PINGREQ,
+    Framer,
+    KeepAlive,
+    connect_packet,
+    disconnect_packet,
+    reason_text,
+)
+from broker.errors import BrokerRefused, BrokerUnreachable, ProtocolBroken
 
 log = logging.getLogger(__name__)
 
-_CONNECT: Final = 0x10
-_CONNACK: Final = 2
-_PUBLISH: Final = 0x30
-_PUBACK: Final = 4
-_PINGREQ: Final = b"\xc0\x00"
-_PINGRESP: Final = 13
-_DISCONNECT: Final = 14
-_RECEIVE_MAXIMUM: Final = 0x21
-_MAXIMUM_PACKET_SIZE: Final = 0x27
-_SESSION_EXPIRY: Final = 0x11
 _WRITE_CHUNK: Final = 256 * 1024  # bytes handed to send() at most at once
-# Property identifier -> size of its value: fixed bytes, or -1 a string/binary, -2 a varint,
-# -3 a string pair. Enough to skip any property a CONNACK or DISCONNECT may carry.
-_PROPERTY_SIZES: Final = {
-    0x01: 1, 0x02: 4, 0x03: -1, 0x08: -1, 0x09: -1, 0x0B: -2, 0x11: 4, 0x12: -1, 0x13: 2,
-    0x15: -1, 0x16: -1, 0x17: 1, 0x18: 4, 0x19: 1, 0x1A: -1, 0x1C: -1, 0x1F: -1, 0x21: 2,
-    0x22: 2, 0x23: 2, 0x24: 1, 0x25: 1, 0x26: -3, 0x27: 4, 0x28: 1, 0x29: 1, 0x2A: 1,
-}  # fmt: skip
-
-
-def varint(value: int) -> bytes:
-    """MQTT's variable byte integer."""
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _str(text: str | bytes) -> bytes:
-    data = text.encode() if isinstance(text, str) else text
-    return struct.pack("!H", len(data)) + data
-
-
-def read_varint(data: bytes | bytearray, at: int) -> tuple[int, int] | None:
-    """(value, next offset) of a variable byte integer at `at`, or None if incomplete."""
-    value, shift = 0, 0
-    for i in range(at, min(at + 4, len(data))):
-        value |= (data[i] & 0x7F) << shift
-        if not data[i] & 0x80:
-            return value, i + 1
-        shift += 7
-    if len(data) - at >= 4:
-        raise ProtocolBroken("malformed variable byte integer")
-    return None
-
-
-def parse_properties(data: bytes | bytearray) -> dict[int, int | bytes]:
-    """The numeric and string properties of a property block (without its length)."""
-    out: dict[int, int | bytes] = {}
-    i = 0
-    while i < len(data):
-        ident = data[i]
-        size = _PROPERTY_SIZES.get(ident)
-        if size is None:
-            raise ProtocolBroken(f"unknown MQTT property 0x{ident:02x}")
-        i += 1
-        if size > 0:
-            out[ident] = int.from_bytes(data[i : i + size], "big")
-            i += size
-        elif size == -2:
-            parsed = read_varint(data, i)
-            if parsed is None:
-                raise ProtocolBroken("truncated property")
-            out[ident], i = parsed
-        else:
-            for _ in range(2 if size == -3 else 1):
-                length = int.from_bytes(data[i : i + 2], "big")
-                out[ident] = bytes(data[i + 2 : i + 2 + length])
-                i += 2 + length
-    return out
+_DUP: Final = 0x08  # PUBLISH fixed-header flag: a retransmission
+_QOS: Final = (mqtt5.QoS.AT_MOST_ONCE, mqtt5.QoS.AT_LEAST_ONCE)
+_PUBACK = mqtt5.PubAckPacket
+_TOO_LARGE: Final = 0x95
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,26 +69,9 @@ class State(enum.Enum):
     """Where a connection is in its life."""
 
     NEW = "new"
-    CONNECTING = "connecting"  # TCP connecting or waiting for CONNACK
+    CONNECTING = "connecting"  # TCP (and TLS) connecting or waiting for CONNACK
     CONNECTED = "connected"
     CLOSED = "closed"
-
-
-def connect_packet(login: Login, keepalive_s: int, will: Will | None) -> bytes:
-    """The CONNECT packet: clean start, no session kept, our receive maximum."""
-    flags = 0x02  # clean start: a device that returns resends its backlog itself
-    payload = _str(login.client_id)
-    if will is not None:
-        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        payload += b"\x00" + _str(will.topic) + _str(will.payload)
-    if login.username is not None:
-        flags |= 0x80
-        payload += _str(login.username)
-    if login.password is not None:
-        flags |= 0x40
-        payload += _str(login.password)
-    body = _str("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive_s) + b"\x00" + payload
-    return bytes([_CONNECT]) + varint(len(body)) + body
 
 
 class Connection:
@@ -153,7 +80,8 @@ class Connection:
     Lifecycle: `open()` starts connecting; the transport reads and writes until `connected`;
     `publish()` while `can_publish`; `close()` says goodbye (with or without the will).
     Publications not yet acknowledged when a connection breaks are kept and sent again, with
-    the DUP flag, after `open()` is called again.
+    the DUP flag, after `open()` is called again. A broker that stops answering pings within
+    the keep-alive, or sends what MQTT 5 forbids, breaks the connection.
     """
 
     def __init__(
@@ -165,6 +93,8 @@ class Connection:
         will: Will | None = None,
         keepalive_s: int = 60,
         max_inflight: int = 65_535,
+        tls: ssl.SSLContext | None = None,
+        max_packet_size: int = MAX_PACKET_SIZE,
     ) -> None:
         self.host = host
         self.port = port
@@ -172,17 +102,20 @@ class Connection:
         self.will = will
         self.keepalive_s = keepalive_s
         self.max_inflight = max_inflight
+        self.tls = tls
+        self.max_packet_size = max_packet_size  # bytes the broker may send us
         self.state = State.NEW
         self.window = 0  # publications the broker lets us have unacknowledged
-        self.max_packet = 268_435_455
+        self.max_packet = MQTT_LIMIT  # bytes the broker takes (its CONNACK may say less)
         self.sock: socket.socket | None = None
         self.out = bytearray()
-        self._in = bytearray()
+        self._framer = Framer(max_packet_size)
+        self._handshaking = False
+        self.alive = KeepAlive(keepalive_s)
         self.inflight: dict[int, bytes] = {}  # packet id -> packet, until PUBACK
         self._next_id = 1
         self.acked = 0
         self.refused: dict[int, int] = {}  # PUBACK reason code >= 0x80 -> count
-        self.last_write = 0.0
         self.error: BaseException | None = None
 
     @property
@@ -195,8 +128,13 @@ class Connection:
         """Whether a QoS 1 publication may go out now without exceeding the broker's window."""
         return self.state is State.CONNECTED and len(self.inflight) < self.window
 
+    @property
+    def last_write(self) -> float:
+        """When we last sent anything (monotonic seconds)."""
+        return self.alive.last_sent
+
     def open(self) -> None:
-        """Start connecting (non-blocking); CONNECT goes out as soon as TCP is up."""
+        """Start connecting (non-blocking); CONNECT goes out as soon as TCP (and TLS) is up."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
             infos = socket.getaddrinfo(self.host, self.port, family, socket.SOCK_STREAM)
@@ -206,42 +144,56 @@ class Connection:
         sock = socket.socket(family, kind, proto)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(
+                sock, server_hostname=self.host, do_handshake_on_connect=False
+            )
         code = sock.connect_ex(address)
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             sock.close()
             raise BrokerUnreachable(f"cannot connect to {self.host}:{self.port}: {code}")
         self.sock = sock
+        self._handshaking = self.tls is not None
         self.state = State.CONNECTING
-        self._in.clear()
-        # Whatever was unacknowledged goes again, after the CONNECT, marked as a duplicate.
-        self.out = bytearray(connect_packet(self.login, self.keepalive_s, self.will))
-        self.last_write = time.monotonic()
+        self._framer.reset()
+        self.alive = KeepAlive(self.keepalive_s)
+        will = self.will
+        # Whatever was unacknowledged goes again, after the CONNACK, marked as a duplicate.
+        self.out = bytearray(
+            connect_packet(
+                self.login.client_id,
+                self.keepalive_s,
+                clean_start=True,  # a device that returns resends its backlog itself
+                receive_maximum=65_535,
+                max_packet_size=self.max_packet_size,
+                username=self.login.username,
+                password=self.login.password,
+                will=None
+                if will is None
+                else mqtt5.Will(
+                    will.topic, payload=will.payload, qos=_QOS[will.qos], retain=will.retain
+                ),
+            )
+        )
 
     def publish(self, topic: bytes, payload: bytes, qos: int = 1, retain: bool = False) -> int:
-        """Queue a publication; returns its packet id (0 for QoS 0). Check `can_publish` first."""
+        """Queue a publication; returns its packet id (0 for QoS 0). Check `can_publish` first.
+
+        A publication larger than the broker's Maximum Packet Size is not sent (MQTT 5 forbids
+        it) and counted in `refused` under 0x95.
+        """
         if self.state is not State.CONNECTED:
             raise BrokerUnreachable(f"{self.login.client_id} is not connected")
-        head = _PUBLISH | (qos << 1) | (1 if retain else 0)
+        packet_id = self._next_id if qos else 0
+        packet = mqtt5.PublishPacket(
+            topic.decode(), payload, qos=_QOS[qos], retain=retain, packet_id=packet_id or None
+        ).write()
+        if len(packet) > self.max_packet:
+            self.refused[_TOO_LARGE] = self.refused.get(_TOO_LARGE, 0) + 1
+            return 0
         if qos:
-            packet_id = self._next_id
             self._next_id = packet_id % 65_535 + 1
-            length = len(topic) + len(payload) + 5  # topic length, packet id, no properties
-            packet = (
-                bytes([head])
-                + varint(length)
-                + struct.pack("!H", len(topic))
-                + topic
-                + struct.pack("!HB", packet_id, 0)
-                + payload
-            )
             self.inflight[packet_id] = packet
-        else:
-            packet_id = 0
-            length = len(topic) + len(payload) + 3
-            packet = (
-                bytes([head]) + varint(length) + struct.pack("!H", len(topic)) + topic + b"\x00"
-            )
-            packet += payload
         self.out += packet
         return packet_id
 
@@ -251,8 +203,7 @@ class Connection:
             self.state = State.CLOSED
             return
         if self.state is State.CONNECTED:
-            reason = 0x04 if with_will else 0x00
-            self.out += bytes([_DISCONNECT << 4, 2, reason, 0])
+            self.out += disconnect_packet(0x04 if with_will else 0x00)
             self._flush_blocking(2.0)
         self._drop()
         self.state = State.CLOSED
@@ -273,92 +224,143 @@ class Connection:
             self.sock = None
 
     def fail(self, error: BaseException) -> None:
-        """The connection broke: keep unacknowledged publications for the next `open()`."""
+        """The connection broke: keep unacknowledged publications for the next `open()`.
+
+        When the broker broke the protocol we tell it why first (DISCONNECT with the reason
+        code, best effort: the socket may not take it).
+        """
         log.warning("%s: connection lost: %s", self.login.client_id, error)
+        if isinstance(error, ProtocolBroken) and self.sock is not None and not self._handshaking:
+            with contextlib.suppress(OSError):
+                self.sock.send(disconnect_packet(error.reason_code))
         self.error = error
         self._drop()
         self.state = State.CLOSED
         self.window = 0
 
+    def _handshake(self) -> bool:
+        """Advance the TLS handshake; True once it is done."""
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except ssl.SSLError as exc:
+            raise BrokerUnreachable(f"TLS with {self.host}:{self.port} failed: {exc}") from exc
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise BrokerUnreachable(f"cannot connect to the broker: {exc}") from exc
+            failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if failed:
+                raise BrokerUnreachable(
+                    f"cannot connect to {self.host}:{self.port}: {errno.errorcode.get(failed)}"
+                ) from exc
+            return False  # TCP is still connecting
+        self._handshaking = False
+        return True
+
     def write(self) -> None:
         """Send what is buffered, as far as the socket takes it."""
         if not self.out or self.sock is None:
             return
+        if self._handshaking and not self._handshake():
+            return
         try:
             sent = self.sock.send(memoryview(self.out)[:_WRITE_CHUNK])
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return
         except OSError as exc:
             raise BrokerUnreachable(f"sending to the broker failed: {exc}") from exc
         del self.out[:sent]
-        self.last_write = time.monotonic()
+        self.alive.last_sent = time.monotonic()
+
+    def _receive(self) -> bytes:
+        sock = self.sock
+        assert sock is not None
+        try:
+            data = sock.recv(262_144)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return b""
+        except OSError as exc:
+            raise BrokerUnreachable(f"reading from the broker failed: {exc}") from exc
+        if not data:
+            raise BrokerUnreachable("the broker closed the connection")
+        if isinstance(sock, ssl.SSLSocket):
+            # A TLS recv returns one record, and Mosquitto writes a record per packet: read on
+            # until the socket is empty, or each 4-byte PUBACK costs a select and a recv.
+            parts = [data]
+            size = len(data)
+            while size < 262_144:
+                try:
+                    more = sock.recv(262_144)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                except OSError as exc:
+                    raise BrokerUnreachable(f"reading from the broker failed: {exc}") from exc
+                if not more:
+                    break  # closed: the next read says so, after these packets are handled
+                parts.append(more)
+                size += len(more)
+            data = b"".join(parts)
+        return data
 
     def read(self) -> None:
         """Take what the broker sent and handle every complete packet."""
         if self.sock is None:
             return
-        try:
-            data = self.sock.recv(262_144)
-        except (BlockingIOError, InterruptedError):
+        if self._handshaking and not self._handshake():
             return
-        except OSError as exc:
-            raise BrokerUnreachable(f"reading from the broker failed: {exc}") from exc
+        data = self._receive()
         if not data:
-            raise BrokerUnreachable("the broker closed the connection")
-        buf = self._in
-        buf += data
-        at = 0
-        while len(buf) - at >= 2:
-            parsed = read_varint(buf, at + 1)
-            if parsed is None:
-                break
-            length, start = parsed
-            end = start + length
-            if end > len(buf):
-                break
-            kind = buf[at] >> 4
-            if kind == _PUBACK:
-                packet_id = (buf[start] << 8) | buf[start + 1]
-                if self.inflight.pop(packet_id, None) is not None:
+            return
+        self.alive.received(time.monotonic())
+        inflight = self.inflight
+        for packet in self._framer.feed(data):
+            if type(packet) is _PUBACK:
+                if inflight.pop(packet.packet_id, None) is not None:
                     self.acked += 1
-                if length > 2 and buf[start + 2] >= 0x80:
-                    code = buf[start + 2]
+                code = int(packet.reason_code)
+                if code >= 0x80:
                     self.refused[code] = self.refused.get(code, 0) + 1
-            elif kind == _CONNACK:
-                self._connack(bytes(buf[start:end]))
-            elif kind == _DISCONNECT:
-                code = buf[start] if length else 0
-                raise ProtocolBroken(f"the broker disconnected us (reason 0x{code:02x})")
-            elif kind != _PINGRESP:
-                log.debug("ignoring MQTT packet type %d", kind)
-            at = end
-        del buf[:at]
+            elif isinstance(packet, mqtt5.ConnAckPacket):
+                self._connack(packet)
+            elif isinstance(packet, mqtt5.DisconnectPacket):
+                raise BrokerUnreachable(
+                    "the broker disconnected us: "
+                    + reason_text(int(packet.reason_code), packet.reason_str)
+                )
+            elif not isinstance(packet, mqtt5.PingRespPacket):
+                raise ProtocolBroken(f"unexpected {type(packet).__name__} from the broker", 0x82)
 
-    def _connack(self, body: bytes) -> None:
-        code = body[1]
+    def _connack(self, connack: mqtt5.ConnAckPacket) -> None:
+        code = int(connack.reason_code)
         if code >= 0x80:
             raise BrokerRefused(
-                f"the broker refused {self.login.client_id!r} (reason 0x{code:02x})", code
+                f"the broker refused {self.login.client_id!r}: "
+                f"{reason_text(code, connack.reason_str)}",
+                code,
             )
-        parsed = read_varint(body, 2)
-        properties = {} if parsed is None else parse_properties(body[parsed[1] :])
-        receive_maximum = properties.get(_RECEIVE_MAXIMUM, 65_535)
-        max_packet = properties.get(_MAXIMUM_PACKET_SIZE, self.max_packet)
-        assert isinstance(receive_maximum, int)
-        assert isinstance(max_packet, int)
-        self.window = min(receive_maximum, self.max_inflight)
-        self.max_packet = max_packet
+        self.window = min(connack.receive_max, self.max_inflight)
+        self.max_packet = connack.max_packet_size or MQTT_LIMIT
+        if connack.server_keep_alive:
+            self.alive.interval_s = connack.server_keep_alive  # the server's value binds us
         self.state = State.CONNECTED
-        for packet_id, packet in list(self.inflight.items()):
+        for packet in self.inflight.values():
             # Still unacknowledged from before: again, with DUP set, as MQTT requires.
-            self.out += bytes([packet[0] | 0x08]) + packet[1:]
-            del packet_id
+            self.out += bytes([packet[0] | _DUP]) + packet[1:]
 
     def keepalive(self, now: float) -> None:
-        """Send PINGREQ when we have been quiet for half the keepalive."""
-        if self.state is State.CONNECTED and now - self.last_write > self.keepalive_s / 2:
-            self.out += _PINGREQ
-            self.last_write = now
+        """Ping when quiet for half the keep-alive; raise if a ping went unanswered."""
+        if self.state is not State.CONNECTED:
+            return
+        todo = self.alive.due(now)
+        if todo == "ping":
+            self.out += PINGREQ
+        elif todo == "dead":
+            raise BrokerUnreachable(
+                f"no answer from the broker within {self.alive.interval_s:.0f} s of a ping"
+            )
 
 
 class Transport:
@@ -419,6 +421,10 @@ class Transport:
             self._selector.unregister(fd)
         self._dirty.discard(connection)
 
+    def _fail(self, connection: Connection, error: BaseException) -> None:
+        self._unregister(connection)
+        connection.fail(error)
+
     def pump(self, timeout_s: float = 0.0) -> None:
         """Write what is queued, wait up to `timeout_s` for acknowledgements, read them."""
         self._write_dirty()
@@ -428,17 +434,20 @@ class Transport:
             connection: Connection = key.data
             try:
                 connection.read()
-            except (BrokerUnreachable, ProtocolBroken) as exc:
-                self._unregister(connection)
-                connection.fail(exc)
+            except (BrokerUnreachable, ProtocolBroken, BrokerRefused) as exc:
+                self._fail(connection, exc)
                 continue
             if connection.out:
                 self._dirty.add(connection)  # a CONNACK released what waited
         now = time.monotonic()
-        if now - self._last_keepalive > 1.0:
+        if now - self._last_keepalive > 0.5:
             self._last_keepalive = now
             for connection in self.connections:
-                connection.keepalive(now)
+                try:
+                    connection.keepalive(now)
+                except BrokerUnreachable as exc:
+                    self._fail(connection, exc)
+                    continue
                 if connection.out:
                     self._dirty.add(connection)
 
@@ -449,8 +458,7 @@ class Transport:
             try:
                 connection.write()
             except BrokerUnreachable as exc:
-                self._unregister(connection)
-                connection.fail(exc)
+                self._fail(connection, exc)
                 continue
             if not connection.out:
                 self._dirty.discard(connection)
@@ -462,6 +470,8 @@ class Transport:
         while waiting:
             for connection in waiting:
                 if connection.state is State.CLOSED:
+                    if isinstance(connection.error, BrokerRefused):
+                        raise connection.error
                     raise BrokerUnreachable(
                         f"{connection.login.client_id}: {connection.error or 'closed'}"
                     )
@@ -491,3 +501,6 @@ class Transport:
         for connection in list(self.connections):
             self.close(connection)
         self._selector.close()
+
+
+__all__ = ["Connection", "Login", "State", "Transport", "Will"]
