@@ -12,6 +12,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
+import devices.command_history  # noqa: F401 (declares the command tables on Base)
 from devices import (
     BoundingBox,
     Conflict,
