@@ -242,3 +242,31 @@ async def test_an_unreachable_alertmanager_is_a_failed_delivery() -> None:
     (error,) = await channel.send([Notice(1, _alert("dam-1"), "firing", 0)])
     assert error is not None
     assert error.startswith("ConnectError")
+
+
+async def test_open_alerts_are_pushed_again_so_alertmanager_keeps_them(
+    alertmanager: str, tmp_path: Path
+) -> None:
+    from alerting import Evaluator, EvaluatorConfig
+    from devices import Registry, Tenant
+    from devices.alert_rules import AlertRule, Change, RuleType
+    from timeseries import InfluxClient, InfluxConfig
+
+    with Registry(f"sqlite:///{tmp_path / 'r.sqlite3'}") as registry:
+        registry.add_tenant(Tenant("GM0363", "Amsterdam"))
+        rule = registry.add_rule(AlertRule("GM0363", "silent", RuleType.SILENCE))
+        registry.apply(
+            [
+                Change(rule, "tenant:GM0363", None, AlertState.FIRING, 12.0, "12 silent"),
+                Change(rule, "d-2", "d-2", AlertState.PENDING, 1.0, "pending"),
+            ],
+            [],
+        )
+        async with InfluxClient(InfluxConfig(f"http://[::1]:{_free_port()}")) as unused:
+            channel = AlertmanagerChannel(alertmanager)
+            evaluator = Evaluator(registry, unused, [channel], EvaluatorConfig("t"))
+            await evaluator.refresh()
+    async with httpx.AsyncClient() as http:
+        shown = (await http.get(f"{alertmanager}/api/v2/alerts")).json()
+    assert [a["labels"]["subject"] for a in shown] == ["tenant:GM0363"]  # not the pending one
+    assert "device_id" not in shown[0]["labels"]

@@ -370,3 +370,30 @@ async def test_rules_of_several_windows_share_kept_rollups_at_once(client: Influ
                 client, "air_quality", "pm25", "mean", window, now, tenants
             )
             assert found.values == pytest.approx(alone.values, rel=1e-12), window
+
+
+@pytest.fixture
+def postgres_registry() -> Iterator[Registry]:
+    """A registry on the local PostgreSQL (a schema of its own), shared by two evaluators."""
+    from tests.devices.conftest import _postgres_schema
+
+    for url in _postgres_schema():
+        with Registry(url) as opened:
+            opened.add_tenant(Tenant("GM0363", "Amsterdam"))
+            opened.add_devices([Device("aq-1", "GM0363", "air_quality", "AQ 1", 52.37, 4.9)])
+            yield opened
+
+
+async def test_replicas_stepping_at_once_on_postgresql_notify_once(
+    postgres_registry: Registry, client: InfluxClient
+) -> None:
+    postgres_registry.add_rule(pm25_rule())
+    await _store(client, _readings("GM0363", "air_quality", "aq-1", {60: 40.0}, "pm25"))
+    with webhook_receiver() as receiver:
+        replicas = [_evaluator(postgres_registry, client, receiver.url, holder) for holder in "abc"]
+        for moment in (NOW, NOW + timedelta(seconds=10), NOW + timedelta(seconds=20)):
+            reports = await asyncio.gather(*(r.step(moment) for r in replicas))
+            assert sum(r is not None for r in reports) == 1  # one holds the lease
+        assert len(receiver.received) == 1
+        (alert,) = postgres_registry.alerts()
+        assert [e.state for e in postgres_registry.alert(alert.id).events] == [AlertState.FIRING]
