@@ -33,6 +33,8 @@ from timeseries.errors import InfluxError
 log = logging.getLogger(__name__)
 
 LEASE = "alerts"
+DELIVERY_BATCH = 200  # deliveries per channel taken at once (the rest next time)
+SEND_EVERY_S = 1.0  # how often due notifications are looked for (beside the rounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class Evaluator:
         self._fleet: tuple[tuple[int, int], list[Device]] | None = None
         self._refreshed = 0.0
         self._memory = Memory()
+        self._held_until = 0.0  # monotonic time until which this replica acts on its lease
 
     async def _devices(self) -> list[Device]:
         """The active devices, read again only when the registry changed."""
@@ -171,7 +174,9 @@ class Evaluator:
         now = now or datetime.now(UTC)
         sent = failed = 0
         for channel in self.channels:
-            due = await asyncio.to_thread(self.registry.due_deliveries, channel.name, now=now)
+            due = await asyncio.to_thread(
+                self.registry.due_deliveries, channel.name, now=now, limit=DELIVERY_BATCH
+            )
             if not due:
                 continue
             notices = [Notice(d, alert, event, attempts) for d, alert, event, attempts in due]
@@ -221,8 +226,8 @@ class Evaluator:
             if error is not None:
                 log.warning("refreshing alerts in Alertmanager failed: %s", error)
 
-    async def step(self, now: datetime | None = None) -> RoundReport | None:
-        """Take the lease and, holding it, run one round; None when another replica holds it."""
+    async def _hold(self) -> bool:
+        """Take or renew the lease; remember until when this replica may act on it."""
         started = time.monotonic()
         held = await asyncio.to_thread(
             self.registry.take_lease,
@@ -230,13 +235,27 @@ class Evaluator:
             self.config.holder,
             timedelta(seconds=self.config.lease_s),
         )
-        if not held:
-            return None
+        # A margin of a fifth: stop sending before another replica may take over.
+        self._held_until = started + 0.8 * self.config.lease_s if held else 0.0
+        return held
+
+    def _holding(self) -> bool:
+        return time.monotonic() < self._held_until
+
+    async def _evaluate_safely(self, now: datetime | None) -> tuple[int, int]:
         try:
-            rules, changed = await self.evaluate(now)
+            return await self.evaluate(now)
         except InfluxError as exc:
             log.warning("evaluation round failed, storage unavailable: %s", exc)
-            rules, changed = 0, 0
+            return 0, 0
+
+    async def step(self, now: datetime | None = None) -> RoundReport | None:
+        """Take the lease and, holding it, run one round and send what is due; None when
+        another replica holds it. (`run` sends beside the rounds instead.)"""
+        started = time.monotonic()
+        if not await self._hold():
+            return None
+        rules, changed = await self._evaluate_safely(now)
         delivered, failed = await self.deliver(now)
         if time.monotonic() - self._refreshed >= self.config.refresh_s:
             self._refreshed = time.monotonic()
@@ -244,19 +263,45 @@ class Evaluator:
         return RoundReport(rules, changed, delivered, failed, time.monotonic() - started)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Rounds every `interval_s` until `stop` is set; the lease is given up on the way out."""
+        """Rounds every `interval_s`, and beside them the sending of what is due, until `stop`
+        is set; the lease is given up on the way out. A slow or unreachable channel delays
+        only its own notifications, never the next round."""
         try:
-            while not stop.is_set():
-                try:
-                    report = await self.step()
-                except (SQLAlchemyError, InfluxError, OSError) as exc:
-                    # The registry or storage is away: try again next round, the lease (if
-                    # this replica held it) runs out meanwhile and another may take over.
-                    log.warning("alerts round failed: %s", exc)
-                    report = None
-                if report is not None:
-                    log.debug("alerts round: %s", report)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.config.interval_s)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._rounds(stop), name="alerts-rounds")
+                tasks.create_task(self._sending(stop), name="alerts-sending")
         finally:
             await asyncio.to_thread(self.registry.release_lease, LEASE, self.config.holder)
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if await self._hold():
+                    rules, changed = await self._evaluate_safely(None)
+                    log.debug(
+                        "alerts round: %d rule(s), %d change(s), %.2f s",
+                        rules,
+                        changed,
+                        time.monotonic() - started,
+                    )
+            except (SQLAlchemyError, OSError) as exc:
+                # The registry is away: try again next round; the lease (if this replica held
+                # it) runs out meanwhile and another replica may take over.
+                log.warning("alerts round failed: %s", exc)
+                self._held_until = 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.interval_s)
+
+    async def _sending(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self._holding():
+                try:
+                    await self.deliver()
+                    if time.monotonic() - self._refreshed >= self.config.refresh_s:
+                        self._refreshed = time.monotonic()
+                        await self.refresh()
+                except (SQLAlchemyError, OSError) as exc:
+                    log.warning("sending notifications failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SEND_EVERY_S)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -397,3 +398,24 @@ async def test_replicas_stepping_at_once_on_postgresql_notify_once(
         assert len(receiver.received) == 1
         (alert,) = postgres_registry.alerts()
         assert [e.state for e in postgres_registry.alert(alert.id).events] == [AlertState.FIRING]
+
+
+async def test_run_evaluates_and_sends_until_stopped_then_gives_the_lease_up(
+    registry: Registry, client: InfluxClient
+) -> None:
+    registry.add_rule(pm25_rule())
+    key = series_key("air_quality", {"tenant": "GM0363", "device_id": "aq-1"})
+    now_ns = time.time_ns()
+    await _store(client, [line(key, {"pm25": 40.0, "seq": 1}, now_ns - 10 * NS)])
+    with webhook_receiver() as receiver:
+        config = EvaluatorConfig("runner", interval_s=0.2, lease_s=30)
+        evaluator = Evaluator(registry, client, [WebhookChannel(receiver.url, SECRET)], config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(evaluator.run(stop))
+        arrived = await asyncio.to_thread(receiver.arrived.wait, 60)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert arrived
+    assert orjson.loads(receiver.received[0][1])["alert"]["deviceId"] == "aq-1"
+    # The lease was given up: another replica takes it at once.
+    assert registry.take_lease("alerts", "other", timedelta(seconds=30))
