@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench setup clean
+.PHONY: demo test lint typecheck unit bench setup clean plugin
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lantaarn needs Python 3.11 or newer"'
@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+# The broker plugin (broker/plugin/): client ids bound to logins, device subscriptions, limits.
+plugin:
+	@bash scripts/system-deps.sh mosquitto-dev libmosquitto-dev libssl-dev gcc make
+	$(MAKE) -s -C broker/plugin
+
+demo: $(STAMP) plugin
 	@bash scripts/system-deps.sh mosquitto influxdb
 	$(BIN)/lantaarn demo $(ARGS)
 
@@ -30,16 +35,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) plugin
 	@bash scripts/system-deps.sh mosquitto influxdb chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) plugin
 	@bash scripts/system-deps.sh mosquitto influxdb
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	$(MAKE) -s -C broker/plugin clean

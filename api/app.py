@@ -28,6 +28,7 @@ from api.routes import (
     alerts,
     certificates,
     commands,
+    completeness,
     devices,
     health,
     kinds,
@@ -204,6 +205,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         open_data,
         rejections,
         activity,
+        completeness,
         sessions,
     ):
         app.include_router(module.router)

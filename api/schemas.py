@@ -122,6 +122,15 @@ def kinds_out() -> list[DeviceKindOut]:
     ]
 
 
+class CompletenessOut(Out):
+    """Readings received / expected from the devices' `seq` (see /v1/completeness)."""
+
+    received: int
+    expected: int
+    missing: int
+    ratio: float | None = Field(description="received / expected; null when none expected")
+
+
 class OpenDataOut(Out):
     """The terms of a device that its tenant publishes as open data."""
 
@@ -154,6 +163,9 @@ class DeviceOut(Out):
     )
     last_seen: str | None = Field(None, description="time of the newest reading (UTC)")
     latest: dict[str, float] | None = Field(None, description="the newest value of each metric")
+    completeness: CompletenessOut | None = Field(
+        None, description="readings received / expected from seq over the last hour"
+    )
     open_data: OpenDataOut | None = Field(
         None, description="licence and attribution, in answers to callers without a key"
     )

@@ -12,6 +12,7 @@ SCENARIOS = {
     "api": ["-m", "bench.api_queries"],
     "simulator": ["-m", "bench.simulator_throughput", "--duration", "20", "--connections", "1"],
     "dashboard": ["-m", "bench.dashboard_overview"],
+    "broker-login": ["-m", "bench.broker_login"],
     "alerts": ["-m", "bench.alerts", "--devices", "10000", "--rules", "200", "--no-save"],
 }
 

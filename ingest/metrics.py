@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ingest.completeness import completeness_metrics
 from ingest.worker import Worker
 
 
@@ -67,3 +68,4 @@ class WorkerCollector(Collector):
             down.add_metric([name], 1.0 if worker.storage_unavailable else 0.0)
             slow.add_metric([name], worker.sink.slow_writes)
         yield from (messages, stored, late, rejected, pending, down, slow)
+        yield from completeness_metrics(w.completeness for w in self.workers if w.completeness)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from devices import DEVICE_KINDS
+from ingest.completeness import CompletenessJob
 from timeseries import BatchWriter, InfluxClient
 from timeseries.rollups import Coverage, read_coverage, rebuild, window_ns, write_coverage
 
@@ -62,6 +63,8 @@ class RollupJob:
         self._late: set[tuple[str, str, int]] = set()  # (kind, window, start ns) to roll again
         self.rows_written = 0
         self.windows_rerolled = 0
+        # Counts lost readings of the same kinds, soon after each minute (see its module).
+        self.completeness = CompletenessJob(client, writer, kinds, clock=clock)
 
     def mark_late(self, readings: list[tuple[str, int]]) -> None:
         """Note windows that got readings after they were rolled up; the next tick redoes them.
@@ -93,6 +96,7 @@ class RollupJob:
         """Roll every closed window not rolled yet; returns rows written."""
         # Read every tick (one small query): `lantaarn rollups rebuild` may have widened it.
         self._progress = await read_coverage(self._client)
+        await self.completeness.tick()
         written = 0
         for window in self.config.windows:
             width = window_ns(window)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from devices import Registry, parse_topic, shared_subscription
+from ingest.completeness import CompletenessJob
 from ingest.decode import Decoded, KnownDevice, TimeRules
 from ingest.errors import LeaveInterrupted, SourceClosed
 from ingest.feed import Session, Source
@@ -121,6 +122,7 @@ class Worker:
         self.stats = WorkerStats()
         # Told (device kind, time) of readings stored after their window was rolled up.
         self.on_late: Callable[[list[tuple[str, int]]], None] | None = None
+        self.completeness: CompletenessJob | None = None  # the kinds it counts, for /metrics
 
     @property
     def storage_unavailable(self) -> bool:
@@ -241,6 +243,7 @@ async def run_worker(
             ", ".join(kinds) if config.rollups.windows and kinds else "no kinds",
         )
         worker.on_late = rollups.mark_late
+        worker.completeness = rollups.completeness
         await source.open()
         if ready is not None:
             ready.set()

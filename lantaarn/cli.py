@@ -16,6 +16,8 @@ from lantaarn.commands import (
     broker_config,
     demo,
     devices,
+    doctor,
+    influx_users,
     ingest,
     keys,
     pki,
@@ -27,7 +29,20 @@ from lantaarn.settings import Settings
 from timeseries import InfluxAuthFailed
 
 # One module per subcommand (lantaarn/commands/); add new ones here.
-COMMANDS = (demo, ingest, api, simulate, keys, devices, broker_config, rollups, pki, alerts)
+COMMANDS = (
+    demo,
+    ingest,
+    api,
+    simulate,
+    keys,
+    devices,
+    broker_config,
+    influx_users,
+    rollups,
+    pki,
+    doctor,
+    alerts,
+)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import urllib.error
@@ -17,7 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from broker.config import (
+    DEPLOY,
+    BrokerConfigError,
+    BrokerLayout,
+    BrokerSecurity,
+    BrokerTls,
+    plugin_path,
+    render_mosquitto,
+    render_template,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,68 +177,99 @@ def _require(program: str, package: str) -> str:
     return path
 
 
+def broker_user(folder: Path) -> str:
+    """The user the broker runs as: started as root, it drops to `mosquitto` when that user can
+    reach `folder` (a folder under root's 0700 home or pytest's 0700 temp cannot be)."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name  # Mosquitto cannot change user: it stays us
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        return "root"
+    for parent in folder.resolve().parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            log.warning("the broker runs as root: user mosquitto cannot reach %s", folder)
+            return "root"
+    return "mosquitto"
+
+
 @dataclass
 class Mosquitto:
-    """A private Mosquitto broker listening on ::1 and 127.0.0.1."""
+    """A private Mosquitto on ::1 and 127.0.0.1, configured from the files in `deploy/mosquitto/`.
+
+    Without a password file it is open to anonymous clients on loopback (for the many tests that
+    are not about security); with one it runs the shipped security: the lantaarn plugin, the ACL,
+    and with `tls` the device listeners over TLS.
+    """
 
     folder: Path
     port: int
     password_file: Path | None = None
     acl_file: Path | None = None
-    max_queued_messages: int = 1_000_000
+    tls: BrokerTls | None = None
+    auth_failures: int = 20
+    ingest_login: str = "lantaarn-ingest"
+    publish_rate: float = 100.0
+    publish_burst: int = 1000
     service: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path = self.folder / "mosquitto.conf"
+        self.user = broker_user(self.folder)
         binary = _require("mosquitto", "mosquitto")
         self.service = ServiceProcess(
             "mosquitto",
             [binary, "-c", str(self.config_path)],
             self.folder / "mosquitto.log",
-            lambda: _tcp_open("::1", self.port),
+            self._listening,
         )
 
-    def config_text(self) -> str:
-        """The broker configuration we ship: it must hold the ingest backlog."""
-        lines = [
-            "# written by lantaarn; the queue limits must hold the ingest backlog while",
-            "# InfluxDB is down (workers hold acknowledgements until readings are stored)",
-            "persistence true",
-            f"persistence_location {self.folder}/",
-            "autosave_interval 30",
-            "log_dest stdout",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            "connection_messages true",
-            f"max_queued_messages {self.max_queued_messages}",
-            "max_inflight_messages 1000",
-            "set_tcp_nodelay true",
-            # 30 days: an ingest worker's session outlives any outage we plan for.
-            "persistent_client_expiration 30d",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # otherwise it drops to `mosquitto`, who can't write here
+    def _listening(self) -> bool:
+        # Mosquitto binds its listeners one after another: ready when the last one answers.
+        if self.tls is not None:
+            host = self.tls.device_addresses[1]
+            return _tcp_open(host, self.tls.tls_port) and _tcp_open(host, self.tls.certificate_port)
+        return _tcp_open("::1", self.port)
+
+    def layout(self) -> BrokerLayout:
+        """What the shipped configuration is rendered with for this broker."""
+        security = None
         if self.password_file is not None:
-            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
-            if self.acl_file is not None:
-                lines.append(f"acl_file {self.acl_file}")
-        else:
-            lines.append("allow_anonymous true")
-        for address in LOOPBACKS:
-            lines.append(f"listener {self.port} {address}")
-        return "\n".join(lines) + "\n"
+            if self.acl_file is None:
+                raise StackError("a broker with logins needs an ACL file too")
+            security = BrokerSecurity(
+                plugin_path(),
+                self.password_file,
+                self.acl_file,
+                ingest_login=self.ingest_login,
+                auth_failures=self.auth_failures,
+                publish_rate=self.publish_rate,
+                publish_burst=self.publish_burst,
+            )
+        return BrokerLayout(self.folder / "data", self.port, self.user, security, self.tls)
+
+    def write_config(self) -> None:
+        """Render the configuration; the broker's own folders belong to the broker's user."""
+        data = self.folder / "data"
+        data.mkdir(exist_ok=True)
+        if self.user == "mosquitto":
+            entry = pwd.getpwnam("mosquitto")
+            os.chown(data, entry.pw_uid, entry.pw_gid)
+        data.chmod(0o700)  # queued messages: the broker's alone
+        try:
+            render_mosquitto(self.layout(), self.folder)
+        except BrokerConfigError as exc:
+            raise StackError(str(exc)) from exc
 
     def start(self) -> None:
         """Write the configuration and start the broker."""
-        self.config_path.write_text(self.config_text())
+        self.write_config()
         self.service.start()
 
     def reload(self) -> None:
-        """Make the broker re-read its password file and ACL (SIGHUP)."""
-        self.config_path.write_text(self.config_text())
+        """Make the broker re-read its password file, ACL, certificates and CRL (SIGHUP)."""
+        self.write_config()
         if self.service.process is not None:
             self.service.process.send_signal(signal.SIGHUP)
 
@@ -268,38 +313,17 @@ class Influx:
             return False
 
     def config_text(self) -> str:
-        """InfluxDB 1.x configuration: own folders and ports, nothing reported home."""
-        return f"""# written by lantaarn
-reporting-disabled = true
-bind-address = "[::1]:{self.rpc_port}"
-
-[meta]
-  dir = "{self.folder}/meta"
-
-[data]
-  dir = "{self.folder}/data"
-  wal-dir = "{self.folder}/wal"
-  query-log-enabled = false
-  cache-max-memory-size = "512m"
-
-[coordinator]
-  query-timeout = "60s"
-
-[monitor]
-  store-enabled = false
-
-[http]
-  bind-address = "[::1]:{self.port}"
-  log-enabled = false
-  max-body-size = {self.max_body_bytes}
-  auth-enabled = {"true" if self.auth_enabled else "false"}
-
-[logging]
-  level = "warn"
-
-[continuous_queries]
-  enabled = false
-"""
+        """The shipped InfluxDB configuration (deploy/influxdb/influxdb.conf) for this instance."""
+        return render_template(
+            DEPLOY / "influxdb" / "influxdb.conf",
+            {
+                "rpc_bind": f"[::1]:{self.rpc_port}",
+                "http_bind": f"[::1]:{self.port}",
+                "data_dir": self.folder,
+                "max_body_bytes": self.max_body_bytes,
+                "auth_enabled": "true" if self.auth_enabled else "false",
+            },
+        )
 
     def start(self) -> None:
         """Write the configuration and start the database."""
@@ -321,10 +345,17 @@ class LocalStack:
         influx_port: int,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        *,
+        influx_auth: bool = False,
+        tls: BrokerTls | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.mosquitto = Mosquitto(data_dir / "mosquitto", mqtt_port, password_file, acl_file)
-        self.influx = Influx(data_dir / "influxdb", influx_port, free_port())
+        self.mosquitto = Mosquitto(
+            data_dir / "mosquitto", mqtt_port, password_file, acl_file, tls=tls
+        )
+        self.influx = Influx(
+            data_dir / "influxdb", influx_port, free_port(), auth_enabled=influx_auth
+        )
 
     def __enter__(self) -> LocalStack:
         try:
@@ -385,6 +416,17 @@ def private_mosquitto(
     attempts: int = 4,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    **options: Any,
 ) -> Mosquitto:
-    """A started Mosquitto on a free port."""
-    return _on_free_ports(lambda: Mosquitto(folder, free_port(), password_file, acl_file), attempts)
+    """A started Mosquitto on free ports (`options`: more `Mosquitto` fields; with `tls`, its
+    ports are chosen here too)."""
+
+    def make() -> Mosquitto:
+        tls = options.get("tls")
+        if tls is not None:
+            options["tls"] = dataclasses.replace(
+                tls, tls_port=free_port(), certificate_port=free_port()
+            )
+        return Mosquitto(folder, free_port(), password_file, acl_file, **options)
+
+    return _on_free_ports(make, attempts)

@@ -56,13 +56,26 @@ DURATION = r"^(INF|\d+[mhdw])$"  # an InfluxQL duration such as 90d, 104w or INF
 
 
 class InfluxSettings(BaseModel):
-    """InfluxDB through its v1-compatible HTTP API."""
+    """InfluxDB through its v1-compatible HTTP API.
+
+    With authentication on (every deployment), three logins: `username` writes (ingest), the
+    `read_` login reads (the API), and the `admin_` login only sets the others up
+    (`lantaarn influx-users`).
+    """
 
     url: str = "http://[::1]:8086"
     database: str = "lantaarn"
-    username: str | None = None
+    username: str | None = Field(None, description="the write login (ingest)")
     password: SecretStr | None = None
     token: SecretStr | None = None
+    read_username: str | None = Field(
+        None, description="the read-only login of the API (default: the write login)"
+    )
+    read_password: SecretStr | None = None
+    admin_username: str | None = Field(
+        None, description="InfluxDB's admin, for `lantaarn influx-users` only"
+    )
+    admin_password: SecretStr | None = None
     retention_raw: str = Field(
         "90d", pattern=DURATION, description="how long raw readings are kept"
     )
@@ -166,6 +179,25 @@ class ApiSettings(BaseModel):
     session_max_hours: float = Field(12, gt=0, description="dashboard session absolute limit")
 
 
+class DoctorSettings(BaseModel):
+    """`lantaarn doctor`: its probe login and what it compares against."""
+
+    username: str | None = Field(
+        None,
+        description="the probe's broker login (default: the ingest login); it needs client ids "
+        "lantaarn-doctor, lantaarn-doctor-pub and lantaarn-doctor-sys, readwrite on "
+        "lantaarn/doctor/# and read on $SYS/#",
+    )
+    password: SecretStr | None = None
+    probe_messages: int = Field(
+        1500, ge=1, description="QoS 1 messages queued for the probe's offline session"
+    )
+    broker_config: Path | None = Field(
+        None, description="mosquitto.conf to read, when the doctor runs on the broker's host"
+    )
+    max_clock_skew_s: float = Field(2.0, gt=0, description="clock skew that is worth a warning")
+
+
 class CommandSettings(BaseModel):
     """The command service (publishes commands, records answers), run inside the API's process."""
 
@@ -238,6 +270,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    doctor: DoctorSettings = DoctorSettings()
     commands: CommandSettings = CommandSettings()
     alerts: AlertSettings = AlertSettings()
 
@@ -246,7 +279,12 @@ class Settings(BaseSettings):
         if self.registry_url:
             return self.registry_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
+        path = self.data_dir / "registry.sqlite3"
+        # Every tenant's devices and their password hashes: the owner's only (SQLite gives its
+        # journal files the database's mode).
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        return f"sqlite:///{path}"
 
     def pki_dir(self) -> Path:
         """The folder of the deployment's certificate authority (`lantaarn pki`)."""
@@ -260,6 +298,19 @@ class Settings(BaseSettings):
             i.database,
             i.username,
             i.password.get_secret_value() if i.password else None,
+            i.token.get_secret_value() if i.token else None,
+        )
+
+    def influx_read_config(self) -> InfluxConfig:
+        """How the API reaches InfluxDB: the read login when one is set."""
+        i = self.influx
+        if i.read_username is None:
+            return self.influx_config()
+        return InfluxConfig(
+            i.url,
+            i.database,
+            i.read_username,
+            i.read_password.get_secret_value() if i.read_password else None,
             i.token.get_secret_value() if i.token else None,
         )
 
@@ -293,7 +344,7 @@ class Settings(BaseSettings):
         """What the API needs (`collectors`: more metrics for its /metrics)."""
         return ApiConfig(
             self.registry(),
-            self.influx_config(),
+            self.influx_read_config(),
             cors_origins=tuple(self.api.cors_origins),
             anonymous_read=self.api.anonymous_read,
             collectors=collectors,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lantaarn runs on, when their programs are missing.
 # Usage: scripts/system-deps.sh PACKAGE...
-# (known: mosquitto influxdb chromium mosquitto-clients python3-venv)
+# (known: mosquitto influxdb chromium mosquitto-clients python3-venv, and for the broker plugin
+#  mosquitto-dev libmosquitto-dev libssl-dev gcc make)
 set -euo pipefail
 
 program_of() {
@@ -11,6 +12,11 @@ program_of() {
     chromium) echo /usr/bin/chromium ;;
     mosquitto-clients) echo /usr/bin/mosquitto_pub ;;
     python3-venv) echo python3-venv ;;
+    mosquitto-dev) echo /usr/include/mosquitto_plugin.h ;;
+    libmosquitto-dev) echo /usr/include/mosquitto.h ;;
+    libssl-dev) echo /usr/include/openssl/evp.h ;;
+    gcc) echo /usr/bin/gcc ;;
+    make) echo /usr/bin/make ;;
     *) echo "unknown package $1" >&2; exit 2 ;;
   esac
 }
@@ -21,6 +27,8 @@ for package in "$@"; do
   if [ "$package" = python3-venv ]; then
     # Debian's python3 makes virtual environments only with python3-venv (ensurepip).
     "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null || missing+=("$package")
+  elif [[ "$program" == /usr/include/* ]]; then
+    [ -f "$program" ] || missing+=("$package")  # headers: present or not
   elif [ ! -x "$program" ] && ! command -v "$(basename "$program")" >/dev/null 2>&1; then
     missing+=("$package")
   fi

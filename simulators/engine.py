@@ -93,12 +93,13 @@ def device_connections(
     keepalive_s: int = 60,
     tls: ssl.SSLContext | None = None,
 ) -> list[Connection]:
-    """One connection per device: its id as client id, its credentials, its last will."""
+    """One connection per device: its credentials, its last will, and as client id its login
+    (the broker binds a device's client id to its login) or, without one, its id."""
     connections = []
     for device in devices:
         username, password = (credentials or {}).get(device.device_id, (None, None))
         will = Will(f"lantaarn/v1/{device.tenant}/{device.device_id}/status", b"offline")
-        login = Login(device.device_id, username, password)
+        login = Login(username or device.device_id, username, password)
         connections.append(
             Connection(host, port, login, will=will, keepalive_s=keepalive_s, tls=tls)
         )

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
+from broker.acl import Role, ServiceLogin
+from broker.config import BrokerTls
+from broker.passwords import write_broker_config
+from devices import Device, Registry, Tenant
+from devices.provisioning import Credentials, issue_credentials
 from lantaarn.localstack import (
     Influx,
     Mosquitto,
@@ -17,6 +26,9 @@ from lantaarn.localstack import (
     private_influx,
     private_mosquitto,
 )
+from tests.broker import peers
+from tests.broker.peers import Listener, Peer, connect
+from tests.broker.testca import ThrowawayAuthority
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -72,3 +84,160 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and _SERVICES:
         for service in _SERVICES:
             report.sections.append((f"{service.name} log", service.log_tail(60)))
+
+
+# --- a broker secured as we ship it, for the attack tests ---------------------------------
+
+DEVICE_LISTENERS = ("plain", "tls", "x509")
+
+
+@dataclass
+class SecuredBroker:
+    """A private Mosquitto with the shipped security: device logins a-1, b-1 (GM0363), c-1
+    (GM0344), an ingest and an operator service login."""
+
+    broker: Mosquitto
+    registry: Registry
+    logins: dict[str, Credentials]
+    listeners: dict[str, Listener]
+    authority: ThrowawayAuthority
+    certificates: dict[str, tuple[Path, Path]]
+    services: list[ServiceLogin]
+    ingest_login: str = "lantaarn-ingest"
+    ingest_password: str = "ingest-secret"
+    operator_login: str = "lantaarn-api"
+    operator_password: str = "operator-secret"
+    peers: list[Peer] = field(default_factory=list)
+
+    @property
+    def service_listener(self) -> Listener:
+        """The plain loopback listener the platform's own services use."""
+        return self.listeners["plain"]
+
+    def username(self, device_id: str) -> str:
+        """The broker login of a device."""
+        return self.logins[device_id].username
+
+    def device(
+        self,
+        listener: Listener,
+        device_id: str,
+        *,
+        must_connect: bool = True,
+        **options: Any,
+    ) -> Peer:
+        """Connect as a device, by default with its login as client id."""
+        options.setdefault("client_id", self.username(device_id))
+        if listener.name == "x509":  # the certificate is the login
+            peer = connect(listener, None, None, cert=self.certificates[device_id], **options)
+        else:
+            credentials = self.logins[device_id]
+            peer = connect(listener, credentials.username, credentials.password, **options)
+        self.peers.append(peer)
+        if must_connect:
+            assert not peer.refused, f"{device_id} on {listener.name}: {peer.connack}"
+        return peer
+
+    def operator(self) -> Peer:
+        """The operator (API) service login on the service listener."""
+        peer = connect(self.service_listener, self.operator_login, self.operator_password)
+        self.peers.append(peer)
+        assert not peer.refused, peer.connack
+        return peer
+
+
+@contextlib.contextmanager
+def secured_broker(
+    folder: Path, *, auth_failures: int = 1000, **limits: float
+) -> Iterator[SecuredBroker]:
+    """A broker with authentication, ACL, TLS and the rest of the shipped configuration."""
+    require_program("mosquitto", "mosquitto")
+    with Registry(f"sqlite:///{folder / 'registry.sqlite3'}") as registry:
+        registry.add_tenant(Tenant("GM0363", "Amsterdam", ("2001:db8:363::/48",)))
+        registry.add_tenant(Tenant("GM0344", "Utrecht", ("2001:db8:344::/48",)))
+        logins = {}
+        for device_id, tenant in (("a-1", "GM0363"), ("b-1", "GM0363"), ("c-1", "GM0344")):
+            device = Device(device_id, tenant, "noise", device_id, 52.0, 5.0)
+            logins[device_id] = issue_credentials(device)
+            registry.add_device(device, password_hash=logins[device_id].password_hash)
+        services = [
+            ServiceLogin.with_password("lantaarn-ingest", "ingest-secret", Role.INGEST),
+            ServiceLogin.with_password("lantaarn-api", "operator-secret", Role.OPERATOR),
+        ]
+        broker_folder = folder / "mosquitto"
+        password_file, acl_file = broker_folder / "passwd", broker_folder / "acl"
+        write_broker_config(registry, password_file, acl_file, services)
+        authority = ThrowawayAuthority(folder / "ca")
+        cert_file, key_file = authority.issue_server()
+        certificates = {d: authority.issue_device(c.username) for d, c in logins.items()}
+        tls = BrokerTls(
+            authority.ca_file,
+            cert_file,
+            key_file,
+            authority.write_crl(),
+            device_addresses=("::1", "127.0.0.1"),
+        )
+        broker = private_mosquitto(
+            broker_folder,
+            password_file=password_file,
+            acl_file=acl_file,
+            tls=tls,
+            auth_failures=auth_failures,
+            **limits,
+        )
+        _SERVICES.append(broker.service)
+        assert broker.tls is not None
+        listeners = {
+            "plain": Listener("plain", "127.0.0.1", broker.port),
+            "tls": Listener("tls", "::1", broker.tls.tls_port, authority.ca_file),
+            "x509": Listener("x509", "127.0.0.1", broker.tls.certificate_port, authority.ca_file),
+        }
+        setup = SecuredBroker(
+            broker, registry, logins, listeners, authority, certificates, services
+        )
+        try:
+            yield setup
+        finally:
+            while peers.OPEN:
+                peers.OPEN.pop().release()
+            broker.stop()
+            _SERVICES.remove(broker.service)
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A broker secured as shipped (failed-login limit raised: attack tests fail many logins)."""
+    with secured_broker(tmp_path) as setup:
+        yield setup
+
+
+@pytest.fixture
+def secured_strict(tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A broker secured as shipped that refuses an address after 5 failed logins."""
+    with secured_broker(tmp_path, auth_failures=5) as setup:
+        yield setup
+
+
+@pytest.fixture
+def secured_slow(tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A broker secured as shipped that lets a device publish 2 messages/s, 10 at once."""
+    with secured_broker(tmp_path, publish_rate=2, publish_burst=10) as setup:
+        yield setup
+
+
+@pytest.fixture
+def secured_dropped() -> Iterator[SecuredBroker]:
+    """A broker secured as shipped in a folder its own user can reach, so it drops to it."""
+    folder = Path(tempfile.mkdtemp(prefix="lantaarn-broker-"))
+    folder.chmod(0o711)  # others may pass through, not list
+    try:
+        with secured_broker(folder) as setup:
+            yield setup
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=DEVICE_LISTENERS)
+def listener(request: pytest.FixtureRequest, secured: SecuredBroker) -> Listener:
+    """Each listener a device can reach, in turn."""
+    return secured.listeners[str(request.param)]

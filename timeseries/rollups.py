@@ -18,8 +18,10 @@ import numpy as np
 from devices import DEVICE_KINDS
 from timeseries.aggregate import F64, I64, STATS, Groups, Windows, aggregate
 from timeseries.client import InfluxClient, Series
+from timeseries.completeness import rebuild_completeness
 from timeseries.lineprotocol import series_key
 from timeseries.schema import (
+    COMPLETENESS_WINDOW,
     RAW_RP,
     ROLLUP_PROGRESS,
     quote_ident,
@@ -163,6 +165,8 @@ async def rebuild(
     outcome = await writer.write(lines, retention_policy=rollup_policy(window))
     for _line, why in outcome.refused:
         log.error("InfluxDB refused a rollup row of %s/%s: %s", kind, window, why)
+    if window == COMPLETENESS_WINDOW:  # counted again with the minute's rollup: see there
+        await rebuild_completeness(client, writer, kind, start_ns, end_ns)
     return len(lines)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from timeseries.client import InfluxClient
+from timeseries.errors import InfluxAuthFailed
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,10 @@ DEVICE_STATUS: Final = "device_status"  # a device's `status` messages: tags ten
 INGEST_STATS: Final = "ingest_stats"  # each worker's counters every few seconds: tag worker
 # How far the rollups of each (kind, window) are complete; in the policy of rollup_1h.
 ROLLUP_PROGRESS: Final = "rollup_progress"
+# Readings received / expected per device and minute, from `seq` (timeseries.completeness);
+# in the policy of rollup_1m.
+COMPLETENESS: Final = "completeness"
+COMPLETENESS_WINDOW: Final = "1m"
 _DURATION = re.compile(r"(INF|\d+[mhdw])")
 
 
@@ -71,7 +76,15 @@ async def ensure_schema(client: InfluxClient, retention: Retention) -> None:
     db = quote_ident(client.config.database)
     statements = [f"CREATE DATABASE {db}"]
     existing: set[str] = set()
-    await client.execute(statements)
+    try:
+        await client.execute(statements)
+    except InfluxAuthFailed as exc:
+        if "requires admin" not in str(exc):
+            raise
+        # The write user of a deployment with authentication: its admin set the schema up
+        # (`lantaarn influx-users`), and changing it is not this login's to do.
+        log.info("InfluxDB schema is its admin's to manage (not %s)", client.config.username)
+        return
     for series in (await client.query(f"SHOW RETENTION POLICIES ON {db}", database=False))[0]:
         name_at = series.columns.index("name")
         existing.update(row[name_at] for row in series.values)

@@ -36,6 +36,7 @@ from api.registry_schemas import (
     ImportOut,
     RetireIn,
 )
+from api.routes.completeness import recent_completeness
 from api.schemas import DeviceOut, DevicePage
 from api.spelling import public_name
 from api.timefmt import now_ns
@@ -286,6 +287,7 @@ async def get_device(
     device = await readable_device(request, registry, principal, device_id)
     states = await live_states_if_available(influx, [device], now_ns())
     out = DeviceOut.of(device).live(states.get(device_id))
+    out = out.model_copy(update={"completeness": await recent_completeness(influx, device_id)})
     if principal.open_data_only:
         terms = (await open_data_of(request)).terms(device)
         response.headers["Link"] = ", ".join(licence_links([terms] if terms else []))

@@ -36,7 +36,8 @@ export async function signIn(key) {
 
 /** End the session (the server drops it and the cookie); no session is fine too. */
 export async function signOut() {
-  await fetch("/v1/sessions/current", { method: "DELETE", credentials: "same-origin" });
+  // keepalive: the request completes even when the page is left right after signing out.
+  await fetch("/v1/sessions/current", { method: "DELETE", credentials: "same-origin", keepalive: true });
 }
 
 /** The current session's description, or null when signed out. */

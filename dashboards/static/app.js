@@ -15,7 +15,9 @@ const REFRESH_STORE = "lantaarn.refreshSeconds";
 const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#f9a825" };
 
 const query = new URLSearchParams(location.search);
-const state = { latest: [], view: null, timer: 0, busy: false, askedForKey: false };
+// `identity` counts sign-ins and sign-outs: an answer asked for under an earlier count was
+// meant for someone else (it may show tenants the new session may not see) and is dropped.
+const state = { latest: [], view: null, timer: 0, busy: false, askedForKey: false, identity: 0 };
 
 function refreshSeconds() {
   // ?refresh=N in the address wins (handy on a wall screen, and for tests), then the setting.
@@ -162,11 +164,14 @@ function updated() {
 async function tick() {
   if (state.busy) return;
   state.busy = true;
+  const identity = state.identity;
   try {
     if (state.view === "overview" || state.view === "map") {
       const early = state.prefetched;
       state.prefetched = null;
-      state.latest = await (early ?? getJson("/v1/latest", { tenant: ctx.tenant() }));
+      const latest = await (early ?? getJson("/v1/latest", { tenant: ctx.tenant() }));
+      if (identity !== state.identity) return; // asked before signing in or out: not ours
+      state.latest = latest;
       updateTenants(state.latest);
       if (state.view === "overview") await overview.render(state.latest);
       else renderMap();
@@ -175,11 +180,13 @@ async function tick() {
     } else if (state.view === "rejections") {
       await rejections.refresh();
     }
-    updated();
+    if (identity === state.identity) updated();
   } catch (error) {
-    showError(error);
+    if (identity === state.identity) showError(error);
   } finally {
     state.busy = false;
+    // The tick that signing in or out asked for was skipped while this one ran: run it now.
+    if (identity !== state.identity) tick();
   }
 }
 
@@ -229,10 +236,14 @@ async function applySettings(choice) {
   const keyField = document.getElementById("api-key");
   const key = keyField.value.trim();
   keyField.value = "";
-  if (choice === "forget") await signOut();
+  if (choice === "forget") {
+    await signOut();
+    state.identity += 1;
+  }
   if (choice === "save" && key) {
     try {
       await signIn(key);
+      state.identity += 1;
       state.askedForKey = false;
     } catch (error) {
       banner(error instanceof ApiError && (error.status === 401 || error.status === 429)

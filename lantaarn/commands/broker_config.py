@@ -36,8 +36,16 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
         metavar="ROLE:USERNAME:PASSWORD_FILE",
         help=(
             "a further service login (role ingest, fleet or operator; add :TENANT to limit it "
-            "to one tenant); its password is read from PASSWORD_FILE (repeatable)"
+            "to one tenant, which a fleet login must be: only a device's own login publishes "
+            "for any device); its password is read from PASSWORD_FILE (repeatable)"
         ),
+    )
+    parser.add_argument(
+        "--stage-tls",
+        type=Path,
+        metavar="DIR",
+        help="also copy the authority's CA, server certificate and key and CRL "
+        f"(from {settings.pki_dir()}) to DIR, readable by the broker",
     )
     parser.add_argument(
         "--reload-pid", type=int, help="send SIGHUP to this Mosquitto process afterwards"
@@ -59,8 +67,10 @@ def _service(spec: str) -> tuple[str, str, str, str | None]:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Write both files, then reload the broker if asked."""
+    from broker.acl import Role, ServiceLogin  # noqa: PLC0415
+    from broker.config import BrokerConfigError, stage_tls  # noqa: PLC0415
+    from broker.passwords import write_broker_config  # noqa: PLC0415
     from devices import DeviceError, Registry  # noqa: PLC0415
-    from devices.provisioning import Role, ServiceLogin, write_broker_config  # noqa: PLC0415
 
     try:
         services = []
@@ -75,9 +85,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             services.append(ServiceLogin.with_password(username, password, Role(role), tenant))
         with Registry(settings.registry()) as registry:
             written = write_broker_config(registry, args.password_file, args.acl_file, services)
+        if args.stage_tls is not None:
+            stage_tls(settings.pki_dir(), args.stage_tls)
         if args.reload_pid is not None:
             os.kill(args.reload_pid, signal.SIGHUP)
-    except (DeviceError, OSError, ValueError) as exc:
+    except (DeviceError, BrokerConfigError, OSError, ValueError) as exc:
         sys.stderr.write(f"lantaarn: {exc}\n")
         return 1
     sys.stdout.write(

@@ -20,6 +20,15 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
     )
     demo.add_argument("--api-port", type=int, default=8000, help="default %(default)s")
     demo.add_argument("--mqtt-port", type=int, default=1884, help="default %(default)s")
+    demo.add_argument(
+        "--mqtt-tls-port", type=int, default=8883, help="devices with a password (%(default)s)"
+    )
+    demo.add_argument(
+        "--mqtt-certificate-port",
+        type=int,
+        default=8884,
+        help="devices with a client certificate (%(default)s)",
+    )
     demo.add_argument("--influx-port", type=int, default=8086, help="default %(default)s")
     demo.add_argument("--devices", type=int, default=300, help="simulated devices (%(default)s)")
     demo.add_argument(
@@ -40,6 +49,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         api_port=args.api_port,
         mqtt_port=args.mqtt_port,
+        tls_port=args.mqtt_tls_port,
+        certificate_port=args.mqtt_certificate_port,
         influx_port=args.influx_port,
         devices=args.devices,
         interval_s=args.interval,

@@ -16,16 +16,13 @@ import pytest
 
 from api import ApiConfig, create_app
 from api.keys import KeyStore, Role
+from broker.acl import Role as BrokerRole
+from broker.acl import ServiceLogin
 from broker.command_service import CommandServiceConfig
+from broker.passwords import write_broker_files
 from devices import BrokerLogin, Device, Registry, Tenant
 from devices.command_messages import CommandAck, ack_topic
-from devices.provisioning import (
-    Credentials,
-    ServiceLogin,
-    issue_credentials,
-    write_broker_files,
-)
-from devices.provisioning import Role as BrokerRole
+from devices.provisioning import Credentials, issue_credentials
 from lantaarn.localstack import Mosquitto, private_mosquitto
 from timeseries import InfluxConfig
 

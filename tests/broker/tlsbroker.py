@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.pki import Authority
-from lantaarn.localstack import Mosquitto, free_port
+from lantaarn.localstack import Mosquitto, _tcp_open, free_port
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,18 @@ def make_authority(folder: Path, name: str = "lantaarn test CA") -> TlsFiles:
 class TlsMosquitto(Mosquitto):
     """Our private Mosquitto plus a TLS listener on ::1 and 127.0.0.1 (`tls_port`)."""
 
-    tls: TlsFiles | None = None
+    tls: TlsFiles | None = None  # type: ignore[assignment]  # not the shipped device listeners
     tls_port: int = field(default_factory=free_port)
 
-    def config_text(self) -> str:
-        """The shipped configuration, then the TLS listeners (TLS 1.2 at least)."""
+    def _listening(self) -> bool:
+        return _tcp_open("::1", self.port) and _tcp_open("127.0.0.1", self.tls_port)
+
+    def write_config(self) -> None:
+        """The shipped configuration (anonymous on loopback), then the TLS listeners (TLS 1.2
+        at least) in a file of their own beside it."""
+        super().write_config()
         assert self.tls is not None
-        lines = [super().config_text().rstrip("\n")]
+        lines = []
         for address in ("::1", "127.0.0.1"):
             lines += [
                 f"listener {self.tls_port} {address}",
@@ -49,4 +54,4 @@ class TlsMosquitto(Mosquitto):
                 f"keyfile {self.tls.key}",
                 "tls_version tlsv1.2",
             ]
-        return "\n".join(lines) + "\n"
+        (self.folder / "conf.d" / "test-tls.conf").write_text("\n".join(lines) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -340,12 +341,63 @@ async def test_signing_in_keeps_the_key_from_scripts_and_limits_the_view(
     assert tenant in await page.inner_text("#session")
 
     # Signing out ends the session: the cookie is gone, the page reads as anyone again.
-    await page.click("#sign-out")
+    # Signing out is asynchronous: leaving the page before its answer could cancel it.
+    async with page.expect_response(
+        lambda r: r.url.endswith("/v1/sessions/current") and r.request.method == "DELETE"
+    ) as signed_out:
+        await page.click("#sign-out")
+    assert (await signed_out.value).status == 204
     await page.goto(live.base_url + LIVE)
     await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
     assert await _session_cookies(tab) == []
     # The refusals of the wrong key (and of "who am I" before signing in) are the only errors.
     assert tab.errors
+    assert all("401" in e for e in tab.errors), tab.errors
+
+
+async def test_an_answer_asked_for_before_signing_in_is_not_shown_after(
+    live: Live, tab: Tab
+) -> None:
+    """A poll still on its way when the operator signs in must not list what the key cannot see.
+
+    The anonymous poll is held until the sign-in has forgotten the tenants, then answered with
+    the whole fleet: the page must drop that answer and ask again with its session.
+    """
+    page = tab.page
+    everyone = (await live.platform.http.get("/v1/latest")).text
+    held: list[Route] = []
+    one_held = asyncio.Event()
+    holding = True
+
+    async def hold_latest(route: Route) -> None:
+        if holding:
+            held.append(route)
+            one_held.set()
+        else:
+            await route.continue_()
+
+    await page.goto(live.base_url + LIVE)
+    await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
+    await page.route("**/v1/latest*", hold_latest)
+    async with asyncio.timeout(10):
+        await one_held.wait()  # a poll as anyone is on its way
+    holding = False
+    await page.click("#open-settings")
+    await page.fill("#api-key", live.tenant_key)
+    await page.click("#save-settings")
+    # Signed in: the tenants of the anonymous view are forgotten.
+    await _until(page, "document.querySelectorAll('#tenant option').length === 1")
+    for route in held:
+        await route.fulfill(content_type="application/json", body=everyone)
+    tenant = live.fleet.tenants[0].code
+    mine = [d for d in live.fleet.devices if d.tenant == tenant]
+    await _until(page, f"document.getElementById('n-devices').textContent === '{len(mine)}'")
+    tenants = await page.evaluate(
+        "() => [...document.querySelectorAll('#tenant option')].map((o) => o.value)"
+    )
+    assert tenants == ["", tenant]
+    assert {r.split("\t")[1] for r in await _texts(page, "#latest tbody tr")} == {tenant}
+    # Only "who am I" before signing in was refused.
     assert all("401" in e for e in tab.errors), tab.errors
 
 

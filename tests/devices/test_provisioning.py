@@ -16,15 +16,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broker.acl import Role, ServiceLogin
+from broker.passwords import write_broker_config
 from devices import Device, Registry, Tenant
+from devices.errors import InvalidDevice
 from devices.provisioning import (
+    ITERATIONS,
     Credentials,
-    Role,
-    ServiceLogin,
     hash_password,
     issue_credentials,
     verify_password,
-    write_broker_config,
 )
 from devices.topics import shared_subscription, topic
 from lantaarn.cli import main
@@ -37,7 +38,8 @@ OPERATOR_PASSWORD = "operator-secret"
 
 def test_our_hash_is_mosquittos_format_both_ways(tmp_path: Path) -> None:
     ours = hash_password("s3cret", salt=b"twelve bytes")
-    assert ours.startswith("$7$101$dHdlbHZlIGJ5dGVz$")
+    assert ours.startswith(f"$7${ITERATIONS}$dHdlbHZlIGJ5dGVz$")
+    assert ITERATIONS >= 5_000  # mosquitto_passwd's 101 is too cheap to guess against
     assert verify_password("s3cret", ours)
     assert not verify_password("s3cret!", ours)
     assert not verify_password("s3cret", "plain text")
@@ -78,8 +80,12 @@ class Session:
 
 def connect(port: int, username: str | None, password: str | None) -> Session:
     """Connect with MQTT 5 and wait for the CONNACK (successful or not)."""
+    # A device's client id is its own login (the broker refuses any other).
+    own = username if username is not None and "/" in username else None
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        CallbackAPIVersion.VERSION2,
+        client_id=own or f"t-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
     )
     if username is not None:
         client.username_pw_set(username, password)
@@ -195,13 +201,14 @@ def test_a_device_cannot_publish_or_read_as_another(auth_broker: AuthBroker) -> 
     assert not ingest.connected.is_failure
     subscribe(
         ingest,
-        shared_subscription("workers", "telemetry"),
+        shared_subscription("lantaarn-ingest", "telemetry"),  # the group the ingest login owns
         topic("GM0363", "b-1", "telemetry"),
         topic("GM0363", "b-1", "status"),
     )
     a, b, c = (login(auth_broker, d) for d in ("a-1", "b-1", "c-1"))
     # a-1 tries every way to reach others' topics and to read what is not its own.
     subscribe(a, topic("GM0363", "b-1", "cmd"), "lantaarn/v1/+/+/telemetry", "lantaarn/v1/#")
+    subscribe(a, topic("GM0363", "a-1", "cmd"))  # the one subscription a device may make
     subscribe(b, topic("GM0363", "b-1", "cmd"))
     publish(a, topic("GM0363", "b-1", "telemetry"), b"forged by a")
     publish(a, topic("GM0363", "b-1", "status"), b"forged status")
@@ -263,3 +270,12 @@ def test_a_retired_device_can_no_longer_log_in(
     assert not ingest.connected.is_failure
     ingest.close()
     a.close()
+
+
+def test_a_fleet_login_must_be_confined_to_one_tenant() -> None:
+    # Only a device's own login may publish device data in a deployment: a simulator's login is
+    # limited to a (simulation) tenant, never all of them.
+    with pytest.raises(InvalidDevice, match="one"):
+        ServiceLogin.with_password("lantaarn-simulator", "secret", Role.FLEET)
+    confined = ServiceLogin.with_password("lantaarn-simulator", "secret", Role.FLEET, "SIM01")
+    assert "topic write lantaarn/v1/SIM01/+/telemetry" in confined.acl_lines()

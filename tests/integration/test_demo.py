@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import grp
+import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -14,6 +17,7 @@ import httpx
 import pytest
 
 from lantaarn.localstack import free_port
+from tests.broker.peers import Listener, connect
 from tests.conftest import require_program
 
 pytestmark = pytest.mark.slow
@@ -33,9 +37,11 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
     # so (exit 2) and we try other ports.
     for _attempt in range(4):
         api, mqtt, influx = free_port(), free_port(), free_port()
+        tls, certificate = free_port(), free_port()
         argv = [
             sys.executable, "-m", "lantaarn", "demo", "--data-dir", str(tmp_path / "data"),
             "--api-port", str(api), "--mqtt-port", str(mqtt), "--influx-port", str(influx),
+            "--mqtt-tls-port", str(tls), "--mqtt-certificate-port", str(certificate),
             "--devices", "120", "--interval", "2",
         ]  # fmt: skip
         log = (tmp_path / "demo.log").open("wb")
@@ -60,6 +66,12 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
             changed = bool(seen) and any(live.get(k) != v for k, v in seen.items())
             seen = seen or live
         assert changed, (tmp_path / "demo.log").read_text()[-3000:]
+        # Both kinds of device login deliver over TLS: certificates (every other device) and
+        # passwords (the rest).
+        certified = {p.stem for p in (tmp_path / "data" / "simulated-certificates").glob("*.crt")}
+        assert 0 < len(certified) < 120
+        assert certified & live.keys(), "no device with a certificate delivered"
+        assert live.keys() - certified, "no device with a password delivered"
         assert len(latest) == 120
         page = httpx.get(f"http://[::1]:{api}/dashboard", timeout=5)
         assert page.status_code == 200
@@ -72,6 +84,11 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
         ) if _have("mosquitto_pub") else None  # fmt: skip
         if anonymous is not None:
             assert anonymous.returncode != 0
+        _secrets_are_owner_only(tmp_path / "data")
+        _devices_reach_it_over_tls(tmp_path / "data", tls, certificate)
+        # InfluxDB wants a login: an anonymous query is refused.
+        refused = httpx.get(f"http://[::1]:{influx}/query", params={"q": "SHOW DATABASES"})
+        assert refused.status_code == 401
         children = _children(demo.pid)
         assert len(children) >= 2  # mosquitto and influxd
         started = time.monotonic()
@@ -81,7 +98,7 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
         assert demo.returncode == 0
         for child in children:
             assert not Path(f"/proc/{child}").exists() or _zombie(child)
-        for port in (api, mqtt, influx):
+        for port in (api, mqtt, influx, tls, certificate):
             with socket.socket(socket.AF_INET6) as sock:
                 # Nothing listens any more (connections may linger in TIME_WAIT).
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,6 +124,32 @@ def test_a_taken_port_gets_a_clear_message(tmp_path: Path) -> None:
     assert f"port {port}" in result.stderr
     assert "--api-port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _devices_reach_it_over_tls(data: Path, tls: int, certificate: int) -> None:
+    """The device listeners speak TLS with the demo's own CA; plain MQTT only on loopback."""
+    ca = data / "pki" / "ca.crt"
+    username, _ = next(iter(json.loads((data / "simulated-devices.json").read_text()).values()))
+    wrong = connect(Listener("tls", "::1", tls, ca), username, "wrong", client_id=username)
+    assert wrong.connack is not None  # the TLS handshake held: the broker answered
+    assert wrong.refused
+    assert connect(Listener("x509", "::1", certificate, ca), None, None).refused  # no certificate
+    config = "".join(p.read_text() for p in (data / "mosquitto" / "conf.d").glob("*.conf"))
+    addresses = {line.split()[2] for line in config.splitlines() if line.startswith("listener ")}
+    assert addresses == {"::1", "127.0.0.1"}
+
+
+def _secrets_are_owner_only(data: Path) -> None:
+    """The data folder is 0700, the registry and every secret 0600 (or 0640 for the broker)."""
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("registry.sqlite3", "service-logins.json", "simulated-devices.json"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    for name in ("passwd", "acl"):
+        path = data / "mosquitto" / name
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode in (0o600, 0o640), (name, oct(mode))
+        if mode == 0o640:
+            assert grp.getgrgid(path.stat().st_gid).gr_name == "mosquitto"
 
 
 def _have(program: str) -> bool:

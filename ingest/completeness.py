@@ -1,0 +1,112 @@
+"""The completeness job: each minute, count the readings each device's `seq` says were lost.
+
+Run by the worker that rolls up a kind (ingest.rollups.RollupJob calls `tick`), so every kind
+has exactly one counter however many workers share the subscription. It counts from the stored
+readings (timeseries.completeness), never from what this worker happened to receive: a shared
+subscription spreads one device's readings over every worker.
+
+Each minute is counted twice: here, soon after it closes (`grace_s`, so that a broker dropping
+messages shows within a minute or so), and again with its 1-minute rollup
+(timeseries.rollups.rebuild), once the rollup grace has passed and readings still in flight
+(InfluxDB stalled, a worker restarting) are in; late readings recount it with the rollup, and so
+does `lantaarn rollups rebuild`. Both passes overwrite the same rows; /metrics counts the first
+pass only, so nothing is counted twice there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from timeseries import BatchWriter, InfluxClient
+from timeseries.completeness import WIDTH_NS, TenantTotals, rebuild_completeness
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class TenantFigures:
+    """What the first pass counted for one (tenant, kind) since the worker started."""
+
+    received: int = 0
+    expected: int = 0
+    last_ratio: float = 1.0  # of the newest minute counted
+
+
+@dataclass(slots=True)
+class CompletenessJob:
+    """Counts the minutes of some kinds soon after they close; `tick()` from the rollup loop."""
+
+    client: InfluxClient
+    writer: BatchWriter
+    kinds: tuple[str, ...]
+    grace_s: float = 10.0  # wait this long after a minute closed (seconds)
+    first_windows: int = 3  # on start, also count this many minutes before now
+    clock: Callable[[], int] = time.time_ns
+    figures: dict[tuple[str, str], TenantFigures] = field(default_factory=dict)
+    _done: int | None = None  # minutes before this (ns) are counted
+
+    async def tick(self) -> int:
+        """Count the minutes that closed since the last tick; returns how many."""
+        ripe = self.clock() - int(self.grace_s * 1e9)
+        due = ripe - ripe % WIDTH_NS
+        done = self._done if self._done is not None else due - self.first_windows * WIDTH_NS
+        if done >= due or not self.kinds:
+            return 0
+        for kind in self.kinds:
+            self._observe(await rebuild_completeness(self.client, self.writer, kind, done, due))
+        self._done = due
+        return (due - done) // WIDTH_NS
+
+    def _observe(self, totals: Iterable[TenantTotals]) -> None:
+        for total in totals:
+            figures = self.figures.setdefault((total.tenant, total.kind), TenantFigures())
+            figures.received += total.received
+            figures.expected += total.expected
+            figures.last_ratio = total.received / total.expected if total.expected else 1.0
+            if total.received < total.expected:
+                log.warning(
+                    "%s/%s: %d of %d readings expected from seq arrived; the rest were lost "
+                    "before ingest (check the broker's queue limits and persistence)",
+                    total.tenant,
+                    total.kind,
+                    total.received,
+                    total.expected,
+                )
+
+
+def completeness_metrics(
+    jobs: Iterable[CompletenessJob],
+) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Prometheus families of the first-pass counts, per tenant and kind."""
+    received = CounterMetricFamily(
+        "lantaarn_completeness_received_readings",
+        "Readings stored, counted once per distinct seq of a device, in counted minutes",
+        labels=["tenant", "kind"],
+    )
+    expected = CounterMetricFamily(
+        "lantaarn_completeness_expected_readings",
+        "Readings the devices' seq numbers say were sent, in counted minutes",
+        labels=["tenant", "kind"],
+    )
+    missing = CounterMetricFamily(
+        "lantaarn_completeness_missing_readings",
+        "Readings sent (by seq) that never reached storage, in counted minutes",
+        labels=["tenant", "kind"],
+    )
+    ratio = GaugeMetricFamily(
+        "lantaarn_completeness_ratio",
+        "Readings received / expected in the newest counted minute (1 when none expected)",
+        labels=["tenant", "kind"],
+    )
+    for job in jobs:
+        for (tenant, kind), figures in sorted(job.figures.items()):
+            received.add_metric([tenant, kind], figures.received)
+            expected.add_metric([tenant, kind], figures.expected)
+            missing.add_metric([tenant, kind], figures.expected - figures.received)
+            ratio.add_metric([tenant, kind], figures.last_ratio)
+    yield from (received, expected, missing, ratio)
