@@ -21,6 +21,7 @@ RULES = (
     Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "lantaarn-platform.rules.yml"
 )
 TOKEN = "metrics-token-for-tests"
+RULE_COUNT = RULES.read_text().count("- alert: ")
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path, **kwargs: object) -> None:
@@ -120,7 +121,8 @@ scrape_configs:
             evaluated = [
                 r for g in rules for r in g["rules"] if r.get("lastEvaluation", "").startswith("2")
             ]
-            if health == {"lantaarn-ingest": "up", "lantaarn-api": "up"} and len(evaluated) == 8:
+            both_up = health == {"lantaarn-ingest": "up", "lantaarn-api": "up"}
+            if both_up and len(evaluated) == RULE_COUNT:
                 break
             assert time.monotonic() < deadline, (health, rules, log_path.read_text()[-2000:])
             time.sleep(0.5)
