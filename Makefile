@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) plugin
-	@bash scripts/system-deps.sh mosquitto influxdb chromium
+	@bash scripts/system-deps.sh mosquitto influxdb chromium prometheus prometheus-alertmanager
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -25,6 +25,7 @@ from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
     activity,
     aggregates,
+    alerts,
     certificates,
     commands,
     completeness,
@@ -211,6 +212,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         commands,
         schedules,
         energy,
+        alerts,
         readings,
         aggregates,
         latest,

@@ -14,6 +14,7 @@ SCENARIOS = {
     "dashboard": ["-m", "bench.dashboard_overview"],
     "sta": ["-m", "bench.sta"],
     "broker-login": ["-m", "bench.broker_login"],
+    "alerts": ["-m", "bench.alerts", "--devices", "10000", "--rules", "200", "--no-save"],
 }
 
 

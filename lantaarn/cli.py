@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ingest import BrokerRefused
 from lantaarn.commands import (
+    alerts,
     api,
     broker_config,
     demo,
@@ -44,6 +45,7 @@ COMMANDS = (
     doctor,
     scheduler,
     device_commands,
+    alerts,
 )
 
 

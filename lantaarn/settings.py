@@ -249,6 +249,35 @@ class SchedulerSettings(BaseModel):
         return self
 
 
+class AlertSettings(BaseModel):
+    """`LANTAARN_ALERTS__*`: the evaluator (`lantaarn alerts`) and its notification channels."""
+
+    replica: str | None = Field(
+        None, description="this evaluator's name for the lease; default host name and process id"
+    )
+    interval_s: float = Field(10.0, gt=0, le=60, description="seconds between rounds")
+    lease_s: float = Field(30.0, gt=0, description="seconds a silent replica's lease lasts")
+    public_url: str = Field(
+        "http://localhost:8000", description="the API's public URL, linked from notifications"
+    )
+    webhook_url: str | None = Field(None, description="POST every notification here (JSON)")
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the webhook signature (required with the URL)"
+    )
+    smtp_host: str | None = Field(None, description="send e-mail through this SMTP server")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_from: str = "lantaarn@localhost"
+    smtp_to: list[str] = Field([], description="recipients of alert e-mail")
+    smtp_language: Literal["nl", "en"] = "nl"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_require_tls: bool = Field(True, description="refuse to send unless STARTTLS is offered")
+    smtp_ca_file: Path | None = Field(None, description="trust this CA for the SMTP server")
+    alertmanager_url: str | None = Field(
+        None, description="push alerts to this Prometheus Alertmanager (API v2)"
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, from the environment (`LANTAARN_MQTT__PORT=1884`)."""
 
@@ -272,6 +301,8 @@ class Settings(BaseSettings):
     doctor: DoctorSettings = DoctorSettings()
     commands: CommandSettings = CommandSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+
+    alerts: AlertSettings = AlertSettings()
 
     def registry(self) -> str:
         """The registry's SQLAlchemy URL."""

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lantaarn runs on, when their programs are missing.
 # Usage: scripts/system-deps.sh PACKAGE...
-# (known: mosquitto influxdb chromium mosquitto-clients python3-venv, and for the broker plugin
-#  mosquitto-dev libmosquitto-dev libssl-dev gcc make)
+# (known: mosquitto influxdb chromium mosquitto-clients python3-venv prometheus
+#  prometheus-alertmanager, and for the broker plugin mosquitto-dev libmosquitto-dev libssl-dev gcc
+#  make)
 set -euo pipefail
 
 program_of() {
@@ -17,6 +18,8 @@ program_of() {
     libssl-dev) echo /usr/include/openssl/evp.h ;;
     gcc) echo /usr/bin/gcc ;;
     make) echo /usr/bin/make ;;
+    prometheus) echo /usr/bin/promtool ;;
+    prometheus-alertmanager) echo /usr/bin/prometheus-alertmanager ;;
     *) echo "unknown package $1" >&2; exit 2 ;;
   esac
 }

@@ -10,6 +10,7 @@ A new part (schedules, command history, alert rules) is a module of its own here
 
 from __future__ import annotations
 
+from devices.registry.alerts import Alerts
 from devices.registry.devices import Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
@@ -26,14 +27,15 @@ from devices.registry.store import Store
 from devices.registry.tenants import Tenants
 
 
-class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications):
-    """Tenants, devices, their broker logins and the tenants' open data in a relational
-    database; a context manager."""
+class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts):
+    """Tenants, devices, their broker logins, the tenants' open data and alerting in a
+    relational database; a context manager."""
 
 
 __all__ = [
     "MIGRATIONS",
     "UPDATABLE",
+    "Alerts",
     "BrokerLogins",
     "Devices",
     "OpenDataPublications",

@@ -1,0 +1,64 @@
+"""Webhooks: each notice is one JSON POST, signed with HMAC-SHA256 over timestamp and body.
+
+Headers (documented in README, "Alerts"):
+- `X-Lantaarn-Timestamp`: seconds since the epoch when the request was signed;
+- `X-Lantaarn-Signature`: `v1=` and the lowercase hex HMAC-SHA256, keyed with the shared
+  secret, of the timestamp, a `.`, and the raw body bytes;
+- `X-Lantaarn-Delivery`: the delivery's id (the same on every retry of it).
+A receiver recomputes the signature and rejects requests older than a few minutes (replays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+
+import httpx
+import orjson
+
+from alerting.channels.base import Notice, payload
+
+PARALLEL = 8  # requests in flight at once to the receiver
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The signature header's value for a body sent at `timestamp` (s since the epoch)."""
+    digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+class WebhookChannel:
+    """POSTs every notice to one URL; any non-2xx answer or network error is a failure."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, secret: bytes, *, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self._secret = secret
+        self._timeout_s = timeout_s
+
+    async def send(self, notices: Sequence[Notice]) -> list[str | None]:
+        """Deliver each notice in its own request, `PARALLEL` at a time."""
+        gate = asyncio.Semaphore(PARALLEL)
+        async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+
+            async def post(notice: Notice) -> str | None:
+                body = orjson.dumps(payload(notice))
+                stamp = int(time.time())
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Lantaarn-Timestamp": str(stamp),
+                    "X-Lantaarn-Signature": sign(self._secret, stamp, body),
+                    "X-Lantaarn-Delivery": str(notice.delivery_id),
+                }
+                async with gate:
+                    try:
+                        answer = await client.post(self.url, content=body, headers=headers)
+                    except httpx.HTTPError as exc:
+                        return f"{type(exc).__name__}: {exc}"
+                return None if answer.is_success else f"HTTP {answer.status_code}"
+
+            return list(await asyncio.gather(*(post(n) for n in notices)))
