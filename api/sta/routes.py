@@ -109,6 +109,9 @@ async def resource(
     if resource == "":
         return await service_document(request, config)  # `/sta/v1.1/`, as many clients ask
     try:
+        if resource.endswith("/"):
+            # NLGov ADR API-48: a path has no trailing slash, and one is not redirected away.
+            raise EntityNotFound(f"no resource {resources.PREFIX}/{resource}: drop the final /")
         query = parse_query(_options(request))
         devices = access.readable(await fleet.devices(tenants=access.tenants))
         ctx = resources.Context(
