@@ -47,8 +47,9 @@ class Sink(Protocol):
         """Store both; returns the rejections that storage itself added.
 
         `lines` are the line protocol of the first `len(lines)` points, encoded already by the
-        stage that made them (the decoder encodes each point while it is still in the cache);
-        the sink encodes the rest.
+        stage that made them (the decoder encodes each point as it makes it, with the series key
+        it prepared per device, rather than having it looked up again); the sink encodes the
+        rest.
         """
         ...
 

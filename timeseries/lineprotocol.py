@@ -115,7 +115,7 @@ class Encoder:
     def line_in(self, series: str, point: Point) -> str:
         """`line`, for a caller that holds the point's series key already (`series_key` of its
         measurement and tags, which is what this trusts it to be): the decoder keeps one per
-        device and encodes each point as it makes it, while the point is still in the cache."""
+        device and kind, and so saves hashing the tags of every point it encodes."""
         plain = self._plain
         parts: list[str] = []
         append = parts.append
