@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from devices import DEVICE_KINDS, MAX_PAYLOAD_BYTES, Device, Metric, TelemetryIn, parse_topic
 from ingest.reasons import Reason
-from timeseries.lineprotocol import FieldValue, Point, Tags, tags
+from timeseries.lineprotocol import Encoder, FieldValue, Point, Tags, series_key, tags
 from timeseries.schema import REJECTIONS, raw_measurement
 
 EXCERPT_BYTES: Final = 256
@@ -52,6 +52,11 @@ class KnownDevice:
     # the tags of the device's raw points, and device kind -> its raw measurement
     tags: Tags = ()
     measurements: Mapping[str, str] = field(default_factory=dict)
+    # device kind -> the series key of its raw points (measurement and tags, encoded once)
+    series: Mapping[str, str] = field(default_factory=dict)
+    # metric name -> (lowest, highest valid value) of the device's own kind only, as in
+    # `limits`: the one look-up per metric of the common case
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
@@ -71,12 +76,19 @@ def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
             name: (kind, max(metric.minimum, -_LARGEST), min(metric.maximum, _LARGEST))
             for name, (kind, metric) in metrics.items()
         }
+        device_tags = tags(tenant=device.tenant, device_id=device.device_id)
         index[device.device_id] = KnownDevice(
             device,
             metrics,
             limits,
-            tags(tenant=device.tenant, device_id=device.device_id),
+            device_tags,
             measurements,
+            {kind: series_key(name, device_tags) for kind, name in measurements.items()},
+            {
+                name: (low, high)
+                for name, (owner, low, high) in limits.items()
+                if owner == device.kind
+            },
         )
     return index
 
@@ -86,6 +98,8 @@ class Decoded:
     """What decoding one or more messages produced."""
 
     points: list[Point] = field(default_factory=list)
+    # the line protocol of each point, in the same order: encoded as the point is made
+    lines: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     stored_values: int = 0
     late_values: int = 0
@@ -204,6 +218,7 @@ class Decoder:
         # telemetry topic -> its device, for topics that passed every check against this
         # snapshot. Bounded by the registry: each device has exactly one telemetry topic.
         self._routes: dict[str, KnownDevice] = {}
+        self._encode = Encoder().line_in
 
     def decode(self, topic: str, payload: bytes, received_ns: int, out: Decoded) -> None:
         """Add what one telemetry message yields to `out`."""
@@ -339,11 +354,20 @@ class Decoder:
                 )
             )
             return
+        bounds = known.bounds
         limits = known.limits
         main = device.kind
         values: dict[str, FieldValue] = {}  # the device's own kind's metrics
         others: dict[str, dict[str, FieldValue]] | None = None  # those of its extra kinds
         for name, value in metrics.items():
+            bound = bounds.get(name)
+            if bound is not None:
+                number = float(value)
+                # The bounds are finite, so this also refuses NaN and the infinities.
+                if bound[0] <= number <= bound[1]:
+                    values[name] = number
+                    continue
+            # Another kind's metric, an unknown one, or a value out of range.
             entry = limits.get(name)
             if entry is None:
                 out.rejections.append(
@@ -362,11 +386,8 @@ class Decoder:
                 continue
             kind, lowest, highest = entry
             number = float(value)
-            # The bounds are finite, so this also refuses NaN and the infinities.
             if lowest <= number <= highest:
-                if kind == main:
-                    values[name] = number
-                elif others is None:
+                if others is None:
                     others = {kind: {name: number}}
                 else:
                     others.setdefault(kind, {})[name] = number
@@ -400,28 +421,46 @@ class Decoder:
                     message=message_key(topic_name, payload),
                 )
             )
-        if others is None:
-            if not values:
-                return
-            fields = {main: values}
-        else:
-            fields = {main: values, **others} if values else others
+        if others is None and not values:
+            return
         if ts is None:
             at = self._assign(device.device_id, received_ns)
         elif isinstance(ts, str):
             return  # not reached: an unreadable ts was rejected above
         else:
             at = ts
-        late = at < received_ns - self._late_after_ns
-        points = out.points
-        measurements = known.measurements
-        for kind, values in fields.items():
+        if others is None:
+            # The common case, one point of the device's own kind, without the general
+            # path's dict of kinds and its loop: this runs for nearly every message.
             count = len(values)
             if seq is not None:
                 values["seq"] = seq
             if ts is None:
                 values["ts_assigned"] = True
-            points.append(Point(measurements[kind], known.tags, values, at))
+            point = Point(known.measurements[main], known.tags, values, at)
+            out.points.append(point)
+            out.lines.append(self._encode(known.series[main], point))
+            out.stored_values += count
+            if at < received_ns - self._late_after_ns:
+                out.late_values += count
+                out.late.append((main, at))
+            return
+        fields = {main: values, **others} if values else others
+        late = at < received_ns - self._late_after_ns
+        points = out.points
+        lines = out.lines
+        encode = self._encode
+        measurements = known.measurements
+        series = known.series
+        for kind, kind_values in fields.items():
+            count = len(kind_values)
+            if seq is not None:
+                kind_values["seq"] = seq
+            if ts is None:
+                kind_values["ts_assigned"] = True
+            point = Point(measurements[kind], known.tags, kind_values, at)
+            points.append(point)
+            lines.append(encode(series[kind], point))
             out.stored_values += count
             if late:
                 out.late_values += count

@@ -38,9 +38,19 @@ class Sink(Protocol):
         ...
 
     async def store(
-        self, points: Sequence[Point], rejections: Sequence[Rejection], /
+        self,
+        points: Sequence[Point],
+        rejections: Sequence[Rejection],
+        /,
+        lines: Sequence[str] = (),
     ) -> list[Rejection]:
-        """Store both; returns the rejections that storage itself added."""
+        """Store both; returns the rejections that storage itself added.
+
+        `lines` are the line protocol of the first `len(lines)` points, encoded already by the
+        stage that made them (the decoder encodes each point as it makes it, with the series key
+        it prepared per device, rather than having it looked up again); the sink encodes the
+        rest.
+        """
         ...
 
 
@@ -117,11 +127,19 @@ class InfluxSink:
         return self._writer.slow_writes
 
     async def store(
-        self, points: Sequence[Point], rejections: Sequence[Rejection], /
+        self,
+        points: Sequence[Point],
+        rejections: Sequence[Rejection],
+        /,
+        lines: Sequence[str] = (),
     ) -> list[Rejection]:
-        """Write raw points, then the dead-letter; refused raw points join the dead-letter."""
+        """Write raw points, then the dead-letter; refused raw points join the dead-letter.
+
+        `lines`: those of the first points, encoded already (see `Sink.store`).
+        """
         added: list[Rejection] = []
-        lines = self._encoder.lines(points)
+        if len(lines) < len(points):
+            lines = [*lines, *self._encoder.lines(points[len(lines) :])]
         for start in range(0, len(lines), self._chunk):
             outcome = await self._writer.write(
                 lines[start : start + self._chunk], retention_policy=RAW_RP

@@ -184,7 +184,7 @@ class Worker:
     async def store(self, batch: list[Delivery], prepared: tuple[Decoded, list[Point]]) -> None:
         """Store a decoded batch, then acknowledge it: only now is every reading safe."""
         decoded, points = prepared
-        added = await self.sink.store(points, decoded.rejections)
+        added = await self.sink.store(points, decoded.rejections, decoded.lines)
         self.source.ack(batch)
         stats = self.stats
         stats.batches += 1

@@ -110,6 +110,12 @@ class Encoder:
         series = self._series.get((point.measurement, point.tags))
         if series is None:
             series = self._remember_series(point)
+        return self.line_in(series, point)
+
+    def line_in(self, series: str, point: Point) -> str:
+        """`line`, for a caller that holds the point's series key already (`series_key` of its
+        measurement and tags, which is what this trusts it to be): the decoder keeps one per
+        device and kind, and so saves hashing the tags of every point it encodes."""
         plain = self._plain
         parts: list[str] = []
         append = parts.append

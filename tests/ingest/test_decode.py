@@ -32,7 +32,10 @@ def decode(payload: bytes | dict[str, object], topic: str = TOPIC) -> Decoded:
 
 def lines(out: Decoded) -> list[str]:
     """The decoded points as the sink writes them."""
-    return Encoder().lines(out.points)
+    encoded = Encoder().lines(out.points)
+    # The decoder encodes each point as it makes it: the same lines, the same order.
+    assert out.lines == encoded
+    return encoded
 
 
 def reasons(out: Decoded) -> list[str]:
@@ -174,6 +177,7 @@ def test_anything_a_device_sends_is_classified_never_raised(topic: str, payload:
             if name not in ("seq", "ts_assigned"):
                 assert isinstance(value, float)
                 assert math.isfinite(value)
+    assert out.lines == Encoder().lines(out.points)  # encoded as decoded, one line a point
 
 
 def test_readings_without_ts_received_together_get_times_of_their_own() -> None:

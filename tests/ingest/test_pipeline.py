@@ -73,7 +73,11 @@ class SlowSink:
         self.writing = {n: asyncio.Event() for n in (1, 2, 3)}  # write of batch n has begun
 
     async def store(
-        self, points: Sequence[Point], rejections: Sequence[Rejection]
+        self,
+        points: Sequence[Point],
+        rejections: Sequence[Rejection],
+        /,
+        lines: Sequence[str] = (),
     ) -> list[Rejection]:
         seq = points[0].fields["seq"]
         assert isinstance(seq, int)
