@@ -48,7 +48,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from devices.errors import NotFound
 from devices.registry import Registry, connect
-from devices.registry.rows import Base
+from devices.registry.rows import Base, aware, stored_utc
 
 log = logging.getLogger(__name__)
 
@@ -136,20 +136,6 @@ command_groups = Table(
     Column("device_count", Integer, nullable=False),
     Index("ix_command_groups_created_at", "created_at"),
 )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _utc(value: datetime | None) -> datetime:
-    moment = _aware(value)
-    if moment is None:
-        raise ValueError("a stored time is missing")
-    return moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,10 +234,10 @@ def _command(row: RowMapping, events: Sequence[CommandEvent] = ()) -> Command:
         state=CommandState(row["state"]),
         detail=row["detail"],
         issuer=Issuer(row["issued_by"], row["issued_role"]),
-        created_at=_utc(row["created_at"]),
-        expires_at=_utc(row["expires_at"]),
-        sent_at=_aware(row["sent_at"]),
-        finished_at=_aware(row["finished_at"]),
+        created_at=stored_utc(row["created_at"]),
+        expires_at=stored_utc(row["expires_at"]),
+        sent_at=aware(row["sent_at"]),
+        finished_at=aware(row["finished_at"]),
         events=tuple(events),
     )
 
@@ -264,8 +250,8 @@ def _group(row: RowMapping, progress: dict[str, int]) -> CommandGroup:
         name=row["name"],
         args=json.loads(row["args"]),
         issuer=Issuer(row["issued_by"], row["issued_role"]),
-        created_at=_utc(row["created_at"]),
-        expires_at=_utc(row["expires_at"]),
+        created_at=stored_utc(row["created_at"]),
+        expires_at=stored_utc(row["expires_at"]),
         device_count=int(row["device_count"]),
         progress=progress,
     )
@@ -718,7 +704,7 @@ class CommandStore:
             if found is None:
                 raise NotFound("command", command_id)
             events = [
-                CommandEvent(e["state"], _utc(e["at"]), e["detail"])
+                CommandEvent(e["state"], stored_utc(e["at"]), e["detail"])
                 for e in conn.execute(
                     select(command_events)
                     .where(command_events.c.command_id == command_id)

@@ -51,7 +51,7 @@ from devices.command_history import CommandState, command_events, commands
 from devices.errors import InvalidDevice, NotFound, Problem
 from devices.model import BoundingBox, Device
 from devices.registry import Registry, connect
-from devices.registry.rows import Base
+from devices.registry.rows import Base, stored_utc
 from devices.schedules import Schedule, Step, latest_occurrence, schedule_problems
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,6 @@ scheduler_lease = Table(
 
 class LeaseLost(RuntimeError):
     """Another scheduler holds the lease now: this one must not send."""
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +181,8 @@ def _stored(row: RowMapping) -> StoredSchedule:
         Schedule(row["id"], row["name"], steps),
         row["tenant"],
         group,
-        _aware(row["created_at"]),
-        _aware(row["updated_at"]),
+        stored_utc(row["created_at"]),
+        stored_utc(row["updated_at"]),
     )
 
 
@@ -446,7 +441,7 @@ class ScheduleStore:
         chosen = self.assignments()
         with self._begin() as conn:
             sent = {
-                r["device_id"]: (r["schedule_id"], _aware(r["step_at"]), int(r["level"]))
+                r["device_id"]: (r["schedule_id"], stored_utc(r["step_at"]), int(r["level"]))
                 for r in conn.execute(select(schedule_progress)).mappings()
             }
         found = []
@@ -556,4 +551,4 @@ class ScheduleStore:
             )
         if row is None:
             return None
-        return row["schedule_id"], _aware(row["step_at"]), int(row["level"])
+        return row["schedule_id"], stored_utc(row["step_at"]), int(row["level"])

@@ -43,7 +43,7 @@ from devices.registry.alert_rows import (
     alert_rules,
     alerts,
 )
-from devices.registry.rows import TenantRow
+from devices.registry.rows import TenantRow, aware, stored_utc
 from devices.registry.store import Store
 
 # Columns of their own; every other field of a rule lives in the JSON `spec`.
@@ -64,20 +64,6 @@ _CHUNK: Final = 500
 def _changed(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE changed (a session hands back the cursor's result)."""
     return int(cast("CursorResult[Any]", result).rowcount)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _utc(value: datetime | None) -> datetime:
-    moment = _aware(value)
-    if moment is None:
-        raise ValueError("a stored time is missing")
-    return moment
 
 
 def _spec(rule: AlertRule) -> str:
@@ -109,8 +95,8 @@ def _rule_of(row: RowMapping) -> AlertRule:
         builtin=row["builtin"],
         id=row["id"],
         revision=int(row["revision"]),
-        created_at=_aware(row["created_at"]),
-        updated_at=_aware(row["updated_at"]),
+        created_at=aware(row["created_at"]),
+        updated_at=aware(row["updated_at"]),
         **known,
     )
 
@@ -128,10 +114,10 @@ def _alert_of(
         state=AlertState(row["state"]),
         value=row["value"],
         summary=row["summary"],
-        started_at=_utc(row["started_at"]),
-        fired_at=_aware(row["fired_at"]),
-        acknowledged_at=_aware(row["acknowledged_at"]),
-        resolved_at=_aware(row["resolved_at"]),
+        started_at=stored_utc(row["started_at"]),
+        fired_at=aware(row["fired_at"]),
+        acknowledged_at=aware(row["acknowledged_at"]),
+        resolved_at=aware(row["resolved_at"]),
         note=row["note"],
         events=tuple(events),
         deliveries=tuple(deliveries),
@@ -304,7 +290,7 @@ class Alerts(Store):
             if row is None:
                 raise NotFound("alert", alert_id)
             events = [
-                AlertEvent(AlertState(e["state"]), _utc(e["at"]), e["note"], e["by"])
+                AlertEvent(AlertState(e["state"]), stored_utc(e["at"]), e["note"], e["by"])
                 for e in session.execute(
                     select(alert_events)
                     .where(alert_events.c.alert_id == alert_id)
@@ -587,6 +573,6 @@ def _delivery_of(row: RowMapping) -> Delivery:
         state=row["state"],
         attempts=int(row["attempts"]),
         last_error=row["last_error"],
-        next_at=_aware(row["next_at"]),
-        updated_at=_utc(row["updated_at"]),
+        next_at=aware(row["next_at"]),
+        updated_at=stored_utc(row["updated_at"]),
     )

@@ -93,11 +93,19 @@ def canonical_address(address: str | None) -> str | None:
         return address
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
+def aware(value: datetime | None) -> datetime | None:
+    """A stored time as UTC: SQLite hands back naive datetimes; everything we store is UTC."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+def stored_utc(value: datetime | None) -> datetime:
+    """A stored time that must be there, as UTC."""
+    moment = aware(value)
+    if moment is None:
+        raise ValueError("a stored time is missing")
+    return moment
 
 
 def device_of(row: DeviceRow) -> Device:
@@ -114,13 +122,13 @@ def device_of(row: DeviceRow) -> Device:
         extra_kinds=tuple(json.loads(row.extra_kinds)),
         firmware=row.firmware,
         installed_on=row.installed_on,
-        retired_at=_aware(row.retired_at),
+        retired_at=aware(row.retired_at),
         owner=row.owner,
         observation_goal=row.observation_goal,
         legal_ground=row.legal_ground,
         personal_data=row.personal_data,
         active_until=row.active_until,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
     )
 
 
