@@ -17,12 +17,10 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from types import TracebackType
 
 from sqlalchemy import (
     Column,
@@ -36,9 +34,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import RowMapping
 
-from devices.registry import connect
+from devices.registry.rows import aware
+from devices.registry.store import Database
 from devices.topics import TENANT_RE
 
 log = logging.getLogger(__name__)
@@ -120,16 +119,9 @@ def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; we store UTC only.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _key(row: RowMapping) -> ApiKey:
     tenants = None if row["tenants"] is None else frozenset(json.loads(row["tenants"]))
-    created = _aware(row["created_at"])
+    created = aware(row["created_at"])
     assert created is not None
     return ApiKey(
         key_id=row["key_id"],
@@ -137,44 +129,16 @@ def _key(row: RowMapping) -> ApiKey:
         role=Role(row["role"]),
         tenants=tenants,
         created_at=created,
-        revoked_at=_aware(row["revoked_at"]),
+        revoked_at=aware(row["revoked_at"]),
     )
 
 
-class KeyStore:
+class KeyStore(Database):
     """API keys in the registry's database; use as a context manager."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._engine: Engine | None = None
-
-    def __enter__(self) -> KeyStore:
-        self.open()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def open(self) -> None:
-        """Connect and create the key table when it is missing."""
-        engine = connect(self.url)  # the registry's database, set up the same way
+    def _prepare(self, engine: Engine) -> None:
+        """Create the key table when it is missing."""
         metadata.create_all(engine)
-        self._engine = engine
-
-    def close(self) -> None:
-        """Release the connections."""
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-    @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        if self._engine is None:
-            raise RuntimeError("the key store is not open")
-        with self._engine.begin() as conn:
-            yield conn
 
     def create(
         self, role: Role, tenants: Iterable[str] | None = None, name: str = ""

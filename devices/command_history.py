@@ -18,17 +18,14 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from types import TracebackType
 from typing import Any, Final
 
 from sqlalchemy import (
     Column,
     DateTime,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -47,8 +44,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, RowMapping
 
 from devices.errors import NotFound
-from devices.registry import Registry, connect
 from devices.registry.rows import Base, aware, stored_utc
+from devices.registry.store import Database
 
 log = logging.getLogger(__name__)
 
@@ -270,43 +267,11 @@ class HistoryPage:
     after: tuple[datetime, str] | None
 
 
-class CommandStore:
+class CommandStore(Database):
     """Commands, groups and the audit trail; use as a context manager.
 
-    `open()` opens the registry once, which migrates the schema (these tables included).
+    `open()` migrates the registry's schema (these tables included).
     """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._engine: Engine | None = None
-
-    def __enter__(self) -> CommandStore:
-        self.open()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def open(self) -> None:
-        """Connect; the schema is brought up to date through the registry's migrations."""
-        with Registry(self.url):
-            pass
-        self._engine = connect(self.url)
-
-    def close(self) -> None:
-        """Release the connections."""
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-    @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        if self._engine is None:
-            raise RuntimeError("the command store is not open")
-        with self._engine.begin() as conn:
-            yield conn
 
     # -- creating ----------------------------------------------------------------------------
 

@@ -22,17 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, Final
 
 from sqlalchemy import (
     Column,
     DateTime,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -50,8 +47,9 @@ from sqlalchemy.exc import IntegrityError
 from devices.command_history import CommandState, command_events, commands
 from devices.errors import InvalidDevice, NotFound, Problem
 from devices.model import BoundingBox, Device
-from devices.registry import Registry, connect
+from devices.registry import Registry
 from devices.registry.rows import Base, stored_utc
+from devices.registry.store import Database
 from devices.schedules import Schedule, Step, latest_occurrence, schedule_problems
 
 log = logging.getLogger(__name__)
@@ -205,44 +203,29 @@ class DispatchResult:
     command_ids: list[str] = field(default_factory=list)
 
 
-class ScheduleStore:
+class ScheduleStore(Database):
     """Schedules, their groups and the scheduler's progress and lease; a context manager."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self._engine: Engine | None = None
+        super().__init__(url)
         self._registry: Registry | None = None
 
-    def __enter__(self) -> ScheduleStore:
-        self.open()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def open(self) -> None:
-        """Connect; opening the registry brings the schema up to date."""
+        """Open the registry (which brings the schema up to date) and connect."""
         self._registry = Registry(self.url)
         self._registry.open()
-        self._engine = connect(self.url)
+        try:
+            super().open()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Release the connections."""
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        super().close()
         if self._registry is not None:
             self._registry.close()
             self._registry = None
-
-    @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        if self._engine is None:
-            raise RuntimeError("the schedule store is not open")
-        with self._engine.begin() as conn:
-            yield conn
 
     @property
     def registry(self) -> Registry:

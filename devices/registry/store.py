@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from devices.registry.engine import connect
@@ -21,16 +21,17 @@ from devices.registry.migrate import upgrade
 from devices.registry.rows import StateRow
 
 
-class Store:
-    """An open connection to the registry's database; a context manager.
+class Database:
+    """One engine on the registry's database; a context manager.
 
-    The parts of the registry (tenants, devices, broker logins, ...) are classes on this base.
+    `open` connects and brings the schema up to date (`_prepare`); `_begin` gives a connection
+    in a transaction. The registry's parts and the stores beside it (commands, schedules, API
+    keys) are built on it.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: Engine | None = None
-        self._sessions: sessionmaker[Session] | None = None
 
     def __enter__(self) -> Self:
         self.open()
@@ -41,23 +42,54 @@ class Store:
     ) -> None:
         self.close()
 
+    def _prepare(self, engine: Engine) -> None:
+        """What opening does before the first use: migrate the schema to the newest revision."""
+        upgrade(engine)
+
     def open(self) -> None:
-        """Connect and migrate the schema to the newest revision."""
+        """Connect and prepare the schema."""
         engine = connect(self.url)
         try:
-            upgrade(engine)
+            self._prepare(engine)
         except BaseException:
             engine.dispose()
             raise
         self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def close(self) -> None:
         """Release the connections."""
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-            self._sessions = None
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed when the block ends without an error."""
+        if self._engine is None:
+            raise RuntimeError(f"the {type(self).__name__} is not open")
+        with self._engine.begin() as conn:
+            yield conn
+
+
+class Store(Database):
+    """An open connection to the registry's database; a context manager.
+
+    The parts of the registry (tenants, devices, broker logins, ...) are classes on this base.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._sessions: sessionmaker[Session] | None = None
+
+    def open(self) -> None:
+        """Connect and migrate the schema to the newest revision."""
+        super().open()
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Release the connections."""
+        super().close()
+        self._sessions = None
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
