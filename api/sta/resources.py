@@ -456,7 +456,8 @@ def observations_json(ctx: Context, rows: list[obs.Row]) -> bytes:
     prefix = f"{ctx.base}/Observations("
     heads: dict[str, tuple[str, str]] = {}  # stream id -> (id, link head), JSON-escaped
     items: list[str] = []
-    for (ts, stream_id, _stream, _value), when, result in zip(rows, times, results, strict=True):
+    for (ns, stream_id, _stream, _value), when, result in zip(rows, times, results, strict=True):
+        ts = str(ns)  # once, not once per link
         parts = heads.get(stream_id)
         if parts is None:
             link_head = prefix + quote_id(stream_id)[:-1]
