@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
+import orjson
+
 from api.sta import observations as obs
 from api.sta.entities import (
     ENTITY_SETS,
@@ -372,7 +374,10 @@ async def render_page(ctx: Context, path: str, page: Page, query: Query) -> dict
         top = DEFAULT_TOP if query.top is None else query.top
         out["@iot.nextLink"] = next_link(f"{ctx.base}/{path}", query, query.skip + top)
     if page.rows is not None and not query.expand:
-        out["value"] = observation_values(ctx, page.rows, query)
+        if query.select is None:
+            out["value"] = orjson.Fragment(observations_json(ctx, page.rows))
+        else:
+            out["value"] = observation_values(ctx, page.rows, query)
     else:
         out["value"] = [await render(ctx, e, query) for e in page.items]
     return out
@@ -430,6 +435,41 @@ def observation_values(ctx: Context, rows: list[obs.Row], query: Query) -> list[
             item["FeatureOfInterest@iot.navigationLink"] = link + "/FeatureOfInterest"
         out.append(item)
     return out
+
+
+def _json_text(text: str) -> str:
+    """`text` as the inside of a JSON string (quotes, backslashes and controls escaped)."""
+    return orjson.dumps(text).decode()[1:-1]
+
+
+def observations_json(ctx: Context, rows: list[obs.Row]) -> bytes:
+    """The JSON array `observation_values` gives with every property, written as text.
+
+    The same bytes as `orjson.dumps(observation_values(...))`, ~3 times faster for a day of
+    readings: the parts of each Observation that are the same for its Datastream are escaped
+    once, results are written by orjson in one call, and no dict is made per Observation.
+    """
+    if not rows:
+        return b"[]"
+    times = obs.phenomenon_times(rows)
+    results = orjson.dumps([r[3] for r in rows]).decode()[1:-1].split(",")
+    prefix = f"{ctx.base}/Observations("
+    heads: dict[str, tuple[str, str]] = {}  # stream id -> (id, link head), JSON-escaped
+    items: list[str] = []
+    for (ns, stream_id, _stream, _value), when, result in zip(rows, times, results, strict=True):
+        ts = str(ns)  # once, not once per link
+        parts = heads.get(stream_id)
+        if parts is None:
+            link_head = prefix + quote_id(stream_id)[:-1]
+            parts = heads[stream_id] = (_json_text(stream_id), _json_text(link_head))
+        sid, head = parts
+        items.append(
+            f'{{"@iot.id":"{sid}:{ts}","@iot.selfLink":"{head}:{ts}\')",'
+            f'"phenomenonTime":"{when}","resultTime":null,"result":{result},'
+            f'"Datastream@iot.navigationLink":"{head}:{ts}\')/Datastream",'
+            f'"FeatureOfInterest@iot.navigationLink":"{head}:{ts}\')/FeatureOfInterest"}}'
+        )
+    return f"[{','.join(items)}]".encode()
 
 
 def is_entity_set(name: str) -> bool:

@@ -6,6 +6,7 @@ rather than declared one route each: SensorThings paths nest to any depth.
 
 from __future__ import annotations
 
+import gzip
 import re
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ CONFORMANCE: Final = (
 )
 _SEGMENT = re.compile(r"(?P<name>[A-Za-z@.$]+)(?:\((?P<id>'(?:[^']|'')*'|[^()']*)\))?")
 MAX_PATH_SEGMENTS: Final = 8
+FAST_GZIP_BYTES: Final = 64 * 1024  # answers from this size on are compressed at level 1
 
 
 def _base(request: Request, public_url: str | None) -> str:
@@ -44,6 +46,23 @@ def _base(request: Request, public_url: str | None) -> str:
 
 def _json(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _compress_large(request: Request, answer: Response) -> Response:
+    """A large answer gzipped here, at the fastest level, for a client that accepts gzip.
+
+    A day of one Datastream every 10 s is 4 MB of JSON: the app's gzip middleware (level 5)
+    spends ~50 ms on it, level 1 a third of that for ~15 % more bytes. The middleware leaves
+    an answer that already has a Content-Encoding alone; smaller answers still go through it.
+    """
+    body = bytes(answer.body)
+    if len(body) < FAST_GZIP_BYTES or "gzip" not in request.headers.get("Accept-Encoding", ""):
+        return answer
+    answer.body = gzip.compress(body, compresslevel=1, mtime=0)
+    answer.headers["Content-Length"] = str(len(answer.body))
+    answer.headers["Content-Encoding"] = "gzip"
+    answer.headers.add_vary_header("Accept-Encoding")
+    return answer
 
 
 def _problem(error: StaError) -> ApiProblem:
@@ -121,7 +140,7 @@ async def resource(
         if links := access.licence_links(devices):
             # The public reads open data under its licences: every answer names them.
             answer.headers["Link"] = ", ".join(links)
-        return answer
+        return _compress_large(request, answer)
     except StaError as error:
         raise _problem(error) from None
 

@@ -5,11 +5,13 @@ rollup Datastreams, tenancy, and the 400/501 answers for what is malformed or no
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import statistics
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -544,3 +546,26 @@ def test_the_public_reads_exactly_the_open_data_with_its_licence(world: StaWorld
         d.device_id for d in world.world.of_tenant(TENANT_B)
     }
     assert "Link" not in mine.headers
+
+
+def test_a_whole_day_is_the_same_answer_gzipped_or_not(world: StaWorld) -> None:
+    # A day every minute (~700 kB of JSON): compressed by the STA layer itself at the fastest
+    # level when the client accepts gzip; the answer inflates to the very same bytes.
+    path = f"/sta/v1.1/Datastreams('{world.device.device_id}:temperature')/Observations"
+    params = {"$top": "5000", "$filter": f"phenomenonTime ge {_day(world, 0)}"}
+    answers = {}
+    with httpx.Client(base_url=world.url, headers=world.headers("admin")) as client:
+        for encoding in ("gzip", "identity"):
+            asked = {"Accept-Encoding": encoding}
+            with client.stream("GET", path, params=params, headers=asked) as response:
+                assert response.status_code == 200
+                answers[encoding] = (response.headers, b"".join(response.iter_raw()))
+    zipped_headers, zipped = answers["gzip"]
+    plain_headers, plain = answers["identity"]
+    assert zipped_headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped_headers["Vary"]
+    assert int(zipped_headers["Content-Length"]) == len(zipped) < len(plain) // 5
+    assert "Content-Encoding" not in plain_headers
+    assert zipped[8] == 4  # the gzip header's XFL: compressed at the fastest level
+    assert gzip.decompress(zipped) == plain
+    assert len(orjson.loads(plain)["value"]) >= 1440  # the day, and what other tests add

@@ -26,11 +26,12 @@ class Answer:
 
 @dataclass(frozen=True)
 class Asked:
-    """A request the server received: method, the URL's length and the body."""
+    """A request the server received: method, the URL's length, the body, Accept-Encoding."""
 
     method: str
     url_bytes: int
     body: bytes
+    accept_encoding: str = ""
 
 
 class _Server(ThreadingHTTPServer):
@@ -46,7 +47,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self.server.asked.append(Asked(self.command, len(self.path), body))
+        encodings = self.headers.get("Accept-Encoding", "")
+        self.server.asked.append(Asked(self.command, len(self.path), body, encodings))
         answer = self.server.answer
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
