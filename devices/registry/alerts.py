@@ -556,6 +556,16 @@ class Alerts(Store):
             return False  # another replica made the lease first
         return True
 
+    def lease_holder(self, name: str, *, now: datetime | None = None) -> str | None:
+        """Who holds the lease `name` now (None when no one's lease is running)."""
+        now = now or datetime.now(UTC)
+        with self._session() as session:
+            return session.scalar(
+                select(alert_leases.c.holder).where(
+                    alert_leases.c.name == name, alert_leases.c.until >= now
+                )
+            )
+
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up at once (on a clean stop), when this holder has it."""
         with self._session() as session:
