@@ -23,7 +23,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from alerting.channels.alertmanager import AlertmanagerChannel
 from alerting.channels.base import Channel, Notice
-from alerting.conditions import Memory, Round, lamp, quality, selected, silence, threshold
+from alerting.conditions import (
+    Memory,
+    Round,
+    commands,
+    lamp,
+    quality,
+    selected,
+    silence,
+    threshold,
+)
 from alerting.lifecycle import Observation, decide
 from devices import Device, Registry
 from devices.alert_rules import Alert, AlertRule, AlertState, Change, RuleType
@@ -119,7 +128,14 @@ class Evaluator:
         devices = await self._devices()
         tenants = tuple(sorted({r.tenant for r in rules}))
         self._memory.follow(tenants)
-        work = Round(self.client, now, devices, tenants=tenants, memory=self._memory)
+        work = Round(
+            self.client,
+            now,
+            devices,
+            tenants=tenants,
+            memory=self._memory,
+            command_history=self.registry.command_outcomes,
+        )
         observed = await asyncio.gather(
             *(self._observe(rule, work) for rule in rules), return_exceptions=True
         )
@@ -167,6 +183,8 @@ class Evaluator:
             return await silence(rule, work)
         if rule.type is RuleType.LAMP:
             return await lamp(rule, work)
+        if rule.type is RuleType.COMMANDS:
+            return await commands(rule, work)
         return await quality(rule, work)
 
     async def deliver(self, now: datetime | None = None) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from pydantic import Field, field_serializer
 from api.registry_schemas import In
 from api.schemas import Out
 from devices.alert_rules import (
-    WINDOWS,
+    COMMAND_WINDOWS,
     Alert,
     AlertEvent,
     AlertRule,
@@ -24,7 +24,14 @@ from devices.command_messages import utc_text
 from devices.topics import DEVICE_ID_PATTERN, TENANT_PATTERN
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["23:00"])]
-Window = Annotated[str, Field(pattern=f"^({'|'.join(WINDOWS)})$", examples=["1h"])]
+Window = Annotated[
+    str,
+    Field(
+        pattern=f"^({'|'.join(COMMAND_WINDOWS)})$",
+        examples=["1h"],
+        description="1m, 5m, 15m or 1h; a commands rule also 6h or 24h",
+    ),
+]
 DeviceIds = Annotated[
     list[Annotated[str, Field(pattern=f"^{DEVICE_ID_PATTERN}$")]],
     Field(min_length=1, max_length=2000),
@@ -67,6 +74,9 @@ class RuleSettings(In):
     )
     power_tolerance: float | None = Field(
         None, description="lamp: tolerated deviation of power per dim level from the median"
+    )
+    max_failures: int | None = Field(
+        None, description="commands: refused, failed or unanswered commands in the window"
     )
     enabled: bool | None = None
 
@@ -165,6 +175,7 @@ class RuleOut(Out):
     max_share: float
     margin_seconds: float
     power_tolerance: float
+    max_failures: int
     revision: int
     created_at: str | None
     updated_at: str | None
@@ -201,6 +212,7 @@ class RuleOut(Out):
             max_share=rule.max_share,
             margin_seconds=rule.margin_s,
             power_tolerance=rule.power_tolerance,
+            max_failures=rule.max_failures,
             revision=rule.revision,
             created_at=_text(rule.created_at),
             updated_at=_text(rule.updated_at),

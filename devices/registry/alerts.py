@@ -12,11 +12,23 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    String,
+    and_,
+    column,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.engine import CursorResult, Result, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -59,6 +71,33 @@ RULE_UPDATABLE: Final = frozenset(
     - {"created_at", "updated_at"}
 )
 _CHUNK: Final = 500
+
+# The command history's table (devices.command_history, migration r0003), named here by the
+# columns read: that module builds on this package, so its Table cannot be imported here.
+_commands = table(
+    "commands",
+    column("tenant", String),
+    column("device_id", String),
+    column("state", String),
+    column("created_at", DateTime(timezone=True)),
+    column("finished_at", DateTime(timezone=True)),
+)
+_UNOBEYED: Final = ("refused", "failed", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcomes:
+    """How one device answered its commands of a window: counts by final state (done,
+    refused, failed, expired), and when it last obeyed and last did not (UTC)."""
+
+    counts: Mapping[str, int]
+    last_obeyed_at: datetime | None
+    last_unobeyed_at: datetime | None
+
+    @property
+    def unobeyed(self) -> int:
+        """Commands refused, failed or expired."""
+        return sum(self.counts.get(s, 0) for s in _UNOBEYED)
 
 
 def _changed(result: Result[Any]) -> int:
@@ -458,6 +497,46 @@ class Alerts(Store):
                     updated_at=now,
                 )
             )
+
+    # ---- the command history, for command rules ---------------------------------------
+
+    def command_outcomes(
+        self, tenants: Collection[str], since: datetime
+    ) -> dict[str, CommandOutcomes]:
+        """Per device of `tenants`, how its commands created since `since` ended (those still
+        open are left out). One grouped query on the index by tenant and creation time."""
+        if not tenants:
+            return {}
+        query = (
+            select(
+                _commands.c.device_id,
+                _commands.c.state,
+                func.count(),
+                func.max(_commands.c.finished_at),
+            )
+            .where(
+                _commands.c.tenant.in_(sorted(tenants)),
+                _commands.c.created_at >= since,
+                _commands.c.state.in_(("done", *_UNOBEYED)),
+            )
+            .group_by(_commands.c.device_id, _commands.c.state)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        obeyed: dict[str, datetime] = {}
+        unobeyed: dict[str, datetime] = {}
+        with self._session() as session:
+            for device_id, state, count, finished in session.execute(query):
+                counts.setdefault(device_id, {})[state] = int(count)
+                at = aware(finished)
+                if at is None:
+                    continue
+                latest = obeyed if state == "done" else unobeyed
+                if device_id not in latest or at > latest[device_id]:
+                    latest[device_id] = at
+        return {
+            device_id: CommandOutcomes(per, obeyed.get(device_id), unobeyed.get(device_id))
+            for device_id, per in counts.items()
+        }
 
     # ---- the notification outbox -------------------------------------------------------
 
