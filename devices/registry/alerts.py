@@ -390,15 +390,23 @@ class Alerts(Store):
         return self.alert(alert_id)
 
     def apply(
-        self, changes: Sequence[Change], channels: Sequence[str], *, now: datetime | None = None
+        self,
+        changes: Sequence[Change],
+        channels: Sequence[str],
+        *,
+        tenant_channels: Mapping[str, Sequence[str]] | None = None,
+        now: datetime | None = None,
     ) -> list[str]:
         """Store the evaluator's decisions in one transaction; queue a delivery per channel for
         every alert that fires, and for every fired alert that resolves one per channel told it
-        fired. Returns the ids of the alerts changed (new ones included)."""
+        fired. `channels` are the platform's (every tenant's alerts), `tenant_channels` each
+        tenant's own. Returns the ids of the alerts changed (new ones included)."""
         now = now or datetime.now(UTC)
         touched: list[str] = []
+        own = tenant_channels or {}
         with self._session() as session:
             for change in changes:
+                names = [*channels, *own.get(change.rule.tenant, ())]
                 if change.alert_id is None:
                     alert_id = str(uuid.uuid4())
                     firing = change.state is AlertState.FIRING
@@ -421,7 +429,7 @@ class Alerts(Store):
                         insert(alert_events).values(alert_id=alert_id, state=change.state, at=now)
                     )
                     if firing:
-                        self._queue(session, alert_id, "firing", channels, now)
+                        self._queue(session, alert_id, "firing", names, now)
                 else:
                     alert_id = change.alert_id
                     session.execute(
@@ -430,7 +438,7 @@ class Alerts(Store):
                         .values(value=change.value, summary=change.summary)
                     )
                     self._move(
-                        session, alert_id, change.state, now, note=change.note, channels=channels
+                        session, alert_id, change.state, now, note=change.note, channels=names
                     )
                 touched.append(alert_id)
         return touched
