@@ -15,6 +15,7 @@ from alerting.channels import (
     Channel,
     EmailChannel,
     SmtpConfig,
+    TenantChannels,
     WebhookChannel,
 )
 from devices import Registry
@@ -67,4 +68,8 @@ def evaluator(settings: Settings, registry: Registry, client: InfluxClient) -> E
         interval_s=a.interval_s,
         lease_s=a.lease_s,
     )
-    return Evaluator(registry, client, channels(settings), config)
+    own = TenantChannels(
+        smtp=smtp_config(settings, (), "nl") if a.smtp_host else None,
+        allow_internal=a.allow_internal_webhooks,
+    )
+    return Evaluator(registry, client, channels(settings), config, own)
