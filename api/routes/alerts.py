@@ -241,8 +241,11 @@ async def acknowledge_alert(
     return await _alert(registry, principal, alert_id)
 
 
-def _checked_channel(channel: AlertChannel, config: ConfigDep) -> AlertChannel:
-    found = channel_problems(channel, allow_internal=config.alert_webhooks_internal)
+def _checked_channel(
+    channel: AlertChannel, config: ConfigDep, *, url_changed: bool = True
+) -> AlertChannel:
+    allow = config.alert_webhooks_internal or not url_changed
+    found = channel_problems(channel, allow_internal=allow)
     if found:
         raise _bad([(p.field, p.reason) for p in found])
     return channel
@@ -323,7 +326,7 @@ async def update_channel(
     changes = {
         k: (() if v is None and k in ("recipients", "labels") else v) for k, v in changes.items()
     }
-    _checked_channel(replace(channel, **changes), config)
+    _checked_channel(replace(channel, **changes), config, url_changed="url" in changes)
     changed = await asyncio.to_thread(
         registry.update_channel,
         channel_id,

@@ -151,7 +151,9 @@ class AlertChannels(Store):
             raise InvalidDevice.of([Problem(name, f"{name} cannot be changed") for name in bad])
         with self._session() as session:
             channel = replace(_channel_of(self._row(session, channel_id, lock=True)), **changes)
-            _check(channel, session, allow_internal=allow_internal)
+            # An address stored before stays changeable otherwise (switched off, renamed) even
+            # where the platform has since stopped allowing internal ones; sending checks again.
+            _check(channel, session, allow_internal=allow_internal or "url" not in changes)
             channel = replace(channel, revision=channel.revision + 1, updated_at=now)
             session.execute(
                 update(alert_channels)

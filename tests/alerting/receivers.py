@@ -15,6 +15,10 @@ class _V6Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+class _V4Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
 @dataclass
 class Receiver:
     """What arrived (headers, body) and the statuses to answer with, in turn (then 200)."""
@@ -26,8 +30,8 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[Receiver]:
-    """A running receiver; its URL is `receiver.url`."""
+def webhook_receiver(host: str = "::1") -> Iterator[Receiver]:
+    """A running receiver on `host` (::1 or 127.0.0.1); its URL is `receiver.url`."""
     receiver = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -43,8 +47,9 @@ def webhook_receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: object) -> None:
             pass  # the test's output stays quiet
 
-    server = _V6Server(("::1", 0), Handler)
-    receiver.url = f"http://[::1]:{server.server_address[1]}/hook"
+    server = (_V6Server if ":" in host else _V4Server)((host, 0), Handler)
+    shown = f"[{host}]" if ":" in host else host
+    receiver.url = f"http://{shown}:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
     thread.start()
     try:
