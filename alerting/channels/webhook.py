@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -50,9 +51,11 @@ class WebhookChannel:
         name: str = "webhook",
         guarded: bool = False,
         allow_internal: bool = False,
+        tls: ssl.SSLContext | None = None,
         timeout_s: float = 5.0,
     ) -> None:
         self.name = name
+        self._tls = tls  # None: the system's trusted CAs
         self.url = url
         self._secret = secret
         self._guarded = guarded
@@ -71,7 +74,8 @@ class WebhookChannel:
         except AddressRefused as exc:
             return [f"refused: {exc}"] * len(notices)
         gate = asyncio.Semaphore(PARALLEL)
-        async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+        verify: ssl.SSLContext | bool = self._tls if self._tls is not None else True
+        async with httpx.AsyncClient(timeout=self._timeout_s, verify=verify) as client:
 
             async def post(notice: Notice) -> str | None:
                 body = orjson.dumps(payload(notice))

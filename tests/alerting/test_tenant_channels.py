@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -17,13 +18,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
 from alerting import Evaluator, EvaluatorConfig
-from alerting.channels import SmtpConfig, TenantChannels, WebhookChannel
+from alerting.channels import Notice, SmtpConfig, TenantChannels, WebhookChannel
 from devices import Device, Registry, Tenant
 from devices.alert_channels import AlertChannel, ChannelType
-from devices.alert_rules import builtin_for
+from devices.alert_rules import Alert, AlertState, builtin_for
 from devices.command_history import Answer, CommandStore, Issuer, NewCommand
 from lantaarn.localstack import free_port
 from tests.alerting.receivers import Receiver, webhook_receiver
+from tests.alerting.test_channels import _certificate
 from timeseries import InfluxClient, InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -221,3 +223,53 @@ async def test_a_tenants_email_goes_to_its_recipients_in_its_language(
     (alert,) = registry.alerts(tenants=["GM0363"])
     resolved = [d for d in registry.alert(alert.id).deliveries if d.event == "resolved"]
     assert [d.last_error for d in resolved] == ["this platform has no SMTP server configured"]
+
+
+def _notice() -> Notice:
+    alert = Alert(
+        "00000000-0000-0000-0000-000000000001",
+        "00000000-0000-0000-0000-000000000002",
+        "refusing",
+        "GM0363",
+        "ams-lp",
+        "ams-lp",
+        AlertState.FIRING,
+        3.0,
+        "3 refused",
+        NOW,
+        NOW,
+        None,
+        None,
+        None,
+    )
+    return Notice(1, alert, "firing", 0)
+
+
+async def test_https_is_pinned_to_the_address_checked_and_verified_by_name(
+    tmp_path: Path,
+) -> None:
+    cert, key = _certificate(tmp_path)  # for the name localhost (and ::1), not 127.0.0.1
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    with webhook_receiver("127.0.0.1", tls=server) as inside:
+        url = inside.url.replace("127.0.0.1", "localhost")
+        pinned = WebhookChannel(url, b"k", guarded=True, allow_internal=True, tls=trusting)
+        # Connected to 127.0.0.1, the certificate checked for localhost: it verifies.
+        assert await pinned.send([_notice()]) == [None]
+        ((headers, _),) = inside.received
+        assert headers["host"] == url.split("/")[2]
+        # The check is on: a client trusting another CA refuses the same server.
+        (tmp_path / "other").mkdir()
+        other, _ = _certificate(tmp_path / "other")
+        strict = WebhookChannel(
+            url,
+            b"k",
+            guarded=True,
+            allow_internal=True,
+            tls=ssl.create_default_context(cafile=str(other)),
+        )
+        (error,) = await strict.send([_notice()])
+        assert error is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in error
+        assert len(inside.received) == 1
