@@ -49,6 +49,7 @@ from devices.alert_rules import (
 from devices.errors import InvalidDevice, NotFound, Problem
 from devices.model import BoundingBox
 from devices.registry.alert_rows import (
+    alert_channels,
     alert_deliveries,
     alert_events,
     alert_leases,
@@ -487,7 +488,7 @@ class Alerts(Store):
                 )
                 .distinct()
             ).all()
-            cls._queue(session, alert_id, "resolved", sorted(told), now)
+            cls._queue(session, alert_id, "resolved", _still_sending(session, told), now)
 
     @staticmethod
     def _queue(
@@ -661,6 +662,23 @@ class Alerts(Store):
                     alert_leases.c.name == name, alert_leases.c.holder == holder
                 )
             )
+
+
+def _still_sending(session: Session, told: Collection[str]) -> list[str]:
+    """The channels of `told` that still send: the platform's, and tenants' channels that
+    exist and are switched on (a resolution is not queued where nothing would send it)."""
+    own = {name.partition(":")[2]: name for name in told if ":" in name}
+    alive: set[str] = set()
+    if own:
+        alive = {
+            f"{kind}:{channel_id}"
+            for channel_id, kind in session.execute(
+                select(alert_channels.c.id, alert_channels.c.type).where(
+                    alert_channels.c.id.in_(sorted(own)), alert_channels.c.enabled.is_(True)
+                )
+            )
+        }
+    return sorted(name for name in told if ":" not in name or name in alive)
 
 
 def _delivery_of(row: RowMapping) -> Delivery:

@@ -121,15 +121,23 @@ async def test_each_tenant_hears_only_its_own_alerts(
             f"webhook:{a.id}",
         }
 
-        # Utrecht switches its channel off and Amsterdam's lamp obeys again: the resolution
-        # goes to Amsterdam's channel and the platform's, nothing more to Utrecht's.
+        # Utrecht switches its channel off and both lamps obey again: Amsterdam's resolution
+        # goes to its channel and the platform's; Utrecht's to the platform's only (nothing is
+        # queued for a channel that is off).
         registry.update_channel(b.id, {"enabled": False})
         with CommandStore(registry.url) as store:
             _answer(store, "GM0363", "ams-lp", "done", NOW + timedelta(minutes=1))
+            _answer(store, "GM0344", "utr-lp", "done", NOW + timedelta(minutes=1))
         await evaluator.evaluate(NOW + timedelta(minutes=2))
-        assert await evaluator.deliver(NOW + timedelta(minutes=2)) == (2, 0)
+        assert await evaluator.deliver(NOW + timedelta(minutes=2)) == (3, 0)
         assert [m["event"] for m in _signed_by(ams, a.secret.encode())] == ["firing", "resolved"]
         assert len(utr.received) == 1
+        (utrecht,) = registry.alerts(tenants=["GM0344"])
+        assert [(d.channel, d.event) for d in registry.alert(utrecht.id).deliveries] == [
+            ("webhook", "firing"),
+            (f"webhook:{b.id}", "firing"),
+            ("webhook", "resolved"),
+        ]
 
 
 async def test_a_tenant_webhook_resolving_to_loopback_is_refused_unless_allowed(
