@@ -1,4 +1,5 @@
-"""What each kind of rule observes in one round: thresholds, silence, data quality.
+"""What each kind of rule observes in one round: thresholds, silence, data quality, lamp faults
+and devices refusing commands.
 
 Each function turns stored data into `Observation`s by subject. Reads are shared between
 rules in a round (`Round`), so 200 rules over a few metrics cost a few queries, not 200.
@@ -9,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alerting.lamps import lamp_faults
 from alerting.lifecycle import Observation
@@ -19,6 +20,7 @@ from alerting.statistics import MinuteRollups, device_statistics
 from devices import DEVICE_KINDS, Device
 from devices.alert_rules import AlertRule
 from devices.model import BoundingBox
+from devices.registry.alerts import CommandOutcomes
 from timeseries.client import InfluxClient
 from timeseries.queries import last_status, latest_readings
 from timeseries.schema import RAW_RP, quote_ident, raw_measurement
@@ -109,6 +111,12 @@ class Round:
     )
     tenants: tuple[str, ...] = ()
     memory: Memory = field(default_factory=Memory)
+    # The registry's command history: (tenants, since) → outcomes per device (Registry's
+    # `command_outcomes`); None: no command rule can see anything.
+    command_history: Callable[[Sequence[str], datetime], Mapping[str, CommandOutcomes]] | None = (
+        None
+    )
+    _commands: dict[int, asyncio.Task[Mapping[str, CommandOutcomes]]] = field(default_factory=dict)
 
     @property
     def now_ns(self) -> int:
@@ -198,6 +206,18 @@ class Round:
 
             self._latest[key] = asyncio.ensure_future(read())
         return await self._latest[key]
+
+    async def command_outcomes(self, window_s: int) -> Mapping[str, CommandOutcomes]:
+        """How each device of the tenants with rules answered its commands of the window."""
+        if self.command_history is None:
+            return {}
+        if window_s not in self._commands:
+            self._commands[window_s] = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self.command_history, self.tenants, self.now - timedelta(seconds=window_s)
+                )
+            )
+        return await self._commands[window_s]
 
     async def quality(self, window_s: int) -> dict[str, tuple[int, int]]:
         """(rejected, accepted) messages per device over the window."""
@@ -361,3 +381,30 @@ async def lamp(rule: AlertRule, work: Round) -> dict[str, Observation]:
         if d.device_id in latest
     ]
     return lamp_faults(rule, work.now, lamps)
+
+
+async def commands(rule: AlertRule, work: Round) -> dict[str, Observation]:
+    """Devices that keep refusing commands: `max_failures` or more of the window's commands
+    refused, failed or unanswered, and none obeyed since the latest of those."""
+    outcomes = await work.command_outcomes(rule.window_s)
+    out: dict[str, Observation] = {}
+    for device in selected(rule, work.devices):
+        seen = outcomes.get(device.device_id)
+        if seen is None or seen.unobeyed < rule.max_failures:
+            continue
+        last_bad, last_good = seen.last_unobeyed_at, seen.last_obeyed_at
+        if last_good is not None and (last_bad is None or last_good > last_bad):
+            continue  # it obeys again
+        told = ", ".join(
+            f"{seen.counts[s]} {s}" for s in ("refused", "failed", "expired") if seen.counts.get(s)
+        )
+        total = sum(seen.counts.values())
+        out[device.device_id] = Observation(
+            device.device_id,
+            device.device_id,
+            float(seen.unobeyed),
+            True,
+            False,
+            f"{seen.unobeyed} of {total} commands in the last {rule.window} not obeyed ({told})",
+        )
+    return out

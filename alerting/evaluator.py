@@ -23,7 +23,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from alerting.channels.alertmanager import AlertmanagerChannel
 from alerting.channels.base import Channel, Notice
-from alerting.conditions import Memory, Round, lamp, quality, selected, silence, threshold
+from alerting.channels.tenants import TenantChannels, TenantRouting
+from alerting.conditions import (
+    Memory,
+    Round,
+    commands,
+    lamp,
+    quality,
+    selected,
+    silence,
+    threshold,
+)
 from alerting.lifecycle import Observation, decide
 from devices import Device, Registry
 from devices.alert_rules import Alert, AlertRule, AlertState, Change, RuleType
@@ -92,11 +102,14 @@ class Evaluator:
         client: InfluxClient,
         channels: Sequence[Channel],
         config: EvaluatorConfig,
+        tenant_channels: TenantChannels | None = None,
     ) -> None:
         self.registry = registry
         self.client = client
-        self.channels = list(channels)
+        self.channels = list(channels)  # the platform's: every tenant's alerts
         self.config = config
+        self.tenant_channels = tenant_channels or TenantChannels()
+        self._routing: TenantRouting | None = None
         self._fleet: tuple[tuple[int, int], list[Device]] | None = None
         self._refreshed = 0.0
         self._memory = Memory()
@@ -110,16 +123,33 @@ class Evaluator:
             self._fleet = (revision, devices)
         return self._fleet[1]
 
+    async def route(self) -> TenantRouting:
+        """Read the tenants' enabled channels again (each round: the API changes them)."""
+        configured = await asyncio.to_thread(self.registry.channels, enabled_only=True)
+        self._routing = self.tenant_channels.routing(configured)
+        for manager in self.channels:
+            if isinstance(manager, AlertmanagerChannel):
+                manager.routing = self._routing.labels
+        return self._routing
+
     async def evaluate(self, now: datetime | None = None) -> tuple[int, int]:
         """One round over every enabled rule; (rules evaluated, alerts changed)."""
         now = now or datetime.now(UTC)
+        routing = await self.route()
         rules = await asyncio.to_thread(self.registry.rules, enabled_only=True)
         if not rules:
             return 0, 0
         devices = await self._devices()
         tenants = tuple(sorted({r.tenant for r in rules}))
         self._memory.follow(tenants)
-        work = Round(self.client, now, devices, tenants=tenants, memory=self._memory)
+        work = Round(
+            self.client,
+            now,
+            devices,
+            tenants=tenants,
+            memory=self._memory,
+            command_history=self.registry.command_outcomes,
+        )
         observed = await asyncio.gather(
             *(self._observe(rule, work) for rule in rules), return_exceptions=True
         )
@@ -155,7 +185,9 @@ class Evaluator:
             )
         if changes:
             names = [c.name for c in self.channels]
-            await asyncio.to_thread(self.registry.apply, changes, names, now=now)
+            await asyncio.to_thread(
+                self.registry.apply, changes, names, tenant_channels=routing.names, now=now
+            )
             for change in changes:
                 log.info("alert %s %s: %s", change.subject, change.state.value, change.summary)
         return len(rules), len(changes)
@@ -167,13 +199,16 @@ class Evaluator:
             return await silence(rule, work)
         if rule.type is RuleType.LAMP:
             return await lamp(rule, work)
+        if rule.type is RuleType.COMMANDS:
+            return await commands(rule, work)
         return await quality(rule, work)
 
     async def deliver(self, now: datetime | None = None) -> tuple[int, int]:
         """Send every due delivery on every channel; (delivered, failed attempts)."""
         now = now or datetime.now(UTC)
+        routing = self._routing or await self.route()
         sent = failed = 0
-        for channel in self.channels:
+        for channel in [*self.channels, *routing.channels]:
             due = await asyncio.to_thread(
                 self.registry.due_deliveries, channel.name, now=now, limit=DELIVERY_BATCH
             )

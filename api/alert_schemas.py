@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_serializer
 
 from api.registry_schemas import In
 from api.schemas import Out
+from devices.alert_channels import AlertChannel, ChannelType
 from devices.alert_rules import (
-    WINDOWS,
+    COMMAND_WINDOWS,
     Alert,
     AlertEvent,
     AlertRule,
@@ -24,7 +25,14 @@ from devices.command_messages import utc_text
 from devices.topics import DEVICE_ID_PATTERN, TENANT_PATTERN
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["23:00"])]
-Window = Annotated[str, Field(pattern=f"^({'|'.join(WINDOWS)})$", examples=["1h"])]
+Window = Annotated[
+    str,
+    Field(
+        pattern=f"^({'|'.join(COMMAND_WINDOWS)})$",
+        examples=["1h"],
+        description="1m, 5m, 15m or 1h; a commands rule also 6h or 24h",
+    ),
+]
 DeviceIds = Annotated[
     list[Annotated[str, Field(pattern=f"^{DEVICE_ID_PATTERN}$")]],
     Field(min_length=1, max_length=2000),
@@ -67,6 +75,9 @@ class RuleSettings(In):
     )
     power_tolerance: float | None = Field(
         None, description="lamp: tolerated deviation of power per dim level from the median"
+    )
+    max_failures: int | None = Field(
+        None, description="commands: refused, failed or unanswered commands in the window"
     )
     enabled: bool | None = None
 
@@ -165,6 +176,7 @@ class RuleOut(Out):
     max_share: float
     margin_seconds: float
     power_tolerance: float
+    max_failures: int
     revision: int
     created_at: str | None
     updated_at: str | None
@@ -201,6 +213,7 @@ class RuleOut(Out):
             max_share=rule.max_share,
             margin_seconds=rule.margin_s,
             power_tolerance=rule.power_tolerance,
+            max_failures=rule.max_failures,
             revision=rule.revision,
             created_at=_text(rule.created_at),
             updated_at=_text(rule.updated_at),
@@ -268,3 +281,106 @@ class AcknowledgeIn(In):
     """An operator takes a firing alert."""
 
     note: Annotated[str, Field(min_length=1, max_length=2000, examples=["crew on the way"])]
+
+
+Recipient = Annotated[str, Field(min_length=3, max_length=254, examples=["storing@amsterdam.nl"])]
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")]
+
+
+class ChannelSettings(In):
+    """The settings of a tenant's notification channel that a PATCH may change."""
+
+    name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    url: Annotated[str | None, Field(max_length=2000)] = Field(
+        None,
+        description="webhook: where each notification is POSTed (https://...; public addresses)",
+        examples=["https://meldingen.example.nl/lantaarn"],
+    )
+    recipients: Annotated[list[Recipient] | None, Field(min_length=1, max_length=50)] = Field(
+        None, description="email: who receives the alerts"
+    )
+    language: Literal["nl", "en"] | None = Field(None, description="email: the messages' language")
+    labels: Annotated[dict[LabelName, str] | None, Field(max_length=20)] = Field(
+        None,
+        description="alertmanager: routing labels added to this tenant's alerts",
+        examples=[{"team": "openbare-verlichting", "severity": "critical"}],
+    )
+    enabled: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The properties given, by AlertChannel attribute name."""
+        out: dict[str, Any] = {}
+        for name in sorted(self.model_fields_set & set(ChannelSettings.model_fields)):
+            value = getattr(self, name)
+            if name == "recipients" and value is not None:
+                value = tuple(value)
+            elif name == "labels" and value is not None:
+                value = tuple(sorted(value.items()))
+            out[name] = value
+        return out
+
+
+class ChannelIn(ChannelSettings):
+    """A new notification channel of a tenant."""
+
+    tenant: Annotated[str, Field(pattern=f"^{TENANT_PATTERN}$")]
+    type: ChannelType
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ChannelOut(Out):
+    """A tenant's notification channel; a webhook's signing key only by its last characters."""
+
+    id: str
+    tenant: str
+    type: ChannelType
+    name: str
+    url: str | None
+    recipients: list[str] | None
+    language: str
+    labels: dict[str, str] | None
+    enabled: bool
+    secret_hint: str | None = Field(description="webhook: the signing key's last characters")
+    revision: int
+    created_at: str | None
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, channel: AlertChannel) -> ChannelOut:
+        """The API view of a channel (never its key)."""
+        return cls(
+            id=channel.id,
+            tenant=channel.tenant,
+            type=channel.type,
+            name=channel.name,
+            url=channel.url,
+            recipients=list(channel.recipients) or None,
+            language=channel.language,
+            labels=dict(channel.labels) or None,
+            enabled=channel.enabled,
+            secret_hint=channel.secret_hint,
+            revision=channel.revision,
+            created_at=_text(channel.created_at),
+            updated_at=_text(channel.updated_at),
+        )
+
+
+class ChannelCreated(ChannelOut):
+    """A channel as just made, or with a new key: the webhook's signing key, this once."""
+
+    secret: str | None = Field(
+        description=(
+            "webhook: the HMAC-SHA256 key of the X-Lantaarn-Signature header; shown only now"
+        )
+    )
+
+    @classmethod
+    def made(cls, channel: AlertChannel) -> ChannelCreated:
+        """The view of a channel with its key."""
+        return cls(**ChannelOut.of(channel).model_dump(), secret=channel.secret)
+
+
+class ChannelList(Out):
+    """A tenant's notification channels."""
+
+    items: list[ChannelOut]

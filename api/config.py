@@ -49,3 +49,6 @@ class ApiConfig:
     commands: CommandServiceConfig | None = None
     # The dimming scheduler to run in the API's process; None: it runs elsewhere (or not).
     scheduler: SchedulerConfig | None = None
+    # Whether tenants' alert webhooks may name loopback, private and other non-public
+    # addresses (the evaluator checks again with the same setting before every request).
+    alert_webhooks_internal: bool = False

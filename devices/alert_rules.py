@@ -13,6 +13,10 @@ A rule says when something deserves an operator's attention:
   daylight, dark at night, lit without drawing power, reporting a lamp failure, or drawing power
   out of line (by more than `power_tolerance`) with the other lamps at the same dim level.
   `margin_s` around sunrise and sunset is left alone (photocells and schedules differ there).
+- `commands`: a device that keeps refusing commands: at least `max_failures` of its commands
+  were refused, failed or expired (no answer) within the window, the latest of them after its
+  last obeyed one (the registry's command history). It resolves once the device obeys a
+  command again, or the failures pass out of the window.
 
 Every condition must hold for `for_s` seconds (state pending) before the alert fires.
 Built-in rules (`BUILTINS`) are templates a tenant switches on; they become ordinary rules of
@@ -37,6 +41,9 @@ from devices.topics import DEVICE_ID_RE, TENANT_RE
 
 # Sliding windows a threshold rule may use, in seconds (whole minutes: 1-minute rollups).
 WINDOWS: Final = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
+# A command rule reads the registry's command history, not rollups: longer windows too, since
+# a lamp may get only a few commands a night.
+COMMAND_WINDOWS: Final = {**WINDOWS, "6h": 6 * 3600, "24h": 24 * 3600}
 # What each aggregation kind offers to compare (the aggregates' own statistic names).
 STATISTICS: Final[Mapping[Aggregation, tuple[str, ...]]] = {
     Aggregation.GAUGE: ("mean", "min", "max", "last"),
@@ -56,6 +63,7 @@ class RuleType(StrEnum):
     SILENCE = "silence"
     QUALITY = "quality"
     LAMP = "lamp"
+    COMMANDS = "commands"
 
 
 class Direction(StrEnum):
@@ -112,6 +120,7 @@ class AlertRule:
     max_share: float = 0.1  # quality: share of rejected messages tolerated
     margin_s: float = 1800.0  # lamp: seconds around sunrise/sunset when either state is fine
     power_tolerance: float = 0.5  # lamp: tolerated deviation of W per % dim from the median
+    max_failures: int = 3  # commands: refused, failed or expired commands in the window
     enabled: bool = True
     builtin: str | None = None
     id: str = ""
@@ -127,7 +136,7 @@ class AlertRule:
     @property
     def window_s(self) -> int:
         """The sliding window in seconds."""
-        return WINDOWS[self.window]
+        return COMMAND_WINDOWS[self.window]
 
     def fires(self, value: float) -> bool:
         """Whether `value` is beyond the firing threshold."""
@@ -172,8 +181,9 @@ def rule_problems(rule: AlertRule) -> list[Problem]:
         kind = DEVICE_KINDS.get(rule.kind)
         if kind is None:
             found.append(Problem("kind", f"unknown device kind {rule.kind!r}"))
-    if rule.window not in WINDOWS:
-        found.append(Problem("window", f"window must be one of {', '.join(WINDOWS)}"))
+    windows = COMMAND_WINDOWS if rule.type is RuleType.COMMANDS else WINDOWS
+    if rule.window not in windows:
+        found.append(Problem("window", f"window must be one of {', '.join(windows)}"))
     if not (math.isfinite(rule.for_s) and 0 <= rule.for_s <= 7 * 86400):
         found.append(Problem("for_s", "the for duration must be 0..604800 s"))
     if rule.type is RuleType.THRESHOLD:
@@ -192,6 +202,8 @@ def rule_problems(rule: AlertRule) -> list[Problem]:
         found.append(Problem("max_share", "the tolerated share must be in [0, 1)"))
     if not 0.0 <= rule.margin_s <= 4 * 3600:
         found.append(Problem("margin_s", "the margin must be 0..14400 s"))
+    if not 1 <= rule.max_failures <= 1000:
+        found.append(Problem("max_failures", "max failures must be 1..1000 commands"))
     if not 0.0 < rule.power_tolerance <= 10.0:
         found.append(Problem("power_tolerance", "the power tolerance must be in (0, 10]"))
     if (rule.active_from is None) != (rule.active_until is None):
@@ -296,6 +308,15 @@ _BUILTIN_LIST: Final = (
         window="15m",
         for_s=600,
         builtin="lamp-faults",
+    ),
+    AlertRule(
+        "_",
+        "Lamp refusing commands: 3 refused, failed or unanswered in 6 hours",
+        RuleType.COMMANDS,
+        kind="lamppost",
+        window="6h",
+        max_failures=3,
+        builtin="lamp-refusing",
     ),
     AlertRule(
         "_",

@@ -29,9 +29,11 @@ from broker.pki import Authority, AuthorityMissing, device_identity
 from broker.secrets import private_folder, write_secret
 from broker.tls import client_context
 from devices import Device, NotFound, Registry
+from devices.alert_rules import BUILTINS, builtin_for
 from devices.provisioning import issue_credentials, new_password, provision
 from ingest import run_worker
 from ingest.metrics import WorkerCollector
+from lantaarn.alerts import channels, evaluator
 from lantaarn.influx_users import InfluxLogin, ensure_influx_schema, ensure_influx_users
 from lantaarn.localstack import LOOPBACKS, LocalStack, Mosquitto, check_port_free
 from lantaarn.night_schedule import seed_night_schedules
@@ -40,6 +42,7 @@ from lantaarn.settings import MqttSettings, Settings
 from simulators import Fleet, SimClock, Simulation, device_connections, make_fleet
 from simulators.command_responder import respond_in_thread
 from simulators.engine import Links
+from timeseries import InfluxClient
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,11 @@ def run_demo(
     check_port_free(tls_port, "--mqtt-tls-port")
     check_port_free(certificate_port, "--mqtt-certificate-port")
     check_port_free(influx_port, "--influx-port", ("::1",))
+    try:
+        channels(settings)
+    except ValueError as exc:
+        print(f"lantaarn demo: {exc}")
+        return 2
     private_folder(data_dir)
     fleet = make_fleet(devices, tenants=2, seed=1, interval_s=interval_s)
     tenants = [t.code for t in fleet.tenants]
@@ -201,6 +209,9 @@ def run_demo(
         write_broker_config(registry, password_file, acl_file, services)
     # Every tenant's lampposts follow the night profile unless it has schedules of its own.
     seed_night_schedules(settings.registry(), tenants)
+    # And every tenant has the built-in alert rules switched on (the evaluator runs below).
+    with Registry(settings.registry()) as registry:
+        seed_alert_rules(registry, tenants)
     certificates = device_certificates(demo_authority(settings.pki_dir()), fleet.devices, data_dir)
     # Devices' TLS listeners on loopback too: the demo is not a deployment to reach from outside.
     tls = stage_tls(
@@ -289,6 +300,8 @@ async def _run(
                 _follow_registry(registry, broker, services, settings.pki_dir()),
                 name="broker-config",
             )
+            alerts_stop = asyncio.Event()
+            alerting = tasks.create_task(_evaluate(settings, alerts_stop), name="alerts")
             hosts = ", ".join(
                 f"http://[{h}]:{api_port}" if ":" in h else f"http://{h}:{api_port}"
                 for h in settings.api.hosts
@@ -302,6 +315,7 @@ async def _run(
                 f"[::1]:{tls.certificate_port} with their certificate (CA {tls.ca_file});\n"
                 f"             plain [::1]:{settings.mqtt.port} for the platform's own services\n"
                 f"  data:      {settings.data_dir}\n"
+                "  alerts:    the built-in rules are on for every tenant: GET /v1/alerts\n"
                 "  commands:  lampposts obey and follow each tenant's night profile; to dim them\n"
                 "             yourself, `lantaarn keys create --role operator` and sign in with\n"
                 "             that key under the dashboard's Settings\n"
@@ -315,8 +329,42 @@ async def _run(
             follow.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(simulating), 3)
+            alerts_stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(alerting), 5)
             ingest_stop.set()
             api_stop.set()
+
+
+def seed_alert_rules(registry: Registry, tenants: Sequence[str]) -> int:
+    """Switch every built-in alert rule on for each tenant that has none of it yet; returns
+    how many were made (none on a second run)."""
+    made = 0
+    having = {(r.tenant, r.builtin) for r in registry.rules(tenants=tenants)}
+    for tenant in tenants:
+        for name in BUILTINS:
+            if (tenant, name) not in having:
+                rule = builtin_for(name, tenant)
+                assert rule is not None
+                registry.add_rule(rule)
+                made += 1
+    if made:
+        log.info("switched %d built-in alert rule(s) on", made)
+    return made
+
+
+async def _evaluate(settings: Settings, stop: asyncio.Event) -> None:
+    """The alert evaluator (`lantaarn alerts`) with the channels `LANTAARN_ALERTS__*` configure
+    (none by default: alerts are then only in the API and on the dashboard)."""
+    with Registry(settings.registry()) as registry:
+        async with InfluxClient(settings.influx_read_config()) as client:
+            evaluating = evaluator(settings, registry, client)
+            log.info(
+                "alert evaluator: %d platform channel(s), a round every %g s",
+                len(evaluating.channels),
+                evaluating.config.interval_s,
+            )
+            await evaluating.run(stop)
 
 
 async def _follow_registry(

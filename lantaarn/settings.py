@@ -276,6 +276,13 @@ class AlertSettings(BaseModel):
     alertmanager_url: str | None = Field(
         None, description="push alerts to this Prometheus Alertmanager (API v2)"
     )
+    allow_internal_webhooks: bool = Field(
+        False,
+        description=(
+            "let tenants' webhooks call loopback, private and other non-public addresses "
+            "(off: a tenant cannot make the platform call inside its own network)"
+        ),
+    )
 
 
 class Settings(BaseSettings):
@@ -391,6 +398,7 @@ class Settings(BaseSettings):
             pki_dir=self.pki_dir(),
             commands=self.command_service(),
             scheduler=self.scheduler_config() if self.scheduler.enabled else None,
+            alert_webhooks_internal=self.alerts.allow_internal_webhooks,
         )
 
     def scheduler_config(self) -> SchedulerConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alerting.channels.alertmanager import AlertmanagerChannel
 from alerting.channels.base import Channel, Notice, payload
 from alerting.channels.email import EmailChannel, SmtpConfig
+from alerting.channels.tenants import TenantChannels, TenantRouting, Unavailable
 from alerting.channels.webhook import WebhookChannel, sign
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "EmailChannel",
     "Notice",
     "SmtpConfig",
+    "TenantChannels",
+    "TenantRouting",
+    "Unavailable",
     "WebhookChannel",
     "payload",
     "sign",

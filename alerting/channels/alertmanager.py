@@ -7,7 +7,7 @@ resolved one is sent with `endsAt` its resolution time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,15 +21,24 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def am_alert(alert: Alert, *, now: datetime, hold: timedelta, generator_url: str) -> dict[str, Any]:
-    """One alert in Alertmanager's v2 form."""
+def am_alert(
+    alert: Alert,
+    *,
+    now: datetime,
+    hold: timedelta,
+    generator_url: str,
+    routing: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One alert in Alertmanager's v2 form; `routing`: the tenant's own labels, which may set
+    `severity` and add labels but never replace the ones that say what the alert is."""
     labels = {
+        "severity": "warning",
+        **(routing or {}),
         "alertname": alert.rule_name,
         "tenant": alert.tenant,
         "subject": alert.subject,
         "lantaarn_alert_id": alert.id,
         "lantaarn_rule_id": alert.rule_id,
-        "severity": "warning",
     }
     if alert.device_id is not None:
         labels["device_id"] = alert.device_id
@@ -60,6 +69,8 @@ class AlertmanagerChannel:
         self.generator_url = generator_url
         self.hold = hold
         self._timeout_s = timeout_s
+        # Each tenant's routing labels (its alertmanager channels), set by the evaluator.
+        self.routing: Mapping[str, Mapping[str, str]] = {}
 
     async def push(self, alerts: Sequence[Alert]) -> str | None:
         """Send the alerts as they are now; None when Alertmanager took them, else why not."""
@@ -67,7 +78,14 @@ class AlertmanagerChannel:
             return None
         now = datetime.now(UTC)
         body = [
-            am_alert(a, now=now, hold=self.hold, generator_url=self.generator_url) for a in alerts
+            am_alert(
+                a,
+                now=now,
+                hold=self.hold,
+                generator_url=self.generator_url,
+                routing=self.routing.get(a.tenant),
+            )
+            for a in alerts
         ]
         try:
             async with httpx.AsyncClient(timeout=self._timeout_s) as client:

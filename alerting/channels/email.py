@@ -82,9 +82,8 @@ def message(config: SmtpConfig, tenant: str, notices: Sequence[Notice]) -> Email
 class EmailChannel:
     """Sends one message per tenant for each batch of notices."""
 
-    name = "email"
-
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, *, name: str = "email") -> None:
+        self.name = name
         self.config = config
 
     def _tls(self) -> ssl.SSLContext:

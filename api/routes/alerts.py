@@ -1,8 +1,11 @@
-"""Alert rules and alerts: `/v1/alert-rules` (CRUD) and `/v1/alerts` (list, one, acknowledge).
+"""Alert rules, alerts and channels: `/v1/alert-rules` (CRUD), `/v1/alerts` (list, one,
+acknowledge) and `/v1/alert-channels` (CRUD, and a webhook's new signing key).
 
 Anyone who may read a tenant reads its rules and alerts; operators and admins of a tenant
-change its rules and acknowledge its alerts. Another tenant's rule or alert answers 404, as its
-devices do. The evaluator (`lantaarn alerts`) picks changed rules up at its next round.
+change its rules and acknowledge its alerts. A tenant's channels (webhook URLs, e-mail
+addresses) are read and changed by its operators and admins only. Another tenant's rule, alert
+or channel answers 404, as its devices do. The evaluator (`lantaarn alerts`) picks changes up
+at its next round.
 """
 
 from __future__ import annotations
@@ -20,16 +23,22 @@ from api.alert_schemas import (
     AcknowledgeIn,
     AlertOut,
     AlertPage,
+    ChannelCreated,
+    ChannelIn,
+    ChannelList,
+    ChannelOut,
+    ChannelSettings,
     RuleIn,
     RuleList,
     RuleOut,
     RuleSettings,
 )
 from api.auth import Operator, Principal, Reader
-from api.deps import RegistryDep
+from api.deps import ConfigDep, RegistryDep
 from api.problems import BadRequest
 from api.urls import public
 from devices import BoundingBox, NotFound
+from devices.alert_channels import AlertChannel, channel_problems
 from devices.alert_rules import (
     AlertRule,
     AlertState,
@@ -43,6 +52,7 @@ router = APIRouter(tags=["alerts"])
 _ID_PATTERN = r"^[0-9a-f-]{36}$"
 RuleIdPath = Annotated[str, Path(alias="ruleId", pattern=_ID_PATTERN)]
 AlertIdPath = Annotated[str, Path(alias="alertId", pattern=_ID_PATTERN)]
+ChannelIdPath = Annotated[str, Path(alias="channelId", pattern=_ID_PATTERN)]
 TenantQuery = Annotated[str | None, Query(alias="tenant", pattern=f"^{TENANT_PATTERN}$")]
 
 
@@ -229,3 +239,122 @@ async def acknowledge_alert(
     await _alert(registry, principal, alert_id)
     await asyncio.to_thread(registry.acknowledge, alert_id, body.note, by=principal.key_id)
     return await _alert(registry, principal, alert_id)
+
+
+def _checked_channel(
+    channel: AlertChannel, config: ConfigDep, *, url_changed: bool = True
+) -> AlertChannel:
+    allow = config.alert_webhooks_internal or not url_changed
+    found = channel_problems(channel, allow_internal=allow)
+    if found:
+        raise _bad([(p.field, p.reason) for p in found])
+    return channel
+
+
+async def _channel(registry: RegistryDep, principal: Principal, channel_id: str) -> AlertChannel:
+    channel = await asyncio.to_thread(registry.channel, channel_id)
+    if not principal.sees(channel.tenant):
+        raise NotFound("alert channel", channel_id)
+    return channel
+
+
+@router.get("/v1/alert-channels", response_model=ChannelList)
+async def list_channels(
+    registry: RegistryDep, principal: Operator, tenant: TenantQuery = None
+) -> ChannelList:
+    """The notification channels of the tenants the caller operates (one tenant when named)."""
+    tenants = principal.allowed_tenants(tenant)
+    channels = await asyncio.to_thread(registry.channels, tenants=tenants)
+    return ChannelList(items=[ChannelOut.of(c) for c in channels])
+
+
+@router.post(
+    "/v1/alert-channels",
+    response_model=ChannelCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses={400: {"description": "the channel breaks a rule, e.g. an internal address"}},
+)
+async def create_channel(
+    body: ChannelIn,
+    request: Request,
+    response: Response,
+    registry: RegistryDep,
+    config: ConfigDep,
+    principal: Operator,
+) -> ChannelCreated:
+    """A new channel of a tenant: `webhook` (`url`), `email` (`recipients`, `language`) or
+    `alertmanager` (`labels`). A webhook's signing key is in this answer and never again."""
+    principal.allowed_tenants(body.tenant)  # 403 outside the caller's tenants
+    changes = body.changes()
+    changes.pop("name", None)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    channel = _checked_channel(AlertChannel(body.tenant, body.name, body.type, **changes), config)
+    made = await asyncio.to_thread(
+        registry.add_channel, channel, allow_internal=config.alert_webhooks_internal
+    )
+    response.headers["Location"] = public(
+        request, request.url_for("get_channel", channelId=made.id)
+    )
+    return ChannelCreated.made(made)
+
+
+@router.get("/v1/alert-channels/{channelId}", response_model=ChannelOut, name="get_channel")
+async def get_channel(
+    channel_id: ChannelIdPath, registry: RegistryDep, principal: Operator
+) -> ChannelOut:
+    """One channel (a webhook's key only by its last characters)."""
+    return ChannelOut.of(await _channel(registry, principal, channel_id))
+
+
+@router.patch("/v1/alert-channels/{channelId}", response_model=ChannelOut)
+async def update_channel(
+    channel_id: ChannelIdPath,
+    body: ChannelSettings,
+    registry: RegistryDep,
+    config: ConfigDep,
+    principal: Operator,
+) -> ChannelOut:
+    """Change some settings of a channel; the rest stay. Switched off, its queued
+    notifications fail."""
+    channel = await _channel(registry, principal, channel_id)
+    changes = body.changes()
+    nulls = sorted(
+        k for k in ("name", "language", "enabled") if k in changes and changes[k] is None
+    )
+    if nulls:
+        raise _bad([(k, f"{k} cannot be null") for k in nulls])
+    changes = {
+        k: (() if v is None and k in ("recipients", "labels") else v) for k, v in changes.items()
+    }
+    _checked_channel(replace(channel, **changes), config, url_changed="url" in changes)
+    changed = await asyncio.to_thread(
+        registry.update_channel,
+        channel_id,
+        changes,
+        allow_internal=config.alert_webhooks_internal,
+    )
+    return ChannelOut.of(changed)
+
+
+@router.post(
+    "/v1/alert-channels/{channelId}/secret",
+    response_model=ChannelCreated,
+    responses={400: {"description": "the channel is not a webhook"}},
+)
+async def renew_channel_secret(
+    channel_id: ChannelIdPath, registry: RegistryDep, principal: Operator
+) -> ChannelCreated:
+    """A new signing key for a webhook channel, in this answer only; the old one stops at
+    the evaluator's next round."""
+    await _channel(registry, principal, channel_id)
+    return ChannelCreated.made(await asyncio.to_thread(registry.new_secret, channel_id))
+
+
+@router.delete("/v1/alert-channels/{channelId}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_channel(
+    channel_id: ChannelIdPath, registry: RegistryDep, principal: Operator
+) -> Response:
+    """Remove a channel; its queued notifications fail, the alerts' history stays."""
+    await _channel(registry, principal, channel_id)
+    await asyncio.to_thread(registry.delete_channel, channel_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

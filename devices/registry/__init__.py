@@ -10,6 +10,7 @@ A new part (schedules, command history, alert rules) is a module of its own here
 
 from __future__ import annotations
 
+from devices.registry.alert_channels import AlertChannels
 from devices.registry.alerts import Alerts
 from devices.registry.devices import Devices, Status
 from devices.registry.engine import connect
@@ -27,7 +28,7 @@ from devices.registry.store import Store
 from devices.registry.tenants import Tenants
 
 
-class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts):
+class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts, AlertChannels):
     """Tenants, devices, their broker logins, the tenants' open data and alerting in a
     relational database; a context manager."""
 
@@ -35,6 +36,7 @@ class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts):
 __all__ = [
     "MIGRATIONS",
     "UPDATABLE",
+    "AlertChannels",
     "Alerts",
     "BrokerLogins",
     "Devices",

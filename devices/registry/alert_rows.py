@@ -3,8 +3,9 @@
 Rules keep their type-specific settings as one JSON object (`spec`): the evaluator reads every
 rule at once and no query filters on those settings. Alerts keep their current state beside an
 append-only event list (every transition with its time); deliveries are the notification outbox;
-`alert_leases` lets one of several evaluator replicas hold the right to evaluate and notify.
-Created by the migration a0006.
+`alert_leases` lets one of several evaluator replicas hold the right to evaluate and notify;
+`alert_channels` are the tenants' own notification channels. Created by the migrations a0006
+and a0008 (r0008_alert_channels).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ alert_deliveries = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("alert_id", String(36), ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
-    Column("channel", String(16), nullable=False),
+    # `webhook`, `email`, `alertmanager` (the platform's), or `webhook:<id>` (a tenant's).
+    Column("channel", String(64), nullable=False),
     Column("event", String(16), nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -101,4 +103,21 @@ alert_leases = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(100), nullable=False),
     Column("until", DateTime(timezone=True), nullable=False),
+)
+
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(32), ForeignKey("tenants.code"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("spec", Text, nullable=False),  # JSON object: url, recipients, language, labels
+    # The webhook's signing key: kept as it is, since signing needs it (the API shows it once).
+    Column("secret", Text, nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_alert_channels_tenant", "tenant"),
 )

@@ -12,11 +12,23 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    String,
+    and_,
+    column,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.engine import CursorResult, Result, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -37,6 +49,7 @@ from devices.alert_rules import (
 from devices.errors import InvalidDevice, NotFound, Problem
 from devices.model import BoundingBox
 from devices.registry.alert_rows import (
+    alert_channels,
     alert_deliveries,
     alert_events,
     alert_leases,
@@ -59,6 +72,33 @@ RULE_UPDATABLE: Final = frozenset(
     - {"created_at", "updated_at"}
 )
 _CHUNK: Final = 500
+
+# The command history's table (devices.command_history, migration r0003), named here by the
+# columns read: that module builds on this package, so its Table cannot be imported here.
+_commands = table(
+    "commands",
+    column("tenant", String),
+    column("device_id", String),
+    column("state", String),
+    column("created_at", DateTime(timezone=True)),
+    column("finished_at", DateTime(timezone=True)),
+)
+_UNOBEYED: Final = ("refused", "failed", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcomes:
+    """How one device answered its commands of a window: counts by final state (done,
+    refused, failed, expired), and when it last obeyed and last did not (UTC)."""
+
+    counts: Mapping[str, int]
+    last_obeyed_at: datetime | None
+    last_unobeyed_at: datetime | None
+
+    @property
+    def unobeyed(self) -> int:
+        """Commands refused, failed or expired."""
+        return sum(self.counts.get(s, 0) for s in _UNOBEYED)
 
 
 def _changed(result: Result[Any]) -> int:
@@ -351,15 +391,23 @@ class Alerts(Store):
         return self.alert(alert_id)
 
     def apply(
-        self, changes: Sequence[Change], channels: Sequence[str], *, now: datetime | None = None
+        self,
+        changes: Sequence[Change],
+        channels: Sequence[str],
+        *,
+        tenant_channels: Mapping[str, Sequence[str]] | None = None,
+        now: datetime | None = None,
     ) -> list[str]:
         """Store the evaluator's decisions in one transaction; queue a delivery per channel for
         every alert that fires, and for every fired alert that resolves one per channel told it
-        fired. Returns the ids of the alerts changed (new ones included)."""
+        fired. `channels` are the platform's (every tenant's alerts), `tenant_channels` each
+        tenant's own. Returns the ids of the alerts changed (new ones included)."""
         now = now or datetime.now(UTC)
         touched: list[str] = []
+        own = tenant_channels or {}
         with self._session() as session:
             for change in changes:
+                names = [*channels, *own.get(change.rule.tenant, ())]
                 if change.alert_id is None:
                     alert_id = str(uuid.uuid4())
                     firing = change.state is AlertState.FIRING
@@ -382,7 +430,7 @@ class Alerts(Store):
                         insert(alert_events).values(alert_id=alert_id, state=change.state, at=now)
                     )
                     if firing:
-                        self._queue(session, alert_id, "firing", channels, now)
+                        self._queue(session, alert_id, "firing", names, now)
                 else:
                     alert_id = change.alert_id
                     session.execute(
@@ -391,7 +439,7 @@ class Alerts(Store):
                         .values(value=change.value, summary=change.summary)
                     )
                     self._move(
-                        session, alert_id, change.state, now, note=change.note, channels=channels
+                        session, alert_id, change.state, now, note=change.note, channels=names
                     )
                 touched.append(alert_id)
         return touched
@@ -440,7 +488,7 @@ class Alerts(Store):
                 )
                 .distinct()
             ).all()
-            cls._queue(session, alert_id, "resolved", sorted(told), now)
+            cls._queue(session, alert_id, "resolved", _still_sending(session, told), now)
 
     @staticmethod
     def _queue(
@@ -458,6 +506,46 @@ class Alerts(Store):
                     updated_at=now,
                 )
             )
+
+    # ---- the command history, for command rules ---------------------------------------
+
+    def command_outcomes(
+        self, tenants: Collection[str], since: datetime
+    ) -> dict[str, CommandOutcomes]:
+        """Per device of `tenants`, how its commands created since `since` ended (those still
+        open are left out). One grouped query on the index by tenant and creation time."""
+        if not tenants:
+            return {}
+        query = (
+            select(
+                _commands.c.device_id,
+                _commands.c.state,
+                func.count(),
+                func.max(_commands.c.finished_at),
+            )
+            .where(
+                _commands.c.tenant.in_(sorted(tenants)),
+                _commands.c.created_at >= since,
+                _commands.c.state.in_(("done", *_UNOBEYED)),
+            )
+            .group_by(_commands.c.device_id, _commands.c.state)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        obeyed: dict[str, datetime] = {}
+        unobeyed: dict[str, datetime] = {}
+        with self._session() as session:
+            for device_id, state, count, finished in session.execute(query):
+                counts.setdefault(device_id, {})[state] = int(count)
+                at = aware(finished)
+                if at is None:
+                    continue
+                latest = obeyed if state == "done" else unobeyed
+                if device_id not in latest or at > latest[device_id]:
+                    latest[device_id] = at
+        return {
+            device_id: CommandOutcomes(per, obeyed.get(device_id), unobeyed.get(device_id))
+            for device_id, per in counts.items()
+        }
 
     # ---- the notification outbox -------------------------------------------------------
 
@@ -556,6 +644,16 @@ class Alerts(Store):
             return False  # another replica made the lease first
         return True
 
+    def lease_holder(self, name: str, *, now: datetime | None = None) -> str | None:
+        """Who holds the lease `name` now (None when no one's lease is running)."""
+        now = now or datetime.now(UTC)
+        with self._session() as session:
+            return session.scalar(
+                select(alert_leases.c.holder).where(
+                    alert_leases.c.name == name, alert_leases.c.until >= now
+                )
+            )
+
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up at once (on a clean stop), when this holder has it."""
         with self._session() as session:
@@ -564,6 +662,23 @@ class Alerts(Store):
                     alert_leases.c.name == name, alert_leases.c.holder == holder
                 )
             )
+
+
+def _still_sending(session: Session, told: Collection[str]) -> list[str]:
+    """The channels of `told` that still send: the platform's, and tenants' channels that
+    exist and are switched on (a resolution is not queued where nothing would send it)."""
+    own = {name.partition(":")[2]: name for name in told if ":" in name}
+    alive: set[str] = set()
+    if own:
+        alive = {
+            f"{kind}:{channel_id}"
+            for channel_id, kind in session.execute(
+                select(alert_channels.c.id, alert_channels.c.type).where(
+                    alert_channels.c.id.in_(sorted(own)), alert_channels.c.enabled.is_(True)
+                )
+            )
+        }
+    return sorted(name for name in told if ":" not in name or name in alive)
 
 
 def _delivery_of(row: RowMapping) -> Delivery:

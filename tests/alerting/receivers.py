@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class _V6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
+    daemon_threads = True
+
+
+class _V4Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
@@ -26,8 +31,9 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[Receiver]:
-    """A running receiver; its URL is `receiver.url`."""
+def webhook_receiver(host: str = "::1", tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A running receiver on `host` (::1 or 127.0.0.1), over TLS with `tls` (a server
+    context); its URL is `receiver.url`."""
     receiver = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -43,8 +49,12 @@ def webhook_receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: object) -> None:
             pass  # the test's output stays quiet
 
-    server = _V6Server(("::1", 0), Handler)
-    receiver.url = f"http://[::1]:{server.server_address[1]}/hook"
+    server = (_V6Server if ":" in host else _V4Server)((host, 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "http" if tls is None else "https"
+    receiver.url = f"{scheme}://{shown}:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
     thread.start()
     try:

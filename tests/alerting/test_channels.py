@@ -272,3 +272,43 @@ async def test_open_alerts_are_pushed_again_so_alertmanager_keeps_them(
         shown = (await http.get(f"{alertmanager}/api/v2/alerts")).json()
     assert [a["labels"]["subject"] for a in shown] == ["tenant:GM0363"]  # not the pending one
     assert "device_id" not in shown[0]["labels"]
+
+
+async def test_a_tenants_routing_labels_ride_on_its_alerts_in_alertmanager(
+    alertmanager: str, tmp_path: Path
+) -> None:
+    from alerting import Evaluator, EvaluatorConfig
+    from devices import Registry, Tenant
+    from devices.alert_channels import AlertChannel, ChannelType
+    from devices.alert_rules import AlertRule, Change, RuleType
+    from timeseries import InfluxClient, InfluxConfig
+
+    with Registry(f"sqlite:///{tmp_path / 'r.sqlite3'}") as registry:
+        changes = []
+        for tenant in ("GM0363", "GM0344"):
+            registry.add_tenant(Tenant(tenant, tenant))
+            rule = registry.add_rule(AlertRule(tenant, "silent", RuleType.SILENCE))
+            changes.append(Change(rule, f"tenant:{tenant}", None, AlertState.FIRING, 3.0, "quiet"))
+        registry.add_channel(
+            AlertChannel(
+                "GM0363",
+                "on-call",
+                ChannelType.ALERTMANAGER,
+                labels=(("severity", "critical"), ("team", "verlichting")),
+            )
+        )
+        channel = AlertmanagerChannel(alertmanager)
+        async with InfluxClient(InfluxConfig(f"http://[::1]:{_free_port()}")) as unused:
+            evaluator = Evaluator(registry, unused, [channel], EvaluatorConfig("t"))
+            await evaluator.evaluate()  # no rule reads anything: silence of no devices
+            registry.apply(changes, ["alertmanager"])
+            assert await evaluator.deliver() == (2, 0)
+    async with httpx.AsyncClient() as http:
+        shown = {
+            a["labels"]["tenant"]: a["labels"]
+            for a in (await http.get(f"{alertmanager}/api/v2/alerts")).json()
+        }
+    assert shown["GM0363"]["team"] == "verlichting"
+    assert shown["GM0363"]["severity"] == "critical"
+    assert "team" not in shown["GM0344"]  # Utrecht's alerts carry none of Amsterdam's labels
+    assert shown["GM0344"]["severity"] == "warning"

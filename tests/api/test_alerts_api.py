@@ -238,3 +238,194 @@ async def test_non_finite_numbers_are_400_not_500(setup: Setup) -> None:
             headers={**_as(keys, "operator_a"), "Content-Type": "application/json"},
         )
         assert answer.status_code == 400, (name, answer.text)
+
+
+async def test_the_lamp_refusing_builtin_takes_a_long_window_thresholds_do_not(
+    setup: Setup,
+) -> None:
+    keys, http, _ = setup
+    made = await http.post(
+        "/v1/alert-rules",
+        json={"tenant": "GM0363", "builtin": "lamp-refusing", "maxFailures": 5, "window": "24h"},
+        headers=_as(keys, "operator_a"),
+    )
+    assert made.status_code == 201, made.text
+    assert (made.json()["type"], made.json()["maxFailures"], made.json()["window"]) == (
+        "commands",
+        5,
+        "24h",
+    )
+    long = await http.post(
+        "/v1/alert-rules", json={**OWN, "window": "6h"}, headers=_as(keys, "operator_a")
+    )
+    assert long.status_code == 400
+    assert [p["name"] for p in long.json()["invalidParams"]] == ["window"]
+
+
+HOOK = {
+    "tenant": "GM0363",
+    "type": "webhook",
+    "name": "Storingsdienst",
+    "url": "https://meldingen.example.nl/hook",
+}
+
+
+async def test_a_tenants_webhook_key_is_shown_once_and_renewed(setup: Setup) -> None:
+    keys, http, _ = setup
+    made = await http.post("/v1/alert-channels", json=HOOK, headers=_as(keys, "operator_a"))
+    assert made.status_code == 201, made.text
+    channel = made.json()
+    secret = channel["secret"]
+    assert len(secret) >= 40
+    assert channel["secretHint"] == f"…{secret[-4:]}"
+    assert made.headers["Location"].endswith(f"/v1/alert-channels/{channel['id']}")
+    for answer in (
+        await http.get(f"/v1/alert-channels/{channel['id']}", headers=_as(keys, "operator_a")),
+        await http.get("/v1/alert-channels", headers=_as(keys, "admin")),
+    ):
+        assert answer.status_code == 200
+        assert secret[:-4] not in answer.text  # the key, all but its hint, never again
+        assert 'secret"' not in answer.text.replace("secretHint", "")
+    renewed = await http.post(
+        f"/v1/alert-channels/{channel['id']}/secret", headers=_as(keys, "operator_a")
+    )
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["secret"] != secret
+    assert renewed.json()["revision"] == 2
+    patched = await http.patch(
+        f"/v1/alert-channels/{channel['id']}",
+        json={"url": "https://other.example.nl/x", "enabled": False},
+        headers=_as(keys, "operator_a"),
+    )
+    assert (patched.json()["url"], patched.json()["enabled"]) == (
+        "https://other.example.nl/x",
+        False,
+    )
+    assert "secret" not in patched.json()
+    gone = await http.delete(f"/v1/alert-channels/{channel['id']}", headers=_as(keys, "operator_a"))
+    assert gone.status_code == 204
+    again = await http.get(f"/v1/alert-channels/{channel['id']}", headers=_as(keys, "operator_a"))
+    assert again.status_code == 404
+
+
+async def test_tenants_never_see_or_change_each_others_channels(setup: Setup) -> None:
+    keys, http, _ = setup
+    made = await http.post("/v1/alert-channels", json=HOOK, headers=_as(keys, "operator_a"))
+    channel_id = made.json()["id"]
+    path = f"/v1/alert-channels/{channel_id}"
+    b = _as(keys, "operator_b")
+    assert (await http.get("/v1/alert-channels", headers=b)).json()["items"] == []
+    assert (await http.get(path, headers=b)).status_code == 404
+    assert (await http.patch(path, json={"name": "x"}, headers=b)).status_code == 404
+    assert (await http.post(f"{path}/secret", headers=b)).status_code == 404
+    assert (await http.delete(path, headers=b)).status_code == 404
+    named = await http.get("/v1/alert-channels?tenant=GM0363", headers=b)
+    assert named.status_code == 403
+    foreign = await http.post("/v1/alert-channels", json=HOOK, headers=b)
+    assert foreign.status_code == 403
+    # Viewers read alerts, not where they go (addresses are personal data, URLs may be secret).
+    viewer = await http.get("/v1/alert-channels", headers=_as(keys, "viewer_a"))
+    assert viewer.status_code == 403
+    still = await http.get(path, headers=_as(keys, "operator_a"))
+    assert (still.json()["name"], still.json()["revision"]) == ("Storingsdienst", 1)
+
+
+INTERNAL = [
+    "http://[::1]:8080/hook",
+    "http://127.0.0.1/hook",
+    "http://10.1.2.3/hook",
+    "http://192.168.1.10/hook",
+    "http://169.254.169.254/latest/meta-data",
+    "http://[fe80::1]/hook",
+    "http://[fd00::5]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://0.0.0.0/hook",
+    "http://localhost:8086/query",
+    "http://influx.internal/query",
+    "http://intranet/hook",
+    "ftp://meldingen.example.nl/hook",
+    "https://user:pw@meldingen.example.nl/hook",
+]
+
+
+async def test_a_webhook_to_an_internal_address_is_refused(setup: Setup) -> None:
+    keys, http, _ = setup
+    for url in INTERNAL:
+        answer = await http.post(
+            "/v1/alert-channels", json={**HOOK, "url": url}, headers=_as(keys, "operator_a")
+        )
+        assert answer.status_code == 400, (url, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert [p["name"] for p in answer.json()["invalidParams"]] == ["url"]
+
+
+async def test_the_platform_may_allow_internal_webhooks(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    with Registry(url) as registry, KeyStore(url) as store:
+        registry.add_tenant(Tenant("GM0363", "Amsterdam"))
+        key = store.create(Role.OPERATOR, ["GM0363"], name="op")[1]
+    app = create_app(ApiConfig(url, InfluxConfig("http://[::1]:9"), alert_webhooks_internal=True))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            answer = await http.post(
+                "/v1/alert-channels",
+                json={**HOOK, "url": "http://[::1]:8080/hook"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+    assert answer.status_code == 201, answer.text
+
+
+async def test_email_and_alertmanager_channels_and_their_mistakes(setup: Setup) -> None:
+    keys, http, _ = setup
+    a = _as(keys, "operator_a")
+    mail = await http.post(
+        "/v1/alert-channels",
+        json={
+            "tenant": "GM0363",
+            "type": "email",
+            "name": "Wachtdienst",
+            "recipients": ["wacht@amsterdam.nl", "storing@amsterdam.nl"],
+            "language": "en",
+        },
+        headers=a,
+    )
+    assert mail.status_code == 201, mail.text
+    assert (mail.json()["recipients"], mail.json()["secret"], mail.json()["secretHint"]) == (
+        ["wacht@amsterdam.nl", "storing@amsterdam.nl"],
+        None,
+        None,
+    )
+    labels = await http.post(
+        "/v1/alert-channels",
+        json={
+            "tenant": "GM0363",
+            "type": "alertmanager",
+            "name": "On-call",
+            "labels": {"team": "verlichting", "severity": "critical"},
+        },
+        headers=a,
+    )
+    assert labels.status_code == 201, labels.text
+    assert labels.json()["labels"] == {"severity": "critical", "team": "verlichting"}
+    bad = await http.post(
+        "/v1/alert-channels",
+        json={
+            "tenant": "GM0363",
+            "type": "email",
+            "name": "x",
+            "recipients": ["not-an-address"],
+            "url": "https://example.nl/x",
+        },
+        headers=a,
+    )
+    assert bad.status_code == 400
+    assert sorted(p["name"] for p in bad.json()["invalidParams"]) == ["recipients", "url"]
+    reserved = await http.post(
+        "/v1/alert-channels",
+        json={"tenant": "GM0363", "type": "alertmanager", "name": "x", "labels": {"tenant": "X"}},
+        headers=a,
+    )
+    assert reserved.status_code == 400
+    no_key = await http.post(f"/v1/alert-channels/{mail.json()['id']}/secret", headers=a)
+    assert no_key.status_code == 400

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devices import Registry
 from lantaarn.localstack import free_port
 from tests.broker.peers import Listener, connect
 from tests.conftest import require_program
@@ -89,6 +90,7 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
         # InfluxDB wants a login: an anonymous query is refused.
         refused = httpx.get(f"http://[::1]:{influx}/query", params={"q": "SHOW DATABASES"})
         assert refused.status_code == 401
+        _the_alert_evaluator_runs(tmp_path / "data", api)
         children = _children(demo.pid)
         assert len(children) >= 2  # mosquitto and influxd
         started = time.monotonic()
@@ -108,6 +110,24 @@ def test_the_demo_serves_live_data_and_stops_cleanly(tmp_path: Path) -> None:
             demo.kill()
             demo.wait()
         log.close()
+
+
+def _the_alert_evaluator_runs(data: Path, api: int) -> None:
+    """The demo switched the built-in rules on for its tenants and its evaluator holds the
+    lease (so its rounds run), with no platform channel configured."""
+    rules = httpx.get(f"http://[::1]:{api}/v1/alert-rules", timeout=5).json()["items"]
+    builtins = {(r["tenant"], r["builtin"]) for r in rules}
+    assert {t for t, _ in builtins} == {"GM0363", "GM0344"}
+    assert {b for _, b in builtins} >= {"silence", "lamp-faults", "lamp-refusing"}
+    deadline = time.monotonic() + 20
+    holder = None
+    while holder is None and time.monotonic() < deadline:
+        with Registry(f"sqlite:///{data / 'registry.sqlite3'}") as registry:
+            holder = registry.lease_holder("alerts")
+        time.sleep(0.5)
+    assert holder is not None, "the demo's alert evaluator never took its lease"
+    answer = httpx.get(f"http://[::1]:{api}/v1/alerts", timeout=5)
+    assert answer.status_code == 200
 
 
 def test_a_taken_port_gets_a_clear_message(tmp_path: Path) -> None:
