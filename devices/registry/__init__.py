@@ -11,7 +11,7 @@ A new part (schedules, command history, alert rules) is a module of its own here
 from __future__ import annotations
 
 from devices.registry.alerts import Alerts
-from devices.registry.devices import Devices, Status
+from devices.registry.devices import DeviceChanges, Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
 from devices.registry.migrate import MIGRATIONS, migrate
@@ -37,6 +37,7 @@ __all__ = [
     "UPDATABLE",
     "Alerts",
     "BrokerLogins",
+    "DeviceChanges",
     "Devices",
     "OpenDataPublications",
     "Registry",
