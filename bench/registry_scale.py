@@ -126,7 +126,7 @@ def main() -> None:
     print()
     print(
         "| devices | worker CPU per change | API CPU per change | devices read per change "
-        "| worker bytes/device | API bytes/device |"
+        "| worker bytes/device (with routes) | API bytes/device |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for size in (int(s) for s in args.sizes.split(",")):

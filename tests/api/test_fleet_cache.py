@@ -1,16 +1,22 @@
-"""The API's FleetCache follows the registry change by change (SQLite and PostgreSQL).
+"""The API's FleetCache and OpenDataCache follow the registry change by change (SQLite and
+PostgreSQL).
 
-After every change it answers what the registry itself answers, having read only the devices
-that changed (`rows_fetched`); one tenant's devices never include another's.
+After every change the fleet answers what the registry itself answers, having read only the
+devices that changed (`rows_fetched`); one tenant's devices never include another's. The open
+data is read again only for the publications that changed.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from api.fleet import FleetCache
+from api.open_access import OpenDataCache
 from devices import Device, Registry
+from devices.opendata import Licence, Publication
 from tests.devices import conftest as registries
 from tests.devices.conftest import AMSTERDAM, UTRECHT
 
@@ -77,3 +83,31 @@ async def test_a_restored_registry_is_read_whole(registry: Registry) -> None:
     await same_as_registry(cache, registry)
     assert cache.full_reads == 2
     assert {d.name for d in await cache.devices()} == {"restored"}
+
+
+async def test_open_data_is_read_again_only_when_a_publication_changed(
+    registry: Registry,
+) -> None:
+    registry.add_devices([device(n, AMSTERDAM.code) for n in range(10)])
+    cache = OpenDataCache(registry)
+    assert (await cache.get()).publications == {}
+    ams = registry.publish(Publication(AMSTERDAM.code, Licence.CC0, "Gemeente", ("noise",)))
+    assert (await cache.get()).publications == {AMSTERDAM.code: ams}
+    assert cache.publications_fetched == 1
+
+    # Devices change, publications do not: none is read again.
+    registry.add_device(device(10, AMSTERDAM.code))
+    registry.retire("dev-0003")
+    assert (await cache.get()).publications == {AMSTERDAM.code: ams}
+    assert cache.publications_fetched == 1
+
+    utr = registry.publish(Publication(UTRECHT.code, Licence.CC0, "Utrecht", ("weather",)))
+    ams = registry.publish(replace(ams, kinds=("air_quality",), devices=("dev-0001",)))
+    got = await cache.get()
+    assert got.publications == {AMSTERDAM.code: ams, UTRECHT.code: utr}
+    assert got.admits(registry.device("dev-0001"))
+    assert cache.publications_fetched == 3
+
+    registry.withdraw(AMSTERDAM.code)
+    assert (await cache.get()).publications == {UTRECHT.code: utr}
+    assert cache.publications_fetched == 3
