@@ -12,14 +12,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from devices import (
-    DEVICE_KINDS,
-    MAX_PAYLOAD_BYTES,
-    Device,
-    Metric,
-    TelemetryIn,
-    parse_topic,
-)
+from devices import DEVICE_KINDS, MAX_PAYLOAD_BYTES, Device, Metric, TelemetryIn, parse_topic
 from devices import topic as topic_of
 from ingest.reasons import Reason
 from timeseries.lineprotocol import Encoder, FieldValue, Point, Tags, series_key, tags
@@ -116,6 +109,7 @@ def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
     index: dict[str, KnownDevice] = {}
     for device in devices:
         part = _kinds_part((device.kind, *device.extra_kinds))
+        # As tags() gives them (sorted by key), the tenant's pair shared.
         device_tags = (("device_id", device.device_id), _tenant_tag(device.tenant))
         index[device.device_id] = KnownDevice(
             device,
