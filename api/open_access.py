@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Annotated, Any, Final
 from urllib.parse import quote
 
@@ -71,21 +72,39 @@ class OpenData:
 
 
 class OpenDataCache:
-    """The registry's publications, reloaded only when the registry's revision moved."""
+    """The registry's publications, following the registry's revision.
+
+    When the revision moved, only the publications stored since (their times moved) are read
+    again, and withdrawn ones dropped: a device change reads none, and a publication may list
+    many devices.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._revision: tuple[int, int] | None = None
+        self._stamps: dict[str, datetime] = {}
         self._current = OpenData()
         self._lock = asyncio.Lock()
+        self.publications_fetched = 0  # publications read so far
 
     async def get(self) -> OpenData:
         """The publications as of the registry's latest revision."""
         async with self._lock:
             revision = await asyncio.to_thread(self._registry.revision)
             if revision != self._revision:
-                found = await asyncio.to_thread(self._registry.publications)
-                self._current = OpenData({p.tenant: p for p in found})
+                stamps = await asyncio.to_thread(self._registry.publication_stamps)
+                moved = [t for t, at in stamps.items() if self._stamps.get(t) != at]
+                found = await asyncio.to_thread(self._registry.publications, moved) if moved else []
+                self.publications_fetched += len(found)
+                publications = {
+                    t: p
+                    for t, p in self._current.publications.items()
+                    if t in stamps and t not in moved
+                }
+                publications.update((p.tenant, p) for p in found)
+                # A new OpenData: a request holding the old one keeps a consistent view.
+                self._current = OpenData(publications)
+                self._stamps = {p.tenant: stamps[p.tenant] for p in publications.values()}
                 self._revision = revision
             return self._current
 

@@ -7,11 +7,13 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Final
 
 from pydantic import ValidationError
 
 from devices import DEVICE_KINDS, MAX_PAYLOAD_BYTES, Device, Metric, TelemetryIn, parse_topic
+from devices import topic as topic_of
 from ingest.reasons import Reason
 from timeseries.lineprotocol import Encoder, FieldValue, Point, Tags, series_key, tags
 from timeseries.schema import REJECTIONS, raw_measurement
@@ -59,36 +61,64 @@ class KnownDevice:
     bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _KindsPart:
+    """What KnownDevice takes from a device's kinds alone: one per set of kinds, shared."""
+
+    metrics: Mapping[str, tuple[str, Metric]]
+    limits: Mapping[str, tuple[str, float, float]]
+    measurements: Mapping[str, str]
+    bounds: Mapping[str, tuple[float, float]]
+
+
+@cache
+def _kinds_part(kind_names: tuple[str, ...]) -> _KindsPart:
+    """The metrics, limits, measurements and own-kind bounds of a device of these kinds
+    (its main kind first). Bounded by the catalogue: kinds are checked when registered."""
+    metrics: dict[str, tuple[str, Metric]] = {}
+    measurements: dict[str, str] = {}
+    for kind_name in kind_names:
+        kind = DEVICE_KINDS.get(kind_name)
+        if kind is None:
+            continue
+        measurements[kind.name] = raw_measurement(kind.name)
+        for metric in kind.metrics:
+            metrics.setdefault(metric.name, (kind.name, metric))  # the device's own kind wins
+    limits = {
+        name: (kind, max(metric.minimum, -_LARGEST), min(metric.maximum, _LARGEST))
+        for name, (kind, metric) in metrics.items()
+    }
+    bounds = {
+        name: (low, high) for name, (owner, low, high) in limits.items() if owner == kind_names[0]
+    }
+    return _KindsPart(metrics, limits, measurements, bounds)
+
+
+@cache
+def _tenant_tag(tenant: str) -> tuple[str, str]:
+    """The tenant's tag pair, one per tenant."""
+    return ("tenant", tenant)
+
+
 def prepare(devices: Iterable[Device]) -> dict[str, KnownDevice]:
-    """Index the registry's devices for decoding."""
+    """Index the registry's devices for decoding.
+
+    Per device only its tags and series keys are its own; what follows from its kinds is
+    shared by every device of the same kinds (a worker holds the whole fleet).
+    """
     index: dict[str, KnownDevice] = {}
     for device in devices:
-        metrics: dict[str, tuple[str, Metric]] = {}
-        measurements: dict[str, str] = {}
-        for kind_name in (device.kind, *device.extra_kinds):
-            kind = DEVICE_KINDS.get(kind_name)
-            if kind is None:
-                continue
-            measurements[kind.name] = raw_measurement(kind.name)
-            for metric in kind.metrics:
-                metrics.setdefault(metric.name, (kind.name, metric))  # the device's own kind wins
-        limits = {
-            name: (kind, max(metric.minimum, -_LARGEST), min(metric.maximum, _LARGEST))
-            for name, (kind, metric) in metrics.items()
-        }
-        device_tags = tags(tenant=device.tenant, device_id=device.device_id)
+        part = _kinds_part((device.kind, *device.extra_kinds))
+        # As tags() gives them (sorted by key), the tenant's pair shared.
+        device_tags = (("device_id", device.device_id), _tenant_tag(device.tenant))
         index[device.device_id] = KnownDevice(
             device,
-            metrics,
-            limits,
+            part.metrics,
+            part.limits,
             device_tags,
-            measurements,
-            {kind: series_key(name, device_tags) for kind, name in measurements.items()},
-            {
-                name: (low, high)
-                for name, (owner, low, high) in limits.items()
-                if owner == device.kind
-            },
+            part.measurements,
+            {kind: series_key(name, device_tags) for kind, name in part.measurements.items()},
+            part.bounds,
         )
     return index
 
@@ -208,7 +238,10 @@ class Decoder:
         lane: int = 0,
         assigned: dict[str, int] | None = None,
     ) -> None:
-        self.devices = devices
+        # Changed in place by `apply` as the registry changes.
+        self.devices: dict[str, KnownDevice] = (
+            devices if isinstance(devices, dict) else dict(devices)
+        )
         self.rules = rules or TimeRules()
         self.lane = lane % LANES
         self.assigned: dict[str, int] = {} if assigned is None else assigned
@@ -219,6 +252,20 @@ class Decoder:
         # snapshot. Bounded by the registry: each device has exactly one telemetry topic.
         self._routes: dict[str, KnownDevice] = {}
         self._encode = Encoder().line_in
+
+    def apply(self, changed: Mapping[str, KnownDevice]) -> None:
+        """Take devices added or changed in a newer registry revision (see `prepare`).
+
+        Costs what changed, not the fleet: the other devices keep their routes. Call it
+        between messages (the worker decodes and applies on one event loop), so a message is
+        decoded against the devices wholly before or wholly after the change.
+        """
+        for device_id, known in changed.items():
+            old = self.devices.get(device_id)
+            if old is not None:
+                # Its route (if any) was checked against the old tenant and retirement.
+                self._routes.pop(topic_of(old.device.tenant, device_id), None)
+            self.devices[device_id] = known
 
     def decode(self, topic: str, payload: bytes, received_ns: int, out: Decoded) -> None:
         """Add what one telemetry message yields to `out`."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from devices.registry.alert_channels import AlertChannels
 from devices.registry.alerts import Alerts
-from devices.registry.devices import Devices, Status
+from devices.registry.devices import DeviceChanges, Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
 from devices.registry.migrate import MIGRATIONS, migrate
@@ -39,6 +39,7 @@ __all__ = [
     "AlertChannels",
     "Alerts",
     "BrokerLogins",
+    "DeviceChanges",
     "Devices",
     "OpenDataPublications",
     "Registry",

@@ -6,7 +6,7 @@ A device is never deleted: retiring keeps its history readable and drops its bro
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -18,6 +18,7 @@ from devices.errors import Conflict, ImportRejected, InvalidDevice, NotFound, Pr
 from devices.model import BoundingBox, Device
 from devices.registry.rows import (
     DeviceRow,
+    StateRow,
     TenantRow,
     canonical_address,
     device_of,
@@ -28,6 +29,23 @@ from devices.registry.rules import UPDATABLE, device_problems, unchangeable
 from devices.registry.store import Store
 
 Status = Literal["active", "retired"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanges:
+    """The devices that changed between two registry revisions (see Devices.device_changes).
+
+    `complete`: `devices` is every device of the registry, not only the changed ones (a first
+    read, or a reader that cannot follow: the registry's revision went backwards, as after a
+    database restore). `device_count`: how many devices the registry held at `revision`.
+    """
+
+    revision: int
+    device_count: int
+    devices: list[Device]
+    complete: bool
+
+
 _CHUNK: Final = 500  # ids per IN (...) query; far below every driver's parameter limit
 
 
@@ -136,6 +154,31 @@ class Devices(Store):
             query = query.limit(limit)
         with self._session() as session:
             return [device_of(r) for r in session.scalars(query)]
+
+    def device_changes(self, since: int | None = None) -> DeviceChanges:
+        """The devices added or changed after registry revision `since`, by id.
+
+        Every device when `since` is None or ahead of the registry. A row's `revision` is that
+        of its last change (adding, updating, retiring, a new broker password), and writers
+        commit in revision order (the state row's lock), so rows of revisions up to the one
+        read here are all committed: a reader that applies them and asks again with the
+        returned `revision` misses nothing. Rows of later revisions are left to that next call.
+        """
+        with self._session() as session:
+            state = session.execute(
+                select(StateRow.revision, StateRow.device_count).where(StateRow.id == 1)
+            ).one_or_none()
+            revision, count = (0, 0) if state is None else (int(state[0]), int(state[1]))
+            if since == revision:
+                return DeviceChanges(revision, count, [], complete=False)
+            query = select(DeviceRow).order_by(DeviceRow.device_id)
+            complete = since is None or since > revision
+            if complete:
+                rows = [device_of(r) for r in session.scalars(query)]
+                return DeviceChanges(revision, len(rows), rows, complete=True)
+            query = query.where(DeviceRow.revision > since, DeviceRow.revision <= revision)
+            rows = [device_of(r) for r in session.scalars(query)]
+            return DeviceChanges(revision, count, rows, complete=False)
 
     def update(self, device_id: str, changes: Mapping[str, object]) -> Device:
         """Change some properties of a device (snake_case names of `Device`); id and tenant stay."""

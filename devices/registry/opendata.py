@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from devices.catalogue import DEVICE_KINDS
 from devices.errors import InvalidDevice, NotFound, Problem
 from devices.opendata import MAX_ATTRIBUTION, Licence, Publication, personal
-from devices.registry.rows import Base, DeviceRow, TenantRow, device_of
+from devices.registry.rows import Base, DeviceRow, TenantRow, device_of, stored_utc
 from devices.registry.store import Store
 
 
@@ -125,6 +125,13 @@ class OpenDataPublications(Store):
             query = query.where(PublicationRow.tenant.in_(list(tenants)))
         with self._session() as session:
             return [_publication_of(r) for r in session.scalars(query)]
+
+    def publication_stamps(self) -> dict[str, datetime]:
+        """When each publication was last stored, by tenant: a reader holding them all
+        re-reads only the publications whose time moved (see api.open_access)."""
+        query = select(PublicationRow.tenant, PublicationRow.updated_at)
+        with self._session() as session:
+            return {tenant: stored_utc(updated) for tenant, updated in session.execute(query)}
 
     def withdraw(self, tenant: str) -> bool:
         """Stop publishing the tenant's data; whether it published any."""

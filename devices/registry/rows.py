@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 from dataclasses import fields
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -108,24 +110,42 @@ def stored_utc(value: datetime | None) -> datetime:
     return moment
 
 
+def _shared(text: str | None) -> str | None:
+    """One string object for text many devices repeat (tenant, kind, owner, firmware, ...):
+    the API and every worker hold the whole fleet."""
+    return None if text is None else sys.intern(text)
+
+
+@lru_cache(maxsize=1024)
+def _kinds(text: str) -> tuple[str, ...]:
+    """A device's extra kinds from their JSON list; one tuple per distinct list."""
+    return tuple(sys.intern(kind) for kind in json.loads(text))
+
+
+@lru_cache(maxsize=1024)
+def _interval(seconds: float | None) -> float | None:
+    """One float object per reporting interval (a few values shared by the whole fleet)."""
+    return seconds
+
+
 def device_of(row: DeviceRow) -> Device:
     """The domain device of a row."""
     return Device(
         device_id=row.device_id,
-        tenant=row.tenant,
-        kind=row.kind,
+        tenant=sys.intern(row.tenant),
+        kind=sys.intern(row.kind),
         name=row.name,
         latitude=row.latitude,
         longitude=row.longitude,
         ipv6_address=row.ipv6_address,
-        interval_s=row.interval_s,
-        extra_kinds=tuple(json.loads(row.extra_kinds)),
-        firmware=row.firmware,
+        interval_s=_interval(row.interval_s),
+        extra_kinds=_kinds(row.extra_kinds),
+        firmware=_shared(row.firmware),
         installed_on=row.installed_on,
         retired_at=aware(row.retired_at),
-        owner=row.owner,
-        observation_goal=row.observation_goal,
-        legal_ground=row.legal_ground,
+        owner=_shared(row.owner),
+        observation_goal=_shared(row.observation_goal),
+        legal_ground=_shared(row.legal_ground),
         personal_data=row.personal_data,
         active_until=row.active_until,
         created_at=aware(row.created_at),
