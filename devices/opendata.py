@@ -57,11 +57,16 @@ class Publication:
     kinds: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     updated_at: datetime | None = field(default=None, compare=False)
+    # The named devices as a set: covering a fleet against a long device list stays linear.
+    _named: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_named", frozenset(self.devices))
 
     def covers(self, device: Device) -> bool:
         """Whether the tenant published this device (by its kind or by name); no personal check."""
         return device.tenant == self.tenant and (
-            device.kind in self.kinds or device.device_id in self.devices
+            device.kind in self.kinds or device.device_id in self._named
         )
 
 
