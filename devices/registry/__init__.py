@@ -11,6 +11,14 @@ A new part (schedules, command history, alert rules) is a module of its own here
 from __future__ import annotations
 
 from devices.registry.alerts import Alerts
+from devices.registry.device_state import (
+    DeviceState,
+    DeviceStates,
+    ReadingUpdate,
+    StatusCount,
+    StatusUpdate,
+    live_status,
+)
 from devices.registry.devices import Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
@@ -27,9 +35,9 @@ from devices.registry.store import Store
 from devices.registry.tenants import Tenants
 
 
-class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts):
-    """Tenants, devices, their broker logins, the tenants' open data and alerting in a
-    relational database; a context manager."""
+class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts, DeviceStates):
+    """Tenants, devices, their broker logins, the tenants' open data, alerting and each
+    device's last state in a relational database; a context manager."""
 
 
 __all__ = [
@@ -37,14 +45,20 @@ __all__ = [
     "UPDATABLE",
     "Alerts",
     "BrokerLogins",
+    "DeviceState",
+    "DeviceStates",
     "Devices",
     "OpenDataPublications",
+    "ReadingUpdate",
     "Registry",
     "Status",
+    "StatusCount",
+    "StatusUpdate",
     "Store",
     "Tenants",
     "connect",
     "device_problems",
+    "live_status",
     "migrate",
     "tenant_problems",
     "validate_device",
