@@ -7,10 +7,6 @@ from collections.abc import Mapping
 
 from fastapi import Request, Response
 
-# Kept by the browser, yet asked again every time (304 when unchanged); never by a shared
-# cache, since the answer depends on who asks.
-REVALIDATE = "private, no-cache"
-
 
 def weak_etag(*parts: bytes) -> str:
     """A weak entity tag of an answer's bytes (body and whatever headers shape it)."""
@@ -48,8 +44,9 @@ def answer(
     extra = dict(headers or {})
     if etag is None:
         etag = weak_etag(body, media_type.encode(), repr(sorted(extra.items())).encode())
+    # Cache-Control stays the API's `no-store`: tenants' data is kept by no cache, and a
+    # dashboard sends the tag of the copy it holds itself.
     extra["ETag"] = etag
-    extra["Cache-Control"] = REVALIDATE
     if vary is not None:
         extra["Vary"] = vary
     if matches(request, etag):

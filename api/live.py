@@ -103,8 +103,7 @@ async def page_states(
 
     `admit` keeps only some devices (open data); the page is then filled from further rows.
     Devices the store has no state of (none of their readings passed a worker since the store
-    exists) are looked up in InfluxDB, for this page only; while InfluxDB does not answer they
-    are shown as never seen.
+    exists) are looked up in InfluxDB, for this page only.
     """
     now = now_ns_clock()
     chosen: list[tuple[Device, DeviceState | None]] = []
@@ -145,13 +144,10 @@ async def page_states(
 async def _from_influx(
     influx: InfluxClient, devices: list[Device], now: int
 ) -> dict[str, LiveState]:
-    """The live state of devices the store does not know, from InfluxDB; empty when it is away."""
+    """The live state of devices the store does not know, from InfluxDB (502 when it fails:
+    saying "never seen" of devices that may well report would mislead)."""
     if len(devices) > _BY_TENANT_ABOVE:
         asked = Selection.of_tenants(sorted({d.tenant for d in devices}))
     else:
         asked = Selection.of_devices(d.device_id for d in devices)
-    try:
-        return await live_states(influx, devices, now, asked)
-    except InfluxError as exc:
-        log.warning("devices without stored state answered as never seen: %s", exc)
-        return {}
+    return await live_states(influx, devices, now, asked)

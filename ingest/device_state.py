@@ -22,7 +22,6 @@ from devices import Registry
 from devices.registry import ReadingUpdate, StatusUpdate
 from ingest.decode import Rejection
 from timeseries.lineprotocol import FieldValue, Point, Tags
-from timeseries.schema import DEVICE_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +52,20 @@ class StateRecorder:
     flushes: int = 0
     failures: int = 0
 
-    def note(self, points: Sequence[Point], rejections: Sequence[Rejection] = ()) -> None:
-        """Remember the newest point of each device (its series' tags) of a stored batch."""
-        readings = self._readings
-        for point in points:
+    def note(
+        self,
+        readings: Sequence[Point],
+        statuses: Sequence[Point] = (),
+        rejections: Sequence[Rejection] = (),
+    ) -> None:
+        """Remember the newest reading point and status point of each device (its series'
+        tags) of a stored batch, and count its readings and rejected values per tenant."""
+        pending = self._readings
+        for point in readings:
             key = point.tags
-            known = readings.get(key)
+            known = pending.get(key)
             if known is None:
-                if point.measurement == DEVICE_STATUS:
-                    self._status(point)
-                    continue
-                readings[key] = _Pending(point.time_ns, point.fields, 1)
+                pending[key] = _Pending(point.time_ns, point.fields, 1)
             elif point.time_ns > known.time_ns:
                 known.time_ns = point.time_ns
                 known.fields = point.fields
@@ -73,6 +75,8 @@ class StateRecorder:
                 known.count += 1
             else:
                 known.count += 1
+        for point in statuses:
+            self._status(point)
         for rejection in rejections:
             if rejection.tenant:
                 self._rejections[rejection.tenant] += rejection.count

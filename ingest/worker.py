@@ -191,7 +191,9 @@ class Worker:
         added = await self.sink.store(points, decoded.rejections, decoded.lines)
         self.source.ack(batch)
         if self.state is not None:
-            self.state.note(points, decoded.rejections)
+            # decode() put the status points after the readings
+            readings = len(decoded.points)
+            self.state.note(decoded.points, points[readings:], decoded.rejections)
         stats = self.stats
         stats.batches += 1
         stats.messages += len(batch)
