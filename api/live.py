@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from api.timefmt import format_ns
 from api.timefmt import now_ns as now_ns_clock
 from devices import DEVICE_KINDS, Device, Registry
 from devices.registry import DeviceState, live_status
@@ -15,6 +16,9 @@ from timeseries import InfluxClient, InfluxError
 from timeseries.queries import last_status, latest_readings
 from timeseries.schema import raw_measurement
 from timeseries.selection import Selection
+
+if TYPE_CHECKING:  # api.schemas imports this module
+    from api.schemas import OpenDataOut
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,24 @@ async def live_states_if_available(
     except InfluxError as exc:
         log.warning("devices answered without live state: %s", exc)
         return {}
+
+
+def latest_item(
+    device: Device, state: LiveState, open_data: OpenDataOut | None = None
+) -> dict[str, Any]:
+    """A device and its live state as an item of /v1/latest (the JSON of api.schemas.LatestOut,
+    built directly: a page holds thousands)."""
+    return {
+        "deviceId": device.device_id,
+        "tenant": device.tenant,
+        "kind": device.kind,
+        "name": device.name,
+        "location": {"type": "Point", "coordinates": [device.longitude, device.latitude]},
+        "status": state.status,
+        "ts": format_ns(state.last_seen_ns) if state.last_seen_ns is not None else None,
+        "metrics": state.metrics,
+        "openData": open_data.model_dump(mode="json") if open_data is not None else None,
+    }
 
 
 # A page missing more devices than this asks InfluxDB about their whole tenants (one short

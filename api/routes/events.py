@@ -20,17 +20,17 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import Reader
+from api.live import LiveState, latest_item
 from api.problems import BadRequest
 from api.routes.summary import summaries
-from api.schemas import LatestOut, PointGeometry
-from api.timefmt import format_ns, now_ns
+from api.timefmt import now_ns
 from devices import Device, Registry
 from devices.registry import DeviceState, live_status
 from devices.topics import DEVICE_ID_PATTERN, TENANT_PATTERN
@@ -58,17 +58,11 @@ def _start(last_event_id: str | None) -> tuple[int, str]:
     return int(found[1]), found[2]
 
 
-def _item(device: Device, state: DeviceState, now: int) -> dict[str, object]:
-    return LatestOut(
-        device_id=device.device_id,
-        tenant=device.tenant,
-        kind=device.kind,
-        name=device.name,
-        location=PointGeometry(coordinates=(device.longitude, device.latitude)),
-        status=live_status(device, state, now),
-        ts=format_ns(state.last_ns) if state.last_ns is not None else None,
-        metrics=dict(state.metrics or {}),
-    ).model_dump(mode="json", exclude={"open_data"})
+def _item(device: Device, state: DeviceState, now: int) -> dict[str, Any]:
+    live = LiveState(live_status(device, state, now), state.last_ns, dict(state.metrics or {}))
+    item = latest_item(device, live)
+    del item["openData"]  # events go to key holders and sessions only
+    return item
 
 
 def _event(name: str, data: bytes, event_id: str | None = None) -> bytes:

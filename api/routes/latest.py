@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from api import cursor
 from api.deps import InfluxDep, RegistryDep
 from api.etag import answer
-from api.live import LiveState, page_states
+from api.live import LiveState, latest_item, page_states
 from api.open_access import (
     OPEN_DATA_OPERATION,
     OpenReader,
@@ -25,8 +25,7 @@ from api.open_access import (
     terms_out,
 )
 from api.problems import BadRequest
-from api.schemas import LatestOut, PointGeometry
-from api.timefmt import format_ns
+from api.schemas import LatestOut
 from devices import Device
 from devices.topics import DEVICE_ID_RE, TENANT_PATTERN
 
@@ -92,17 +91,7 @@ async def latest(
         )
     devices = [public_view(d) if open_data is not None else d for d, _ in found]
     out = [
-        LatestOut(
-            device_id=device.device_id,
-            tenant=device.tenant,
-            kind=device.kind,
-            name=device.name,
-            location=PointGeometry(coordinates=(device.longitude, device.latitude)),
-            status=state.status,
-            ts=format_ns(state.last_seen_ns) if state.last_seen_ns is not None else None,
-            metrics=state.metrics,
-            open_data=terms_out(open_data.terms(device)) if open_data else None,
-        )
+        latest_item(device, state, terms_out(open_data.terms(device)) if open_data else None)
         for device, (_, state) in zip(devices, found, strict=True)
     ]
     links = []
@@ -117,13 +106,13 @@ async def latest(
             "features": [
                 {
                     "type": "Feature",
-                    "id": item.device_id,
-                    "geometry": item.location.model_dump(),
-                    "properties": item.model_dump(exclude={"location"}),
+                    "id": item["deviceId"],
+                    "geometry": item.pop("location"),
+                    "properties": item,
                 }
                 for item in out
             ],
         }
         return answer(request, orjson.dumps(collection), GEOJSON, headers, vary="Accept")
-    body = orjson.dumps([item.model_dump(mode="json") for item in out])
+    body = orjson.dumps(out)
     return answer(request, body, "application/json", headers, vary="Accept")

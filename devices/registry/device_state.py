@@ -15,11 +15,11 @@ intervals without a reading, else `online`. Created by the migration l0007.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -165,28 +165,47 @@ def _state_of(row: Any) -> DeviceState | None:
     if row.changed_ns is None:
         return None
     return DeviceState(
-        row.last_ns, json.loads(row.metrics), row.status, row.status_ns, row.changed_ns
+        row.last_ns, orjson.loads(row.metrics), row.status, row.status_ns, row.changed_ns
     )
 
 
+# A device's columns and its state's, selected as plain rows: a page of them is read without
+# building ORM objects (a third of the cost of a page).
+_DEVICE_COLUMNS: Final = tuple(c for c in DeviceRow.__table__.c if c.name != "revision")
+_STATE_COLUMNS: Final = (
+    device_state.c.last_ns,
+    device_state.c.metrics,
+    device_state.c.status,
+    device_state.c.status_ns,
+    device_state.c.changed_ns,
+)
+
+
+def _device_and_state(row: Any) -> tuple[Device, DeviceState | None]:
+    return device_of(row), _state_of(row)
+
+
 def _upsert(session: Session, table: Table, rows: list[dict[str, Any]], **conflict: Any) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE, in the dialect of the session's database."""
+    """INSERT ... ON CONFLICT DO UPDATE of many rows, in the dialect of the session's database.
+
+    One statement executed for many parameter sets: SQLAlchemy compiles it once (and caches
+    it), rather than once per batch as a multi-row VALUES would be.
+    """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table)
+    set_ = {
+        name: value(statement.excluded) if callable(value) else value
+        for name, value in conflict["set_"].items()
+    }
+    where = conflict.get("where")
+    upsert = statement.on_conflict_do_update(
+        index_elements=conflict["index_elements"],
+        set_=set_,
+        where=where(statement.excluded) if where is not None else None,
+    )
     for start in range(0, len(rows), _CHUNK):
-        statement = insert(table).values(rows[start : start + _CHUNK])
-        set_ = {
-            name: value(statement.excluded) if callable(value) else value
-            for name, value in conflict["set_"].items()
-        }
-        where = conflict.get("where")
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=conflict["index_elements"],
-                set_=set_,
-                where=where(statement.excluded) if where is not None else None,
-            )
-        )
+        session.execute(upsert, rows[start : start + _CHUNK])
 
 
 class DeviceStates(Store):
@@ -211,7 +230,7 @@ class DeviceStates(Store):
                         "device_id": r.device_id,
                         "tenant": r.tenant,
                         "last_ns": r.ts_ns,
-                        "metrics": json.dumps(dict(r.metrics)),
+                        "metrics": orjson.dumps(dict(r.metrics)).decode(),
                         "changed_ns": now_ns,
                     }
                     for r in sorted(readings, key=lambda r: r.device_id)  # one lock order
@@ -302,7 +321,7 @@ class DeviceStates(Store):
         """
         s = device_state.c
         query = (
-            select(DeviceRow, *device_state.c)
+            select(*_DEVICE_COLUMNS, *_STATE_COLUMNS)
             .outerjoin(device_state, s.device_id == DeviceRow.device_id)
             .where(DeviceRow.retired_at.is_(None))
             .order_by(DeviceRow.device_id)
@@ -315,7 +334,7 @@ class DeviceStates(Store):
         if after is not None:
             query = query.where(DeviceRow.device_id > after)
         with self._session() as session:
-            return [(device_of(row[0]), _state_of(row)) for row in session.execute(query)]
+            return [_device_and_state(row) for row in session.execute(query)]
 
     def state_mark(self, tenants: Sequence[str] | None) -> tuple[int, int]:
         """(newest change in ns, rows) of the tenants' device states: moves with every write."""
@@ -384,7 +403,7 @@ class DeviceStates(Store):
         s = device_state.c
         since_ns, since_id = after
         query = (
-            select(DeviceRow, *device_state.c)
+            select(*_DEVICE_COLUMNS, *_STATE_COLUMNS)
             .join(device_state, s.device_id == DeviceRow.device_id)
             .where(
                 or_(
@@ -402,9 +421,9 @@ class DeviceStates(Store):
         out = []
         with self._session() as session:
             for row in session.execute(query):
-                state = _state_of(row)
+                device, state = _device_and_state(row)
                 if state is not None:
-                    out.append((device_of(row[0]), state))
+                    out.append((device, state))
         return out
 
     def minute_counts(

@@ -119,7 +119,7 @@ def device_of(row: DeviceRow) -> Device:
         longitude=row.longitude,
         ipv6_address=row.ipv6_address,
         interval_s=row.interval_s,
-        extra_kinds=tuple(json.loads(row.extra_kinds)),
+        extra_kinds=tuple(json.loads(row.extra_kinds)) if row.extra_kinds != "[]" else (),
         firmware=row.firmware,
         installed_on=row.installed_on,
         retired_at=aware(row.retired_at),
