@@ -11,6 +11,14 @@ per tenant and kind (one aggregate query), the longest silent, what changed sinc
 A device's status is decided when read, from its state and its reporting interval: `offline`
 when its last will said so after its last reading, `silent` after `SILENT_AFTER_INTERVALS`
 intervals without a reading, else `online`. Created by the migration l0007.
+
+Why here and not elsewhere: InfluxDB's newest point per series is a scan of every series of the
+tenant per request (what this replaces). An in-memory copy in each API replica, fed by its own
+MQTT subscription, would make every replica decode the whole fleet's telemetry again, show
+readings the workers rejected unless it validated them too, start empty after each restart,
+and answer differently per replica. A table beside the registry survives restarts, is the same
+for every replica and worker, is indexed for one tenant's page and counted by SQL aggregates,
+and costs one upsert per changed device per flush (bench/results/latest_scale.md).
 """
 
 from __future__ import annotations
