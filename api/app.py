@@ -31,6 +31,7 @@ from api.routes import (
     completeness,
     devices,
     energy,
+    events,
     health,
     kinds,
     latest,
@@ -39,10 +40,12 @@ from api.routes import (
     rejections,
     schedules,
     sessions,
+    summary,
     tenants,
 )
 from api.sessions import SessionStore
 from api.sta import router as sta_router
+from api.summary import SummaryCache
 from api.throttle import FailedLogins
 from broker.command_service import CommandService
 from devices import Registry
@@ -134,6 +137,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
                 app.state.fleet = FleetCache(registry)
+                app.state.summaries = SummaryCache(registry)
                 app.state.open_data = open_access.OpenDataCache(registry)
                 app.state.keys = keys
                 app.state.influx = influx
@@ -216,6 +220,8 @@ def create_app(config: ApiConfig) -> FastAPI:
         readings,
         aggregates,
         latest,
+        summary,
+        events,
         open_data,
         rejections,
         activity,

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from devices import DEVICE_KINDS, Device
+from api.timefmt import format_ns
+from api.timefmt import now_ns as now_ns_clock
+from devices import DEVICE_KINDS, Device, Registry
+from devices.registry import DeviceState, live_status
 from timeseries import InfluxClient, InfluxError
 from timeseries.queries import last_status, latest_readings
 from timeseries.schema import raw_measurement
 from timeseries.selection import Selection
 
+if TYPE_CHECKING:  # api.schemas imports this module
+    from api.schemas import OpenDataOut
+
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 LOOKBACK_NS = 2 * 86400 * NS  # how far back the newest reading is looked for
-SILENT_AFTER_INTERVALS = 3
 
 Status = Literal["online", "offline", "silent"]
 
@@ -35,18 +40,14 @@ class LiveState:
 def device_status(
     device: Device, last_reading_ns: int | None, status: tuple[int, str] | None, now: int
 ) -> Status:
-    """offline (its last will said so after its last reading), silent (no reading for three
-    reporting intervals), else online."""
-    if (
-        status is not None
-        and status[1] == "offline"
-        and (last_reading_ns is None or status[0] >= last_reading_ns)
-    ):
-        return "offline"
-    interval = device.interval_s or DEVICE_KINDS[device.kind].interval_s
-    if last_reading_ns is None or now - last_reading_ns > SILENT_AFTER_INTERVALS * interval * NS:
-        return "silent"
-    return "online"
+    """The status of a device from its newest reading's time and its last status message
+    (time, state) as InfluxDB holds them (see devices.registry.live_status)."""
+    state = DeviceState(
+        last_ns=last_reading_ns,
+        status=status[1] if status else None,
+        status_ns=status[0] if status else None,
+    )
+    return live_status(device, state, now)
 
 
 async def live_states(
@@ -84,3 +85,91 @@ async def live_states_if_available(
     except InfluxError as exc:
         log.warning("devices answered without live state: %s", exc)
         return {}
+
+
+def latest_item(
+    device: Device, state: LiveState, open_data: OpenDataOut | None = None
+) -> dict[str, Any]:
+    """A device and its live state as an item of /v1/latest (the JSON of api.schemas.LatestOut,
+    built directly: a page holds thousands)."""
+    return {
+        "deviceId": device.device_id,
+        "tenant": device.tenant,
+        "kind": device.kind,
+        "name": device.name,
+        "location": {"type": "Point", "coordinates": [device.longitude, device.latitude]},
+        "status": state.status,
+        "ts": format_ns(state.last_seen_ns) if state.last_seen_ns is not None else None,
+        "metrics": state.metrics,
+        "openData": open_data.model_dump(mode="json") if open_data is not None else None,
+    }
+
+
+# A page missing more devices than this asks InfluxDB about their whole tenants (one short
+# query per kind) rather than about each device by id.
+_BY_TENANT_ABOVE = 200
+
+
+async def page_states(
+    registry: Registry,
+    influx: InfluxClient,
+    *,
+    tenants: Sequence[str] | None,
+    kind: str | None,
+    after: str | None,
+    limit: int,
+    admit: Callable[[Device], bool] | None = None,
+) -> tuple[list[tuple[Device, LiveState]], str | None]:
+    """A page of active devices in id order after `after`, each with its live state, from the
+    device-state store; and the id to continue after (None on the last page).
+
+    `admit` keeps only some devices (open data); the page is then filled from further rows.
+    Devices the store has no state of (none of their readings passed a worker since the store
+    exists) are looked up in InfluxDB, for this page only.
+    """
+    now = now_ns_clock()
+    chosen: list[tuple[Device, DeviceState | None]] = []
+    cursor = after
+    exhausted = False
+    # One more than the page, to know whether another follows.
+    while len(chosen) <= limit and not exhausted:
+        rows = await asyncio.to_thread(
+            registry.latest_page, tenants=tenants, kind=kind, after=cursor, limit=limit + 1
+        )
+        exhausted = len(rows) <= limit
+        for device, state in rows:
+            cursor = device.device_id
+            if admit is None or admit(device):
+                chosen.append((device, state))
+                if len(chosen) > limit:
+                    break
+    more = len(chosen) > limit
+    page = chosen[:limit]
+    missing = [device for device, state in page if state is None or state.last_ns is None]
+    found: dict[str, LiveState] = {}
+    if missing:
+        found = await _from_influx(influx, missing, now)
+    out = []
+    for device, state in page:
+        live = found.get(device.device_id)
+        if live is None or (state is not None and state.last_ns is not None):
+            live = LiveState(
+                live_status(device, state, now),
+                state.last_ns if state is not None else None,
+                dict(state.metrics or {}) if state is not None else {},
+            )
+        out.append((device, live))
+    following = page[-1][0].device_id if more else None
+    return out, following
+
+
+async def _from_influx(
+    influx: InfluxClient, devices: list[Device], now: int
+) -> dict[str, LiveState]:
+    """The live state of devices the store does not know, from InfluxDB (502 when it fails:
+    saying "never seen" of devices that may well report would mislead)."""
+    if len(devices) > _BY_TENANT_ABOVE:
+        asked = Selection.of_tenants(sorted({d.tenant for d in devices}))
+    else:
+        asked = Selection.of_devices(d.device_id for d in devices)
+    return await live_states(influx, devices, now, asked)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from devices import Registry, parse_topic, shared_subscription
 from ingest.completeness import CompletenessJob
 from ingest.decode import Decoded, KnownDevice, TimeRules
+from ingest.device_state import StateRecorder
 from ingest.errors import LeaveInterrupted, SourceClosed
 from ingest.feed import Session, Source
 from ingest.registry_view import DecoderView, RegistryView
@@ -56,6 +57,7 @@ class WorkerConfig:
     rollups: RollupConfig
     time_rules: TimeRules
     registry_refresh_s: float = 2.0
+    state_flush_s: float = 1.0  # how often the devices' newest state goes to the registry
     stop_within_s: float = 7.0  # SIGTERM to exit is promised within 10 s
     # Leaving: how long nothing may arrive (after the UNSUBACK and the last ack) before the
     # session counts as drained and is deleted.
@@ -123,6 +125,8 @@ class Worker:
         # Told (device kind, time) of readings stored after their window was rolled up.
         self.on_late: Callable[[list[tuple[str, int]]], None] | None = None
         self.completeness: CompletenessJob | None = None  # the kinds it counts, for /metrics
+        # Told each stored batch: keeps every device's newest reading and status for the API.
+        self.state: StateRecorder | None = None
 
     @property
     def storage_unavailable(self) -> bool:
@@ -186,6 +190,10 @@ class Worker:
         decoded, points = prepared
         added = await self.sink.store(points, decoded.rejections, decoded.lines)
         self.source.ack(batch)
+        if self.state is not None:
+            # decode() put the status points after the readings
+            readings = len(decoded.points)
+            self.state.note(decoded.points, points[readings:], decoded.rejections)
         stats = self.stats
         stats.batches += 1
         stats.messages += len(batch)
@@ -244,6 +252,7 @@ async def run_worker(
         )
         worker.on_late = rollups.mark_late
         worker.completeness = rollups.completeness
+        worker.state = StateRecorder(registry, config.state_flush_s)
         await source.open()
         if ready is not None:
             ready.set()
@@ -253,6 +262,7 @@ async def run_worker(
                 report = tasks.create_task(_report(worker, writer), name="stats-report")
                 run = tasks.create_task(worker.run(), name="pipeline")
                 roll = tasks.create_task(rollups.run(), name="rollups")
+                record = tasks.create_task(worker.state.run(), name="device-state")
                 await stop.wait()
                 log.info("%s stopping: draining what was received", config.client_id)
                 source.close()
@@ -260,6 +270,7 @@ async def run_worker(
                 watch.cancel()
                 report.cancel()
                 await _finish(run, config)
+                record.cancel()  # its last flush writes what the drained batches left
         finally:
             await source.aclose()
         log.info("%s stopped: %s", config.client_id, worker.stats)

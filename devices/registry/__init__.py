@@ -12,6 +12,14 @@ from __future__ import annotations
 
 from devices.registry.alert_channels import AlertChannels
 from devices.registry.alerts import Alerts
+from devices.registry.device_state import (
+    DeviceState,
+    DeviceStates,
+    ReadingUpdate,
+    StatusCount,
+    StatusUpdate,
+    live_status,
+)
 from devices.registry.devices import DeviceChanges, Devices, Status
 from devices.registry.engine import connect
 from devices.registry.logins import BrokerLogins
@@ -28,9 +36,11 @@ from devices.registry.store import Store
 from devices.registry.tenants import Tenants
 
 
-class Registry(Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts, AlertChannels):
-    """Tenants, devices, their broker logins, the tenants' open data and alerting in a
-    relational database; a context manager."""
+class Registry(
+    Tenants, Devices, BrokerLogins, OpenDataPublications, Alerts, AlertChannels, DeviceStates
+):
+    """Tenants, devices, their broker logins, the tenants' open data, alerting and each
+    device's last state in a relational database; a context manager."""
 
 
 __all__ = [
@@ -40,14 +50,20 @@ __all__ = [
     "Alerts",
     "BrokerLogins",
     "DeviceChanges",
+    "DeviceState",
+    "DeviceStates",
     "Devices",
     "OpenDataPublications",
+    "ReadingUpdate",
     "Registry",
     "Status",
+    "StatusCount",
+    "StatusUpdate",
     "Store",
     "Tenants",
     "connect",
     "device_problems",
+    "live_status",
     "migrate",
     "tenant_problems",
     "validate_device",

@@ -50,7 +50,11 @@ class DeviceRow(Base):
     """A device, with the registry revision of its last change and its broker password hash."""
 
     __tablename__ = "devices"
-    __table_args__ = (Index("ix_devices_location", "longitude", "latitude"),)
+    __table_args__ = (
+        Index("ix_devices_location", "longitude", "latitude"),
+        # one tenant's devices in id order: a page of /v1/latest is one range of it
+        Index("ix_devices_tenant_id", "tenant", "device_id"),
+    )
 
     device_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"), index=True)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "a0008"
-down_revision = "a0006"
+down_revision = "l0007"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,227 @@
+"""The fleet at a glance, computed on the server: `/v1/summary` and the `summary` event of
+`/v1/events`.
+
+Everything comes from the registry's database in one thread hop: device counts by tenant, kind
+and status (one aggregate query over the devices and their state), the longest silent devices,
+readings and rejections per minute (what the workers count, tenant_minutes), open alerts. A
+summary is kept for `max_age_s` per set of tenants, so that many dashboards polling or streaming
+cost one computation per tenant set every few seconds, not one each (longer for big fleets, see
+SummaryCache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from pydantic import Field
+
+from api.etag import weak_etag
+from api.schemas import Out
+from api.timefmt import format_ns, now_ns
+from devices import Registry
+
+_NS: Final = 1_000_000_000
+_MINUTE_NS: Final = 60 * _NS
+MINUTES: Final = 60  # the per-minute series covers the last hour
+WORST: Final = 10
+_REMEMBERED_SETS: Final = 256  # tenant sets whose summary is kept
+
+
+class StatusCountsOut(Out):
+    """Devices of one tenant and kind by status."""
+
+    tenant: str
+    kind: str
+    total: int
+    online: int
+    offline: int
+    silent: int
+
+
+class DeviceCountsOut(Out):
+    """Active devices by status, in total and per tenant and kind."""
+
+    total: int
+    online: int
+    offline: int
+    silent: int
+    by_tenant_kind: list[StatusCountsOut]
+
+
+class MinuteOut(Out):
+    """Readings stored and values rejected in one minute (its start)."""
+
+    minute: str
+    readings: int
+    rejections: int
+
+
+class SilentOut(Out):
+    """A device without readings: since when, and for how long (seconds)."""
+
+    device_id: str
+    tenant: str
+    kind: str
+    last_seen: str | None = Field(description="its newest reading; null when never seen")
+    silent_for_s: int = Field(description="since its newest reading, or its registration")
+
+
+class CompletenessOut(Out):
+    """A device's share of its expected readings that arrived."""
+
+    device_id: str
+    tenant: str
+    kind: str
+    ratio: float
+
+
+class WorstOut(Out):
+    """The devices that most need attention."""
+
+    silence: list[SilentOut]
+    completeness: list[CompletenessOut] = Field(
+        description="lowest completeness first; empty: not computed per device here yet"
+    )
+
+
+class AlertCountsOut(Out):
+    """Open alerts by state."""
+
+    firing: int
+    pending: int
+
+
+class SummaryOut(Out):
+    """The fleet of the caller's tenants at a glance."""
+
+    generated_at: str
+    devices: DeviceCountsOut
+    per_minute: list[MinuteOut]
+    worst: WorstOut
+    alerts: AlertCountsOut
+
+
+def compute(registry: Registry, tenants: Sequence[str] | None, now: int) -> SummaryOut:
+    """The summary of the tenants (None: all) at `now` (ns); blocking (run it in a thread)."""
+    counts = registry.status_counts(tenants, now)
+    silent = registry.most_silent(tenants, now, WORST)
+    first = now - now % _MINUTE_NS - (MINUTES - 1) * _MINUTE_NS
+    minutes = registry.minute_counts(tenants, first)
+    open_alerts = registry.alert_counts(tenants)
+    worst = []
+    for device, last_ns in silent:
+        since = last_ns
+        if since is None and device.created_at is not None:
+            since = int(device.created_at.timestamp() * _NS)
+        worst.append(
+            SilentOut(
+                device_id=device.device_id,
+                tenant=device.tenant,
+                kind=device.kind,
+                last_seen=format_ns(last_ns) if last_ns is not None else None,
+                silent_for_s=max(0, (now - since) // _NS) if since is not None else 0,
+            )
+        )
+    return SummaryOut(
+        generated_at=format_ns(now - now % 1_000_000),
+        devices=DeviceCountsOut(
+            total=sum(c.total for c in counts),
+            online=sum(c.online for c in counts),
+            offline=sum(c.offline for c in counts),
+            silent=sum(c.silent for c in counts),
+            by_tenant_kind=[
+                StatusCountsOut(
+                    tenant=c.tenant,
+                    kind=c.kind,
+                    total=c.total,
+                    online=c.online,
+                    offline=c.offline,
+                    silent=c.silent,
+                )
+                for c in counts
+            ],
+        ),
+        per_minute=[
+            MinuteOut(
+                minute=format_ns(at),
+                readings=minutes.get(at, (0, 0))[0],
+                rejections=minutes.get(at, (0, 0))[1],
+            )
+            for at in range(first, first + MINUTES * _MINUTE_NS, _MINUTE_NS)
+        ],
+        worst=WorstOut(silence=worst, completeness=[]),
+        alerts=AlertCountsOut(
+            firing=open_alerts.get("firing", 0), pending=open_alerts.get("pending", 0)
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A computed summary: its JSON, and a weak ETag of everything but its time."""
+
+    body: bytes
+    etag: str
+    made: float  # time.monotonic() when computed
+    keep_s: float  # how long it is good for
+
+
+class SummaryCache:
+    """Summaries per set of tenants, recomputed when older than `max_age_s` seconds, or than
+    `cost_factor` times what computing it took (wall time), whichever is longer.
+
+    Counting a fleet by status is one aggregate query, but over all the tenants' devices: at
+    150,000 it takes a good part of a second. The second bound keeps the API's share of a core
+    spent on one tenant set's summary at about 1/`cost_factor`, however many dashboards wait.
+    """
+
+    def __init__(
+        self, registry: Registry, max_age_s: float = 2.0, cost_factor: float = 50.0
+    ) -> None:
+        self._registry = registry
+        self._max_age_s = max_age_s
+        self._cost_factor = cost_factor
+        self._kept: OrderedDict[tuple[str, ...] | None, Summary] = OrderedDict()
+        self._locks: dict[tuple[str, ...] | None, asyncio.Lock] = {}
+        self.computed = 0  # how many summaries were computed (for tests and benchmarks)
+
+    async def get(self, tenants: Sequence[str] | None) -> Summary:
+        """The summary of the tenants (None: all), at most `max_age_s` old."""
+        key = None if tenants is None else tuple(sorted(set(tenants)))
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            kept = self._kept.get(key)
+            if kept is not None and time.monotonic() - kept.made < kept.keep_s:
+                return kept
+            started = time.monotonic()
+            out = await asyncio.to_thread(compute, self._registry, key, now_ns())
+            keep_s = max(self._max_age_s, (time.monotonic() - started) * self._cost_factor)
+            self.computed += 1
+            body = out.model_dump_json().encode()
+            # The tag leaves out what only the clock moves (the time, and seconds of silence,
+            # which follow from lastSeen): unchanged devices give an unchanged tag.
+            timeless = out.model_copy(
+                update={
+                    "generated_at": "",
+                    "worst": out.worst.model_copy(
+                        update={
+                            "silence": [
+                                s.model_copy(update={"silent_for_s": 0}) for s in out.worst.silence
+                            ]
+                        }
+                    ),
+                }
+            )
+            timeless_body = timeless.model_dump_json().encode()
+            summary = Summary(body, weak_etag(timeless_body), time.monotonic(), keep_s)
+            self._kept[key] = summary
+            self._kept.move_to_end(key)
+            while len(self._kept) > _REMEMBERED_SETS:
+                dropped, _ = self._kept.popitem(last=False)
+                self._locks.pop(dropped, None)
+            return summary

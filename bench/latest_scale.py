@@ -1,0 +1,345 @@
+"""/v1/latest, /v1/summary and /v1/events at city scale, from the device-state store.
+
+For each fleet size: a SQLite registry (or `--postgres URL`, a schema per size) holding the
+devices of 15 tenants (the first, a big city, holds a third of the fleet) and each device's
+state, written directly (as the workers' flushes would: 94 % online, 5 % silent, 1 % offline).
+The API runs in a child process of its own (uvicorn on ::1), so that its memory and CPU are its
+own. Measured, one request after another over HTTP:
+- `/v1/latest?tenant=<big city>&limit=1000`, the first page (p50, p99);
+- `/v1/latest?tenant=<big city>`, the default page (10,000 devices);
+- `/v1/summary?tenant=<big city>` computed afresh (in this process: the registry queries) and
+  over HTTP (mostly answered from the API's cache, as dashboards see it);
+- the API process's resident memory after these (MB), and per device between sizes;
+- one and ten open `/v1/events` streams of the big city for `--stream-s` seconds while a writer
+  records the whole fleet's readings at the rate they arrive (every device every 60 s, in
+  flushes of one second): the API's CPU per stream beyond the same time without streams;
+- the worker's side: `StateRecorder.note` per message (a batch of 1,000 points) and its flush
+  per changed device, in this process.
+
+    .venv/bin/python -m bench.latest_scale --sizes 10000,50000,150000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, insert, text
+
+from api import ApiConfig
+from api.summary import compute
+from devices import DEVICE_KINDS, Device, Registry, Tenant
+from devices.registry import ReadingUpdate, StatusUpdate
+from devices.registry.rows import DeviceRow, device_values
+from ingest.device_state import StateRecorder
+from lantaarn.localstack import free_port
+from timeseries import InfluxConfig
+from timeseries.lineprotocol import Point, tags
+from timeseries.schema import raw_measurement
+
+NS = 1_000_000_000
+TENANTS = 15
+KINDS = ("lamppost", "air_quality", "noise", "parking")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (MB), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def tenant_of(n: int, size: int) -> str:
+    """The big city holds the first third; the other tenants share the rest."""
+    third = size // 3
+    if n < third:
+        return "GM0000"
+    return f"GM{1 + (n - third) % (TENANTS - 1):04d}"
+
+
+def fleet(size: int) -> list[Device]:
+    created = datetime.now(UTC)
+    return [
+        Device(
+            device_id=f"dev-{n:07d}",
+            tenant=tenant_of(n, size),
+            kind=KINDS[n % len(KINDS)],
+            name=f"device {n}",
+            latitude=52.0 + (n % 1000) / 10_000,
+            longitude=4.5 + (n // 1000) / 10_000,
+            created_at=created,
+        )
+        for n in range(size)
+    ]
+
+
+def fill(url: str, devices: list[Device], now: int) -> None:
+    """Register the tenants and devices and give every device a state."""
+    with Registry(url) as registry:
+        for t in sorted({d.tenant for d in devices}):
+            registry.add_tenant(Tenant(t, f"tenant {t}"))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for start in range(0, len(devices), 5000):
+            rows = []
+            for device in devices[start : start + 5000]:
+                values = device_values(device)
+                rows.append({**values, "revision": 1, "broker_password_hash": None})
+            conn.execute(insert(DeviceRow), rows)
+    engine.dispose()
+    readings, statuses = [], []
+    for n, device in enumerate(devices):
+        interval = DEVICE_KINDS[device.kind].interval_s
+        age = int((4 * interval if n % 20 == 0 else interval / 2) * NS)  # 5 % silent
+        readings.append(ReadingUpdate(device.device_id, device.tenant, now - age, {"x": 1.0}))
+        if n % 100 == 1:
+            statuses.append(StatusUpdate(device.device_id, device.tenant, "offline", now))
+    with Registry(url) as registry:
+        for start in range(0, len(readings), 20_000):
+            registry.record_states(readings[start : start + 20_000], now_ns=now)
+        registry.record_states([], statuses, now_ns=now)
+
+
+def _serve(url: str, port: int) -> None:
+    from lantaarn.serve import serve_api
+
+    config = ApiConfig(url, InfluxConfig("http://[::1]:9", "unused"), anonymous_read=True)
+    asyncio.run(serve_api(config, ["::1"], port, asyncio.Event()))
+
+
+@contextmanager
+def api_process(url: str) -> Iterator[tuple[str, int]]:
+    """The API in a child process; yields its base URL and pid."""
+    port = free_port()
+    child = multiprocessing.get_context("spawn").Process(target=_serve, args=(url, port))
+    child.start()
+    base = f"http://[::1]:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/v1/health/live").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the API did not come up")
+        time.sleep(0.1)
+    try:
+        assert child.pid is not None
+        yield base, child.pid
+    finally:
+        child.terminate()
+        child.join(20)
+
+
+def timed(
+    client: httpx.Client, path: str, repeat: int, pid: int
+) -> tuple[float, float, int, float]:
+    """p50 and p99 (ms) of `repeat` requests, the answer's size (bytes) and the API's CPU per
+    request (ms: what the request costs whatever else the machine is doing)."""
+    times = []
+    size = 0
+    client.get(path)  # warm: the first request compiles the queries
+    cpu = cpu_seconds(pid)
+    for _ in range(repeat):
+        started = time.perf_counter()
+        answer = client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+        assert answer.status_code == 200, answer.text[:300]
+        size = len(answer.content)
+    spent = (cpu_seconds(pid) - cpu) / repeat * 1000
+    return percentile(times, 0.5), percentile(times, 0.99), size, spent
+
+
+def writer(url: str, devices: list[Device], stop: threading.Event) -> None:
+    """Record every device's reading once a minute, in one-second flushes (as workers do), the
+    tenants mixed as they report (the streamed tenant's share of each flush is its share of the
+    fleet)."""
+    devices = random.Random(7).sample(devices, len(devices))
+    per_flush = max(1, len(devices) // 60)
+    offset = 0
+    with Registry(url) as registry:
+        while not stop.is_set():
+            started = time.monotonic()
+            now = time.time_ns()
+            chunk = [devices[(offset + i) % len(devices)] for i in range(per_flush)]
+            offset += per_flush
+            registry.record_states(
+                [ReadingUpdate(d.device_id, d.tenant, now, {"x": 2.0}) for d in chunk], now_ns=now
+            )
+            stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def stream_cost(base: str, pid: int, streams: int, seconds: float) -> tuple[float, int]:
+    """API CPU seconds over `seconds` with `streams` open event streams; device states each
+    stream received."""
+    received = [0]
+    stop = threading.Event()
+
+    def read() -> None:
+        with httpx.stream(
+            "GET", f"{base}/v1/events", params={"tenant": "GM0000"}, timeout=30
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith('data: {"devices"'):
+                    received[0] += line.count('"deviceId"')
+                if stop.is_set():
+                    return
+
+    readers = [threading.Thread(target=read, daemon=True) for _ in range(streams)]
+
+    before = cpu_seconds(pid)
+    for t in readers:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    spent = cpu_seconds(pid) - before
+    for t in readers:
+        t.join(20)
+    return spent, received[0] // max(1, streams)  # every stream adds to it
+
+
+def _points(devices: int, count: int = 1000, at: int = 0) -> list[Point]:
+    """`count` lamppost points of `devices` devices (round robin), at times from `at` (ns)."""
+    return [
+        Point(
+            raw_measurement("lamppost"),
+            tags(tenant="GM0000", device_id=f"dev-{n % devices:07d}"),
+            {"dim_level": 50.0, "seq": n},
+            at + n,
+        )
+        for n in range(count)
+    ]
+
+
+def measure_flush(devices: int = 5000) -> float:
+    """µs of CPU per changed device of one StateRecorder flush into SQLite (a thread)."""
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        Registry(f"sqlite:///{Path(folder) / 'r.sqlite3'}") as registry,
+    ):
+        recorder = StateRecorder(registry)
+        recorder.note(_points(devices, devices))
+        asyncio.run(recorder.flush())  # the first inserts; then updates, as in steady state
+        recorder.note(_points(devices, devices))
+        started = time.process_time()  # of every thread of this process
+        asyncio.run(recorder.flush())
+        return (time.process_time() - started) / devices * 1e6
+
+
+def measure_note(batches: int = 200) -> float:
+    """µs per point of StateRecorder.note alone: batches of 1,000 points of 5,000 devices,
+    each newer than the last (the common case: a device's next reading)."""
+    prepared = [_points(5000, 1000, at=b * 1000) for b in range(batches)]
+    recorder = StateRecorder(None)  # type: ignore[arg-type]  # never flushed here
+    started = time.process_time()  # CPU time: the machine may be busy with others
+    for batch in prepared:
+        recorder.note(batch)
+    return (time.process_time() - started) / (batches * 1000) * 1e6
+
+
+def main() -> None:
+    """Run the scenarios and print a Markdown report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,50000,150000")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--stream-s", type=float, default=30.0)
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL instead of SQLite")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"# latest_scale on {platform.node()}, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}")  # fmt: skip
+    print(f"command: {' '.join(sys.argv)}\n")
+    print("| devices | latest 1st page (1,000) p50 / p99 ms, API CPU ms | latest default page "
+          "p50 ms (size), API CPU ms | summary compute CPU ms | summary HTTP p50 ms | API RSS MB "
+          "| 1 stream CPU % | 10 streams CPU % per stream | device states/stream |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    memory: list[tuple[int, float]] = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            if args.postgres:
+                schema = f"bench_{uuid.uuid4().hex[:10]}"
+                engine = create_engine(args.postgres)
+                with engine.begin() as conn:
+                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+                url = f"{args.postgres}?options=-csearch_path%3D{schema}"
+            else:
+                url = f"sqlite:///{Path(folder) / 'registry.sqlite3'}"
+            devices = fleet(size)
+            fill(url, devices, time.time_ns())
+            with Registry(url) as registry:
+                started = time.process_time()
+                for _ in range(5):
+                    compute(registry, ["GM0000"], time.time_ns())
+                summary_ms = (time.process_time() - started) / 5 * 1000
+            with api_process(url) as (base, pid), httpx.Client(base_url=base, timeout=60) as c:
+                first = timed(c, "/v1/latest?tenant=GM0000&limit=1000", args.repeat, pid)
+                whole = timed(c, "/v1/latest?tenant=GM0000", max(3, args.repeat // 10), pid)
+                summary_http = timed(c, "/v1/summary?tenant=GM0000", args.repeat, pid)
+                rss = rss_mb(pid)
+                memory.append((size, rss))
+                stop = threading.Event()
+                writing = threading.Thread(target=writer, args=(url, devices, stop), daemon=True)
+                idle, _ = stream_cost(base, pid, 0, args.stream_s)
+                writing.start()
+                base_cpu, _ = stream_cost(base, pid, 0, args.stream_s)
+                one, got_one = stream_cost(base, pid, 1, args.stream_s)
+                ten, _ = stream_cost(base, pid, 10, args.stream_s)
+                stop.set()
+                writing.join(10)
+            one_pct = max(0.0, one - base_cpu) / args.stream_s * 100
+            ten_pct = max(0.0, ten - base_cpu) / args.stream_s * 100 / 10
+            print(
+                f"| {size:,} | {first[0]:.1f} / {first[1]:.1f}, {first[3]:.1f} | "
+                f"{whole[0]:.0f} ({whole[2] // 1024} KiB), {whole[3]:.0f} | {summary_ms:.0f} | "
+                f"{summary_http[0]:.1f} | {rss:.0f} | {one_pct:.2f} | {ten_pct:.2f} | {got_one} |"
+            )
+            print(
+                f"<!-- API CPU idle {idle:.2f} s, with the writer {base_cpu:.2f} s, "
+                f"over {args.stream_s} s -->"
+            )
+            if args.postgres:
+                with engine.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                engine.dispose()
+    if len(memory) > 1:
+        (small, low), (large, high) = memory[0], memory[-1]
+        per_device = (high - low) * 1024 * 1024 / (large - small)
+        print(f"\nAPI memory per device between {small:,} and {large:,}: {per_device:.0f} bytes")
+    note_us = statistics.median(measure_note() for _ in range(3))
+    flush_us = measure_flush()
+    print(f"\nWorker: StateRecorder.note {note_us:.3f} µs per point (batches of 1,000); "
+          f"a flush {flush_us:.1f} µs per changed device (SQLite, in a thread)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,492 @@
+"""Each device's last reading and status, kept beside the registry so that one tenant's page of
+them costs the same whatever the size of the fleet.
+
+The ingest workers write it (`record_states`, in batches, every second or so): the newest
+reading of each device (time and metric values), the last will (`online`/`offline` and its
+time), and how many readings and rejections each tenant had per minute. Several workers share
+the load, so every write is an upsert that keeps the newer time: a worker that is behind never
+moves a device backwards. The API reads it: a page of devices with their state, status counts
+per tenant and kind (one aggregate query), the longest silent, what changed since a time.
+
+A device's status is decided when read, from its state and its reporting interval: `offline`
+when its last will said so after its last reading, `silent` after `SILENT_AFTER_INTERVALS`
+intervals without a reading, else `online`. Created by the migration l0007.
+
+Why here and not elsewhere: InfluxDB's newest point per series is a scan of every series of the
+tenant per request (what this replaces). An in-memory copy in each API replica, fed by its own
+MQTT subscription, would make every replica decode the whole fleet's telemetry again, show
+readings the workers rejected unless it validated them too, start empty after each restart,
+and answer differently per replica. A table beside the registry survives restarts, is the same
+for every replica and worker, is indexed for one tenant's page and counted by SQL aggregates,
+and costs one upsert per changed device per flush (bench/results/latest_scale.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Index,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from devices.catalogue import DEVICE_KINDS
+from devices.model import Device
+from devices.registry.alert_rows import alerts as alert_table
+from devices.registry.rows import Base, DeviceRow, device_of
+from devices.registry.store import Store
+
+SILENT_AFTER_INTERVALS: Final = 3  # readings missed before a device counts as silent
+_NS: Final = 1_000_000_000
+_CHUNK: Final = 500  # rows per upsert statement (far below every driver's parameter limit)
+
+LiveStatus = Literal["online", "offline", "silent"]
+
+device_state = Table(
+    "device_state",
+    Base.metadata,
+    Column("device_id", String(63), primary_key=True),
+    Column("tenant", String(32), nullable=False),
+    Column("last_ns", BigInteger, nullable=True),  # the newest reading's time
+    Column("metrics", Text, nullable=False),  # JSON object: that reading's values
+    Column("status", String(8), nullable=True),  # the last will: online / offline
+    Column("status_ns", BigInteger, nullable=True),
+    Column("changed_ns", BigInteger, nullable=False),  # when a writer last changed the row
+    Index("ix_device_state_tenant_changed", "tenant", "changed_ns"),
+    Index("ix_device_state_changed", "changed_ns"),
+)
+
+tenant_minutes = Table(
+    "tenant_minutes",
+    Base.metadata,
+    Column("tenant", String(32), primary_key=True),
+    Column("minute_ns", BigInteger, primary_key=True),
+    Column("readings", BigInteger, nullable=False),
+    Column("rejections", BigInteger, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingUpdate:
+    """A device's newest reading as a worker saw it: time (ns) and metric values."""
+
+    device_id: str
+    tenant: str
+    ts_ns: int
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A device's last will or birth message: `online` or `offline` at `at_ns`."""
+
+    device_id: str
+    tenant: str
+    state: str
+    at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """What is known of a device now: its newest reading and its last will, with times (ns)."""
+
+    last_ns: int | None = None
+    metrics: Mapping[str, float] | None = None
+    status: str | None = None
+    status_ns: int | None = None
+    changed_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCount:
+    """Active devices of one tenant and kind, by status."""
+
+    tenant: str
+    kind: str
+    total: int
+    online: int
+    offline: int
+    silent: int
+
+
+def live_status(device: Device, state: DeviceState | None, now_ns: int) -> LiveStatus:
+    """offline (its last will said so after its last reading), silent (no reading for
+    SILENT_AFTER_INTERVALS reporting intervals), else online."""
+    last = state.last_ns if state is not None else None
+    if (
+        state is not None
+        and state.status == "offline"
+        and state.status_ns is not None
+        and (last is None or state.status_ns >= last)
+    ):
+        return "offline"
+    interval = device.interval_s or DEVICE_KINDS[device.kind].interval_s
+    if last is None or now_ns - last > SILENT_AFTER_INTERVALS * interval * _NS:
+        return "silent"
+    return "online"
+
+
+def _interval_s() -> ColumnElement[Any]:
+    """A device's reporting interval in SQL: its own, else its kind's."""
+    defaults = case(
+        {name: kind.interval_s for name, kind in DEVICE_KINDS.items()},
+        value=DeviceRow.kind,
+        else_=60.0,
+    )
+    return func.coalesce(DeviceRow.interval_s, defaults)
+
+
+def _offline() -> ColumnElement[bool]:
+    s = device_state.c
+    return and_(
+        s.status == "offline",
+        s.status_ns.is_not(None),
+        or_(s.last_ns.is_(None), s.status_ns >= s.last_ns),
+    )
+
+
+def _silent(now_ns: int) -> ColumnElement[bool]:
+    s = device_state.c
+    return or_(
+        s.last_ns.is_(None),
+        s.last_ns < literal(now_ns, BigInteger) - _interval_s() * (SILENT_AFTER_INTERVALS * _NS),
+    )
+
+
+def _state_of(row: Any) -> DeviceState | None:
+    if row.changed_ns is None:
+        return None
+    return DeviceState(
+        row.last_ns, orjson.loads(row.metrics), row.status, row.status_ns, row.changed_ns
+    )
+
+
+# What a live answer needs of a device and its state, selected as plain rows and read by
+# position: a page of them is read without ORM objects, datetimes or the registry's paperwork
+# columns (building those was two thirds of the cost of a page).
+_LIVE_COLUMNS: Final = (
+    DeviceRow.device_id,
+    DeviceRow.tenant,
+    DeviceRow.kind,
+    DeviceRow.name,
+    DeviceRow.latitude,
+    DeviceRow.longitude,
+    DeviceRow.interval_s,
+    DeviceRow.extra_kinds,
+    DeviceRow.personal_data,
+    device_state.c.last_ns,
+    device_state.c.metrics,
+    device_state.c.status,
+    device_state.c.status_ns,
+    device_state.c.changed_ns,
+)
+
+
+def _device_and_state(row: Any) -> tuple[Device, DeviceState | None]:
+    """A live row as a device (id, tenant, kinds, name, place, interval and personal-data flag
+    only: no address, firmware or dates) and its state (None: never seen)."""
+    extra = row[7]
+    device = Device(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        interval_s=row[6],
+        extra_kinds=tuple(json.loads(extra)) if extra != "[]" else (),
+        personal_data=bool(row[8]),
+    )
+    if row[13] is None:
+        return device, None
+    return device, DeviceState(row[9], orjson.loads(row[10]), row[11], row[12], row[13])
+
+
+def _upsert(session: Session, table: Table, rows: list[dict[str, Any]], **conflict: Any) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE of many rows, in the dialect of the session's database.
+
+    One statement executed for many parameter sets: SQLAlchemy compiles it once (and caches
+    it), rather than once per batch as a multi-row VALUES would be.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table)
+    set_ = {
+        name: value(statement.excluded) if callable(value) else value
+        for name, value in conflict["set_"].items()
+    }
+    where = conflict.get("where")
+    upsert = statement.on_conflict_do_update(
+        index_elements=conflict["index_elements"],
+        set_=set_,
+        where=where(statement.excluded) if where is not None else None,
+    )
+    for start in range(0, len(rows), _CHUNK):
+        session.execute(upsert, rows[start : start + _CHUNK])
+
+
+# Keep the newer reading: a worker that is behind never moves a device back.
+_NEWER_READING: Final = text(
+    "INSERT INTO device_state (device_id, tenant, last_ns, metrics, changed_ns) "
+    "VALUES (:device_id, :tenant, :last_ns, :metrics, :changed_ns) "
+    "ON CONFLICT (device_id) DO UPDATE SET last_ns = excluded.last_ns, "
+    "metrics = excluded.metrics, changed_ns = excluded.changed_ns "
+    "WHERE device_state.last_ns IS NULL OR excluded.last_ns > device_state.last_ns"
+)
+
+
+class DeviceStates(Store):
+    """The device-state part of the registry. Writing it does not move the registry revision:
+    it is telemetry, not configuration."""
+
+    def record_states(
+        self,
+        readings: Sequence[ReadingUpdate],
+        statuses: Sequence[StatusUpdate] = (),
+        minutes: Mapping[tuple[str, int], tuple[int, int]] | None = None,
+        *,
+        now_ns: int,
+    ) -> None:
+        """Keep each device's newer reading and status; add `minutes` ((tenant, minute start
+        ns) -> (readings, rejections)) to the per-minute counts. One transaction."""
+        s = device_state.c
+        with self._session() as session:
+            if readings:
+                # The hot one (a row per reporting device per flush): plain SQL, the same on
+                # SQLite and PostgreSQL, costs a third less than the dialects' insert() here.
+                rows = [
+                    {
+                        "device_id": r.device_id,
+                        "tenant": r.tenant,
+                        "last_ns": r.ts_ns,
+                        "metrics": orjson.dumps(dict(r.metrics)).decode(),
+                        "changed_ns": now_ns,
+                    }
+                    for r in sorted(readings, key=lambda r: r.device_id)  # one lock order
+                ]
+                for start in range(0, len(rows), _CHUNK):
+                    session.execute(_NEWER_READING, rows[start : start + _CHUNK])
+            if statuses:
+                rows = [
+                    {
+                        "device_id": u.device_id,
+                        "tenant": u.tenant,
+                        "metrics": "{}",
+                        "status": u.state,
+                        "status_ns": u.at_ns,
+                        "changed_ns": now_ns,
+                    }
+                    for u in sorted(statuses, key=lambda u: u.device_id)
+                ]
+                _upsert(
+                    session,
+                    device_state,
+                    rows,
+                    index_elements=[s.device_id],
+                    set_={
+                        "status": lambda new: new.status,
+                        "status_ns": lambda new: new.status_ns,
+                        "changed_ns": lambda new: new.changed_ns,
+                    },
+                    where=lambda new: or_(s.status_ns.is_(None), new.status_ns > s.status_ns),
+                )
+            if minutes:
+                m = tenant_minutes.c
+                _upsert(
+                    session,
+                    tenant_minutes,
+                    [
+                        {"tenant": t, "minute_ns": at, "readings": n, "rejections": r}
+                        for (t, at), (n, r) in sorted(minutes.items())
+                    ],
+                    index_elements=[m.tenant, m.minute_ns],
+                    set_={
+                        "readings": lambda new: m.readings + new.readings,
+                        "rejections": lambda new: m.rejections + new.rejections,
+                    },
+                )
+
+    def forget_minutes(self, before_ns: int) -> None:
+        """Drop the per-minute counts of minutes before `before_ns`."""
+        with self._session() as session:
+            session.execute(tenant_minutes.delete().where(tenant_minutes.c.minute_ns < before_ns))
+
+    def device_states(self, device_ids: Iterable[str]) -> dict[str, DeviceState]:
+        """The state of these devices, by id (devices without one are absent)."""
+        ids = list(device_ids)
+        s = device_state.c
+        out: dict[str, DeviceState] = {}
+        with self._session() as session:
+            for start in range(0, len(ids), _CHUNK):
+                query = select(device_state).where(s.device_id.in_(ids[start : start + _CHUNK]))
+                for row in session.execute(query):
+                    state = _state_of(row)
+                    if state is not None:
+                        out[row.device_id] = state
+        return out
+
+    def latest_page(
+        self,
+        *,
+        tenants: Sequence[str] | None,
+        kind: str | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> list[tuple[Device, DeviceState | None]]:
+        """Active devices in id order after id `after`, each with its state (None: never seen).
+
+        One index range (devices by tenant and id) joined by key: the cost of a page does not
+        depend on the size of the fleet.
+        """
+        s = device_state.c
+        query = (
+            select(*_LIVE_COLUMNS)
+            .outerjoin(device_state, s.device_id == DeviceRow.device_id)
+            .where(DeviceRow.retired_at.is_(None))
+            .order_by(DeviceRow.device_id)
+            .limit(limit)
+        )
+        if tenants is not None:
+            query = query.where(DeviceRow.tenant.in_(list(tenants)))
+        if kind is not None:
+            query = query.where(DeviceRow.kind == kind)
+        if after is not None:
+            query = query.where(DeviceRow.device_id > after)
+        with self._session() as session:
+            return [_device_and_state(row) for row in session.execute(query)]
+
+    def state_mark(self, tenants: Sequence[str] | None) -> tuple[int, int]:
+        """(newest change in ns, rows) of the tenants' device states: moves with every write."""
+        s = device_state.c
+        query = select(func.max(s.changed_ns), func.count())
+        if tenants is not None:
+            query = query.where(s.tenant.in_(list(tenants)))
+        with self._session() as session:
+            newest, count = session.execute(query).one()
+        return int(newest or 0), int(count)
+
+    def status_counts(self, tenants: Sequence[str] | None, now_ns: int) -> list[StatusCount]:
+        """Active devices per tenant and kind, by status: one aggregate query."""
+        offline = _offline()
+        silent = and_(~offline, _silent(now_ns))
+        query = (
+            select(
+                DeviceRow.tenant,
+                DeviceRow.kind,
+                func.count(),
+                func.sum(case((offline, 1), else_=0)),
+                func.sum(case((silent, 1), else_=0)),
+            )
+            .select_from(DeviceRow)
+            .outerjoin(device_state, device_state.c.device_id == DeviceRow.device_id)
+            .where(DeviceRow.retired_at.is_(None))
+            .group_by(DeviceRow.tenant, DeviceRow.kind)
+            .order_by(DeviceRow.tenant, DeviceRow.kind)
+        )
+        if tenants is not None:
+            query = query.where(DeviceRow.tenant.in_(list(tenants)))
+        with self._session() as session:
+            out = []
+            for tenant, kind, total, offline_sum, silent_sum in session.execute(query):
+                off, quiet = int(offline_sum or 0), int(silent_sum or 0)
+                out.append(StatusCount(tenant, kind, total, total - off - quiet, off, quiet))
+            return out
+
+    def most_silent(
+        self, tenants: Sequence[str] | None, now_ns: int, limit: int = 10
+    ) -> list[tuple[Device, int | None]]:
+        """The silent active devices longest without a reading (never seen first), each with
+        the time of its last reading (ns; None when never seen)."""
+        s = device_state.c
+        query = (
+            select(DeviceRow, s.last_ns)
+            .outerjoin(device_state, s.device_id == DeviceRow.device_id)
+            .where(DeviceRow.retired_at.is_(None), ~_offline(), _silent(now_ns))
+            .order_by(func.coalesce(s.last_ns, -1), DeviceRow.device_id)
+            .limit(limit)
+        )
+        if tenants is not None:
+            query = query.where(DeviceRow.tenant.in_(list(tenants)))
+        with self._session() as session:
+            return [(device_of(row), last) for row, last in session.execute(query)]
+
+    def changed_states(
+        self,
+        tenants: Sequence[str] | None,
+        after: tuple[int, str],
+        until_ns: int,
+        limit: int,
+    ) -> list[tuple[Device, DeviceState]]:
+        """Devices whose state a writer changed after `after` (change time in ns, device id)
+        and not after `until_ns`, in that order: a reader continues from the last one it got."""
+        s = device_state.c
+        since_ns, since_id = after
+        query = (
+            select(*_LIVE_COLUMNS)
+            .join(device_state, s.device_id == DeviceRow.device_id)
+            .where(
+                or_(
+                    s.changed_ns > since_ns,
+                    and_(s.changed_ns == since_ns, s.device_id > since_id),
+                ),
+                s.changed_ns <= until_ns,
+                DeviceRow.retired_at.is_(None),
+            )
+            .order_by(s.changed_ns, s.device_id)
+            .limit(limit)
+        )
+        if tenants is not None:
+            query = query.where(s.tenant.in_(list(tenants)))
+        out = []
+        with self._session() as session:
+            for row in session.execute(query):
+                device, state = _device_and_state(row)
+                if state is not None:
+                    out.append((device, state))
+        return out
+
+    def minute_counts(
+        self, tenants: Sequence[str] | None, since_ns: int
+    ) -> dict[int, tuple[int, int]]:
+        """Readings and rejections per minute (start in ns) since `since_ns`, over the tenants."""
+        m = tenant_minutes.c
+        query = (
+            select(m.minute_ns, func.sum(m.readings), func.sum(m.rejections))
+            .where(m.minute_ns >= since_ns)
+            .group_by(m.minute_ns)
+        )
+        if tenants is not None:
+            query = query.where(m.tenant.in_(list(tenants)))
+        with self._session() as session:
+            return {int(at): (int(n or 0), int(r or 0)) for at, n, r in session.execute(query)}
+
+    def alert_counts(self, tenants: Sequence[str] | None) -> dict[str, int]:
+        """Open alerts of the tenants by state (pending, firing)."""
+        a = alert_table.c
+        query = (
+            select(a.state, func.count())
+            .where(a.state.in_(["pending", "firing"]))
+            .group_by(a.state)
+        )
+        if tenants is not None:
+            query = query.where(a.tenant.in_(list(tenants)))
+        with self._session() as session:
+            return {str(state): int(n) for state, n in session.execute(query)}

@@ -1,0 +1,269 @@
+"""/v1/latest from the device-state store (paged, ETag), /v1/summary and /v1/events, per tenant.
+
+A live API over real HTTP (uvicorn in a thread), a SQLite registry whose device-state rows the
+test writes as a worker would, and a real InfluxDB holding older readings of every device (what
+/v1/latest falls back to for devices the store has not seen yet).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+import api.routes.events as events_route
+from api.sessions import COOKIE
+from devices import DEVICE_KINDS, Device, Registry
+from devices.registry import ReadingUpdate, StatusUpdate
+from lantaarn.localstack import Influx
+from tests.api.liveapi import TENANT_A, TENANT_B, World, seed_world, serving
+
+NS = 1_000_000_000
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def world(influx: Influx, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Two tenants' devices with readings in InfluxDB, and keys."""
+    return seed_world(influx, tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="module")
+def api(world: World) -> Iterator[str]:
+    """The live API, its event stream quick enough for a test."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(events_route, "TICK_S", 0.2)
+    patch.setattr(events_route, "SETTLE_S", 0.3)
+    patch.setattr(events_route, "HEARTBEAT_S", 0.5)
+    with serving(world.config) as url:
+        yield url
+    patch.undo()
+
+
+def _key(world: World, use: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.keys[use]}"}
+
+
+def _metric(device: Device) -> str:
+    return DEVICE_KINDS[device.kind].metrics[0].name
+
+
+def _record(world: World, devices: list[Device], value_of: Any) -> None:
+    """Write the devices' newest readings to the store, as a worker's flush does."""
+    now = time.time_ns()
+    with Registry(world.config.registry_url) as registry:
+        registry.record_states(
+            [ReadingUpdate(d.device_id, d.tenant, now, {_metric(d): value_of(d)}) for d in devices],
+            now_ns=now,
+        )
+
+
+def _next(api: str, link: str) -> str:
+    """The URL of the next page named by a `Link` header."""
+    return str(httpx.URL(api).join(link[1 : link.index(">")]))
+
+
+def _marker(device: Device) -> float:
+    # The metric's minimum: the seeded readings in InfluxDB are all strictly inside the range.
+    return DEVICE_KINDS[device.kind].metrics[0].minimum
+
+
+def test_latest_pages_one_tenant_from_the_store(api: str, world: World) -> None:
+    ours = sorted(world.of_tenant(TENANT_A), key=lambda d: d.device_id)
+    stored = ours[::2]
+    _record(world, stored, _marker)
+    seen: list[dict[str, Any]] = []
+    url: str | None = f"{api}/v1/latest?limit=2"
+    pages = 0
+    while url is not None:
+        answer = httpx.get(url, headers=_key(world, "viewer_a"))
+        assert answer.status_code == 200, answer.text
+        seen.extend(answer.json())
+        pages += 1
+        link = answer.headers.get("link")
+        url = _next(api, link) if link else None
+    assert pages == (len(ours) + 1) // 2
+    assert [item["deviceId"] for item in seen] == [d.device_id for d in ours]
+    by_id = {item["deviceId"]: item for item in seen}
+    for device in ours:
+        item = by_id[device.device_id]
+        value = item["metrics"][_metric(device)]
+        if device in stored:
+            assert value == _marker(device)  # from the store
+            assert item["status"] == "online"
+        else:
+            assert value > _marker(device)  # not in the store yet: InfluxDB's newest
+    # GeoJSON pages the same way.
+    geo = httpx.get(
+        f"{api}/v1/latest",
+        params={"limit": 2},
+        headers={**_key(world, "viewer_a"), "Accept": "application/geo+json"},
+    )
+    assert geo.status_code == 200
+    assert [f["id"] for f in geo.json()["features"]] == [d.device_id for d in ours[:2]]
+    assert 'rel="next"' in geo.headers["link"]
+
+
+def test_latest_never_crosses_tenants(api: str, world: World) -> None:
+    first = httpx.get(f"{api}/v1/latest?limit=1", headers=_key(world, "viewer_a"))
+    next_url = _next(api, first.headers["link"])
+    # The other tenant's key with the first tenant's cursor: its own devices only.
+    after = first.json()[0]["deviceId"]
+    theirs = httpx.get(next_url, headers=_key(world, "viewer_b"))
+    assert theirs.status_code == 200
+    assert [item["deviceId"] for item in theirs.json()] == sorted(
+        d.device_id for d in world.of_tenant(TENANT_B) if d.device_id > after
+    )
+    assert {item["tenant"] for item in theirs.json()} <= {TENANT_B}
+    everything = httpx.get(f"{api}/v1/latest", headers=_key(world, "viewer_b")).json()
+    assert sorted(item["deviceId"] for item in everything) == sorted(
+        d.device_id for d in world.of_tenant(TENANT_B)
+    )
+    refused = httpx.get(f"{api}/v1/latest?tenant={TENANT_B}", headers=_key(world, "viewer_a"))
+    assert refused.status_code == 403
+    forged = httpx.get(f"{api}/v1/latest?cursor=bm90LW91cnM", headers=_key(world, "viewer_a"))
+    assert forged.status_code == 400
+    assert forged.headers["content-type"] == PROBLEM
+    # Without a key (anonymous reading is off): open data only, and nobody publishes.
+    public = httpx.get(f"{api}/v1/latest")
+    assert public.status_code == 200
+    assert public.json() == []
+
+
+def test_latest_answers_304_while_nothing_changed(api: str, world: World) -> None:
+    headers = _key(world, "viewer_b")
+    first = httpx.get(f"{api}/v1/latest", headers=headers)
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"')
+    assert first.headers["cache-control"] == "no-store"
+    again = httpx.get(f"{api}/v1/latest", headers={**headers, "If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    # Another tenant's change leaves ours as it was; our own change does not.
+    _record(world, world.of_tenant(TENANT_A)[:1], lambda d: _marker(d) + 1)
+    still = httpx.get(f"{api}/v1/latest", headers={**headers, "If-None-Match": etag})
+    assert still.status_code == 304
+    _record(world, world.of_tenant(TENANT_B)[:1], _marker)
+    changed = httpx.get(f"{api}/v1/latest", headers={**headers, "If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+
+
+def test_summary_counts_the_callers_tenants_only(api: str, world: World) -> None:
+    answer = httpx.get(f"{api}/v1/summary", headers=_key(world, "viewer_b"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) == {"generatedAt", "devices", "perMinute", "worst", "alerts"}
+    ours = world.of_tenant(TENANT_B)
+    devices = body["devices"]
+    assert devices["total"] == len(ours)
+    assert devices["online"] + devices["offline"] + devices["silent"] == len(ours)
+    assert {row["tenant"] for row in devices["byTenantKind"]} == {TENANT_B}
+    assert sum(row["total"] for row in devices["byTenantKind"]) == len(ours)
+    assert len(body["perMinute"]) == 60
+    assert set(body["perMinute"][0]) == {"minute", "readings", "rejections"}
+    assert all(
+        item["tenant"] == TENANT_B and set(item) == {
+            "deviceId", "tenant", "kind", "lastSeen", "silentForS"
+        }
+        for item in body["worst"]["silence"]
+    )  # fmt: skip
+    assert body["worst"]["completeness"] == []
+    assert body["alerts"] == {"firing": 0, "pending": 0}
+    everyone = httpx.get(f"{api}/v1/summary", headers=_key(world, "admin")).json()
+    assert everyone["devices"]["total"] == len(world.devices)
+    assert (
+        httpx.get(
+            f"{api}/v1/summary?tenant={TENANT_A}", headers=_key(world, "viewer_b")
+        ).status_code
+        == 403
+    )
+    assert httpx.get(f"{api}/v1/summary").status_code == 401
+
+
+def test_summary_answers_304_until_a_device_changes(api: str, world: World) -> None:
+    headers = _key(world, "viewer_a")
+    etag = httpx.get(f"{api}/v1/summary", headers=headers).headers["etag"]
+    time.sleep(2.2)  # past the summary's age: computed afresh, still the same
+    same = httpx.get(f"{api}/v1/summary", headers={**headers, "If-None-Match": etag})
+    assert same.status_code == 304
+    device = world.of_tenant(TENANT_A)[-1]
+    with Registry(world.config.registry_url) as registry:
+        registry.record_states(
+            [], [StatusUpdate(device.device_id, device.tenant, "offline", time.time_ns())],
+            now_ns=time.time_ns(),
+        )  # fmt: skip
+    deadline = time.monotonic() + 5
+    while True:
+        answer = httpx.get(f"{api}/v1/summary", headers={**headers, "If-None-Match": etag})
+        if answer.status_code == 200:
+            break
+        assert time.monotonic() < deadline, "the summary did not change"
+        time.sleep(0.2)
+    assert answer.json()["devices"]["offline"] >= 1
+
+
+def _events(lines: Iterator[str], until: Any, timeout_s: float = 10) -> list[tuple[str, Any]]:
+    """Read server-sent events (name, data; comments as ("", text)) until `until(events)`."""
+    got: list[tuple[str, Any]] = []
+    name = ""
+    deadline = time.monotonic() + timeout_s
+    for line in lines:
+        if line.startswith(":"):
+            got.append(("", line))
+        elif line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            got.append((name, orjson.loads(line.removeprefix("data: "))))
+        if until(got):
+            return got
+        assert time.monotonic() < deadline, f"no such events within {timeout_s} s: {got}"
+    raise AssertionError(f"the stream ended: {got}")
+
+
+def test_events_stream_the_callers_changes_only(api: str, world: World) -> None:
+    ours, theirs = world.of_tenant(TENANT_A), world.of_tenant(TENANT_B)
+    with httpx.stream(
+        "GET", f"{api}/v1/events", headers=_key(world, "viewer_a"), timeout=10
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        first = _events(lines, lambda got: len(got) >= 1)
+        assert first[0][0] == "summary"
+        assert {r["tenant"] for r in first[0][1]["devices"]["byTenantKind"]} == {TENANT_A}
+        _record(world, [*theirs, *ours[:2]], lambda d: _marker(d) + 2)
+        got = _events(lines, lambda got: any(name == "devices" for name, _ in got))
+        changed = [d for name, data in got if name == "devices" for d in data["devices"]]
+        assert {d["deviceId"] for d in changed} == {d.device_id for d in ours[:2]}
+        assert all(d["metrics"][_metric(d_)] == _marker(d_) + 2 for d, d_ in zip(
+            sorted(changed, key=lambda d: d["deviceId"]),
+            sorted(ours[:2], key=lambda d: d.device_id),
+            strict=True,
+        ))  # fmt: skip
+        # Nothing more to say: keep-alive comments.
+        quiet = _events(lines, lambda got: any(name == "" for name, _ in got))
+        assert all(name in {"", "summary"} for name, _ in quiet)
+
+
+def test_events_follow_the_dashboard_session(api: str, world: World) -> None:
+    signed_in = httpx.post(f"{api}/v1/sessions", headers=_key(world, "viewer_b"))
+    assert signed_in.status_code == 201
+    cookies = {COOKIE: signed_in.cookies[COOKIE]}
+    with httpx.stream("GET", f"{api}/v1/events", cookies=cookies, timeout=10) as response:
+        assert response.status_code == 200
+        [(name, data)] = _events(response.iter_lines(), lambda got: len(got) >= 1)
+        assert name == "summary"
+        assert {r["tenant"] for r in data["devices"]["byTenantKind"]} == {TENANT_B}
+    refused = httpx.get(f"{api}/v1/events?tenant={TENANT_A}", cookies=cookies)
+    assert refused.status_code == 403
+    assert httpx.get(f"{api}/v1/events").status_code == 401
+    bad = httpx.get(
+        f"{api}/v1/events", headers={**_key(world, "viewer_b"), "Last-Event-ID": "nonsense"}
+    )
+    assert bad.status_code == 400

@@ -1,0 +1,157 @@
+"""The device-state store on SQLite and PostgreSQL: newer wins, counts, pages, changes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from devices import DEVICE_KINDS, Device, Registry
+from devices.registry import DeviceState, ReadingUpdate, StatusUpdate, live_status
+from tests.devices.conftest import AMSTERDAM, UTRECHT
+
+NS = 1_000_000_000
+NOW = 1_800_000_000 * NS
+
+
+def _device(n: int, tenant: str = AMSTERDAM.code, kind: str = "air_quality") -> Device:
+    return Device(
+        device_id=f"d{n:04d}",
+        tenant=tenant,
+        kind=kind,
+        name=f"device {n}",
+        latitude=52.37,
+        longitude=4.89,
+        created_at=datetime.fromtimestamp(NOW / NS - 86400, UTC),
+    )
+
+
+def _reading(device: Device, ts: int, pm25: float) -> ReadingUpdate:
+    return ReadingUpdate(device.device_id, device.tenant, ts, {"pm25": pm25})
+
+
+def test_a_reading_older_than_the_stored_one_changes_nothing(registry: Registry) -> None:
+    device = _device(1)
+    registry.add_device(device)
+    registry.record_states([_reading(device, NOW, 7.0)], now_ns=NOW)
+    # Another worker of the share group, behind: its older reading arrives later.
+    registry.record_states([_reading(device, NOW - 5 * NS, 3.0)], now_ns=NOW + NS)
+    state = registry.device_states([device.device_id])[device.device_id]
+    assert (state.last_ns, state.metrics, state.changed_ns) == (NOW, {"pm25": 7.0}, NOW)
+    registry.record_states([_reading(device, NOW + NS, 9.0)], now_ns=NOW + 2 * NS)
+    state = registry.device_states([device.device_id])[device.device_id]
+    assert (state.last_ns, state.metrics) == (NOW + NS, {"pm25": 9.0})
+
+
+def test_the_last_will_is_kept_beside_the_reading_and_decides_offline(
+    registry: Registry,
+) -> None:
+    device = _device(1)
+    registry.add_device(device)
+    registry.record_states(
+        [_reading(device, NOW - 10 * NS, 7.0)],
+        [StatusUpdate(device.device_id, device.tenant, "offline", NOW - 5 * NS)],
+        now_ns=NOW,
+    )
+    # An older status message (redelivered late) does not undo the newer one.
+    registry.record_states(
+        [], [StatusUpdate(device.device_id, device.tenant, "online", NOW - 60 * NS)], now_ns=NOW
+    )
+    state = registry.device_states([device.device_id])[device.device_id]
+    assert (state.status, state.status_ns) == ("offline", NOW - 5 * NS)
+    assert state.metrics == {"pm25": 7.0}
+    assert live_status(device, state, NOW) == "offline"
+    [count] = registry.status_counts([device.tenant], NOW)
+    assert (count.total, count.online, count.offline, count.silent) == (1, 0, 1, 0)
+    # A reading after the last will: online again.
+    registry.record_states([_reading(device, NOW - NS, 8.0)], now_ns=NOW)
+    [count] = registry.status_counts([device.tenant], NOW)
+    assert (count.online, count.offline, count.silent) == (1, 0, 0)
+
+
+def test_status_counts_agree_with_the_status_rule_per_tenant_and_kind(registry: Registry) -> None:
+    interval = DEVICE_KINDS["air_quality"].interval_s
+    devices = [_device(n) for n in range(6)]
+    devices.append(_device(6, kind="noise"))
+    devices.append(_device(7, tenant=UTRECHT.code))
+    devices.append(replace(_device(8), interval_s=1.0))
+    registry.add_devices(devices)
+    registry.retire("d0005")  # retired devices are not counted
+    registry.record_states(
+        [
+            _reading(devices[0], NOW - NS, 1.0),  # online
+            _reading(devices[1], NOW - int(4 * interval * NS), 1.0),  # silent
+            _reading(devices[2], NOW - NS, 1.0),  # offline below
+            _reading(devices[6], NOW - NS, 1.0),
+            _reading(devices[7], NOW - NS, 1.0),
+            _reading(devices[8], NOW - 10 * NS, 1.0),  # its own interval: silent after 3 s
+        ],
+        [StatusUpdate("d0002", AMSTERDAM.code, "offline", NOW)],
+        now_ns=NOW,
+    )
+    counts = {(c.tenant, c.kind): c for c in registry.status_counts(None, NOW)}
+    air = counts[(AMSTERDAM.code, "air_quality")]
+    # d0000 online; d0001 and d0008 silent, d0003 and d0004 never seen; d0002 offline
+    assert (air.total, air.online, air.offline, air.silent) == (6, 1, 1, 4)
+    # The SQL aggregate and the rule in Python agree, device by device.
+    states = registry.device_states(d.device_id for d in devices)
+    by_rule = Counter(
+        (d.tenant, d.kind, live_status(d, states.get(d.device_id), NOW))
+        for d in devices
+        if d.device_id != "d0005"
+    )
+    for c in counts.values():
+        for status in ("online", "offline", "silent"):
+            assert getattr(c, status) == by_rule[(c.tenant, c.kind, status)], (c, status)
+    assert [(c.tenant, c.kind) for c in registry.status_counts([UTRECHT.code], NOW)] == [
+        (UTRECHT.code, "air_quality")
+    ]
+    silent = registry.most_silent([AMSTERDAM.code], NOW, 10)
+    # never seen first (by id), then the longest silent
+    assert [d.device_id for d, _ in silent] == ["d0003", "d0004", "d0001", "d0008"]
+    assert silent[2][1] == NOW - int(4 * interval * NS)
+
+
+def test_pages_of_one_tenant_in_id_order_with_their_state(registry: Registry) -> None:
+    ours = [_device(n) for n in range(0, 20, 2)]
+    theirs = [_device(n, tenant=UTRECHT.code) for n in range(1, 20, 2)]
+    registry.add_devices([*ours, *theirs])
+    registry.record_states([_reading(d, NOW, float(i)) for i, d in enumerate(ours)], now_ns=NOW)
+    first = registry.latest_page(tenants=[AMSTERDAM.code], limit=4)
+    assert [d.device_id for d, _ in first] == [d.device_id for d in ours[:4]]
+    second = registry.latest_page(tenants=[AMSTERDAM.code], after=first[-1][0].device_id, limit=4)
+    assert [d.device_id for d, _ in second] == [d.device_id for d in ours[4:8]]
+    assert all(d.tenant == AMSTERDAM.code for d, _ in first + second)
+    assert second[0][1] == DeviceState(NOW, {"pm25": 4.0}, None, None, NOW)
+    # Never seen: no state.
+    assert all(state is None for _, state in registry.latest_page(tenants=[UTRECHT.code], limit=3))
+
+
+def test_changes_are_read_in_order_and_per_tenant(registry: Registry) -> None:
+    ours = [_device(n) for n in range(5)]
+    theirs = _device(9, tenant=UTRECHT.code)
+    registry.add_devices([*ours, theirs])
+    registry.record_states([_reading(d, NOW, 1.0) for d in ours[:3]], now_ns=NOW)
+    registry.record_states([_reading(d, NOW, 1.0) for d in (*ours[3:], theirs)], now_ns=NOW + NS)
+    first = registry.changed_states([AMSTERDAM.code], (0, ""), NOW + 10 * NS, 2)
+    assert [d.device_id for d, _ in first] == ["d0000", "d0001"]
+    after = (first[-1][1].changed_ns, first[-1][0].device_id)
+    rest = registry.changed_states([AMSTERDAM.code], after, NOW + 10 * NS, 10)
+    assert [d.device_id for d, _ in rest] == ["d0002", "d0003", "d0004"]
+    # Not yet settled: changes after `until` wait.
+    assert [d.device_id for d, _ in registry.changed_states(None, after, NOW, 10)] == ["d0002"]
+    assert registry.state_mark([UTRECHT.code]) == (NOW + NS, 1)
+
+
+def test_minute_counts_add_up_across_workers(registry: Registry) -> None:
+    minute = NOW - NOW % (60 * NS)
+    registry.record_states([], minutes={(AMSTERDAM.code, minute): (10, 1)}, now_ns=NOW)
+    registry.record_states(
+        [],
+        minutes={(AMSTERDAM.code, minute): (5, 0), (UTRECHT.code, minute): (7, 2)},
+        now_ns=NOW,
+    )
+    assert registry.minute_counts([AMSTERDAM.code], minute) == {minute: (15, 1)}
+    assert registry.minute_counts(None, minute) == {minute: (22, 3)}
+    registry.forget_minutes(minute + 1)
+    assert registry.minute_counts(None, 0) == {}
