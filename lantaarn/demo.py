@@ -399,6 +399,8 @@ class SimulatedFleet:
 
     def simulation(self) -> Simulation:
         """The simulated devices on a real-time clock."""
+        # Every lamp obeys here (the demo's own test expects each scheduled step done); the
+        # command faults are for `lantaarn simulate --faults` and the tests.
         return Simulation(self.devices, seed=1, clock=SimClock(time.time()))
 
     def answer_commands(
