@@ -21,14 +21,15 @@ import pytest
 
 from api import ApiConfig, create_app
 from api.keys import KeyStore, Role
-from broker.command_service import CommandServiceConfig
+from broker.command_service import CommandService, CommandServiceConfig
 from devices import Device, Registry, Tenant
+from devices.command_history import CommandStore
 from devices.command_messages import CommandAck, CommandMessage, ack_topic, command_topic
 from lantaarn.localstack import Mosquitto, private_mosquitto
 from simulators.clock import SimClock
 from simulators.command_responder import CommandResponder, FaultyFleet, respond_in_thread
 from simulators.device import SimulatedDevice
-from simulators.faults import Fault, FaultRates
+from simulators.faults import COMMAND_FAULTS, Fault, FaultRates
 from timeseries import InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -370,9 +371,14 @@ async def test_the_fault_mix_gives_lamps_that_refuse_never_answer_and_come_back(
     async with _platform(tmp_path, mosquitto, 12) as platform:
         mix = FaultRates(refuses_commands=0.25, never_answers=0.25, offline_spells=0.25)
         clock = SimClock(time.time())
-        simulated = [SimulatedDevice(d, 3, clock, mix) for d in platform.lamps]
-        by_fault = {s.command_fault: s for s in reversed(simulated)}  # the first of each
-        assert {Fault.REFUSES_COMMANDS, Fault.NEVER_ANSWERS, Fault.OFFLINE_SPELLS} <= set(by_fault)
+        # The faults follow the seed and the device ids, which are new each run: take the first
+        # seed that gives these lamps each fault (one fixed seed failed about 1 run in 11).
+        for seed in range(100):
+            simulated = [SimulatedDevice(d, seed, clock, mix) for d in platform.lamps]
+            by_fault = {s.command_fault: s for s in reversed(simulated)}  # the first of each
+            if set(COMMAND_FAULTS) <= set(by_fault):
+                break
+        assert set(COMMAND_FAULTS) <= set(by_fault)
         async with FaultyFleet(
             simulated,
             "::1",
@@ -415,6 +421,24 @@ async def test_the_fault_mix_gives_lamps_that_refuse_never_answer_and_come_back(
         assert away.device.state.dim_setting == 35.0
         assert by_fault[Fault.REFUSES_COMMANDS].state.dim_setting is None
         assert by_fault[Fault.NEVER_ANSWERS].state.dim_setting is None
+
+
+async def test_the_service_stops_when_told_to_just_after_it_connects(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # Connecting wakes the publisher; a stop that came in the same few turns of the event loop
+    # was swallowed (Python 3.11's wait_for returns the woken result instead of the
+    # cancellation), and the service's exit waited for ever.
+    config = CommandServiceConfig("::1", mosquitto.port, client_id=f"stop-{uuid.uuid4().hex[:8]}")
+    with CommandStore(f"sqlite:///{tmp_path / 'registry.sqlite3'}") as store:
+        service = CommandService(config, store)
+        await service.__aenter__()
+        try:
+            await service.connected.wait()
+        finally:
+            async with asyncio.timeout(10):  # a hang fails here rather than stalling the run
+                await service.__aexit__(None, None, None)
+    assert not service.connected.is_set()
 
 
 async def test_answers_that_come_while_the_service_is_down_are_recorded_when_it_returns(
