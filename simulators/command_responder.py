@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import aiomqtt
@@ -56,6 +58,7 @@ class CommandResponder:
         refusing: Collection[str] = (),
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.devices = {d.device.device_id: d for d in devices}
         self.host = host
@@ -66,6 +69,7 @@ class CommandResponder:
         self.refusing = frozenset(refusing) | _having(devices, Fault.REFUSES_COMMANDS)
         self.username = username
         self.password = password
+        self.tls = tls
         self.counts: Counter[str] = Counter()
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -117,6 +121,7 @@ class CommandResponder:
             clean_start=False,
             properties=connect,
             max_inflight_messages=20,
+            tls_context=self.tls,
         ) as client:
             client.pending_calls_threshold = 1_000_000  # answers are in flight together
             granted = await client.subscribe(self.subscription, qos=1)
@@ -181,6 +186,7 @@ class OfflineSpells:
         offline_s: float,
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.device = device
         self.host = host
@@ -190,6 +196,7 @@ class OfflineSpells:
         self.offline_s = offline_s
         self.username = username
         self.password = password
+        self.tls = tls
         self.online = asyncio.Event()
         self.spells = 0  # offline spells begun
         self.counts: Counter[str] = Counter()
@@ -206,6 +213,7 @@ class OfflineSpells:
                 session_expiry_s=max(3600, int(self.offline_s * 4)),
                 username=self.username,
                 password=self.password,
+                tls=self.tls,
             )
             try:
                 async with responder:
@@ -234,11 +242,18 @@ class FaultyFleet:
         offline_s: float = 40.0,
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         present = [d for d in devices if d.command_fault is not Fault.OFFLINE_SPELLS]
         self.responder = (
             CommandResponder(
-                present, host, port, client_id=client_id, username=username, password=password
+                present,
+                host,
+                port,
+                client_id=client_id,
+                username=username,
+                password=password,
+                tls=tls,
             )
             if present
             else None
@@ -253,6 +268,7 @@ class FaultyFleet:
                 offline_s=offline_s,
                 username=username,
                 password=password,
+                tls=tls,
             )
             for d in devices
             if d.command_fault is Fault.OFFLINE_SPELLS
@@ -299,6 +315,7 @@ def respond_in_thread(
     client_id: str,
     username: str | None = None,
     password: str | None = None,
+    tls: ssl.SSLContext | None = None,
     ready: threading.Event | None = None,
 ) -> threading.Thread:
     """Answer the fleet's commands from a thread of its own until `stop` is set.
@@ -322,6 +339,7 @@ def respond_in_thread(
                     client_id=client_id,
                     username=username,
                     password=password,
+                    tls=tls,
                 ) as responder:
                     if ready is not None:
                         ready.set()
@@ -340,3 +358,47 @@ def respond_in_thread(
     )
     thread.start()
     return thread
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLogin:
+    """The connection through which one tenant's simulated devices hear their commands: a
+    fleet login may read its own tenant's command topics only."""
+
+    tenant: str
+    client_id: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def answer_per_tenant(
+    devices: Sequence[SimulatedDevice],
+    host: str,
+    port: int,
+    stop: threading.Event,
+    logins: Sequence[TenantLogin],
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> list[threading.Event]:
+    """Each tenant's devices answer their commands from a thread of their own under that
+    tenant's login (`respond_in_thread`) until `stop`; the events are set once each listens.
+    Tenants without a login, or without devices, answer nothing."""
+    ready = []
+    for login in logins:
+        own = [d for d in devices if d.device.tenant == login.tenant]
+        if not own:
+            continue
+        listening = threading.Event()
+        respond_in_thread(
+            own,
+            host,
+            port,
+            stop,
+            client_id=login.client_id,
+            username=login.username,
+            password=login.password,
+            tls=tls,
+            ready=listening,
+        )
+        ready.append(listening)
+    return ready
