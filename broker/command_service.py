@@ -313,9 +313,12 @@ class CommandService:
 
     async def _publish_loop(self, client: CheckedClient) -> None:
         while True:
-            # Poll even unwoken: other replicas store commands too.
+            # Poll even unwoken: other replicas store commands too. Not `wait_for`: on 3.11 it
+            # returns the event's result when a cancellation meets a wake-up (on connecting, or
+            # a new command), and the swallowed cancellation left the service's exit hanging.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), timeout=_SWEEP_S)
+                async with asyncio.timeout(_SWEEP_S):
+                    await self._work.wait()
             self._work.clear()
             while True:
                 try:

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -40,7 +40,7 @@ from lantaarn.night_schedule import seed_night_schedules
 from lantaarn.serve import serve_api
 from lantaarn.settings import MqttSettings, Settings
 from simulators import Fleet, SimClock, Simulation, device_connections, make_fleet
-from simulators.command_responder import respond_in_thread
+from simulators.command_responder import TenantLogin, answer_per_tenant
 from simulators.engine import Links
 from timeseries import InfluxClient
 
@@ -239,10 +239,13 @@ def run_demo(
                 settings.retention(),
             )
         )
+        # A tenant's lamps hear commands through its fleet login on the plain listener.
         answering = [
-            LampsLogin(t, lamps_login(t), secrets[lamps_login(t)], mqtt_port) for t in tenants
+            TenantLogin(t, lamps_login(t), lamps_login(t), secrets[lamps_login(t)]) for t in tenants
         ]
-        simulator = SimulatedFleet(fleet.devices, logins, certificates, tls, answering)
+        simulator = SimulatedFleet(
+            fleet.devices, logins, certificates, tls, answering, answer_port=mqtt_port
+        )
         asyncio.run(_run(settings, simulator, api_port, stack.mosquitto, services))
     print("lantaarn demo stopped")
     return 0
@@ -405,16 +408,6 @@ async def _follow_registry(
 
 
 @dataclass(frozen=True, slots=True)
-class LampsLogin:
-    """How a tenant's simulated lamps hear commands: a fleet login on the plain listener."""
-
-    tenant: str
-    username: str
-    password: str = field(repr=False)
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
 class SimulatedFleet:
     """The simulated devices and how each proves who it is: its certificate, else its password."""
 
@@ -422,7 +415,8 @@ class SimulatedFleet:
     logins: Mapping[str, tuple[str, str]]
     certificates: Mapping[str, tuple[Path, Path]]
     tls: BrokerTls
-    answering: Sequence[LampsLogin] = ()
+    answering: Sequence[TenantLogin] = ()
+    answer_port: int = 0
 
     def connections(self) -> list[Connection]:
         """One connection per device, in the fleet's order, over TLS to its listener."""
@@ -447,6 +441,8 @@ class SimulatedFleet:
 
     def simulation(self) -> Simulation:
         """The simulated devices on a real-time clock."""
+        # Every lamp obeys here (the demo's own test expects each scheduled step done); the
+        # command faults are for `lantaarn simulate --faults` and the tests.
         return Simulation(self.devices, seed=1, clock=SimClock(time.time()))
 
     def answer_commands(
@@ -454,21 +450,7 @@ class SimulatedFleet:
     ) -> list[threading.Event]:
         """Let the devices the simulation ticks hear and obey their commands (so their telemetry
         follows), a thread per tenant until `stop`; the events are set once each listens."""
-        ready = []
-        for lamps in self.answering:
-            listening = threading.Event()
-            respond_in_thread(
-                [d for d in simulation.devices if d.device.tenant == lamps.tenant],
-                "::1",
-                lamps.port,
-                stop,
-                client_id=lamps.username,
-                username=lamps.username,
-                password=lamps.password,
-                ready=listening,
-            )
-            ready.append(listening)
-        return ready
+        return answer_per_tenant(simulation.devices, "::1", self.answer_port, stop, self.answering)
 
     def run(self, stop: threading.Event, simulation: Simulation) -> None:
         """Publish every device's readings at its interval until `stop` is set."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import aiomqtt
@@ -24,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices.command_messages import ack_topic, command_topic
 from devices.topics import PREFIX, parse_topic
 from simulators.device import SimulatedDevice
+from simulators.faults import Fault
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,8 @@ class CommandResponder:
     """Answers the commands of `devices` until the context exits.
 
     `silent` device ids obey nothing and never answer (a lamp with a dead controller);
-    `refusing` ones answer every command "refused" (a controller in manual override).
+    `refusing` ones answer every command "refused" (a controller in manual override); devices
+    whose fault mix gave them `never_answers` or `refuses_commands` behave alike.
     `counts` says what was received and answered.
     """
 
@@ -54,16 +58,18 @@ class CommandResponder:
         refusing: Collection[str] = (),
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.devices = {d.device.device_id: d for d in devices}
         self.host = host
         self.port = port
         self.client_id = client_id
         self.session_expiry_s = session_expiry_s
-        self.silent = frozenset(silent)
-        self.refusing = frozenset(refusing)
+        self.silent = frozenset(silent) | _having(devices, Fault.NEVER_ANSWERS)
+        self.refusing = frozenset(refusing) | _having(devices, Fault.REFUSES_COMMANDS)
         self.username = username
         self.password = password
+        self.tls = tls
         self.counts: Counter[str] = Counter()
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -115,6 +121,7 @@ class CommandResponder:
             clean_start=False,
             properties=connect,
             max_inflight_messages=20,
+            tls_context=self.tls,
         ) as client:
             client.pending_calls_threshold = 1_000_000  # answers are in flight together
             granted = await client.subscribe(self.subscription, qos=1)
@@ -156,6 +163,149 @@ class CommandResponder:
         )
 
 
+def _having(devices: Sequence[SimulatedDevice], fault: Fault) -> frozenset[str]:
+    return frozenset(d.device.device_id for d in devices if d.command_fault is fault)
+
+
+class OfflineSpells:
+    """One lamp with the `offline_spells` fault: online for `online_s`, then gone for
+    `offline_s` seconds, over and over, under its own client id with a persistent session, so
+    the broker keeps what is sent meanwhile and hands it over when the lamp is back.
+
+    `online` is set while it is connected; `counts` adds up every connection's counts.
+    """
+
+    def __init__(
+        self,
+        device: SimulatedDevice,
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        online_s: float,
+        offline_s: float,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.device = device
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.online_s = online_s
+        self.offline_s = offline_s
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.online = asyncio.Event()
+        self.spells = 0  # offline spells begun
+        self.counts: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        """Come and go until cancelled."""
+        while True:
+            responder = CommandResponder(
+                [self.device],
+                self.host,
+                self.port,
+                client_id=self.client_id,
+                # Long enough that the session outlives the spell away.
+                session_expiry_s=max(3600, int(self.offline_s * 4)),
+                username=self.username,
+                password=self.password,
+                tls=self.tls,
+            )
+            try:
+                async with responder:
+                    self.online.set()
+                    await asyncio.sleep(self.online_s)
+            finally:
+                self.online.clear()
+                self.counts.update(responder.counts)
+            self.spells += 1
+            await asyncio.sleep(self.offline_s)
+
+
+class FaultyFleet:
+    """The fleet's command answers with its command faults: one `CommandResponder` for the
+    devices that stay connected, an `OfflineSpells` per device that comes and goes (its client
+    id is the fleet's followed by its device id)."""
+
+    def __init__(
+        self,
+        devices: Sequence[SimulatedDevice],
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        online_s: float = 20.0,
+        offline_s: float = 40.0,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        present = [d for d in devices if d.command_fault is not Fault.OFFLINE_SPELLS]
+        self.responder = (
+            CommandResponder(
+                present,
+                host,
+                port,
+                client_id=client_id,
+                username=username,
+                password=password,
+                tls=tls,
+            )
+            if present
+            else None
+        )
+        self.away = [
+            OfflineSpells(
+                d,
+                host,
+                port,
+                client_id=f"{client_id}-{d.device.device_id}",
+                online_s=online_s,
+                offline_s=offline_s,
+                username=username,
+                password=password,
+                tls=tls,
+            )
+            for d in devices
+            if d.command_fault is Fault.OFFLINE_SPELLS
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> FaultyFleet:
+        if self.responder is not None:
+            await self.responder.__aenter__()
+        self._tasks = [asyncio.create_task(a.run(), name=a.client_id) for a in self.away]
+        return self
+
+    async def ended(self) -> None:
+        """Wait until a part stops on its own (it raises what stopped it)."""
+        waiting: list[asyncio.Future[None]] = [asyncio.shield(t) for t in self._tasks]
+        if self.responder is not None:
+            waiting.append(asyncio.ensure_future(self.responder.ended()))
+        if not waiting:
+            await asyncio.Event().wait()  # nothing can end: wait to be cancelled
+        try:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                future.result()
+        finally:
+            for future in waiting:
+                future.cancel()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.responder is not None:
+            await self.responder.__aexit__(et, e, tb)
+
+
 def respond_in_thread(
     devices: Sequence[SimulatedDevice],
     host: str,
@@ -165,6 +315,7 @@ def respond_in_thread(
     client_id: str,
     username: str | None = None,
     password: str | None = None,
+    tls: ssl.SSLContext | None = None,
     ready: threading.Event | None = None,
 ) -> threading.Thread:
     """Answer the fleet's commands from a thread of its own until `stop` is set.
@@ -173,20 +324,22 @@ def respond_in_thread(
     commands, so their telemetry follows (plain attribute writes; a reading taken meanwhile has
     the old or the new level). A lost broker is retried every second. `ready` is set once the
     devices listen: a command sent before that, to a fleet whose session never subscribed, is
-    kept by no one.
+    kept by no one. Devices given a command fault by the fault mix refuse, never answer, or
+    come and go (see `FaultyFleet`).
     """
 
     async def main() -> None:
         stopped = asyncio.create_task(asyncio.to_thread(stop.wait))
         while not stop.is_set():
             try:
-                async with CommandResponder(
+                async with FaultyFleet(
                     devices,
                     host,
                     port,
                     client_id=client_id,
                     username=username,
                     password=password,
+                    tls=tls,
                 ) as responder:
                     if ready is not None:
                         ready.set()
@@ -205,3 +358,47 @@ def respond_in_thread(
     )
     thread.start()
     return thread
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLogin:
+    """The connection through which one tenant's simulated devices hear their commands: a
+    fleet login may read its own tenant's command topics only."""
+
+    tenant: str
+    client_id: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def answer_per_tenant(
+    devices: Sequence[SimulatedDevice],
+    host: str,
+    port: int,
+    stop: threading.Event,
+    logins: Sequence[TenantLogin],
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> list[threading.Event]:
+    """Each tenant's devices answer their commands from a thread of their own under that
+    tenant's login (`respond_in_thread`) until `stop`; the events are set once each listens.
+    Tenants without a login, or without devices, answer nothing."""
+    ready = []
+    for login in logins:
+        own = [d for d in devices if d.device.tenant == login.tenant]
+        if not own:
+            continue
+        listening = threading.Event()
+        respond_in_thread(
+            own,
+            host,
+            port,
+            stop,
+            client_id=login.client_id,
+            username=login.username,
+            password=login.password,
+            tls=tls,
+            ready=listening,
+        )
+        ready.append(listening)
+    return ready

@@ -92,6 +92,9 @@ class SimulatedDevice:
         if self.faults.clock_skew and rng.random() < self.faults.clock_skew:
             # Wrong, but within what the platform accepts (300 s ahead, 30 days back).
             self.skew_s = rng.choice((rng.uniform(-6 * _HOUR, -60.0), rng.uniform(30.0, 200.0)))
+        # A stream of its own, so switching command faults on changes no reading.
+        draw = random.Random(f"{seed}:commands:{device.device_id}").random()
+        self.command_fault = self.faults.command_fault(draw)
         self.silent_until = -math.inf
         self.offline_until = -math.inf
         self._fault_table = self.faults.table()

@@ -30,6 +30,13 @@ class Fault(enum.StrEnum):
     CLOCK_SKEW = "clock_skew"  # its clock is off by a fixed amount the platform still accepts
     SILENT = "silent"  # stops reporting for a while
     FLAP = "flap"  # drops its connection, comes back and sends its backlog
+    # the lamp's controller, as commands find it
+    REFUSES_COMMANDS = "refuses_commands"  # answers every command "refused" (manual override)
+    NEVER_ANSWERS = "never_answers"  # hears commands, obeys none and never answers
+    OFFLINE_SPELLS = "offline_spells"  # away for spells; its session keeps commands till it is back
+
+
+COMMAND_FAULTS: Final = (Fault.REFUSES_COMMANDS, Fault.NEVER_ANSWERS, Fault.OFFLINE_SPELLS)
 
 
 READING_FAULTS: Final = (
@@ -51,7 +58,9 @@ class FaultRates:
 
     Reading faults are chances per reading (0..1, summing to at most 1); `clock_skew` is the
     share of devices whose clock is off; `silent` and `flap` are chances per reading that a
-    device starts a spell of silence or of being disconnected.
+    device starts a spell of silence or of being disconnected. The command faults
+    (`refuses_commands`, `never_answers`, `offline_spells`) are shares of devices, summing to
+    at most 1: each device has at most one.
     """
 
     malformed_json: float = 0.0
@@ -66,6 +75,9 @@ class FaultRates:
     clock_skew: float = 0.0
     silent: float = 0.0
     flap: float = 0.0
+    refuses_commands: float = 0.0
+    never_answers: float = 0.0
+    offline_spells: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -74,6 +86,8 @@ class FaultRates:
                 raise ValueError(f"fault rate {f.name}={value} is not within 0..1")
         if self.reading_total > 1.0:
             raise ValueError("the reading fault rates add up to more than 1")
+        if sum(getattr(self, f.value) for f in COMMAND_FAULTS) > 1.0:
+            raise ValueError("the command fault shares add up to more than 1")
 
     @property
     def reading_total(self) -> float:
@@ -101,7 +115,16 @@ class FaultRates:
         """`total` spread evenly over the reading faults, with a few skewed, silent, flapping."""
         each = total / len(READING_FAULTS)
         rates = cls(**{f.value: each for f in READING_FAULTS})
-        return replace(rates, clock_skew=min(1.0, total), silent=total / 50, flap=total / 50)
+        share = min(1.0, total) / 3
+        return replace(
+            rates,
+            clock_skew=min(1.0, total),
+            silent=total / 50,
+            flap=total / 50,
+            refuses_commands=share,
+            never_answers=share,
+            offline_spells=share,
+        )
 
     @classmethod
     def parse(cls, text: str) -> FaultRates:
@@ -120,6 +143,15 @@ class FaultRates:
                 raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(names))}")
             rates[name] = float(value)
         return cls(**rates)
+
+    def command_fault(self, u: float) -> Fault | None:
+        """The command fault a device whose uniform draw is `u` (0..1) has, or None."""
+        edge = 0.0
+        for fault in COMMAND_FAULTS:
+            edge += float(getattr(self, fault.value))
+            if u < edge:
+                return fault
+        return None
 
     def pick(self, u: float) -> Fault | None:
         """The reading fault that a uniform draw `u` (0..1) lands on, or None."""

@@ -1,4 +1,5 @@
-"""`lantaarn simulate`: a simulated fleet publishing to the broker, with faults on request."""
+"""`lantaarn simulate`: a simulated fleet publishing to the broker and answering its commands,
+with faults on request."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lantaarn.commands import Subcommands, hostport
 from lantaarn.settings import Settings
+
+if TYPE_CHECKING:
+    from simulators.command_responder import TenantLogin
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +106,21 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
     )
     sim.add_argument("--key-file", type=Path, default=settings.mqtt.key_file, help="its key (PEM)")
     sim.add_argument(
+        "--answer-commands",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the devices hear, obey and answer their commands, a connection per tenant "
+        "(default: yes); command faults in --faults make some refuse, never answer, or "
+        "come and go",
+    )
+    sim.add_argument(
+        "--command-logins",
+        type=Path,
+        default=None,
+        help="JSON file {tenant: [username, password]}: the fleet login through which each "
+        "tenant's devices hear commands (default: the settings' MQTT login, or none)",
+    )
+    sim.add_argument(
         "--register",
         action="store_true",
         help="add the fleet's tenants and devices to the registry first",
@@ -120,6 +141,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         device_connections,
         make_fleet,
     )
+    from simulators.command_responder import answer_per_tenant  # noqa: PLC0415
     from simulators.engine import natural_rate  # noqa: PLC0415
 
     fleet = make_fleet(args.devices, tenants=args.tenants, seed=args.seed, interval_s=args.interval)
@@ -170,6 +192,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    answering = threading.Event()
+    if args.answer_commands and args.credentials is not None and args.command_logins is None:
+        # Each device's own login is taken by its telemetry connection (the broker binds
+        # client ids to logins), so commands need a fleet login per tenant.
+        log.warning("no --command-logins for devices with their own logins: commands go unanswered")
+    elif args.answer_commands:
+        logins = _command_logins(settings, args, [t.code for t in fleet.tenants])
+        listening = answer_per_tenant(
+            simulation.devices, args.host, args.port, answering, logins, tls=tls
+        )
+        for ready in listening:
+            if not ready.wait(30.0):
+                log.warning("the devices do not hear commands yet; the first ones may expire")
     print(  # noqa: T201 - the command's own output
         f"simulating {len(fleet.devices)} devices of {len(fleet.tenants)} tenants to "
         f"{hostport(args.host, args.port)}, clock {clock.speed:.0f}x from "
@@ -180,6 +215,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         report = simulation.run(links, duration_s=args.duration, stop=stop)
         acknowledged = simulation.finish(links, timeout_s=30.0)
     finally:
+        answering.set()
         transport.close_all()
     print(  # noqa: T201 - the command's own output
         f"published {report.messages} messages ({report.readings} readings) from "
@@ -188,3 +224,26 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         f"{'all acknowledged' if acknowledged else f'{report.unacknowledged} unacknowledged'}"
     )
     return 0 if acknowledged else 1
+
+
+def _command_logins(
+    settings: Settings, args: argparse.Namespace, tenants: Sequence[str]
+) -> list[TenantLogin]:
+    """Each tenant's command login: from --command-logins (the login is its client id too, as
+    the broker binds them), else the settings' login under a client id of the simulator's."""
+    from simulators.command_responder import TenantLogin  # noqa: PLC0415
+
+    if args.command_logins is not None:
+        given = json.loads(args.command_logins.read_text())
+        return [
+            TenantLogin(tenant, pair[0], pair[0], pair[1])
+            for tenant, pair in given.items()
+            if tenant in tenants
+        ]
+    password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
+    return [
+        TenantLogin(
+            tenant, f"simulator-{args.seed}-commands-{tenant}", settings.mqtt.username, password
+        )
+        for tenant in tenants
+    ]

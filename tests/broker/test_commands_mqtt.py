@@ -21,13 +21,15 @@ import pytest
 
 from api import ApiConfig, create_app
 from api.keys import KeyStore, Role
-from broker.command_service import CommandServiceConfig
+from broker.command_service import CommandService, CommandServiceConfig
 from devices import Device, Registry, Tenant
+from devices.command_history import CommandStore
 from devices.command_messages import CommandAck, CommandMessage, ack_topic, command_topic
 from lantaarn.localstack import Mosquitto, private_mosquitto
 from simulators.clock import SimClock
-from simulators.command_responder import CommandResponder, respond_in_thread
+from simulators.command_responder import CommandResponder, FaultyFleet, respond_in_thread
 from simulators.device import SimulatedDevice
+from simulators.faults import COMMAND_FAULTS, Fault, FaultRates
 from timeseries import InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -361,6 +363,82 @@ async def test_a_group_command_to_200_lamps_completes(tmp_path: Path, mosquitto:
         assert len(lines) == 201
         assert sum(",expired," in line for line in lines) == 1
         assert sum(",refused,in manual override," in line for line in lines) == 1
+
+
+async def test_the_fault_mix_gives_lamps_that_refuse_never_answer_and_come_back(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with _platform(tmp_path, mosquitto, 12) as platform:
+        mix = FaultRates(refuses_commands=0.25, never_answers=0.25, offline_spells=0.25)
+        clock = SimClock(time.time())
+        # The faults follow the seed and the device ids, which are new each run: take the first
+        # seed that gives these lamps each fault (one fixed seed failed about 1 run in 11).
+        for seed in range(100):
+            simulated = [SimulatedDevice(d, seed, clock, mix) for d in platform.lamps]
+            by_fault = {s.command_fault: s for s in reversed(simulated)}  # the first of each
+            if set(COMMAND_FAULTS) <= set(by_fault):
+                break
+        assert set(COMMAND_FAULTS) <= set(by_fault)
+        async with FaultyFleet(
+            simulated,
+            "::1",
+            platform.broker.port,
+            client_id=f"{platform.tag}-mix",
+            online_s=0.5,
+            offline_s=4.0,
+        ) as fleet:
+            (away,) = [a for a in fleet.away if a.device is by_fault[Fault.OFFLINE_SPELLS]]
+
+            async def gone() -> bool:
+                return away.spells >= 1 and not away.online.is_set()
+
+            await _until(gone, "the coming-and-going lamp is away")
+
+            async def send(lamp: SimulatedDevice, deadline_s: int) -> str:
+                response = await platform.http.post(
+                    f"/v1/devices/{lamp.device.device_id}/commands",
+                    json={
+                        "name": "set_dim_level",
+                        "args": {"level": 35},
+                        "deadlineSeconds": deadline_s,
+                    },
+                    headers=platform.headers("operator_a"),
+                )
+                assert response.status_code == 201, response.text
+                return str(response.json()["id"])
+
+            waiting = await send(away.device, 120)
+            await _reaches(platform, waiting, "sent")
+            received_away = away.counts["received"]
+            refused = await send(by_fault[Fault.REFUSES_COMMANDS], 120)
+            unanswered = await send(by_fault[Fault.NEVER_ANSWERS], 2)
+            await _reaches(platform, refused, "refused")
+            await _reaches(platform, unanswered, "expired")
+            await _reaches(platform, waiting, "done")
+        # It was away when the command was sent; the broker kept it for its session.
+        assert received_away == 0
+        assert away.counts["received"] == 1
+        assert away.device.state.dim_setting == 35.0
+        assert by_fault[Fault.REFUSES_COMMANDS].state.dim_setting is None
+        assert by_fault[Fault.NEVER_ANSWERS].state.dim_setting is None
+
+
+async def test_the_service_stops_when_told_to_just_after_it_connects(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # Connecting wakes the publisher; a stop that came in the same few turns of the event loop
+    # was swallowed (Python 3.11's wait_for returns the woken result instead of the
+    # cancellation), and the service's exit waited for ever.
+    config = CommandServiceConfig("::1", mosquitto.port, client_id=f"stop-{uuid.uuid4().hex[:8]}")
+    with CommandStore(f"sqlite:///{tmp_path / 'registry.sqlite3'}") as store:
+        service = CommandService(config, store)
+        await service.__aenter__()
+        try:
+            await service.connected.wait()
+        finally:
+            async with asyncio.timeout(10):  # a hang fails here rather than stalling the run
+                await service.__aexit__(None, None, None)
+    assert not service.connected.is_set()
 
 
 async def test_answers_that_come_while_the_service_is_down_are_recorded_when_it_returns(
