@@ -6,7 +6,10 @@ import {
 } from "./api.js";
 import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
-import { el, number, unitText } from "./format.js";
+import { clock, dateTime, el, number, unitText } from "./format.js";
+import {
+  currentLanguage, has, loadLanguage, rememberLanguage, t, translatePage,
+} from "./i18n.js";
 import { DeviceMap } from "./map.js";
 import { Overview } from "./overview.js";
 import { Rejections } from "./rejections.js";
@@ -18,6 +21,10 @@ const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#f9a825
 const query = new URLSearchParams(location.search);
 // `identity` counts sign-ins and sign-outs: an answer asked for under an earlier count was
 // meant for someone else (it may show tenants the new session may not see) and is dropped.
+// The catalogue first: every view below writes its texts from it.
+await loadLanguage();
+translatePage();
+
 const state = { latest: [], view: null, timer: 0, busy: false, askedForKey: false, identity: 0 };
 
 function refreshSeconds() {
@@ -32,7 +39,8 @@ const ctx = {
     rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
   },
   tenant: () => document.getElementById("tenant").value,
-  kindLabel: (name) => ctx.kinds.get(name)?.label ?? name,
+  kindLabel: (name) => (has(`kind.${name}`) ? t(`kind.${name}`) : ctx.kinds.get(name)?.label ?? name),
+  metricLabel: (metric) => (has(`metric.${metric.name}`) ? t(`metric.${metric.name}`) : metric.label),
   metric: (kind, name) => ctx.kinds.get(kind)?.metrics.find((m) => m.name === name),
   navigate: (hash) => {
     if (location.hash === hash) route();
@@ -48,20 +56,18 @@ function banner(message) {
 
 function showError(error) {
   if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
-    banner(error.status === 401
-      ? "The API needs an API key: sign in with yours under Settings."
-      : "Your API key may not see this. Sign in with another under Settings.");
+    banner(t(error.status === 401 ? "error.needKey" : "error.forbidden"));
     if (!state.askedForKey) {
       state.askedForKey = true;
       openSettings();
     }
   } else if (error instanceof ApiError && error.status === 404) {
     // A device of another tenant is answered as if it did not exist: say both.
-    banner(`Not found, or not visible with this API key (${error.message}).`);
+    banner(t("error.notFound", { detail: error.message }));
   } else {
-    banner(`Cannot reach the API (${error.message}); retrying.`);
+    banner(t("error.unreachable", { detail: error.message }));
   }
-  document.getElementById("updated").textContent = "not updated";
+  document.getElementById("updated").textContent = t("header.notUpdated");
 }
 
 // ---- map view -------------------------------------------------------------------------------
@@ -86,7 +92,7 @@ function renderMap() {
   if (choice === "status") {
     colours = devices.map((d) => STATUS_COLOURS[d.status]);
     legend.replaceChildren(...Object.entries(STATUS_COLOURS).map(([s, c]) =>
-      el("span", {}, el("i", { style: `background:${c}` }), s)));
+      el("span", {}, el("i", { style: `background:${c}` }), t(`status.${s}`))));
   } else {
     const [kind, name] = choice.split(":");
     const metric = ctx.metric(kind, name);
@@ -111,7 +117,7 @@ function renderMap() {
   }
   deviceMap.setDevices(devices, colours);
   document.getElementById("map-note").textContent =
-    `${number(devices.length)} devices${deviceMap.tileUrl ? "" : " · plain projection, no tiles"}`;
+    t(deviceMap.tileUrl ? "map.note" : "map.notePlain", { n: number(devices.length) });
 }
 
 // ---- views and routing ----------------------------------------------------------------------
@@ -159,8 +165,7 @@ async function route() {
 
 function updated() {
   banner("");
-  document.getElementById("updated").textContent =
-    `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+  document.getElementById("updated").textContent = t("header.updated", { time: clock(Date.now()) });
   document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
 }
 
@@ -213,12 +218,14 @@ function updateTenants(latest) {
 // ---- settings -------------------------------------------------------------------------------
 
 function describeSession(session) {
-  if (!session) return "Not signed in.";
-  const tenants = session.tenants ? session.tenants.join(", ") : "every tenant";
-  const ends = session.expiresAt.slice(0, 16).replace("T", " ");
-  return `Signed in as ${session.role} of ${tenants}; the session ends at ${ends} UTC ` +
-    `unless used (after ${Math.round(session.idleTimeoutSeconds / 60)} minutes unused, ` +
-    `${Math.round(session.maxSeconds / 3600)} hours at most).`;
+  if (!session) return t("session.none");
+  return t("session.describe", {
+    role: has(`role.${session.role}`) ? t(`role.${session.role}`) : session.role,
+    tenants: session.tenants ? session.tenants.join(", ") : t("session.everyTenant"),
+    ends: dateTime(session.expiresAt),
+    idle: number(Math.round(session.idleTimeoutSeconds / 60)),
+    max: number(Math.round(session.maxSeconds / 3600)),
+  });
 }
 
 async function showSession() {
@@ -250,9 +257,8 @@ async function applySettings(choice) {
       state.identity += 1;
       state.askedForKey = false;
     } catch (error) {
-      banner(error instanceof ApiError && (error.status === 401 || error.status === 429)
-        ? `The API refused this key (${error.message}).`
-        : `Cannot sign in (${error.message}).`);
+      banner(t(error instanceof ApiError && (error.status === 401 || error.status === 429)
+        ? "error.keyRefused" : "error.signIn", { detail: error.message }));
       openSettings();
       return;
     }
@@ -279,7 +285,20 @@ function startPolling() {
   }, refreshSeconds() * 1000);
 }
 
+function switchLanguage(wanted) {
+  rememberLanguage(wanted);
+  // The address's ?lang= would win over the choice just made: drop it, then start afresh.
+  const address = new URL(location.href);
+  address.searchParams.delete("lang");
+  history.replaceState(null, "", address);
+  location.reload();
+}
+
 async function main() {
+  const language = document.getElementById("language");
+  language.value = currentLanguage();
+  language.addEventListener("change", () => switchLanguage(language.value));
+  document.getElementById("updated").textContent = t("header.connecting");
   document.getElementById("open-settings").addEventListener("click", openSettings);
   const dialog = document.getElementById("settings");
   dialog.addEventListener("close", () => applySettings(dialog.returnValue));
@@ -315,10 +334,10 @@ async function main() {
   const kindFilter = document.getElementById("kind-filter");
   const colourBy = document.getElementById("colour-by");
   for (const kind of ctx.kinds.values()) {
-    kindFilter.add(new Option(kind.label, kind.name));
+    kindFilter.add(new Option(ctx.kindLabel(kind.name), kind.name));
     for (const m of kind.metrics) {
       if (m.aggregation === "counter") continue; // running totals say little on a map
-      colourBy.add(new Option(`${kind.label}: ${m.label}`, `${kind.name}:${m.name}`));
+      colourBy.add(new Option(`${ctx.kindLabel(kind.name)}: ${ctx.metricLabel(m)}`, `${kind.name}:${m.name}`));
     }
   }
   await route();

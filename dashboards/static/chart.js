@@ -1,7 +1,8 @@
 // A small time-series chart on a canvas: lines, an optional min–max band, bars, and dashed
 // reference lines (guideline values). Canvas, not SVG, so a week of readings stays cheap.
 
-import { number, unitText } from "./format.js";
+import { clock, dayMonth, number, unitText } from "./format.js";
+import { t } from "./i18n.js";
 
 const PAD = { left: 52, right: 12, top: 22, bottom: 24 };
 const GRID = "#e3e3e3";
@@ -23,9 +24,8 @@ function timeTicks(t0, t1, width) {
   return { ticks, daily: step >= 86400e3 };
 }
 
-function timeLabel(t, daily) {
-  const iso = new Date(t).toISOString();
-  return daily ? iso.slice(5, 10) : iso.slice(11, 16);
+function timeLabel(moment, daily) {
+  return daily ? dayMonth(moment) : clock(moment);
 }
 
 /**
@@ -72,7 +72,7 @@ export function drawChart(canvas, spec) {
   }
   if (lo === Infinity) {
     g.fillStyle = AXIS_TEXT;
-    g.fillText("no readings in this range", PAD.left, height / 2);
+    g.fillText(t("chart.empty"), PAD.left, height / 2);
     canvas.dataset.points = "0";
     return 0;
   }

@@ -15,7 +15,7 @@ from tests.browser.conftest import FLEET_SIZE, Live, Tab
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 # Polling every second keeps the tests short; operators get the 5 s default.
-LIVE = "/dashboard?refresh=1"
+LIVE = "/dashboard?refresh=1&lang=en"
 
 
 async def _until(page: Page, predicate: str, arg: Any = None, wait_ms: float = 10_000) -> None:
@@ -41,6 +41,11 @@ async def _row_times(page: Page) -> dict[str, str]:
             .map((row) => [row.dataset.deviceId, row.cells[4].textContent]))"""
     )
     return found
+
+
+def _code(reason: str) -> str:
+    """The code of a reason shown as "words (code)"."""
+    return reason.rsplit("(", 1)[-1].rstrip(")")
 
 
 async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: Tab) -> None:
@@ -73,7 +78,7 @@ async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: T
     if "activity" in capabilities:
         await _until(page, "document.getElementById('activity-chart').dataset.readings > 0")
         await _until(page, "document.querySelectorAll('#reasons tbody tr').length >= 3")
-        reasons = {r.split("\t")[0] for r in await _texts(page, "#reasons tbody tr")}
+        reasons = {_code(r.split("\t")[0]) for r in await _texts(page, "#reasons tbody tr")}
         assert {"bad_json", "unknown_metric", "out_of_range"} <= reasons
     else:
         # Without /v1/fleet/activity the page estimates, and says so.
@@ -197,7 +202,7 @@ async def test_rejections_view_lists_what_the_api_offers(live: Live, tab: Tab) -
     capabilities = await page.get_attribute("body", "data-capabilities") or ""
     if "rejections" in capabilities:
         await _until(page, "document.querySelectorAll('#rejections tbody tr').length >= 3")
-        reasons = set(await _texts(page, "#rejections tbody td:nth-child(2)"))
+        reasons = {_code(r) for r in await _texts(page, "#rejections tbody td:nth-child(2)")}
         assert {"bad_json", "unknown_metric", "out_of_range"} <= reasons
     else:
         # Degrades: says what is missing, asks for nothing it cannot get.
