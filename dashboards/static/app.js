@@ -10,13 +10,13 @@ import { clock, dateTime, el, number, unitText } from "./format.js";
 import {
   currentLanguage, has, loadLanguage, rememberLanguage, t, translatePage,
 } from "./i18n.js";
-import { DeviceMap } from "./map.js";
-import { Overview } from "./overview.js";
+import { DeviceMap, STATUS_SHAPES } from "./map.js";
+import { Overview, statusBadge } from "./overview.js";
 import { Rejections } from "./rejections.js";
 
 const TILE_STORE = "lantaarn.tileUrl";
 const REFRESH_STORE = "lantaarn.refreshSeconds";
-const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#f9a825" };
+const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#b26a00" };
 
 const query = new URLSearchParams(location.search);
 // `identity` counts sign-ins and sign-outs: an answer asked for under an earlier count was
@@ -72,7 +72,15 @@ function showError(error) {
 
 // ---- map view -------------------------------------------------------------------------------
 
-const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`));
+const KIND_COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#37474f"];
+const AREA_ROWS = 200;
+
+function describeDevice(d) {
+  return t("map.markerName", { name: d.name, id: d.deviceId, kind: ctx.kindLabel(d.kind), status: t(`status.${d.status}`) });
+}
+
+const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`), describeDevice);
+ctx.area = () => deviceMap.area;
 
 function ramp(t) {
   // Blue → green → yellow → red, readable on the pale background.
@@ -84,15 +92,28 @@ function ramp(t) {
   return `rgb(${c[0]},${c[1]},${c[2]})`;
 }
 
+function legendEntry(colour, shape, text) {
+  const mark = el("span", { className: "shape", ariaHidden: "true" }, shape);
+  mark.style.color = colour;
+  return el("span", {}, mark, ` ${text}`);
+}
+
 function renderMap() {
   const choice = document.getElementById("colour-by").value;
   const legend = document.getElementById("legend");
   let devices = state.latest;
   let colours;
+  const shapes = Object.entries(STATUS_SHAPES).map(([s, shape]) => legendEntry("#1b1b1b", shape, t(`status.${s}`)));
   if (choice === "status") {
     colours = devices.map((d) => STATUS_COLOURS[d.status]);
     legend.replaceChildren(...Object.entries(STATUS_COLOURS).map(([s, c]) =>
-      el("span", {}, el("i", { style: `background:${c}` }), t(`status.${s}`))));
+      legendEntry(c, STATUS_SHAPES[s], t(`status.${s}`))));
+  } else if (choice === "kind") {
+    const kinds = [...ctx.kinds.keys()];
+    const colourOf = (kind) => KIND_COLOURS[Math.max(0, kinds.indexOf(kind)) % KIND_COLOURS.length];
+    colours = devices.map((d) => colourOf(d.kind));
+    const present = [...new Set(devices.map((d) => d.kind))].sort();
+    legend.replaceChildren(...present.map((k) => legendEntry(colourOf(k), "◆", ctx.kindLabel(k))), ...shapes);
   } else {
     const [kind, name] = choice.split(":");
     const metric = ctx.metric(kind, name);
@@ -110,14 +131,38 @@ function renderMap() {
     if (!(hi > lo)) [lo, hi] = [lo - 1, hi + 1];
     colours = values.map((v) => ramp((v - lo) / (hi - lo)));
     const unit = unitText(metric?.unit);
-    legend.replaceChildren(
-      el("span", {}, `${number(lo)} ${unit}`),
-      el("span", { className: "ramp", style: `background:linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})` }),
-      el("span", {}, `${number(hi)} ${unit}`));
+    const gradient = el("span", { className: "ramp", ariaHidden: "true" });
+    gradient.style.background = `linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})`;
+    legend.replaceChildren(el("span", {}, `${number(lo)} ${unit}`), gradient, el("span", {}, `${number(hi)} ${unit}`), ...shapes);
   }
-  deviceMap.setDevices(devices, colours);
+  deviceMap.setDevices(devices, colours, choice);
   document.getElementById("map-note").textContent =
     t(deviceMap.tileUrl ? "map.note" : "map.notePlain", { n: number(devices.length) });
+  renderAreaDevices(devices);
+}
+
+/** The devices in the chosen area (or the whole list without one): the map as a table. */
+function renderAreaDevices(devices) {
+  const area = deviceMap.area;
+  const inside = area ? devices.filter((d) => DeviceMap.inside(d, area)) : devices;
+  document.getElementById("area-note").textContent = area
+    ? t("map.areaCount", { n: number(inside.length) }) : t("map.noArea");
+  document.getElementById("clear-area").hidden = !area;
+  const rows = inside.slice(0, AREA_ROWS).map((d) => el("tr", { dataset: { deviceId: d.deviceId } },
+    el("td", {}, el("a", { href: `#/device/${d.deviceId}` }, d.name)),
+    el("td", {}, d.tenant),
+    el("td", {}, ctx.kindLabel(d.kind)),
+    el("td", { className: `status-${d.status}` }, statusBadge(d.status))));
+  document.querySelector("#area-devices tbody").replaceChildren(...rows);
+  document.getElementById("area-devices-note").textContent = inside.length > AREA_ROWS
+    ? t("overview.latestCapped", { shown: number(AREA_ROWS), n: number(inside.length) }) : "";
+}
+
+function chooseArea(area) {
+  deviceMap.setArea(area);
+  renderMap();
+  if (overview.latest) overview.renderLatest();
+  document.getElementById("area-note").focus?.();
 }
 
 // ---- views and routing ----------------------------------------------------------------------
@@ -150,8 +195,12 @@ async function route() {
       show("rejections");
       await rejections.open(new URLSearchParams(search));
       updated();
+    } else if (parts[0] === "accessibility") {
+      show("accessibility");
+      updated();
     } else if (parts[0] === "map") {
       show("map");
+      deviceMap.redraw();
       renderMap();
       await tick();
     } else {
@@ -268,13 +317,19 @@ async function applySettings(choice) {
     if (tiles) localStorage.setItem(TILE_STORE, tiles);
     else localStorage.removeItem(TILE_STORE);
     localStorage.setItem(REFRESH_STORE, String(document.getElementById("refresh").value || 5));
-    deviceMap.setTileUrl(tiles);
+    applyTiles();
   }
   if ((choice === "save" && key) || choice === "forget") forgetTenants();
   if (choice === "save" || choice === "forget") {
     startPolling();
     route();
   }
+}
+
+function applyTiles() {
+  const own = localStorage.getItem(TILE_STORE);
+  if (own) deviceMap.setTileUrl(own, "");
+  else deviceMap.setTileUrl(ctx.mapTiles ?? "", ctx.mapAttribution ?? "");
 }
 
 function startPolling() {
@@ -304,11 +359,18 @@ async function main() {
   dialog.addEventListener("close", () => applySettings(dialog.returnValue));
   document.getElementById("tenant").addEventListener("change", () => route());
   document.getElementById("colour-by").addEventListener("change", renderMap);
-  document.getElementById("fit-map").addEventListener("click", () => {
-    deviceMap.fit();
-    deviceMap.redraw();
+  document.getElementById("fit-map").addEventListener("click", () => deviceMap.fit());
+  document.getElementById("draw-area").addEventListener("click", () => {
+    document.getElementById("area-note").textContent = t("map.drawHint");
+    deviceMap.drawArea(chooseArea);
   });
-  deviceMap.setTileUrl(localStorage.getItem(TILE_STORE) ?? "");
+  document.getElementById("view-area").addEventListener("click", () => chooseArea(deviceMap.bounds()));
+  document.getElementById("clear-area").addEventListener("click", () => chooseArea(null));
+  // The server names the base map (PDOK by default); this browser's own choice goes first.
+  const served = await fetch("/dashboard/config.json").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+  ctx.mapTiles = served.mapTiles ?? "";
+  ctx.mapAttribution = served.mapAttribution ?? "";
+  applyTiles();
   window.addEventListener("hashchange", route);
   // Read-only handles for tests and for debugging from the console.
   window.lantaarn = { map: deviceMap, state, ctx };

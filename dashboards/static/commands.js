@@ -130,7 +130,8 @@ export class GroupCommand {
     const tenant = this.ctx.tenant();
     if (tenant) selector.tenant = tenant;
     if (scope === "view") {
-      selector.bbox = this.map.bounds().map((v) => v.toFixed(6)).join(",");
+      // The area the operator chose on the map, or else what the map shows.
+      selector.bbox = (this.map.area ?? this.map.bounds()).map((v) => v.toFixed(6)).join(",");
     } else if (!tenant) {
       return null;
     }

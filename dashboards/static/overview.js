@@ -5,11 +5,10 @@ import { getJson } from "./api.js";
 import { drawChart } from "./chart.js";
 import { ago, dateTime, el, number, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
+import { DeviceMap, STATUS_SHAPES } from "./map.js";
 
 const MAX_ROWS = 200;
 const STATUSES = ["online", "offline", "silent"];
-// A shape beside the word, so that status never rests on colour alone.
-const STATUS_SHAPES = { online: "●", offline: "■", silent: "▲" };
 
 /** A device status as text with its shape (the shape is decoration for screen readers). */
 export function statusBadge(status) {
@@ -95,10 +94,12 @@ export class Overview {
     const kind = document.getElementById("kind-filter").value;
     const status = document.getElementById("status-filter").value;
     const search = document.getElementById("search").value.trim().toLowerCase();
+    const area = this.ctx.area?.();
     const matching = this.latest.filter((d) =>
       (!kind || d.kind === kind) &&
       (!status || d.status === status) &&
-      (!search || d.deviceId.includes(search) || d.name.toLowerCase().includes(search)));
+      (!search || d.deviceId.includes(search) || d.name.toLowerCase().includes(search)) &&
+      (!area || DeviceMap.inside(d, area)));
     matching.sort((a, b) => (b.ts ?? "").localeCompare(a.ts ?? ""));
     const shown = matching.slice(0, MAX_ROWS);
     const rows = document.createDocumentFragment();
@@ -117,6 +118,7 @@ export class Overview {
     document.getElementById("latest-note").textContent = matching.length > MAX_ROWS
       ? t("overview.latestCapped", { shown: number(MAX_ROWS), n: number(matching.length) })
       : t("overview.latestCount", { n: number(matching.length) });
+    if (area) document.getElementById("latest-note").textContent += ` ${t("overview.inArea")}`;
   }
 
   describe(d) {

@@ -91,39 +91,88 @@ async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: T
     assert tab.errors == []
 
 
-async def test_map_draws_every_device_and_opens_one(live: Live, tab: Tab) -> None:
+async def test_map_clusters_every_device_and_opens_one(live: Live, tab: Tab) -> None:
     page = tab.page
     await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE + "#/map")
     await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
-    # Every dot is painted where the map says: read the canvas under each device.
-    painted = await page.evaluate(
-        """() => {
-            const canvas = document.getElementById('map');
-            const g = canvas.getContext('2d');
-            const ratio = canvas.width / canvas.clientWidth;
-            return window.lantaarn.map.screenPoints().filter(([x, y]) => {
-                const pixel = g.getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1);
-                const [r, gr, b] = pixel.data;
-                return !(r === 0xee && gr === 0xf1 && b === 0xf4);
-            }).length;
-        }"""
+    # Every device is on the map, alone or counted in a cluster.
+    # (Once the zoom animation is over: during it, old and new clusters are both there.)
+    await _until(
+        page,
+        f"""[...document.querySelectorAll('#map .leaflet-marker-icon')].reduce(
+            (n, icon) => n + (icon.classList.contains('device-cluster')
+                ? Number(icon.querySelector('.count').textContent) : 1), 0) === {FLEET_SIZE}""",
     )
-    assert painted == FLEET_SIZE
+    # Without a tile server (the tests have no network) the map is plain and says so.
+    assert "no tiles" in await page.inner_text("#map-note")
+    assert await page.locator("#map .leaflet-tile").count() == 0
     await page.screenshot(path=tab.screenshot_path("map"))
+
+    # Status is a shape and a word in the marker's name, not only a colour.
+    offline = live.offline.device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", offline
+    )
+    marker = page.locator(f"#map .device-marker[title*='({offline})']")
+    assert "offline" in (await marker.get_attribute("title") or "")
+    assert await marker.locator(".shape").inner_text() == "■"
 
     await page.select_option("#colour-by", "air_quality:pm25")
     quality = sum(1 for d in live.fleet.devices if d.kind == "air_quality")
+    await page.click("#fit-map")
     await _until(page, f"document.getElementById('map').dataset.drawn === '{quality}'")
     assert "µg/m³" in await page.inner_text("#legend")
 
-    x, y, device_id = await page.evaluate("window.lantaarn.map.screenPoints()[0]")
-    box = await page.locator("#map").bounding_box()
-    assert box is not None
-    await page.mouse.click(box["x"] + x, box["y"] + y)
+    device_id = live.device_of("air_quality").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    # Chosen by keyboard (the pointer is the area test's): focus the marker, press Enter.
+    await page.focus(f"#map .device-marker[title*='({device_id})']")
+    await page.keyboard.press("Enter")
     await _until(
         page, f"location.hash === '#/device/{device_id}' && document.body.dataset.view === 'device'"
     )
+    assert tab.errors == []
+
+
+async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab) -> None:
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    assert await page.locator("#area-devices tbody tr").count() == FLEET_SIZE
+    # Draw an area around one device's marker: a box of 30 px each way.
+    device_id = live.device_of("noise").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    box = await page.locator(f"#map .device-marker[title*='({device_id})']").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.click("#draw-area")
+    await page.mouse.move(x - 30, y - 30)
+    await page.mouse.down()
+    await page.mouse.move(x + 30, y + 30, steps=4)
+    await page.mouse.up()
+    await _until(page, "!document.getElementById('clear-area').hidden")
+    inside = await page.evaluate(
+        "() => [...document.querySelectorAll('#area-devices tbody tr')].map((r) => r.dataset.deviceId)"
+    )
+    assert device_id in inside
+    assert 1 <= len(inside) < FLEET_SIZE
+    # The overview's table shows the same devices, until the area is cleared.
+    await page.click("[data-nav=overview]")
+    await _until(page, "document.body.dataset.view === 'overview'")
+    await _until(
+        page,
+        f"document.querySelectorAll('#latest tbody tr').length === {len(inside)}",
+    )
+    assert set(await _row_times(page)) == set(inside)
+    await page.click("[data-nav=map]")
+    await page.click("#clear-area")
+    await _until(page, f"document.querySelectorAll('#area-devices tbody tr').length === {FLEET_SIZE}")
     assert tab.errors == []
 
 
