@@ -191,14 +191,14 @@ export class DevicePage {
       let figure = existing.get(m.name);
       if (!figure) {
         figure = el("figure", { dataset: { metric: m.name } },
-          el("figcaption", {}, this.ctx.metricLabel(m)), el("canvas", { className: "chart" }));
+          el("figcaption", {}, this.ctx.metricLabel(m)), el("div", { className: "chart" }));
       }
       figures.push(figure);
       const guideline = WHO_2021[m.name];
       const references = guideline
         ? [{ value: guideline, label: t("device.guideline", { value: number(guideline) }) }] : [];
       const state = m.aggregation === "state";
-      figure.querySelector("canvas").dataset.source = series.source;
+      figure.querySelector(".chart").dataset.source = series.source;
       figure.dataset.summary = "";
       const values = (series.raw ?? series.points).map(([, v]) => v);
       if (series.perWindow && values.length) {
@@ -212,8 +212,8 @@ export class DevicePage {
         summary.push(t(what, { n: number(failing) }));
       }
       this.pendingDraw = this.pendingDraw ?? [];
-      this.pendingDraw.push(() => drawChart(figure.querySelector("canvas"), {
-        start, end, unit: m.unit, references,
+      this.pendingDraw.push(() => drawChart(figure.querySelector(".chart"), {
+        start, end, unit: m.unit, references, caption: this.ctx.metricLabel(m),
         series: [{ label: this.ctx.metricLabel(m), color: COLOURS[i % COLOURS.length], points: series.points,
           band: series.band, step: state, bars: series.perWindow,
           window: RANGES[this.range].bucket }],

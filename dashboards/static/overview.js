@@ -130,7 +130,7 @@ export class Overview {
 
   async renderActivity() {
     const note = document.getElementById("activity-note");
-    const canvas = document.getElementById("activity-chart");
+    const chart = document.getElementById("activity-chart");
     const reasonsBody = document.querySelector("#reasons tbody");
     if (!this.ctx.caps.activity) {
       document.getElementById("n-readings").textContent =
@@ -138,7 +138,7 @@ export class Overview {
       document.getElementById("n-rejections").textContent = "–";
       note.textContent = t("overview.noActivity");
       if (this.ctx.caps.rejections) note.textContent += ` ${t("overview.seeRejections")}`;
-      drawChart(canvas, { start: Date.now() - 3600e3, end: Date.now(), series: [] });
+      drawChart(chart, { start: Date.now() - 3600e3, end: Date.now(), series: [] });
       reasonsBody.replaceChildren(el("tr", {}, el("td", { colSpan: 2 }, t("overview.notAvailable"))));
       return;
     }
@@ -165,11 +165,12 @@ export class Overview {
       counted && full >= 0 ? number(readings[full][1]) : "–";
     document.getElementById("n-rejections").textContent = full >= 0 ? number(rejected[full][1]) : "–";
     note.textContent = t(counted ? "overview.activityNote" : "overview.activityNoteTenant");
-    canvas.dataset.readings = String(readings.reduce((sum, [, n]) => sum + n, 0));
+    chart.dataset.readings = String(readings.reduce((sum, [, n]) => sum + n, 0));
     const end = Date.now();
-    drawChart(canvas, {
+    drawChart(chart, {
       start: end - 3600e3,
       end,
+      caption: t("overview.activityCaption"),
       series: [
         { label: t("overview.stored"), color: "#1565c0", points: readings, bars: true, window: 60e3 },
         { label: t("overview.rejected"), color: "#6a1b9a", points: rejected },

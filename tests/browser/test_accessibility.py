@@ -66,7 +66,7 @@ async def test_every_view_and_state_has_no_wcag_violation(
 
     air = live.device_of("air_quality")
     await _open(page, live, language, f"#/device/{air.device_id}")
-    await _until(page, "document.querySelectorAll('#device-charts figure table').length === 5")
+    await _until(page, "document.querySelectorAll('#device-charts figure details').length === 5")
     await _check(page, tab, language, "device")
     await page.click("[data-range=day]")
     await _until(page, "document.querySelector('[data-range=day]').ariaPressed === 'true'")
@@ -107,14 +107,14 @@ async def test_the_language_is_dutch_by_default_and_the_choice_is_remembered(
     assert await page.inner_text("[data-nav=map]") == "Kaart"
     # Numbers and times in Dutch: a device's last reading reads as a Dutch date (dd-mm-jjjj).
     first = await page.inner_text("#latest tbody tr td:nth-child(5)")
-    assert first[2] == "-" and first[5] == "-", first
+    assert (first[2], first[5]) == ("-", "-"), first
     async with page.expect_navigation():
         await page.select_option("#language", "en")
     await _until(page, "Number(document.body.dataset.updates ?? 0) >= 1")
     assert await page.get_attribute("html", "lang") == "en"
     assert await page.inner_text("[data-nav=map]") == "Map"
     first = await page.inner_text("#latest tbody tr td:nth-child(5)")
-    assert first[2] == "/" and first[5] == "/", first
+    assert (first[2], first[5]) == ("/", "/"), first
     await page.goto(f"{live.base_url}/dashboard#/map")
     await _until(page, "Number(document.body.dataset.updates ?? 0) >= 1")
     assert await page.get_attribute("html", "lang") == "en"

@@ -158,7 +158,8 @@ async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab
     await page.mouse.up()
     await _until(page, "!document.getElementById('clear-area').hidden")
     inside = await page.evaluate(
-        "() => [...document.querySelectorAll('#area-devices tbody tr')].map((r) => r.dataset.deviceId)"
+        """() => [...document.querySelectorAll('#area-devices tbody tr')]
+            .map((r) => r.dataset.deviceId)"""
     )
     assert device_id in inside
     assert 1 <= len(inside) < FLEET_SIZE
@@ -172,14 +173,16 @@ async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab
     assert set(await _row_times(page)) == set(inside)
     await page.click("[data-nav=map]")
     await page.click("#clear-area")
-    await _until(page, f"document.querySelectorAll('#area-devices tbody tr').length === {FLEET_SIZE}")
+    await _until(
+        page, f"document.querySelectorAll('#area-devices tbody tr').length === {FLEET_SIZE}"
+    )
     assert tab.errors == []
 
 
 async def _chart_points(page: Page) -> dict[str, int]:
     found: dict[str, int] = await page.evaluate(
         """() => Object.fromEntries([...document.querySelectorAll('#device-charts figure')]
-            .map((f) => [f.dataset.metric, Number(f.querySelector('canvas').dataset.points)]))"""
+            .map((f) => [f.dataset.metric, Number(f.querySelector('.chart').dataset.points)]))"""
     )
     return found
 
@@ -192,8 +195,8 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     await _until(
         page,
         """() => {
-            const canvases = [...document.querySelectorAll('#device-charts canvas')];
-            return canvases.length === 5 && canvases.every((c) => c.dataset.points > 2);
+            const charts = [...document.querySelectorAll('#device-charts .chart')];
+            return charts.length === 5 && charts.every((c) => c.dataset.points > 2);
         }""",
     )
     assert await page.inner_text("#device-name") == device.name
@@ -202,10 +205,21 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     assert "WHO 2021 24-h guideline 15 µg/m³" in await pm25.inner_text()
     assert "°C" in await page.inner_text("#device-values [data-metric=temperature]")
     first = await _chart_points(page)
+    # The chart's text alternative: a table of the same readings, opened on request.
+    await page.click("#device-charts [data-metric=pm25] summary")
+    rows, points, head = await page.evaluate(
+        """() => {
+            const chart = document.querySelector('#device-charts [data-metric=pm25] .chart');
+            return [chart.querySelectorAll('tbody tr').length, Number(chart.dataset.points),
+                    chart.querySelector('thead').textContent];
+        }"""
+    )
+    assert rows == min(points, 2000)
+    assert "µg/m³" in head
     # Live: the hour's charts gain the readings that keep arriving.
     await _until(
         page,
-        """(before) => Number(document.querySelector('#device-charts [data-metric=pm25] canvas')
+        """(before) => Number(document.querySelector('#device-charts [data-metric=pm25] .chart')
             .dataset.points) > before""",
         arg=first["pm25"],
         wait_ms=15_000,
@@ -227,7 +241,7 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     await page.click("[data-range=day]")
     await _until(
         page,
-        "document.querySelectorAll('#device-charts canvas').length === 6 && "
+        "document.querySelectorAll('#device-charts .chart').length === 6 && "
         "document.getElementById('device-summary').textContent.includes('lamp failure')",
     )
     points = await _chart_points(page)
