@@ -4,6 +4,7 @@
 import {
   ApiError, capabilities, currentSession, getJson, signIn, signInWithStoredKey, signOut,
 } from "./api.js";
+import { Alerts, Completeness } from "./alerts.js";
 import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
 import { clock, dateTime, el, number, unitText } from "./format.js";
@@ -37,7 +38,9 @@ const ctx = {
   kinds: new Map(),
   caps: {
     rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
+    alerts: false, completeness: false,
   },
+  view: () => state.view,
   tenant: () => document.getElementById("tenant").value,
   kindLabel: (name) => (has(`kind.${name}`) ? t(`kind.${name}`) : ctx.kinds.get(name)?.label ?? name),
   metricLabel: (metric) => (has(`metric.${metric.name}`) ? t(`metric.${metric.name}`) : metric.label),
@@ -171,6 +174,10 @@ const overview = new Overview(ctx);
 const devicePage = new DevicePage(ctx);
 const rejections = new Rejections(ctx);
 const groupCommand = new GroupCommand(ctx, deviceMap);
+const alerts = new Alerts(ctx);
+const completeness = new Completeness(ctx);
+ctx.alerts = alerts;
+ctx.completeness = completeness;
 
 function show(view) {
   state.view = view;
@@ -189,7 +196,12 @@ async function route() {
   try {
     if (parts[0] === "device" && parts[1]) {
       show("device");
-      await devicePage.open(decodeURIComponent(parts[1]));
+      const params = new URLSearchParams(search);
+      await devicePage.open(decodeURIComponent(parts[1]), params.get("range"), params.get("metric"));
+      updated();
+    } else if (parts[0] === "alerts") {
+      show("alerts");
+      await alerts.open(new URLSearchParams(search));
       updated();
     } else if (parts[0] === "rejections") {
       show("rejections");
@@ -231,12 +243,17 @@ async function tick() {
       if (identity !== state.identity) return; // asked before signing in or out: not ours
       state.latest = latest;
       updateTenants(state.latest);
-      if (state.view === "overview") await overview.render(state.latest);
+      if (state.view === "overview") {
+        await overview.render(state.latest);
+        await Promise.all([alerts.count(), completeness.renderFleet()]);
+      }
       else renderMap();
     } else if (state.view === "device") {
       await devicePage.refresh();
     } else if (state.view === "rejections") {
       await rejections.refresh();
+    } else if (state.view === "alerts") {
+      await alerts.refresh();
     }
     if (identity === state.identity) updated();
   } catch (error) {

@@ -57,8 +57,11 @@ export class DevicePage {
     }
   }
 
-  async open(deviceId) {
+  /** Open a device's page; `range` (hour, day, week) and `metric` (a chart to show) optional. */
+  async open(deviceId, range = null, metric = null) {
     this.deviceId = deviceId;
+    if (range in RANGES) this.range = range;
+    this.focusMetric = metric;
     this.device = null;
     document.getElementById("device-name").textContent = deviceId;
     document.getElementById("device-meta").textContent = "";
@@ -97,6 +100,9 @@ export class DevicePage {
     if (id !== this.deviceId) return;
     this.renderValues(newest.items[0]);
     await this.lamp.refresh(newest.items[0]);
+    if (charts) {
+      await Promise.all([this.ctx.alerts.renderDevice(id), this.ctx.completeness.renderDevice(id)]);
+    }
     if (charts || this.range === "hour") await this.renderCharts();
   }
 
@@ -219,7 +225,18 @@ export class DevicePage {
           window: RANGES[this.range].bucket }],
       }));
     });
-    holder.replaceChildren(...figures);
+    // Put back only when they differ: taking a figure out of the page takes its focus away.
+    const same = figures.length === holder.children.length && figures.every((f, i) => holder.children[i] === f);
+    if (!same) holder.replaceChildren(...figures);
+    const wanted = figures.find((f) => f.dataset.metric === this.focusMetric);
+    if (wanted) {
+      // Arrived from an alert: bring the chart of its metric into view and give it the focus.
+      this.focusMetric = null;
+      wanted.tabIndex = -1;
+      wanted.classList.add("highlight");
+      wanted.scrollIntoView({ block: "center" });
+      wanted.focus();
+    }
     // Draw after the figures are in the document, so the canvases know their size.
     for (const draw of this.pendingDraw ?? []) draw();
     this.pendingDraw = [];
