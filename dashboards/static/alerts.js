@@ -175,7 +175,9 @@ export class Completeness {
       node.textContent = "";
       return;
     }
+    this.deviceId = deviceId;
     const c = await getJson(`/v1/devices/${deviceId}/completeness`);
+    if (deviceId !== this.deviceId) return;
     node.textContent = c.ratio === null ? t("completeness.none")
       : t("completeness.device", { ratio: percent(c.ratio), received: number(c.received), expected: number(c.expected) });
   }

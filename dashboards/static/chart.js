@@ -5,7 +5,7 @@
 
 /* global uPlot */
 
-import { dateTime, el, number, unitText } from "./format.js";
+import { clock, dateTime, dayMonth, el, number, unitText } from "./format.js";
 import { TIME_ZONE, t } from "./i18n.js";
 
 const MAX_ROWS = 2000;
@@ -95,7 +95,12 @@ export function drawChart(holder, spec) {
         },
       },
     },
-    axes: [{}, { label: unit, size: 56, values: (u, values) => values.map((v) => number(v)) }],
+    // Time labels in the page's language and Amsterdam time: hours and minutes, or the date
+    // when the chart spans more than two days.
+    axes: [{
+      values: (u, splits) => splits.map((seconds) => (spec.end - spec.start > 2 * 86400e3
+        ? dayMonth(seconds * 1000) : clock(seconds * 1000))),
+    }, { label: unit, size: 56, values: (u, values) => values.map((v) => number(v)) }],
     series: [{ value: (u, seconds) => dateTime(seconds * 1000) }, ...series.map(uplotSeries)],
     bands: series.filter((s) => s.band === "lo").map((s) => ({
       series: [s.column + 1, s.column], fill: `${s.color}22`,

@@ -102,6 +102,7 @@ export class DevicePage {
     await this.lamp.refresh(newest.items[0]);
     if (charts) {
       await Promise.all([this.ctx.alerts.renderDevice(id), this.ctx.completeness.renderDevice(id)]);
+      if (id !== this.deviceId) return; // another device was opened meanwhile
     }
     if (charts || this.range === "hour") await this.renderCharts();
   }
