@@ -30,6 +30,16 @@ function iconElement(className, shape, colour, text) {
   return node;
 }
 
+// A device's icon builds its element only when Leaflet shows the marker: with 10,000 devices
+// most sit inside clusters, and building elements for them all cost seconds.
+const DeviceIcon = L.DivIcon.extend({
+  createIcon(old) {
+    const div = L.DivIcon.prototype.createIcon.call(this, old);
+    div.replaceChildren(iconElement("marker", STATUS_SHAPES[this.options.status] ?? "?", this.options.colour, ""));
+    return div;
+  },
+});
+
 export class DeviceMap {
   /** `onPick(deviceId)` is called when a device's marker is chosen (click, Enter or Space). */
   constructor(element, onPick, describe) {
@@ -50,6 +60,9 @@ export class DeviceMap {
     this.map.setView([52.2, 5.3], 7); // the Netherlands, until the devices are known
     this.cluster = L.markerClusterGroup({
       chunkedLoading: true,
+      // Markers are added in chunks between frames: count what is shown once the last is in.
+      // (markercluster reports the last chunk before it puts the clusters on the map: hence later)
+      chunkProgress: (processed, total) => processed === total && setTimeout(() => this._countDrawn(), 0),
       showCoverageOnHover: false,
       maxClusterRadius: 60,
       iconCreateFunction: (cluster) => this._clusterIcon(cluster),
@@ -96,11 +109,7 @@ export class DeviceMap {
         marker.name = name;
         marker.shownStatus = d.status;
         const className = `device-marker status-${d.status}`;
-        marker.options.icon = L.divIcon({
-          className,
-          html: iconElement("marker", STATUS_SHAPES[d.status] ?? "?", colour, ""),
-          iconSize: [18, 18],
-        });
+        marker.options.icon = new DeviceIcon({ className, status: d.status, colour, iconSize: [18, 18] });
         marker.options.title = name;
         // A marker on the map is changed in place: replacing its element would take the
         // keyboard focus (and a pointer about to click) away from it on every refresh.
