@@ -14,17 +14,23 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	@bash scripts/vendor-js.sh $(VENV)/js
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# The pinned JavaScript (Swagger UI, the dashboard's libraries, the linters): again whenever the
+# script's pins change, and when its copies are missing.
+JS_STAMP := dashboards/static/vendor/VERSIONS
+$(JS_STAMP): scripts/vendor-js.sh $(STAMP)
+	@bash scripts/vendor-js.sh $(VENV)/js
+	@touch $(JS_STAMP)
+
+setup: $(STAMP) $(JS_STAMP)
 
 # The broker plugin (broker/plugin/): client ids bound to logins, device subscriptions, limits.
 plugin:
 	@bash scripts/system-deps.sh mosquitto-dev libmosquitto-dev libssl-dev gcc make
 	$(MAKE) -s -C broker/plugin
 
-demo: $(STAMP) plugin
+demo: $(STAMP) $(JS_STAMP) plugin
 	@bash scripts/system-deps.sh mosquitto influxdb
 	$(BIN)/lantaarn demo $(ARGS)
 
@@ -35,14 +41,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) plugin
+test: $(STAMP) $(JS_STAMP) plugin
 	@bash scripts/system-deps.sh mosquitto influxdb chromium prometheus prometheus-alertmanager
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) plugin
+bench: $(STAMP) $(JS_STAMP) plugin
 	@bash scripts/system-deps.sh mosquitto influxdb
 	$(BIN)/python -m bench $(ARGS)
 

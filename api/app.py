@@ -238,6 +238,11 @@ def create_app(config: ApiConfig) -> FastAPI:
         async def _dashboard() -> FileResponse:
             return FileResponse(dashboard / "index.html")
 
+        @app.get("/dashboard/config.json", include_in_schema=False)
+        async def _dashboard_config() -> dict[str, str]:
+            # What the page needs from the settings before it asks the API anything.
+            return {"mapTiles": config.map_tiles, "mapAttribution": config.map_attribution}
+
         app.mount("/dashboard/", StaticFiles(directory=dashboard), name="dashboard")
 
     plain_openapi = app.openapi

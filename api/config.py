@@ -42,6 +42,10 @@ class ApiConfig:
     # Dashboard sessions end after this many seconds unused, and this many after sign-in.
     session_idle_s: float = 30 * 60
     session_max_s: float = 12 * 3600
+    # The dashboard map's base layer: an XYZ tile URL ({z}/{x}/{y}) the operators' browsers load
+    # tiles from, and its attribution; "" draws the plain map, which needs no network.
+    map_tiles: str = ""
+    map_attribution: str = ""
     # The certificate authority's folder (broker/pki.py); None: no device certificates.
     pki_dir: Path | None = None
     # The command service to run in the API's process; None: commands are stored only (another

@@ -57,7 +57,8 @@ async def _one_run(
     page = await context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    await page.goto(url + "/dashboard")
+    # In English, so that the count reads 10,000 (Dutch, the default, writes 10.000).
+    await page.goto(url + "/dashboard?lang=en")
     try:
         await page.wait_for_function(
             "() => performance.getEntriesByName('lantaarn:overview-drawn').length > 0",

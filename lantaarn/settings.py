@@ -146,6 +146,13 @@ class IngestSettings(BaseModel):
         )
 
 
+# The Dutch government's open base map (PDOK, BRT-Achtergrondkaart), in Web Mercator.
+PDOK_BRT_TILES = (
+    "https://service.pdok.nl/brt/achtergrondkaart/wmts/v2_0/standaard/EPSG:3857/{z}/{x}/{y}.png"
+)
+PDOK_BRT_ATTRIBUTION = "Kaartgegevens © Kadaster (PDOK, BRT-Achtergrondkaart)"
+
+
 class ApiSettings(BaseModel):
     """The HTTP API."""
 
@@ -180,6 +187,15 @@ class ApiSettings(BaseModel):
     )
     auth_failure_refill_s: float = Field(
         6.0, gt=0, description="seconds until an address may fail once more"
+    )
+    map_tiles: str = Field(
+        PDOK_BRT_TILES,
+        pattern=r"^(https://[^\s\"'<>]*\{z\}[^\s\"'<>]*)?$",
+        description="XYZ tile URL of the dashboard's base map, loaded by operators' browsers "
+        "(https, with {z}, {x}, {y}); empty: the plain map, no network",
+    )
+    map_attribution: str = Field(
+        PDOK_BRT_ATTRIBUTION, max_length=200, description="the base map's attribution text"
     )
     session_idle_minutes: float = Field(30, gt=0, description="dashboard session idle limit")
     session_max_hours: float = Field(12, gt=0, description="dashboard session absolute limit")
@@ -386,6 +402,8 @@ class Settings(BaseSettings):
             anonymous_read=self.api.anonymous_read,
             collectors=collectors,
             public_url=self.api.public_url,
+            map_tiles=self.api.map_tiles,
+            map_attribution=self.api.map_attribution,
             max_body_bytes=self.api.max_body_bytes,
             max_import_bytes=self.api.max_import_bytes,
             auth_failure_burst=self.api.auth_failure_burst,

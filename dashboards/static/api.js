@@ -98,6 +98,8 @@ export const OPTIONAL = {
   activity: "/v1/fleet/activity",
   commands: "/v1/devices/{deviceId}/commands",
   schedules: "/v1/devices/{deviceId}/schedule",
+  alerts: "/v1/alerts",
+  completeness: "/v1/completeness",
 };
 
 /** Which optional resources the API offers: {rejections, aggregates, activity, commands}. */

@@ -4,20 +4,28 @@
 import {
   ApiError, capabilities, currentSession, getJson, signIn, signInWithStoredKey, signOut,
 } from "./api.js";
+import { Alerts, Completeness } from "./alerts.js";
 import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
-import { el, number, unitText } from "./format.js";
-import { DeviceMap } from "./map.js";
-import { Overview } from "./overview.js";
+import { clock, dateTime, el, number, unitText } from "./format.js";
+import {
+  currentLanguage, has, loadLanguage, rememberLanguage, t, translatePage,
+} from "./i18n.js";
+import { DeviceMap, STATUS_SHAPES } from "./map.js";
+import { Overview, statusBadge } from "./overview.js";
 import { Rejections } from "./rejections.js";
 
 const TILE_STORE = "lantaarn.tileUrl";
 const REFRESH_STORE = "lantaarn.refreshSeconds";
-const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#f9a825" };
+const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#b26a00" };
 
 const query = new URLSearchParams(location.search);
 // `identity` counts sign-ins and sign-outs: an answer asked for under an earlier count was
 // meant for someone else (it may show tenants the new session may not see) and is dropped.
+// The catalogue first: every view below writes its texts from it.
+await loadLanguage();
+translatePage();
+
 const state = { latest: [], view: null, timer: 0, busy: false, askedForKey: false, identity: 0 };
 
 function refreshSeconds() {
@@ -30,9 +38,12 @@ const ctx = {
   kinds: new Map(),
   caps: {
     rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
+    alerts: false, completeness: false,
   },
+  view: () => state.view,
   tenant: () => document.getElementById("tenant").value,
-  kindLabel: (name) => ctx.kinds.get(name)?.label ?? name,
+  kindLabel: (name) => (has(`kind.${name}`) ? t(`kind.${name}`) : ctx.kinds.get(name)?.label ?? name),
+  metricLabel: (metric) => (has(`metric.${metric.name}`) ? t(`metric.${metric.name}`) : metric.label),
   metric: (kind, name) => ctx.kinds.get(kind)?.metrics.find((m) => m.name === name),
   navigate: (hash) => {
     if (location.hash === hash) route();
@@ -48,25 +59,31 @@ function banner(message) {
 
 function showError(error) {
   if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
-    banner(error.status === 401
-      ? "The API needs an API key: sign in with yours under Settings."
-      : "Your API key may not see this. Sign in with another under Settings.");
+    banner(t(error.status === 401 ? "error.needKey" : "error.forbidden"));
     if (!state.askedForKey) {
       state.askedForKey = true;
       openSettings();
     }
   } else if (error instanceof ApiError && error.status === 404) {
     // A device of another tenant is answered as if it did not exist: say both.
-    banner(`Not found, or not visible with this API key (${error.message}).`);
+    banner(t("error.notFound", { detail: error.message }));
   } else {
-    banner(`Cannot reach the API (${error.message}); retrying.`);
+    banner(t("error.unreachable", { detail: error.message }));
   }
-  document.getElementById("updated").textContent = "not updated";
+  document.getElementById("updated").textContent = t("header.notUpdated");
 }
 
 // ---- map view -------------------------------------------------------------------------------
 
-const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`));
+const KIND_COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#37474f"];
+const AREA_ROWS = 200;
+
+function describeDevice(d) {
+  return t("map.markerName", { name: d.name, id: d.deviceId, kind: ctx.kindLabel(d.kind), status: t(`status.${d.status}`) });
+}
+
+const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`), describeDevice);
+ctx.area = () => deviceMap.area;
 
 function ramp(t) {
   // Blue → green → yellow → red, readable on the pale background.
@@ -78,15 +95,28 @@ function ramp(t) {
   return `rgb(${c[0]},${c[1]},${c[2]})`;
 }
 
+function legendEntry(colour, shape, text) {
+  const mark = el("span", { className: "shape", ariaHidden: "true" }, shape);
+  mark.style.color = colour;
+  return el("span", {}, mark, ` ${text}`);
+}
+
 function renderMap() {
   const choice = document.getElementById("colour-by").value;
   const legend = document.getElementById("legend");
   let devices = state.latest;
   let colours;
+  const shapes = Object.entries(STATUS_SHAPES).map(([s, shape]) => legendEntry("#1b1b1b", shape, t(`status.${s}`)));
   if (choice === "status") {
     colours = devices.map((d) => STATUS_COLOURS[d.status]);
     legend.replaceChildren(...Object.entries(STATUS_COLOURS).map(([s, c]) =>
-      el("span", {}, el("i", { style: `background:${c}` }), s)));
+      legendEntry(c, STATUS_SHAPES[s], t(`status.${s}`))));
+  } else if (choice === "kind") {
+    const kinds = [...ctx.kinds.keys()];
+    const colourOf = (kind) => KIND_COLOURS[Math.max(0, kinds.indexOf(kind)) % KIND_COLOURS.length];
+    colours = devices.map((d) => colourOf(d.kind));
+    const present = [...new Set(devices.map((d) => d.kind))].sort();
+    legend.replaceChildren(...present.map((k) => legendEntry(colourOf(k), "◆", ctx.kindLabel(k))), ...shapes);
   } else {
     const [kind, name] = choice.split(":");
     const metric = ctx.metric(kind, name);
@@ -104,14 +134,38 @@ function renderMap() {
     if (!(hi > lo)) [lo, hi] = [lo - 1, hi + 1];
     colours = values.map((v) => ramp((v - lo) / (hi - lo)));
     const unit = unitText(metric?.unit);
-    legend.replaceChildren(
-      el("span", {}, `${number(lo)} ${unit}`),
-      el("span", { className: "ramp", style: `background:linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})` }),
-      el("span", {}, `${number(hi)} ${unit}`));
+    const gradient = el("span", { className: "ramp", ariaHidden: "true" });
+    gradient.style.background = `linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})`;
+    legend.replaceChildren(el("span", {}, `${number(lo)} ${unit}`), gradient, el("span", {}, `${number(hi)} ${unit}`), ...shapes);
   }
-  deviceMap.setDevices(devices, colours);
+  deviceMap.setDevices(devices, colours, choice);
   document.getElementById("map-note").textContent =
-    `${number(devices.length)} devices${deviceMap.tileUrl ? "" : " · plain projection, no tiles"}`;
+    t(deviceMap.tileUrl ? "map.note" : "map.notePlain", { n: number(devices.length) });
+  renderAreaDevices(devices);
+}
+
+/** The devices in the chosen area (or the whole list without one): the map as a table. */
+function renderAreaDevices(devices) {
+  const area = deviceMap.area;
+  const inside = area ? devices.filter((d) => DeviceMap.inside(d, area)) : devices;
+  document.getElementById("area-note").textContent = area
+    ? t("map.areaCount", { n: number(inside.length) }) : t("map.noArea");
+  document.getElementById("clear-area").hidden = !area;
+  const rows = inside.slice(0, AREA_ROWS).map((d) => el("tr", { dataset: { deviceId: d.deviceId } },
+    el("td", {}, el("a", { href: `#/device/${d.deviceId}` }, d.name)),
+    el("td", {}, d.tenant),
+    el("td", {}, ctx.kindLabel(d.kind)),
+    el("td", { className: `status-${d.status}` }, statusBadge(d.status))));
+  document.querySelector("#area-devices tbody").replaceChildren(...rows);
+  document.getElementById("area-devices-note").textContent = inside.length > AREA_ROWS
+    ? t("overview.latestCapped", { shown: number(AREA_ROWS), n: number(inside.length) }) : "";
+}
+
+function chooseArea(area) {
+  deviceMap.setArea(area);
+  renderMap();
+  if (overview.latest) overview.renderLatest();
+  document.getElementById("area-note").focus?.();
 }
 
 // ---- views and routing ----------------------------------------------------------------------
@@ -120,6 +174,10 @@ const overview = new Overview(ctx);
 const devicePage = new DevicePage(ctx);
 const rejections = new Rejections(ctx);
 const groupCommand = new GroupCommand(ctx, deviceMap);
+const alerts = new Alerts(ctx);
+const completeness = new Completeness(ctx);
+ctx.alerts = alerts;
+ctx.completeness = completeness;
 
 function show(view) {
   state.view = view;
@@ -138,14 +196,23 @@ async function route() {
   try {
     if (parts[0] === "device" && parts[1]) {
       show("device");
-      await devicePage.open(decodeURIComponent(parts[1]));
+      const params = new URLSearchParams(search);
+      await devicePage.open(decodeURIComponent(parts[1]), params.get("range"), params.get("metric"));
+      updated();
+    } else if (parts[0] === "alerts") {
+      show("alerts");
+      await alerts.open(new URLSearchParams(search));
       updated();
     } else if (parts[0] === "rejections") {
       show("rejections");
       await rejections.open(new URLSearchParams(search));
       updated();
+    } else if (parts[0] === "accessibility") {
+      show("accessibility");
+      updated();
     } else if (parts[0] === "map") {
       show("map");
+      deviceMap.redraw();
       renderMap();
       await tick();
     } else {
@@ -159,8 +226,7 @@ async function route() {
 
 function updated() {
   banner("");
-  document.getElementById("updated").textContent =
-    `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+  document.getElementById("updated").textContent = t("header.updated", { time: clock(Date.now()) });
   document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
 }
 
@@ -177,12 +243,17 @@ async function tick() {
       if (identity !== state.identity) return; // asked before signing in or out: not ours
       state.latest = latest;
       updateTenants(state.latest);
-      if (state.view === "overview") await overview.render(state.latest);
+      if (state.view === "overview") {
+        await overview.render(state.latest);
+        await Promise.all([alerts.count(), completeness.renderFleet()]);
+      }
       else renderMap();
     } else if (state.view === "device") {
       await devicePage.refresh();
     } else if (state.view === "rejections") {
       await rejections.refresh();
+    } else if (state.view === "alerts") {
+      await alerts.refresh();
     }
     if (identity === state.identity) updated();
   } catch (error) {
@@ -213,12 +284,14 @@ function updateTenants(latest) {
 // ---- settings -------------------------------------------------------------------------------
 
 function describeSession(session) {
-  if (!session) return "Not signed in.";
-  const tenants = session.tenants ? session.tenants.join(", ") : "every tenant";
-  const ends = session.expiresAt.slice(0, 16).replace("T", " ");
-  return `Signed in as ${session.role} of ${tenants}; the session ends at ${ends} UTC ` +
-    `unless used (after ${Math.round(session.idleTimeoutSeconds / 60)} minutes unused, ` +
-    `${Math.round(session.maxSeconds / 3600)} hours at most).`;
+  if (!session) return t("session.none");
+  return t("session.describe", {
+    role: has(`role.${session.role}`) ? t(`role.${session.role}`) : session.role,
+    tenants: session.tenants ? session.tenants.join(", ") : t("session.everyTenant"),
+    ends: dateTime(session.expiresAt),
+    idle: number(Math.round(session.idleTimeoutSeconds / 60)),
+    max: number(Math.round(session.maxSeconds / 3600)),
+  });
 }
 
 async function showSession() {
@@ -250,9 +323,8 @@ async function applySettings(choice) {
       state.identity += 1;
       state.askedForKey = false;
     } catch (error) {
-      banner(error instanceof ApiError && (error.status === 401 || error.status === 429)
-        ? `The API refused this key (${error.message}).`
-        : `Cannot sign in (${error.message}).`);
+      banner(t(error instanceof ApiError && (error.status === 401 || error.status === 429)
+        ? "error.keyRefused" : "error.signIn", { detail: error.message }));
       openSettings();
       return;
     }
@@ -262,13 +334,19 @@ async function applySettings(choice) {
     if (tiles) localStorage.setItem(TILE_STORE, tiles);
     else localStorage.removeItem(TILE_STORE);
     localStorage.setItem(REFRESH_STORE, String(document.getElementById("refresh").value || 5));
-    deviceMap.setTileUrl(tiles);
+    applyTiles();
   }
   if ((choice === "save" && key) || choice === "forget") forgetTenants();
   if (choice === "save" || choice === "forget") {
     startPolling();
     route();
   }
+}
+
+function applyTiles() {
+  const own = localStorage.getItem(TILE_STORE);
+  if (own) deviceMap.setTileUrl(own, "");
+  else deviceMap.setTileUrl(ctx.mapTiles ?? "", ctx.mapAttribution ?? "");
 }
 
 function startPolling() {
@@ -279,17 +357,37 @@ function startPolling() {
   }, refreshSeconds() * 1000);
 }
 
+function switchLanguage(wanted) {
+  rememberLanguage(wanted);
+  // The address's ?lang= would win over the choice just made: drop it, then start afresh.
+  const address = new URL(location.href);
+  address.searchParams.delete("lang");
+  history.replaceState(null, "", address);
+  location.reload();
+}
+
 async function main() {
+  const language = document.getElementById("language");
+  language.value = currentLanguage();
+  language.addEventListener("change", () => switchLanguage(language.value));
+  document.getElementById("updated").textContent = t("header.connecting");
   document.getElementById("open-settings").addEventListener("click", openSettings);
   const dialog = document.getElementById("settings");
   dialog.addEventListener("close", () => applySettings(dialog.returnValue));
   document.getElementById("tenant").addEventListener("change", () => route());
   document.getElementById("colour-by").addEventListener("change", renderMap);
-  document.getElementById("fit-map").addEventListener("click", () => {
-    deviceMap.fit();
-    deviceMap.redraw();
+  document.getElementById("fit-map").addEventListener("click", () => deviceMap.fit());
+  document.getElementById("draw-area").addEventListener("click", () => {
+    document.getElementById("area-note").textContent = t("map.drawHint");
+    deviceMap.drawArea(chooseArea);
   });
-  deviceMap.setTileUrl(localStorage.getItem(TILE_STORE) ?? "");
+  document.getElementById("view-area").addEventListener("click", () => chooseArea(deviceMap.bounds()));
+  document.getElementById("clear-area").addEventListener("click", () => chooseArea(null));
+  // The server names the base map (PDOK by default); this browser's own choice goes first.
+  const served = await fetch("/dashboard/config.json").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+  ctx.mapTiles = served.mapTiles ?? "";
+  ctx.mapAttribution = served.mapAttribution ?? "";
+  applyTiles();
   window.addEventListener("hashchange", route);
   // Read-only handles for tests and for debugging from the console.
   window.lantaarn = { map: deviceMap, state, ctx };
@@ -315,10 +413,10 @@ async function main() {
   const kindFilter = document.getElementById("kind-filter");
   const colourBy = document.getElementById("colour-by");
   for (const kind of ctx.kinds.values()) {
-    kindFilter.add(new Option(kind.label, kind.name));
+    kindFilter.add(new Option(ctx.kindLabel(kind.name), kind.name));
     for (const m of kind.metrics) {
       if (m.aggregation === "counter") continue; // running totals say little on a map
-      colourBy.add(new Option(`${kind.label}: ${m.label}`, `${kind.name}:${m.name}`));
+      colourBy.add(new Option(`${ctx.kindLabel(kind.name)}: ${ctx.metricLabel(m)}`, `${kind.name}:${m.name}`));
     }
   }
   await route();

@@ -1,171 +1,153 @@
-// A small time-series chart on a canvas: lines, an optional min–max band, bars, and dashed
-// reference lines (guideline values). Canvas, not SVG, so a week of readings stays cheap.
+// Time series with uPlot (vendored by scripts/vendor-js.sh): lines, an optional min–max band,
+// bars, steps, and dashed reference lines (guideline values), on Amsterdam time. Every chart
+// has a text alternative: a table of the same data, filled when the reader opens it (a week of
+// readings is a long table nobody should pay for unasked).
 
-import { number, unitText } from "./format.js";
+/* global uPlot */
 
-const PAD = { left: 52, right: 12, top: 22, bottom: 24 };
-const GRID = "#e3e3e3";
-const AXIS_TEXT = "#555";
+import { clock, dateTime, dayMonth, el, number, unitText } from "./format.js";
+import { TIME_ZONE, t } from "./i18n.js";
 
-function niceStep(span, ticks) {
-  const raw = span / ticks;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  const scaled = raw / power;
-  return (scaled < 1.5 ? 1 : scaled < 3 ? 2 : scaled < 7 ? 5 : 10) * power;
+const MAX_ROWS = 2000;
+const REFERENCE = "#b71c1c";
+
+/** One x axis for every series: [[t...], [series values...]...] with nulls where one is silent. */
+function aligned(spec) {
+  const times = new Set();
+  for (const s of spec.series) {
+    for (const [x] of s.points) times.add(x);
+    for (const [x] of s.band ?? []) times.add(x);
+  }
+  const xs = [...times].sort((a, b) => a - b);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  const columns = [xs.map((x) => x / 1000)];
+  const series = [];
+  for (const s of spec.series) {
+    const values = new Array(xs.length).fill(null);
+    for (const [x, v] of s.points) values[index.get(x)] = v;
+    columns.push(values);
+    series.push({ ...s, column: columns.length - 1 });
+    if (s.band?.length) {
+      const lo = new Array(xs.length).fill(null);
+      const hi = new Array(xs.length).fill(null);
+      for (const [x, a, b] of s.band) {
+        lo[index.get(x)] = a;
+        hi[index.get(x)] = b;
+      }
+      columns.push(lo, hi);
+      series.push({ label: t("chart.min", { label: s.label }), color: s.color, band: "lo", column: columns.length - 2 });
+      series.push({ label: t("chart.max", { label: s.label }), color: s.color, band: "hi", column: columns.length - 1 });
+    }
+  }
+  return { columns, series };
 }
 
-function timeTicks(t0, t1, width) {
-  const steps = [60e3, 300e3, 900e3, 1800e3, 3600e3, 3 * 3600e3, 6 * 3600e3, 12 * 3600e3, 86400e3];
-  const wanted = Math.max(2, Math.floor(width / 90));
-  const step = steps.find((s) => (t1 - t0) / s <= wanted) ?? 86400e3 * 2;
-  const ticks = [];
-  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
-  return { ticks, daily: step >= 86400e3 };
-}
-
-function timeLabel(t, daily) {
-  const iso = new Date(t).toISOString();
-  return daily ? iso.slice(5, 10) : iso.slice(11, 16);
+function uplotSeries(s) {
+  const base = { label: s.label, stroke: s.color, width: 1.5, spanGaps: false, value: (u, v) => number(v) };
+  if (s.band) return { ...base, width: 0.5, dash: [3, 3] };
+  if (s.bars) return { ...base, fill: `${s.color}99`, paths: uPlot.paths.bars({ size: [0.8, 40] }), points: { show: false } };
+  if (s.step) return { ...base, paths: uPlot.paths.stepped({ align: 1 }) };
+  return { ...base, points: { show: s.points.length < 80, size: 4 } };
 }
 
 /**
- * Draw on `canvas`. `spec`: {start, end (epoch ms), unit, series: [{label, color, points:
- * [[t, v]], band?: [[t, min, max]], bars?: bool, window?: ms, step?: bool}],
- * references: [{value, label}]}.
- * Returns how many points were drawn (tests read it from canvas.dataset.points).
+ * Draw into `holder` (a block element that gets the chart and its table). `spec`: {start, end
+ * (epoch ms), unit, caption, series: [{label, color, points: [[t, v]], band?: [[t, min, max]],
+ * bars?: bool, step?: bool}], references: [{value, label}]}. Returns the number of points, also
+ * kept in holder.dataset.points for tests.
  */
-export function drawChart(canvas, spec) {
-  const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 600;
-  const height = canvas.clientHeight || 180;
-  canvas.width = Math.round(width * ratio);
-  canvas.height = Math.round(height * ratio);
-  const g = canvas.getContext("2d");
-  g.setTransform(ratio, 0, 0, ratio, 0, 0);
-  g.clearRect(0, 0, width, height);
-  g.font = "11px system-ui, sans-serif";
-
-  const { start, end } = spec;
-  let lo = Infinity;
-  let hi = -Infinity;
-  let count = 0;
-  for (const s of spec.series) {
-    for (const [, v] of s.points) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    for (const [, a, b] of s.band ?? []) {
-      if (a < lo) lo = a;
-      if (b > hi) hi = b;
-    }
-    count += s.points.length;
+export function drawChart(holder, spec) {
+  const count = spec.series.reduce((n, s) => n + s.points.length, 0);
+  holder.dataset.points = String(count);
+  let plotArea = holder.querySelector(".plot");
+  let details = holder.querySelector("details.chart-table");
+  if (!plotArea) {
+    plotArea = el("div", { className: "plot", ariaHidden: "true" });
+    details = el("details", { className: "chart-table" }, el("summary", {}, t("chart.tableSummary")));
+    details.addEventListener("toggle", () => details.open && fillTable(details, holder.spec));
+    holder.replaceChildren(plotArea, el("p", { className: "note empty" }), details);
   }
-  for (const r of spec.references ?? []) {
-    // A guideline far above the data would squash it; show it when it is within reach.
-    if (r.value <= hi * 2.5 || lo === Infinity) {
-      lo = Math.min(lo, r.value);
-      hi = Math.max(hi, r.value);
-      r.shown = true;
-    } else {
-      r.shown = false;
-    }
-  }
-  if (lo === Infinity) {
-    g.fillStyle = AXIS_TEXT;
-    g.fillText("no readings in this range", PAD.left, height / 2);
-    canvas.dataset.points = "0";
-    return 0;
-  }
-  // Bars grow from zero, so zero must be on the axis.
-  if (spec.series.some((s) => s.bars)) lo = Math.min(lo, 0);
-  if (hi === lo) {
-    hi += Math.abs(hi) * 0.1 || 1;
-    lo -= Math.abs(lo) * 0.1 || 1;
-  }
-  const step = niceStep(hi - lo, 4);
-  lo = Math.floor(lo / step) * step;
-  hi = Math.ceil(hi / step) * step;
-  const plotW = width - PAD.left - PAD.right;
-  const plotH = height - PAD.top - PAD.bottom;
-  const x = (t) => PAD.left + ((t - start) / (end - start)) * plotW;
-  const y = (v) => PAD.top + (1 - (v - lo) / (hi - lo)) * plotH;
-
-  g.strokeStyle = GRID;
-  g.fillStyle = AXIS_TEXT;
-  g.lineWidth = 1;
-  g.textAlign = "right";
-  g.textBaseline = "middle";
-  for (let v = lo; v <= hi + step / 2; v += step) {
-    g.beginPath();
-    g.moveTo(PAD.left, Math.round(y(v)) + 0.5);
-    g.lineTo(width - PAD.right, Math.round(y(v)) + 0.5);
-    g.stroke();
-    g.fillText(number(v), PAD.left - 6, y(v));
-  }
-  g.textAlign = "center";
-  g.textBaseline = "top";
-  const { ticks, daily } = timeTicks(start, end, plotW);
-  for (const t of ticks) g.fillText(timeLabel(t, daily), x(t), height - PAD.bottom + 6);
+  holder.spec = spec;
+  holder.querySelector(".empty").textContent = count ? "" : t("chart.empty");
+  const { columns, series } = aligned(spec);
   const unit = unitText(spec.unit);
-  if (unit) {
-    g.textAlign = "left";
-    g.fillText(unit, 6, 2);
-  }
-
-  g.save();
-  g.beginPath();
-  g.rect(PAD.left, PAD.top, plotW, plotH);
-  g.clip();
-  for (const s of spec.series) {
-    if (s.band?.length) {
-      g.fillStyle = `${s.color}33`;
-      g.beginPath();
-      s.band.forEach(([t, , b], i) => (i ? g.lineTo(x(t), y(b)) : g.moveTo(x(t), y(b))));
-      for (let i = s.band.length - 1; i >= 0; i -= 1) g.lineTo(x(s.band[i][0]), y(s.band[i][1]));
-      g.closePath();
-      g.fill();
-    }
-    g.strokeStyle = s.color;
-    g.fillStyle = s.color;
-    g.lineWidth = 1.5;
-    if (s.bars) {
-      // A bar spans its window (`s.window` ms), less a gap, however few bars there are.
-      const w = Math.max(1, ((s.window ?? 60e3) / (end - start)) * plotW * 0.8);
-      for (const [t, v] of s.points) g.fillRect(x(t) - w / 2, y(v), w, y(Math.max(lo, 0)) - y(v));
-      continue;
-    }
-    g.beginPath();
-    let previous = null;
-    for (const [t, v] of s.points) {
-      if (previous === null) g.moveTo(x(t), y(v));
-      else if (s.step) {
-        g.lineTo(x(t), y(previous));
-        g.lineTo(x(t), y(v));
-      } else g.lineTo(x(t), y(v));
-      previous = v;
-    }
-    g.stroke();
-    if (s.points.length < 80) {
-      for (const [t, v] of s.points) g.fillRect(x(t) - 1.5, y(v) - 1.5, 3, 3);
-    }
-  }
-  for (const r of spec.references ?? []) {
-    if (!r.shown) continue;
-    g.strokeStyle = "#c62828";
-    g.setLineDash([6, 4]);
-    g.beginPath();
-    g.moveTo(PAD.left, y(r.value));
-    g.lineTo(width - PAD.right, y(r.value));
-    g.stroke();
-    g.setLineDash([]);
-    g.fillStyle = "#c62828";
-    g.textAlign = "right";
-    // Above the line unless that would leave the plot; then below it.
-    const above = y(r.value) - PAD.top > 14;
-    g.textBaseline = above ? "bottom" : "top";
-    g.fillText(r.label, width - PAD.right - 4, y(r.value) + (above ? -2 : 2));
-  }
-  g.restore();
-  canvas.dataset.points = String(count);
+  const references = (spec.references ?? []).filter((r) => {
+    // A guideline far above the data would squash it; show it when it is within reach.
+    let hi = -Infinity;
+    for (const column of columns.slice(1)) for (const v of column) if (v !== null && v > hi) hi = v;
+    return hi === -Infinity || r.value <= hi * 2.5;
+  });
+  const options = {
+    width: Math.max(200, plotArea.clientWidth || holder.clientWidth || 600),
+    height: 190,
+    tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), TIME_ZONE),
+    legend: { show: spec.series.length > 1 },
+    cursor: { drag: { x: false, y: false } },
+    scales: {
+      x: { time: true, min: spec.start / 1000, max: spec.end / 1000 },
+      y: {
+        range: (u, lo, hi) => {
+          let [a, b] = [lo ?? 0, hi ?? 1];
+          for (const r of references) [a, b] = [Math.min(a, r.value), Math.max(b, r.value)];
+          if (spec.series.some((s) => s.bars)) a = Math.min(a, 0);
+          if (a === b) [a, b] = [a - 1, b + 1];
+          return uPlot.rangeNum(a, b, 0.1, true);
+        },
+      },
+    },
+    // Time labels in the page's language and Amsterdam time: hours and minutes, or the date
+    // when the chart spans more than two days.
+    axes: [{
+      values: (u, splits) => splits.map((seconds) => (spec.end - spec.start > 2 * 86400e3
+        ? dayMonth(seconds * 1000) : clock(seconds * 1000))),
+    }, { label: unit, size: 56, values: (u, values) => values.map((v) => number(v)) }],
+    series: [{ value: (u, seconds) => dateTime(seconds * 1000) }, ...series.map(uplotSeries)],
+    bands: series.filter((s) => s.band === "lo").map((s) => ({
+      series: [s.column + 1, s.column], fill: `${s.color}22`,
+    })),
+    hooks: {
+      draw: [(u) => {
+        const g = u.ctx;
+        g.save();
+        g.strokeStyle = REFERENCE;
+        g.fillStyle = REFERENCE;
+        g.setLineDash([6, 4]);
+        g.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+        g.textAlign = "right";
+        for (const r of references) {
+          const y = u.valToPos(r.value, "y", true);
+          g.beginPath();
+          g.moveTo(u.bbox.left, y);
+          g.lineTo(u.bbox.left + u.bbox.width, y);
+          g.stroke();
+          g.fillText(r.label, u.bbox.left + u.bbox.width - 4, y - 4);
+        }
+        g.restore();
+      }],
+    },
+  };
+  holder.plot?.destroy();
+  holder.plot = new uPlot(options, columns, plotArea);
+  if (details.open) fillTable(details, spec);
   return count;
+}
+
+/** The chart's data as a table: time, then each series with its unit. */
+function fillTable(details, spec) {
+  const { columns, series } = aligned(spec);
+  const unit = unitText(spec.unit);
+  const head = el("tr", {}, el("th", { scope: "col" }, t("column.time")),
+    ...series.map((s) => el("th", { scope: "col", className: "num" }, unit ? `${s.label} (${unit})` : s.label)));
+  const total = columns[0].length;
+  const from = Math.max(0, total - MAX_ROWS);
+  const rows = [];
+  for (let i = total - 1; i >= from; i -= 1) {
+    rows.push(el("tr", {}, el("th", { scope: "row" }, dateTime(columns[0][i] * 1000)),
+      ...series.map((s) => el("td", { className: "num" }, number(columns[s.column][i])))));
+  }
+  const note = total > MAX_ROWS ? t("chart.tableCapped", { shown: number(MAX_ROWS), n: number(total) }) : "";
+  const table = el("table", {}, el("caption", {}, `${spec.caption ?? ""} ${note}`.trim()),
+    el("thead", {}, head), el("tbody", {}, ...rows));
+  details.querySelector("table")?.remove();
+  details.append(table);
 }

@@ -3,41 +3,41 @@
 // as the lamps answer. Commands go through the API, which stores them before they are sent.
 
 import { ApiError, getJson, sendJson } from "./api.js";
-import { el, utc } from "./format.js";
+import { clock, dateTime, el } from "./format.js";
+import { has, t } from "./i18n.js";
 
 const STATES = ["created", "sent", "done", "refused", "failed", "expired"];
 const FINAL = new Set(["done", "refused", "failed", "expired"]);
 const HISTORY = 15;
 
 function describe(command) {
+  const name = has(`command.${command.name}`) ? t(`command.${command.name}`) : command.name;
   const args = Object.entries(command.args ?? {}).map(([k, v]) => `${k} ${v}`).join(", ");
-  return args ? `${command.name} (${args})` : command.name;
+  return args ? `${name} (${args})` : name;
 }
 
-/** "23:00" local, for a step's UTC moment. */
-function localTime(moment) {
-  return new Date(moment).toLocaleTimeString("nl-NL",
-    { timeZone: "Europe/Amsterdam", hour: "2-digit", minute: "2-digit" });
+function stateText(state) {
+  return has(`commandState.${state}`) ? t(`commandState.${state}`) : state;
 }
 
 function describeSchedule(answer) {
-  if (!answer.schedule) return "Follows no dimming schedule.";
-  const parts = [`Schedule “${answer.schedule.name}”`];
+  if (!answer.schedule) return t("lamp.noSchedule");
+  const parts = [t("lamp.schedule", { name: answer.schedule.name })];
   if (answer.inForce) {
-    parts.push(`${answer.inForce.level} % since ${localTime(answer.inForce.moment)} (${answer.inForce.at})`);
+    parts.push(t("lamp.inForce", {
+      level: answer.inForce.level, time: clock(answer.inForce.moment), at: answer.inForce.at,
+    }));
   }
   if (answer.next) {
-    parts.push(`next ${answer.next.level} % at ${localTime(answer.next.moment)} (${answer.next.at})`);
+    parts.push(t("lamp.next", { level: answer.next.level, time: clock(answer.next.moment), at: answer.next.at }));
   }
   const [name, ...steps] = parts;
-  return steps.length ? `${name}: ${steps.join("; ")} (Amsterdam time)` : name;
+  return steps.length ? t("lamp.scheduleSteps", { name, steps: steps.join("; ") }) : name;
 }
 
 function refusal(error) {
-  if (error instanceof ApiError && error.status === 403) {
-    return "Only an operator or admin key of this tenant may command lamps.";
-  }
-  return `Not sent: ${error.message}`;
+  if (error instanceof ApiError && error.status === 403) return t("lamp.forbidden");
+  return t("lamp.notSent", { detail: error.message });
 }
 
 /** The dim level panel and command history of one device (lampposts only). */
@@ -71,7 +71,7 @@ export class LampControl {
     if (this.panel.hidden) return;
     const level = reading?.metrics?.dim_level;
     document.getElementById("dim-now").textContent =
-      level === undefined ? "no reading yet" : `${level} %`;
+      level === undefined ? t("lamp.noReading") : `${level} %`;
     const id = this.deviceId;
     if (this.ctx.caps.schedules && !this.scheduleShown) {
       const answer = await getJson(`/v1/devices/${id}/schedule`);
@@ -82,22 +82,23 @@ export class LampControl {
     const page = await getJson(`/v1/devices/${id}/commands`, { limit: HISTORY });
     if (id !== this.deviceId) return;
     const rows = page.items.map((c) => el("tr", { dataset: { commandId: c.id, state: c.state } },
-      el("td", {}, utc(c.createdAt)),
+      el("td", {}, dateTime(c.createdAt)),
       el("td", {}, describe(c)),
-      el("td", { className: `state-${c.state}` }, c.state),
+      el("td", { className: `state-${c.state}` }, stateText(c.state)),
       el("td", {}, c.detail ?? ""),
-      el("td", {}, c.issuedRole + (c.issuedBy ? ` ${c.issuedBy}` : ""))));
+      el("td", {}, (has(`role.${c.issuedRole}`) ? t(`role.${c.issuedRole}`) : c.issuedRole) +
+        (c.issuedBy ? ` ${c.issuedBy}` : ""))));
     document.querySelector("#command-history tbody").replaceChildren(...rows);
   }
 
   async send() {
     const level = Number(this.level.value);
     const id = this.deviceId;
-    this.note.textContent = "sending…";
+    this.note.textContent = t("lamp.sending");
     try {
       const command = await sendJson("POST", `/v1/devices/${id}/commands`,
         { name: "set_dim_level", args: { level } });
-      this.note.textContent = `Dim level ${level} % sent (${command.state}); the lamp's answer follows below.`;
+      this.note.textContent = t("lamp.sent", { level, state: stateText(command.state) });
       await this.refresh(null);
     } catch (error) {
       this.note.textContent = refusal(error);
@@ -129,7 +130,8 @@ export class GroupCommand {
     const tenant = this.ctx.tenant();
     if (tenant) selector.tenant = tenant;
     if (scope === "view") {
-      selector.bbox = this.map.bounds().map((v) => v.toFixed(6)).join(",");
+      // The area the operator chose on the map, or else what the map shows.
+      selector.bbox = (this.map.area ?? this.map.bounds()).map((v) => v.toFixed(6)).join(",");
     } else if (!tenant) {
       return null;
     }
@@ -139,16 +141,16 @@ export class GroupCommand {
   async send() {
     const selector = this.selector();
     if (selector === null) {
-      this.note.textContent = "Choose a tenant above, or command the lamps in the map's view.";
+      this.note.textContent = t("group.chooseTenant");
       return;
     }
     const level = Number(document.getElementById("group-level").value);
     clearTimeout(this.timer);
-    this.note.textContent = "sending…";
+    this.note.textContent = t("lamp.sending");
     try {
       const group = await sendJson("POST", "/v1/commands",
         { name: "set_dim_level", args: { level }, selector });
-      this.note.textContent = `Dim level ${level} % to ${group.devices} lamps`;
+      this.note.textContent = t("group.sent", { level, n: group.devices });
       this.show(group);
       this.follow(group.id);
     } catch (error) {
@@ -162,7 +164,7 @@ export class GroupCommand {
     holder.dataset.finished = String(group.finished);
     holder.replaceChildren(...STATES.map((state) => el("span",
       { className: `count state-${state}`, dataset: { state } },
-      `${state} ${group.progress[state] ?? 0}`)));
+      `${stateText(state)} ${group.progress[state] ?? 0}`)));
     const answered = STATES.filter((s) => FINAL.has(s))
       .reduce((n, s) => n + (group.progress[s] ?? 0), 0);
     const bar = document.getElementById("group-bar");
@@ -179,7 +181,7 @@ export class GroupCommand {
         this.show(group);
         if (!group.finished) this.timer = setTimeout(poll, 1000);
       } catch (error) {
-        this.note.textContent = `Progress unknown: ${error.message}; retrying`;
+        this.note.textContent = t("group.progressUnknown", { detail: error.message });
         this.timer = setTimeout(poll, 3000);
       }
     };

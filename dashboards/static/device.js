@@ -5,7 +5,8 @@
 import { getJson } from "./api.js";
 import { drawChart } from "./chart.js";
 import { LampControl } from "./commands.js";
-import { ago, el, number, utc, withUnit } from "./format.js";
+import { ago, dateTime, el, number, withUnit } from "./format.js";
+import { t } from "./i18n.js";
 
 const HOUR = 3600e3;
 export const RANGES = {
@@ -56,8 +57,11 @@ export class DevicePage {
     }
   }
 
-  async open(deviceId) {
+  /** Open a device's page; `range` (hour, day, week) and `metric` (a chart to show) optional. */
+  async open(deviceId, range = null, metric = null) {
     this.deviceId = deviceId;
+    if (range in RANGES) this.range = range;
+    this.focusMetric = metric;
     this.device = null;
     document.getElementById("device-name").textContent = deviceId;
     document.getElementById("device-meta").textContent = "";
@@ -83,10 +87,10 @@ export class DevicePage {
       const d = this.device;
       const [lon, lat] = d.location.coordinates;
       document.getElementById("device-name").textContent = d.name;
-      document.getElementById("device-meta").textContent =
-        `${d.deviceId} · ${this.ctx.kindLabel(d.kind)} · tenant ${d.tenant} · ` +
-        `${lat.toFixed(5)}, ${lon.toFixed(5)} · reports every ${number(d.intervalSeconds)} s` +
-        (d.owner ? ` · ${d.owner}` : "");
+      document.getElementById("device-meta").textContent = t("device.meta", {
+        id: d.deviceId, kind: this.ctx.kindLabel(d.kind), tenant: d.tenant,
+        position: `${lat.toFixed(5)}, ${lon.toFixed(5)}`, interval: number(d.intervalSeconds),
+      }) + (d.owner ? ` · ${d.owner}` : "");
       this.lamp.open(d);
     }
     for (const b of document.querySelectorAll("[data-range]")) {
@@ -96,6 +100,10 @@ export class DevicePage {
     if (id !== this.deviceId) return;
     this.renderValues(newest.items[0]);
     await this.lamp.refresh(newest.items[0]);
+    if (charts) {
+      await Promise.all([this.ctx.alerts.renderDevice(id), this.ctx.completeness.renderDevice(id)]);
+      if (id !== this.deviceId) return; // another device was opened meanwhile
+    }
     if (charts || this.range === "hour") await this.renderCharts();
   }
 
@@ -104,12 +112,12 @@ export class DevicePage {
       const value = reading?.metrics[m.name];
       const guideline = WHO_2021[m.name];
       return el("div", { className: "value", dataset: { metric: m.name } },
-        el("div", { className: "label" }, m.label),
+        el("div", { className: "label" }, this.ctx.metricLabel(m)),
         el("div", { className: "reading" }, withUnit(value, m.unit)),
-        guideline ? el("div", { className: "hint" }, `WHO 2021 24-h guideline ${withUnit(guideline, m.unit)}`) : null);
+        guideline ? el("div", { className: "hint" }, t("device.guideline", { value: withUnit(guideline, m.unit) })) : null);
     });
-    const when = reading ? `${utc(reading.ts)} UTC (${ago(reading.ts)})` : "no reading in the last day";
-    cards.push(el("div", { className: "value" }, el("div", { className: "label" }, "Last reading"),
+    const when = reading ? `${dateTime(reading.ts)} (${ago(reading.ts)})` : t("device.noReading");
+    cards.push(el("div", { className: "value" }, el("div", { className: "label" }, t("column.lastReading")),
       el("div", {}, when)));
     document.getElementById("device-values").replaceChildren(...cards);
   }
@@ -137,7 +145,7 @@ export class DevicePage {
           if (item.min != null && item.max != null) band.push([t, item.min, item.max]);
         }
         out[m.name] = {
-          points, band, source: `${answer.source} (${answer.interval})`,
+          points, band, source: t("device.sourceApi", { source: answer.source, interval: answer.interval }),
           perWindow: m.aggregation === "counter",
         };
       }));
@@ -159,14 +167,14 @@ export class DevicePage {
     }
     for (const m of metrics) {
       if (!range.bucket) {
-        out[m.name] = { points: raw[m.name], band: [], source: "raw readings" };
+        out[m.name] = { points: raw[m.name], band: [], source: t("device.sourceRaw") };
         continue;
       }
       const buckets = bucketed(raw[m.name], range.bucket);
       out[m.name] = {
         points: buckets.map(([t, mean]) => [t, mean]),
         band: buckets.map(([t, , lo, hi]) => [t, lo, hi]),
-        source: `${range.interval} windows computed here from raw readings`,
+        source: t("device.sourceHere", { interval: range.interval }),
         raw: raw[m.name],
       };
     }
@@ -190,42 +198,53 @@ export class DevicePage {
       let figure = existing.get(m.name);
       if (!figure) {
         figure = el("figure", { dataset: { metric: m.name } },
-          el("figcaption", {}, `${m.label}`), el("canvas", { className: "chart" }));
+          el("figcaption", {}, this.ctx.metricLabel(m)), el("div", { className: "chart" }));
       }
       figures.push(figure);
       const guideline = WHO_2021[m.name];
       const references = guideline
-        ? [{ value: guideline, label: `WHO 2021 24-h guideline ${guideline}` }] : [];
+        ? [{ value: guideline, label: t("device.guideline", { value: number(guideline) }) }] : [];
       const state = m.aggregation === "state";
-      figure.querySelector("canvas").dataset.source = series.source;
+      figure.querySelector(".chart").dataset.source = series.source;
       figure.dataset.summary = "";
       const values = (series.raw ?? series.points).map(([, v]) => v);
       if (series.perWindow && values.length) {
-        summary.push(`${m.label} +${withUnit(values.reduce((a, b) => a + b, 0), m.unit)}`);
+        summary.push(`${this.ctx.metricLabel(m)} +${withUnit(values.reduce((a, b) => a + b, 0), m.unit)}`);
       } else if (m.aggregation === "counter" && values.length > 1) {
-        summary.push(`${m.label} +${withUnit(values.at(-1) - values[0], m.unit)}`);
+        summary.push(`${this.ctx.metricLabel(m)} +${withUnit(values.at(-1) - values[0], m.unit)}`);
       }
       if (m.name === "lamp_failure") {
         const failing = values.filter((v) => v > 0).length;
-        const what = series.raw || this.range === "hour" ? "readings" : "windows";
-        summary.push(`${failing} ${what} with a lamp failure`);
+        const what = series.raw || this.range === "hour" ? "device.failingReadings" : "device.failingWindows";
+        summary.push(t(what, { n: number(failing) }));
       }
       this.pendingDraw = this.pendingDraw ?? [];
-      this.pendingDraw.push(() => drawChart(figure.querySelector("canvas"), {
-        start, end, unit: m.unit, references,
-        series: [{ label: m.label, color: COLOURS[i % COLOURS.length], points: series.points,
+      this.pendingDraw.push(() => drawChart(figure.querySelector(".chart"), {
+        start, end, unit: m.unit, references, caption: this.ctx.metricLabel(m),
+        series: [{ label: this.ctx.metricLabel(m), color: COLOURS[i % COLOURS.length], points: series.points,
           band: series.band, step: state, bars: series.perWindow,
           window: RANGES[this.range].bucket }],
       }));
     });
-    holder.replaceChildren(...figures);
+    // Put back only when they differ: taking a figure out of the page takes its focus away.
+    const same = figures.length === holder.children.length && figures.every((f, i) => holder.children[i] === f);
+    if (!same) holder.replaceChildren(...figures);
+    const wanted = figures.find((f) => f.dataset.metric === this.focusMetric);
+    if (wanted) {
+      // Arrived from an alert: bring the chart of its metric into view and give it the focus.
+      this.focusMetric = null;
+      wanted.tabIndex = -1;
+      wanted.classList.add("highlight");
+      wanted.scrollIntoView({ block: "center" });
+      wanted.focus();
+    }
     // Draw after the figures are in the document, so the canvases know their size.
     for (const draw of this.pendingDraw ?? []) draw();
     this.pendingDraw = [];
-    document.getElementById("device-summary").textContent =
-      summary.length ? `Over the last ${this.range}: ${summary.join(" · ")}` : "";
-    document.getElementById("device-source").textContent = `charts from ${[...sources].join(", ")}` +
-      (RANGES[this.range].bucket && !this.ctx.caps.aggregates
-        ? " (this API has no aggregates resource yet)" : "");
+    document.getElementById("device-summary").textContent = summary.length
+      ? t(`device.summary.${this.range}`, { parts: summary.join(" · ") }) : "";
+    document.getElementById("device-source").textContent =
+      t("device.chartsFrom", { sources: [...sources].join(", ") }) +
+      (RANGES[this.range].bucket && !this.ctx.caps.aggregates ? ` ${t("device.noAggregates")}` : "");
   }
 }

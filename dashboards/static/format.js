@@ -1,4 +1,7 @@
-// Numbers, units and times as operators read them.
+// Numbers, units and times as operators read them, in the page's language (Intl) and in
+// Amsterdam time.
+
+import { TIME_ZONE, locale, t } from "./i18n.js";
 
 // UCUM codes of the catalogue, written the way people expect to see them.
 const UNIT_TEXT = {
@@ -14,13 +17,26 @@ export function unitText(unit) {
   return unit in UNIT_TEXT ? UNIT_TEXT[unit] : unit ?? "";
 }
 
-const NUMBER = new Intl.NumberFormat("en-GB", { maximumFractionDigits: 2 });
-// Small quantities (a lamp's energy over a minute) keep two significant digits, not "0".
-const SMALL = new Intl.NumberFormat("en-GB", { maximumSignificantDigits: 2 });
+const formats = new Map();
+
+function formatter(kind, options) {
+  const key = `${locale()} ${kind}`;
+  let found = formats.get(key);
+  if (!found) {
+    found = kind.startsWith("date")
+      ? new Intl.DateTimeFormat(locale(), { timeZone: TIME_ZONE, ...options })
+      : new Intl.NumberFormat(locale(), options);
+    formats.set(key, found);
+  }
+  return found;
+}
 
 export function number(value) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
-  return value !== 0 && Math.abs(value) < 0.1 ? SMALL.format(value) : NUMBER.format(value);
+  // Small quantities (a lamp's energy over a minute) keep two significant digits, not "0".
+  return value !== 0 && Math.abs(value) < 0.1
+    ? formatter("small", { maximumSignificantDigits: 2 }).format(value)
+    : formatter("number", { maximumFractionDigits: 2 }).format(value);
 }
 
 export function withUnit(value, unit) {
@@ -28,21 +44,31 @@ export function withUnit(value, unit) {
   return text ? `${number(value)} ${text}` : number(value);
 }
 
-/** "2026-11-28 12:00:05" in UTC, from an RFC 3339 string or epoch milliseconds. */
-export function utc(moment) {
+/** Date and time in Amsterdam ("28-11-2026 13:00:05"), from RFC 3339 or epoch milliseconds. */
+export function dateTime(moment) {
   if (moment === null || moment === undefined || moment === "") return "–";
-  const date = typeof moment === "number" ? new Date(moment) : new Date(moment);
-  return date.toISOString().slice(0, 19).replace("T", " ");
+  return formatter("datetime", { dateStyle: "short", timeStyle: "medium" }).format(new Date(moment));
 }
 
-/** "12 s ago", "3 min ago": how long ago an RFC 3339 time was. */
+/** Hours and minutes in Amsterdam ("23:00"). */
+export function clock(moment) {
+  return formatter("date-clock", { hour: "2-digit", minute: "2-digit" }).format(new Date(moment));
+}
+
+/** Day and month in Amsterdam ("28-11"), for the axis of a week. */
+export function dayMonth(moment) {
+  return formatter("date-day", { day: "2-digit", month: "2-digit" }).format(new Date(moment));
+}
+
+/** "12 seconden geleden", "3 min ago": how long ago an RFC 3339 time was. */
 export function ago(ts, now = Date.now()) {
-  if (!ts) return "never";
+  if (!ts) return t("time.never");
   const s = Math.max(0, Math.round((now - Date.parse(ts)) / 1000));
-  if (s < 90) return `${s} s ago`;
-  if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
+  const phrase = new Intl.RelativeTimeFormat(locale(), { numeric: "always", style: "short" });
+  if (s < 90) return phrase.format(-s, "second");
+  if (s < 5400) return phrase.format(-Math.round(s / 60), "minute");
+  if (s < 172800) return phrase.format(-Math.round(s / 3600), "hour");
+  return phrase.format(-Math.round(s / 86400), "day");
 }
 
 /** Create an element with properties and children in one call. */

@@ -1,234 +1,250 @@
-// The device map: every device as a dot on a canvas, in Web Mercator so that an optional tile
-// server ({z}/{x}/{y} URL) lines up with it. Without tiles it needs nothing but the positions,
-// which is what a city's operations room without internet access has.
+// The device map: Leaflet with marker clusters (both vendored by scripts/vendor-js.sh), over a
+// tile server's base map (by default PDOK's BRT-Achtergrondkaart, set by the API's settings) or,
+// without one, a plain background that needs no network, which is what an operations room
+// without internet access and the tests have. Every device marker carries its status as a shape
+// and in its name, not in colour alone, and is in the tab order; clusters say how many devices
+// they hold and the worst status among them.
 
-const TILE = 256;
-const BACKGROUND = "#eef1f4";
+/* global L */
 
-function mercator(lon, lat) {
-  const phi = (Math.max(-85, Math.min(85, lat)) * Math.PI) / 180;
-  return [(lon + 180) / 360, (1 - Math.log(Math.tan(phi) + 1 / Math.cos(phi)) / Math.PI) / 2];
+import { t } from "./i18n.js";
+
+export const STATUS_SHAPES = { online: "●", offline: "■", silent: "▲" };
+// Worst first: a cluster shows the worst status it holds.
+const SEVERITY = ["offline", "silent", "online"];
+
+function iconElement(className, shape, colour, text) {
+  const node = document.createElement("span");
+  node.className = className;
+  const mark = document.createElement("span");
+  mark.className = "shape";
+  mark.textContent = shape;
+  mark.style.color = colour;
+  node.append(mark);
+  if (text) {
+    const count = document.createElement("span");
+    count.className = "count";
+    count.textContent = text;
+    node.append(count);
+  }
+  return node;
 }
 
-function unmercator(mx, my) {
-  const lat = (Math.atan(Math.sinh(Math.PI * (1 - 2 * my))) * 180) / Math.PI;
-  return [mx * 360 - 180, lat];
-}
+// A device's icon builds its element only when Leaflet shows the marker: with 10,000 devices
+// most sit inside clusters, and building elements for them all cost seconds.
+const DeviceIcon = L.DivIcon.extend({
+  createIcon(old) {
+    const div = L.DivIcon.prototype.createIcon.call(this, old);
+    div.replaceChildren(iconElement("marker", STATUS_SHAPES[this.options.status] ?? "?", this.options.colour, ""));
+    return div;
+  },
+});
 
 export class DeviceMap {
-  /** `onPick(deviceId)` is called when a dot is clicked. */
-  constructor(canvas, onPick) {
-    this.canvas = canvas;
+  /** `onPick(deviceId)` is called when a device's marker is chosen (click, Enter or Space). */
+  constructor(element, onPick, describe) {
+    this.element = element;
     this.onPick = onPick;
+    this.describe = describe; // device -> its accessible name
     this.devices = [];
-    this.colours = [];
-    this.view = null; // {z, cx, cy}: zoom and centre in normalised Mercator units
+    this.markers = new Map(); // deviceId -> marker
     this.tileUrl = "";
-    this.tiles = new Map();
-    this.drawn = 0;
-    this.frame = 0;
-    this._listen();
-    new ResizeObserver(() => this.redraw()).observe(canvas);
+    this.tiles = null;
+    this.area = null;
+    this.areaLayer = null;
+    this.fitted = false;
+    this.map = L.map(element, {
+      zoomSnap: 0.5, minZoom: 2, maxZoom: 19, worldCopyJump: true, attributionControl: true,
+    });
+    this.map.attributionControl.setPrefix(false);
+    this.map.setView([52.2, 5.3], 7); // the Netherlands, until the devices are known
+    this.cluster = L.markerClusterGroup({
+      chunkedLoading: true,
+      // Markers are added in chunks between frames: count what is shown once the last is in.
+      // (markercluster reports the last chunk before it puts the clusters on the map: hence later)
+      chunkProgress: (processed, total) => processed === total && setTimeout(() => this._countDrawn(), 0),
+      showCoverageOnHover: false,
+      maxClusterRadius: 60,
+      iconCreateFunction: (cluster) => this._clusterIcon(cluster),
+    });
+    this.map.addLayer(this.cluster);
+    this.map.on("moveend zoomend", () => this._countDrawn());
+    this.cluster.on("animationend", () => this._countDrawn());
+    new ResizeObserver(() => this.map.invalidateSize()).observe(element);
   }
 
   /** Devices from /v1/latest and one CSS colour each (same order). */
-  setDevices(devices, colours) {
-    this.devices = devices.map((d) => {
+  setDevices(devices, colours, colourScheme = "status") {
+    this.devices = devices;
+    const wanted = new Set();
+    let statusChanged = false;
+    const added = [];
+    devices.forEach((d, i) => {
       const [lon, lat] = d.location?.coordinates ?? [NaN, NaN];
-      const [mx, my] = mercator(lon, lat);
-      return { id: d.deviceId, name: d.name, mx, my };
+      if (!Number.isFinite(lat) || !Number.isFinite(lon)) return;
+      wanted.add(d.deviceId);
+      const colour = colours[i] ?? "#555";
+      const look = `${d.status} ${colour}`;
+      let marker = this.markers.get(d.deviceId);
+      if (!marker) {
+        marker = L.marker([lat, lon], { keyboard: true, riseOnHover: true });
+        marker.deviceId = d.deviceId;
+        marker.on("click keypress", (event) => {
+          const key = event.originalEvent?.key;
+          if (event.type === "keypress" && key !== "Enter" && key !== " ") return;
+          this.onPick(d.deviceId);
+        });
+        this.markers.set(d.deviceId, marker);
+        added.push(marker);
+      } else if (!marker.getLatLng().equals([lat, lon])) {
+        // Only when it moved: the cluster group takes a moved marker out and puts it back.
+        marker.setLatLng([lat, lon]);
+      }
+      marker.status = d.status;
+      marker.colour = colour;
+      const name = this.describe(d);
+      if (marker.look !== look || marker.name !== name) {
+        if (marker.status !== marker.shownStatus) statusChanged = true;
+        marker.look = look;
+        marker.name = name;
+        marker.shownStatus = d.status;
+        const className = `device-marker status-${d.status}`;
+        marker.options.icon = new DeviceIcon({ className, status: d.status, colour, iconSize: [18, 18] });
+        marker.options.title = name;
+        // A marker on the map is changed in place: replacing its element would take the
+        // keyboard focus (and a pointer about to click) away from it on every refresh.
+        const shown = marker.getElement();
+        if (shown) {
+          shown.className = shown.className.replace(/status-\w+/, `status-${d.status}`);
+          shown.title = name;
+          const mark = shown.querySelector(".shape");
+          mark.textContent = STATUS_SHAPES[d.status] ?? "?";
+          mark.style.color = colour;
+        }
+      }
     });
-    this.colours = colours;
-    if (this.view === null && this.devices.length) this.fit();
-    this.redraw();
+    const gone = [];
+    for (const [id, marker] of this.markers) {
+      if (!wanted.has(id)) {
+        gone.push(marker);
+        this.markers.delete(id);
+      }
+    }
+    if (gone.length) this.cluster.removeLayers(gone);
+    if (added.length) this.cluster.addLayers(added);
+    // A status changed: the clusters' worst status may have too. (Colours alone do not redraw
+    // the clusters, which would take the focus from a cluster on every refresh.)
+    if (statusChanged || this.colourScheme !== colourScheme) this.cluster.refreshClusters();
+    this.colourScheme = colourScheme;
+    if (!this.fitted && this.markers.size) {
+      this.fitted = true;
+      this.fit();
+    }
+    this._countDrawn();
   }
 
-  setTileUrl(url) {
+  /** The base map: an XYZ tile URL, or "" for the plain map. */
+  setTileUrl(url, attribution = "") {
     this.tileUrl = url;
-    this.tiles.clear();
-    this.redraw();
+    if (this.tiles) this.map.removeLayer(this.tiles);
+    this.tiles = null;
+    this.element.classList.toggle("plain", !url);
+    if (url) {
+      this.tiles = L.tileLayer(url, { maxZoom: 19, attribution, crossOrigin: false });
+      this.tiles.addTo(this.map);
+    }
   }
 
   /** Zoom and centre so every device is in view. */
   fit() {
-    const w = this.canvas.clientWidth || 800;
-    const h = this.canvas.clientHeight || 500;
-    let [x0, y0, x1, y1] = [1, 1, 0, 0];
-    for (const d of this.devices) {
-      if (!Number.isFinite(d.mx) || !Number.isFinite(d.my)) continue;
-      x0 = Math.min(x0, d.mx);
-      x1 = Math.max(x1, d.mx);
-      y0 = Math.min(y0, d.my);
-      y1 = Math.max(y1, d.my);
-    }
-    if (x0 > x1) return;
-    const span = Math.max(x1 - x0, ((y1 - y0) * w) / h, 1e-6);
-    // 10% margin so the outer dots are not cut by the edge.
-    const z = Math.log2((w * 0.9) / (span * TILE));
-    this.view = { z: Math.min(18, z), cx: (x0 + x1) / 2, cy: (y0 + y1) / 2 };
-  }
-
-  /** CSS-pixel position of a normalised Mercator point. */
-  project(mx, my) {
-    const scale = TILE * 2 ** this.view.z;
-    return [
-      (mx - this.view.cx) * scale + this.canvas.clientWidth / 2,
-      (my - this.view.cy) * scale + this.canvas.clientHeight / 2,
-    ];
-  }
-
-  /** What the map shows: [minLon, minLat, maxLon, maxLat] in degrees (all, before any view). */
-  bounds() {
-    if (this.view === null) return [-180, -85, 180, 85];
-    const scale = TILE * 2 ** this.view.z;
-    const halfW = this.canvas.clientWidth / 2 / scale;
-    const halfH = this.canvas.clientHeight / 2 / scale;
-    const [west, north] = unmercator(this.view.cx - halfW, this.view.cy - halfH);
-    const [east, south] = unmercator(this.view.cx + halfW, this.view.cy + halfH);
-    const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v));
-    return [clamp(west, 180), clamp(south, 90), clamp(east, 180), clamp(north, 90)];
-  }
-
-  /** Where each device's dot is (CSS pixels): for tests and debugging. */
-  screenPoints() {
-    return this.devices.map((d) => [...this.project(d.mx, d.my), d.id]);
+    const points = [...this.markers.values()].map((m) => m.getLatLng());
+    if (points.length) this.map.fitBounds(L.latLngBounds(points), { padding: [20, 20], maxZoom: 17, animate: false });
   }
 
   redraw() {
-    // Coalesce bursts (poll + resize + tile loads) into one paint per frame.
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this._paint();
-    });
+    this.map.invalidateSize();
   }
 
-  _paint() {
-    const { canvas } = this;
-    const ratio = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth;
-    const h = canvas.clientHeight;
-    if (!w || !h) return;
-    canvas.width = Math.round(w * ratio);
-    canvas.height = Math.round(h * ratio);
-    const g = canvas.getContext("2d");
-    g.setTransform(ratio, 0, 0, ratio, 0, 0);
-    g.fillStyle = BACKGROUND;
-    g.fillRect(0, 0, w, h);
-    if (this.view === null) return;
-    if (this.tileUrl) this._paintTiles(g, w, h);
-    // One path per colour: 10,000 dots cost a handful of fills instead of 10,000.
-    const byColour = new Map();
+  /** What the map shows: [minLon, minLat, maxLon, maxLat] in degrees. */
+  bounds() {
+    const b = this.map.getBounds();
+    const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v));
+    return [clamp(b.getWest(), 180), clamp(b.getSouth(), 90), clamp(b.getEast(), 180), clamp(b.getNorth(), 90)];
+  }
+
+  /** Choose an area ([w, s, e, n] degrees, or null for none) and draw it. */
+  setArea(area) {
+    this.area = area;
+    if (this.areaLayer) this.map.removeLayer(this.areaLayer);
+    this.areaLayer = null;
+    if (area) {
+      const [w, s, e, n] = area;
+      this.areaLayer = L.rectangle([[s, w], [n, e]], { color: "#154273", weight: 2, fill: false, interactive: false });
+      this.areaLayer.addTo(this.map);
+    }
+  }
+
+  /** Start drawing an area with the pointer; `done(area)` gets [w, s, e, n]. */
+  drawArea(done) {
+    const map = this.map;
+    map.dragging.disable();
+    this.element.classList.add("drawing");
+    let start = null;
+    let box = null;
+    const down = (event) => {
+      start = event.latlng;
+      box = L.rectangle([start, start], { color: "#154273", weight: 2, dashArray: "6 4", interactive: false }).addTo(map);
+    };
+    const move = (event) => {
+      if (start) box.setBounds(L.latLngBounds(start, event.latlng));
+    };
+    const up = (event) => {
+      if (!start) return;
+      const b = L.latLngBounds(start, event.latlng);
+      map.removeLayer(box);
+      map.off("mousedown", down).off("mousemove", move).off("mouseup", up);
+      map.dragging.enable();
+      this.element.classList.remove("drawing");
+      done([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]);
+    };
+    map.on("mousedown", down).on("mousemove", move).on("mouseup", up);
+  }
+
+  /** Whether a device lies in [w, s, e, n]. */
+  static inside(device, area) {
+    const [lon, lat] = device.location?.coordinates ?? [NaN, NaN];
+    return lon >= area[0] && lat >= area[1] && lon <= area[2] && lat <= area[3];
+  }
+
+  /** Zoom until a device's own marker shows, then call `then(element)`; for tests and links. */
+  reveal(deviceId, then) {
+    const marker = this.markers.get(deviceId);
+    if (marker) this.cluster.zoomToShowLayer(marker, () => then?.(marker.getElement()));
+  }
+
+  _clusterIcon(cluster) {
+    const children = cluster.getAllChildMarkers();
+    const worst = SEVERITY.find((s) => children.some((m) => m.status === s)) ?? "online";
+    const colour = children.find((m) => m.status === worst)?.colour ?? "#555";
+    const n = children.length;
+    const icon = L.divIcon({
+      className: `device-cluster status-${worst}`,
+      html: iconElement("cluster", STATUS_SHAPES[worst], colour, String(n)),
+      iconSize: [40, 40],
+    });
+    // Its accessible name: how many devices and the worst status (Leaflet reads `title`).
+    cluster.options.title = t("map.cluster", { n, status: t(`status.${worst}`) });
+    return icon;
+  }
+
+  _countDrawn() {
+    // Devices shown, alone or in a cluster, in the current view: what a test can count.
+    const view = this.map.getBounds();
     let drawn = 0;
-    const radius = this.devices.length > 2000 ? 2.5 : 4;
-    this.devices.forEach((d, i) => {
-      const [x, y] = this.project(d.mx, d.my);
-      if (!(x >= -radius && y >= -radius && x <= w + radius && y <= h + radius)) return;
-      drawn += 1;
-      const colour = this.colours[i] ?? "#777";
-      let path = byColour.get(colour);
-      if (!path) byColour.set(colour, (path = new Path2D()));
-      path.moveTo(x + radius, y);
-      path.arc(x, y, radius, 0, 2 * Math.PI);
-    });
-    g.lineWidth = 0.75;
-    g.strokeStyle = "#fff";
-    for (const [colour, path] of byColour) {
-      g.fillStyle = colour;
-      g.fill(path);
-      if (radius > 3) g.stroke(path);
+    for (const marker of this.markers.values()) {
+      const parent = this.cluster.getVisibleParent(marker);
+      if (parent && view.contains(parent.getLatLng())) drawn += 1;
     }
-    this.drawn = drawn;
-    canvas.dataset.drawn = String(drawn);
-  }
-
-  _paintTiles(g, w, h) {
-    const z = Math.max(0, Math.min(19, Math.round(this.view.z)));
-    const n = 2 ** z;
-    const scale = TILE * 2 ** this.view.z;
-    const size = scale / n;
-    const [left, top] = [this.view.cx - w / 2 / scale, this.view.cy - h / 2 / scale];
-    for (let tx = Math.floor(left * n); tx <= Math.floor((left + w / scale) * n); tx += 1) {
-      for (let ty = Math.floor(top * n); ty <= Math.floor((top + h / scale) * n); ty += 1) {
-        if (ty < 0 || ty >= n) continue;
-        const wrapped = ((tx % n) + n) % n;
-        const url = this.tileUrl
-          .replace("{z}", z)
-          .replace("{x}", wrapped)
-          .replace("{y}", ty);
-        let image = this.tiles.get(url);
-        if (!image) {
-          image = new Image();
-          image.onload = () => this.redraw();
-          image.src = url;
-          this.tiles.set(url, image);
-        }
-        if (image.complete && image.naturalWidth) {
-          const [x, y] = this.project(tx / n, ty / n);
-          g.drawImage(image, x, y, size + 0.5, size + 0.5);
-        }
-      }
-    }
-  }
-
-  _nearest(event) {
-    const rect = this.canvas.getBoundingClientRect();
-    const [px, py] = [event.clientX - rect.left, event.clientY - rect.top];
-    let best = null;
-    let bestDistance = 64; // within 8 px
-    for (const d of this.devices) {
-      const [x, y] = this.project(d.mx, d.my);
-      const distance = (x - px) ** 2 + (y - py) ** 2;
-      if (distance < bestDistance) [best, bestDistance] = [d, distance];
-    }
-    return best;
-  }
-
-  _listen() {
-    const { canvas } = this;
-    let drag = null;
-    canvas.addEventListener("wheel", (event) => {
-      if (this.view === null) return;
-      event.preventDefault();
-      const rect = canvas.getBoundingClientRect();
-      const scale = TILE * 2 ** this.view.z;
-      // Keep the point under the pointer where it is while zooming.
-      const mx = this.view.cx + (event.clientX - rect.left - rect.width / 2) / scale;
-      const my = this.view.cy + (event.clientY - rect.top - rect.height / 2) / scale;
-      const z = Math.max(2, Math.min(20, this.view.z - Math.sign(event.deltaY) * 0.5));
-      const ratio = 2 ** (this.view.z - z);
-      this.view = { z, cx: mx - (mx - this.view.cx) * ratio, cy: my - (my - this.view.cy) * ratio };
-      this.redraw();
-    });
-    canvas.addEventListener("pointerdown", (event) => {
-      drag = { x: event.clientX, y: event.clientY, moved: false };
-    });
-    canvas.addEventListener("pointermove", (event) => {
-      if (drag && this.view) {
-        const scale = TILE * 2 ** this.view.z;
-        const [dx, dy] = [event.clientX - drag.x, event.clientY - drag.y];
-        if (Math.abs(dx) + Math.abs(dy) > 2) drag.moved = true;
-        if (drag.moved) {
-          this.view = { ...this.view, cx: this.view.cx - dx / scale, cy: this.view.cy - dy / scale };
-          drag.x = event.clientX;
-          drag.y = event.clientY;
-          this.redraw();
-        }
-        return;
-      }
-      const hit = this._nearest(event);
-      canvas.title = hit ? `${hit.name} (${hit.id})` : "";
-      canvas.style.cursor = hit ? "pointer" : "grab";
-    });
-    canvas.addEventListener("pointerup", (event) => {
-      const wasDrag = drag?.moved;
-      drag = null;
-      if (wasDrag) return;
-      const hit = this._nearest(event);
-      if (hit) this.onPick(hit.id);
-    });
-    canvas.addEventListener("pointerleave", () => {
-      drag = null;
-    });
+    this.element.dataset.drawn = String(drawn);
   }
 }

@@ -3,10 +3,24 @@
 
 import { getJson } from "./api.js";
 import { drawChart } from "./chart.js";
-import { ago, el, number, utc, withUnit } from "./format.js";
+import { ago, dateTime, el, number, withUnit } from "./format.js";
+import { has, t } from "./i18n.js";
+import { DeviceMap, STATUS_SHAPES } from "./map.js";
 
 const MAX_ROWS = 200;
 const STATUSES = ["online", "offline", "silent"];
+
+/** A device status as text with its shape (the shape is decoration for screen readers). */
+export function statusBadge(status) {
+  return el("span", { className: `status status-${status}` },
+    el("span", { className: "shape", ariaHidden: "true" }, STATUS_SHAPES[status] ?? "?"),
+    ` ${has(`status.${status}`) ? t(`status.${status}`) : status}`);
+}
+
+/** A rejection reason code in words, with the code for those who search logs. */
+export function reasonText(reason) {
+  return has(`reason.${reason}`) ? `${t(`reason.${reason}`)} (${reason})` : reason;
+}
 
 export class Overview {
   constructor(ctx) {
@@ -80,10 +94,12 @@ export class Overview {
     const kind = document.getElementById("kind-filter").value;
     const status = document.getElementById("status-filter").value;
     const search = document.getElementById("search").value.trim().toLowerCase();
+    const area = this.ctx.area?.();
     const matching = this.latest.filter((d) =>
       (!kind || d.kind === kind) &&
       (!status || d.status === status) &&
-      (!search || d.deviceId.includes(search) || d.name.toLowerCase().includes(search)));
+      (!search || d.deviceId.includes(search) || d.name.toLowerCase().includes(search)) &&
+      (!area || DeviceMap.inside(d, area)));
     matching.sort((a, b) => (b.ts ?? "").localeCompare(a.ts ?? ""));
     const shown = matching.slice(0, MAX_ROWS);
     const rows = document.createDocumentFragment();
@@ -93,37 +109,37 @@ export class Overview {
         el("td", {}, el("a", { href: `#/device/${d.deviceId}` }, d.name)),
         el("td", {}, d.tenant),
         el("td", {}, this.ctx.kindLabel(d.kind)),
-        el("td", { className: `status-${d.status}` }, d.status),
-        el("td", { title: ago(d.ts, now) }, utc(d.ts)),
+        el("td", { className: `status-${d.status}` }, statusBadge(d.status)),
+        el("td", { title: ago(d.ts, now) }, dateTime(d.ts)),
         el("td", { className: "values" }, this.describe(d)));
       rows.append(row);
     }
     document.querySelector("#latest tbody").replaceChildren(rows);
     document.getElementById("latest-note").textContent = matching.length > MAX_ROWS
-      ? `showing the ${MAX_ROWS} most recent of ${number(matching.length)}; filter to narrow`
-      : `${number(matching.length)} devices`;
+      ? t("overview.latestCapped", { shown: number(MAX_ROWS), n: number(matching.length) })
+      : t("overview.latestCount", { n: number(matching.length) });
+    if (area) document.getElementById("latest-note").textContent += ` ${t("overview.inArea")}`;
   }
 
   describe(d) {
     return Object.entries(d.metrics).map(([name, value]) => {
       const metric = this.ctx.metric(d.kind, name);
-      return `${metric?.label ?? name} ${withUnit(value, metric?.unit)}`;
+      return `${metric ? this.ctx.metricLabel(metric) : name} ${withUnit(value, metric?.unit)}`;
     }).join(" · ");
   }
 
   async renderActivity() {
     const note = document.getElementById("activity-note");
-    const canvas = document.getElementById("activity-chart");
+    const chart = document.getElementById("activity-chart");
     const reasonsBody = document.querySelector("#reasons tbody");
     if (!this.ctx.caps.activity) {
       document.getElementById("n-readings").textContent =
         this.estimate === null ? "–" : `≥ ${number(Math.round(this.estimate))}`;
       document.getElementById("n-rejections").textContent = "–";
-      note.textContent = "This API has no /v1/fleet/activity yet: readings per minute are " +
-        "estimated from the devices whose latest value changed, and rejections are not counted.";
-      if (this.ctx.caps.rejections) note.textContent += " See the Rejections view for the list.";
-      drawChart(canvas, { start: Date.now() - 3600e3, end: Date.now(), series: [] });
-      reasonsBody.replaceChildren(el("tr", {}, el("td", { colSpan: 2 }, "not available")));
+      note.textContent = t("overview.noActivity");
+      if (this.ctx.caps.rejections) note.textContent += ` ${t("overview.seeRejections")}`;
+      drawChart(chart, { start: Date.now() - 3600e3, end: Date.now(), series: [] });
+      reasonsBody.replaceChildren(el("tr", {}, el("td", { colSpan: 2 }, t("overview.notAvailable"))));
       return;
     }
     const answer = await getJson("/v1/fleet/activity", { minutes: 60, tenant: this.ctx.tenant() });
@@ -148,24 +164,22 @@ export class Overview {
     document.getElementById("n-readings").textContent =
       counted && full >= 0 ? number(readings[full][1]) : "–";
     document.getElementById("n-rejections").textContent = full >= 0 ? number(rejected[full][1]) : "–";
-    note.textContent = counted
-      ? "Metric values stored and rejected per minute, all workers together."
-      : "Metric values rejected per minute for your tenants (stored values are counted " +
-        "platform-wide, which this key may not see).";
-    canvas.dataset.readings = String(readings.reduce((sum, [, n]) => sum + n, 0));
+    note.textContent = t(counted ? "overview.activityNote" : "overview.activityNoteTenant");
+    chart.dataset.readings = String(readings.reduce((sum, [, n]) => sum + n, 0));
     const end = Date.now();
-    drawChart(canvas, {
+    drawChart(chart, {
       start: end - 3600e3,
       end,
+      caption: t("overview.activityCaption"),
       series: [
-        { label: "values stored", color: "#1565c0", points: readings, bars: true, window: 60e3 },
-        { label: "values rejected", color: "#6a1b9a", points: rejected },
+        { label: t("overview.stored"), color: "#1565c0", points: readings, bars: true, window: 60e3 },
+        { label: t("overview.rejected"), color: "#6a1b9a", points: rejected },
       ],
     });
     const rows = [...reasons].sort((a, b) => b[1] - a[1]).map(([reason, n]) =>
-      el("tr", {}, el("td", {}, el("a", { href: `#/rejections?reason=${reason}` }, reason)),
+      el("tr", {}, el("td", {}, el("a", { href: `#/rejections?reason=${reason}` }, reasonText(reason))),
         el("td", { className: "num" }, number(n))));
     reasonsBody.replaceChildren(...(rows.length ? rows
-      : [el("tr", {}, el("td", { colSpan: 2 }, "none in the last hour"))]));
+      : [el("tr", {}, el("td", { colSpan: 2 }, t("overview.noneLastHour")))]));
   }
 }

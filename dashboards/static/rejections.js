@@ -1,8 +1,10 @@
 // Rejected readings: what the ingest set aside, why, and the raw excerpt, filterable.
 
 import { getJson } from "./api.js";
-import { el, number, utc } from "./format.js";
+import { dateTime, el, number } from "./format.js";
 import { RANGES } from "./device.js";
+import { t } from "./i18n.js";
+import { reasonText } from "./overview.js";
 
 // The reason codes of ingest/reasons.py; others the API returns are added as they appear.
 const REASONS = [
@@ -18,7 +20,7 @@ export class Rejections {
     this.ctx = ctx;
     this.form = document.getElementById("rejection-filters");
     this.reasonSelect = this.form.elements.reason;
-    for (const reason of REASONS) this.reasonSelect.add(new Option(reason, reason));
+    for (const reason of REASONS) this.reasonSelect.add(new Option(reasonText(reason), reason));
     this.items = [];
     this.next = null;
     this.form.addEventListener("submit", (event) => {
@@ -41,8 +43,7 @@ export class Rejections {
     document.getElementById("rejections").hidden = !available;
     for (const field of this.form.elements) field.disabled = !available;
     if (!available) {
-      document.getElementById("rejections-note").textContent =
-        "This API has no /v1/rejections resource yet: rejected readings cannot be listed here.";
+      document.getElementById("rejections-note").textContent = t("rejections.unavailable");
       document.getElementById("rejection-summary").textContent = "";
       document.getElementById("more-rejections").hidden = true;
       return;
@@ -75,12 +76,12 @@ export class Rejections {
     for (const r of this.items) {
       reasons.set(r.reason, (reasons.get(r.reason) ?? 0) + 1);
       if (![...this.reasonSelect.options].some((o) => o.value === r.reason)) {
-        this.reasonSelect.add(new Option(r.reason, r.reason));
+        this.reasonSelect.add(new Option(reasonText(r.reason), r.reason));
       }
       const excerpt = r.excerpt ?? "";
       rows.append(el("tr", {},
-        el("td", {}, utc(r.ts)),
-        el("td", {}, r.reason),
+        el("td", {}, dateTime(r.ts)),
+        el("td", { dataset: { reason: r.reason } }, reasonText(r.reason)),
         el("td", {}, r.tenant ?? "–"),
         el("td", {}, r.deviceId ? el("a", { href: `#/device/${r.deviceId}` }, r.deviceId) : "–"),
         el("td", {}, r.metric ?? ""),
@@ -91,9 +92,9 @@ export class Rejections {
     document.querySelector("#rejections tbody").replaceChildren(rows);
     document.getElementById("more-rejections").hidden = !this.next;
     document.getElementById("rejections-note").textContent =
-      `${number(this.items.length)} shown${this.next ? ", more available" : ""}`;
+      t(this.next ? "rejections.shownMore" : "rejections.shown", { n: number(this.items.length) });
     document.getElementById("rejection-summary").textContent = this.items.length
-      ? [...reasons].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${number(n)}`).join(" · ")
-      : "No rejections match these filters.";
+      ? [...reasons].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${reasonText(k)}: ${number(n)}`).join(" · ")
+      : t("rejections.none");
   }
 }

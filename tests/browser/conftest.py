@@ -1,4 +1,4 @@
-"""A live platform with a publishing fleet, and a headless Chromium, shared by a module's tests."""
+"""A live platform with a publishing fleet, and a headless Chromium, shared by the browser tests."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Tab:
         return ARTIFACTS / f"dashboard-{name}.png"
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def chromium() -> str:
     """Debian's Chromium (or the one on PATH), checked before any platform is started.
 
@@ -88,13 +88,13 @@ def chromium() -> str:
     return CHROMIUM if Path(CHROMIUM).exists() else str(shutil.which("chromium"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
-    """The module's platform and browser live as long as the module: one backend for all."""
+    """The platform and the browser are shared by every browser test: one backend for all."""
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def live(
     mosquitto: Mosquitto, influx: Influx, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Live]:
@@ -149,9 +149,9 @@ def _valid_metrics(device: Device) -> dict[str, float]:
     return {m.name: max(m.minimum, 0.0) for m in DEVICE_KINDS[device.kind].metrics}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def browser(chromium: str) -> AsyncIterator[Browser]:
-    """Chromium, headless, for the module's tests."""
+    """Chromium, headless, one for every browser test of the session."""
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield launched
@@ -173,3 +173,27 @@ async def tab(browser: Browser) -> AsyncIterator[Tab]:
     page.on("pageerror", lambda error: opened.errors.append(f"uncaught: {error}"))
     yield opened
     await context.close()
+
+
+AXE = "/dashboard/vendor/axe.min.js"
+# The success criteria the law asks for (WCAG 2.1 A and AA; 2.0's are part of 2.1).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+async def axe_violations(page: Page) -> list[dict[str, object]]:
+    """Run the vendored axe-core on the page as it is now; each violation with its nodes.
+
+    The script comes from the dashboard's own origin (scripts/vendor-js.sh copies it), so the
+    page's Content Security Policy lets it run and the test needs no network.
+    """
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.add_script_tag(url=AXE)
+    found: list[dict[str, object]] = await page.evaluate(
+        """(tags) => axe.run(document, { runOnly: { type: "tag", values: tags } }).then(
+            (result) => result.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5),
+            })))""",
+        AXE_TAGS,
+    )
+    return found

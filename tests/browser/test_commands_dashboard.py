@@ -110,7 +110,7 @@ async def test_a_lampposts_page_shows_its_dim_level_and_commands_it(
     page = tab.page
     await tab.sign_in(commanded.operator, commanded.base_url)
     lamp = LAMPS[0].device_id
-    await page.goto(f"{commanded.base_url}/dashboard?refresh=1#/device/{lamp}")
+    await page.goto(f"{commanded.base_url}/dashboard?refresh=1&lang=en#/device/{lamp}")
     await _until(page, "document.getElementById('dim-now').textContent === '100 %'")
     assert await page.is_visible("#dim-form")
     await _until(page, "document.getElementById('lamp-schedule').textContent.includes('next')")
@@ -128,7 +128,7 @@ async def test_a_lampposts_page_shows_its_dim_level_and_commands_it(
     )
     (row,) = await page.locator("#command-history tbody tr").all_inner_texts()
     cells = row.split("\t")
-    assert cells[1] == "set_dim_level (level 30)"
+    assert cells[1] == "set dim level (level 30)"
     assert cells[2] == "done"
     assert cells[3] == "dim level 30 %"
     assert cells[4].startswith("operator ")
@@ -138,7 +138,7 @@ async def test_a_lampposts_page_shows_its_dim_level_and_commands_it(
 async def test_a_viewer_is_told_it_may_not_command(commanded: Commanded, tab: Tab) -> None:
     page = tab.page
     await tab.sign_in(commanded.viewer, commanded.base_url)
-    await page.goto(f"{commanded.base_url}/dashboard#/device/{LAMPS[1].device_id}")
+    await page.goto(f"{commanded.base_url}/dashboard?lang=en#/device/{LAMPS[1].device_id}")
     await _until(page, "!document.getElementById('device-commands').hidden")
     await _until(page, "document.getElementById('lamp-schedule').textContent !== ''")
     assert await page.inner_text("#lamp-schedule") == "Follows no dimming schedule."
@@ -153,7 +153,7 @@ async def test_an_operator_commands_the_lamps_in_the_maps_view_and_watches_them_
 ) -> None:
     page = tab.page
     await tab.sign_in(commanded.operator, commanded.base_url)
-    await page.goto(f"{commanded.base_url}/dashboard?refresh=1#/map")
+    await page.goto(f"{commanded.base_url}/dashboard?refresh=1&lang=en#/map")
     await _until(page, "window.lantaarn && window.lantaarn.map.devices.length === 6")
     assert await page.is_visible("#group-form")
     await page.fill("#group-level", "55")

@@ -15,7 +15,7 @@ from tests.browser.conftest import FLEET_SIZE, Live, Tab
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 # Polling every second keeps the tests short; operators get the 5 s default.
-LIVE = "/dashboard?refresh=1"
+LIVE = "/dashboard?refresh=1&lang=en"
 
 
 async def _until(page: Page, predicate: str, arg: Any = None, wait_ms: float = 10_000) -> None:
@@ -41,6 +41,11 @@ async def _row_times(page: Page) -> dict[str, str]:
             .map((row) => [row.dataset.deviceId, row.cells[4].textContent]))"""
     )
     return found
+
+
+def _code(reason: str) -> str:
+    """The code of a reason shown as "words (code)"."""
+    return reason.rsplit("(", 1)[-1].rstrip(")")
 
 
 async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: Tab) -> None:
@@ -73,7 +78,7 @@ async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: T
     if "activity" in capabilities:
         await _until(page, "document.getElementById('activity-chart').dataset.readings > 0")
         await _until(page, "document.querySelectorAll('#reasons tbody tr').length >= 3")
-        reasons = {r.split("\t")[0] for r in await _texts(page, "#reasons tbody tr")}
+        reasons = {_code(r.split("\t")[0]) for r in await _texts(page, "#reasons tbody tr")}
         assert {"bad_json", "unknown_metric", "out_of_range"} <= reasons
     else:
         # Without /v1/fleet/activity the page estimates, and says so.
@@ -86,38 +91,90 @@ async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: T
     assert tab.errors == []
 
 
-async def test_map_draws_every_device_and_opens_one(live: Live, tab: Tab) -> None:
+async def test_map_clusters_every_device_and_opens_one(live: Live, tab: Tab) -> None:
     page = tab.page
     await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE + "#/map")
     await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
-    # Every dot is painted where the map says: read the canvas under each device.
-    painted = await page.evaluate(
-        """() => {
-            const canvas = document.getElementById('map');
-            const g = canvas.getContext('2d');
-            const ratio = canvas.width / canvas.clientWidth;
-            return window.lantaarn.map.screenPoints().filter(([x, y]) => {
-                const pixel = g.getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1);
-                const [r, gr, b] = pixel.data;
-                return !(r === 0xee && gr === 0xf1 && b === 0xf4);
-            }).length;
-        }"""
+    # Every device is on the map, alone or counted in a cluster.
+    # (Once the zoom animation is over: during it, old and new clusters are both there.)
+    await _until(
+        page,
+        f"""[...document.querySelectorAll('#map .leaflet-marker-icon')].reduce(
+            (n, icon) => n + (icon.classList.contains('device-cluster')
+                ? Number(icon.querySelector('.count').textContent) : 1), 0) === {FLEET_SIZE}""",
     )
-    assert painted == FLEET_SIZE
+    # Without a tile server (the tests have no network) the map is plain and says so.
+    assert "no tiles" in await page.inner_text("#map-note")
+    assert await page.locator("#map .leaflet-tile").count() == 0
     await page.screenshot(path=tab.screenshot_path("map"))
+
+    # Status is a shape and a word in the marker's name, not only a colour.
+    offline = live.offline.device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", offline
+    )
+    marker = page.locator(f"#map .device-marker[title*='({offline})']")
+    assert "offline" in (await marker.get_attribute("title") or "")
+    assert await marker.locator(".shape").inner_text() == "■"
 
     await page.select_option("#colour-by", "air_quality:pm25")
     quality = sum(1 for d in live.fleet.devices if d.kind == "air_quality")
+    await page.click("#fit-map")
     await _until(page, f"document.getElementById('map').dataset.drawn === '{quality}'")
     assert "µg/m³" in await page.inner_text("#legend")
 
-    x, y, device_id = await page.evaluate("window.lantaarn.map.screenPoints()[0]")
-    box = await page.locator("#map").bounding_box()
-    assert box is not None
-    await page.mouse.click(box["x"] + x, box["y"] + y)
+    device_id = live.device_of("air_quality").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    # Chosen by keyboard (the pointer is the area test's): focus the marker, press Enter.
+    await page.focus(f"#map .device-marker[title*='({device_id})']")
+    await page.keyboard.press("Enter")
     await _until(
         page, f"location.hash === '#/device/{device_id}' && document.body.dataset.view === 'device'"
+    )
+    assert tab.errors == []
+
+
+async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab) -> None:
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    assert await page.locator("#area-devices tbody tr").count() == FLEET_SIZE
+    # Draw an area around one device's marker: a box of 30 px each way.
+    device_id = live.device_of("noise").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    box = await page.locator(f"#map .device-marker[title*='({device_id})']").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.click("#draw-area")
+    await page.mouse.move(x - 30, y - 30)
+    await page.mouse.down()
+    await page.mouse.move(x + 30, y + 30, steps=4)
+    await page.mouse.up()
+    await _until(page, "!document.getElementById('clear-area').hidden")
+    inside = await page.evaluate(
+        """() => [...document.querySelectorAll('#area-devices tbody tr')]
+            .map((r) => r.dataset.deviceId)"""
+    )
+    assert device_id in inside
+    assert 1 <= len(inside) < FLEET_SIZE
+    # The overview's table shows the same devices, until the area is cleared.
+    await page.click("[data-nav=overview]")
+    await _until(page, "document.body.dataset.view === 'overview'")
+    await _until(
+        page,
+        f"document.querySelectorAll('#latest tbody tr').length === {len(inside)}",
+    )
+    assert set(await _row_times(page)) == set(inside)
+    await page.click("[data-nav=map]")
+    await page.click("#clear-area")
+    await _until(
+        page, f"document.querySelectorAll('#area-devices tbody tr').length === {FLEET_SIZE}"
     )
     assert tab.errors == []
 
@@ -125,7 +182,7 @@ async def test_map_draws_every_device_and_opens_one(live: Live, tab: Tab) -> Non
 async def _chart_points(page: Page) -> dict[str, int]:
     found: dict[str, int] = await page.evaluate(
         """() => Object.fromEntries([...document.querySelectorAll('#device-charts figure')]
-            .map((f) => [f.dataset.metric, Number(f.querySelector('canvas').dataset.points)]))"""
+            .map((f) => [f.dataset.metric, Number(f.querySelector('.chart').dataset.points)]))"""
     )
     return found
 
@@ -138,8 +195,8 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     await _until(
         page,
         """() => {
-            const canvases = [...document.querySelectorAll('#device-charts canvas')];
-            return canvases.length === 5 && canvases.every((c) => c.dataset.points > 2);
+            const charts = [...document.querySelectorAll('#device-charts .chart')];
+            return charts.length === 5 && charts.every((c) => c.dataset.points > 2);
         }""",
     )
     assert await page.inner_text("#device-name") == device.name
@@ -148,10 +205,21 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     assert "WHO 2021 24-h guideline 15 µg/m³" in await pm25.inner_text()
     assert "°C" in await page.inner_text("#device-values [data-metric=temperature]")
     first = await _chart_points(page)
+    # The chart's text alternative: a table of the same readings, opened on request.
+    await page.click("#device-charts [data-metric=pm25] summary")
+    rows, points, head = await page.evaluate(
+        """() => {
+            const chart = document.querySelector('#device-charts [data-metric=pm25] .chart');
+            return [chart.querySelectorAll('tbody tr').length, Number(chart.dataset.points),
+                    chart.querySelector('thead').textContent];
+        }"""
+    )
+    assert rows == min(points, 2000)
+    assert "µg/m³" in head
     # Live: the hour's charts gain the readings that keep arriving.
     await _until(
         page,
-        """(before) => Number(document.querySelector('#device-charts [data-metric=pm25] canvas')
+        """(before) => Number(document.querySelector('#device-charts [data-metric=pm25] .chart')
             .dataset.points) > before""",
         arg=first["pm25"],
         wait_ms=15_000,
@@ -173,7 +241,7 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     await page.click("[data-range=day]")
     await _until(
         page,
-        "document.querySelectorAll('#device-charts canvas').length === 6 && "
+        "document.querySelectorAll('#device-charts .chart').length === 6 && "
         "document.getElementById('device-summary').textContent.includes('lamp failure')",
     )
     points = await _chart_points(page)
@@ -197,7 +265,7 @@ async def test_rejections_view_lists_what_the_api_offers(live: Live, tab: Tab) -
     capabilities = await page.get_attribute("body", "data-capabilities") or ""
     if "rejections" in capabilities:
         await _until(page, "document.querySelectorAll('#rejections tbody tr').length >= 3")
-        reasons = set(await _texts(page, "#rejections tbody td:nth-child(2)"))
+        reasons = {_code(r) for r in await _texts(page, "#rejections tbody td:nth-child(2)")}
         assert {"bad_json", "unknown_metric", "out_of_range"} <= reasons
     else:
         # Degrades: says what is missing, asks for nothing it cannot get.

@@ -1,0 +1,60 @@
+"""What the dashboard reads from the settings before it asks the API anything: the base map."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pydantic
+import pytest
+
+from api import ApiConfig, create_app
+from lantaarn.settings import PDOK_BRT_TILES, ApiSettings
+from timeseries import InfluxConfig
+
+pytestmark = pytest.mark.anyio
+
+TILES = "https://tiles.example.org/{z}/{x}/{y}.png"
+
+
+@pytest.fixture
+async def http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    config = ApiConfig(
+        url, InfluxConfig("http://[::1]:9"), map_tiles=TILES, map_attribution="© Example"
+    )
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def test_the_dashboard_reads_the_map_tiles_from_the_settings(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.get("/dashboard/config.json")
+    assert answer.status_code == 200
+    assert answer.json() == {"mapTiles": TILES, "mapAttribution": "© Example"}
+    # It is a file of the dashboard: the dashboard's policy, which lets https images (tiles) in.
+    assert "img-src 'self' data: https:" in answer.headers["Content-Security-Policy"]
+
+
+def test_the_base_map_is_pdok_by_default_and_plain_on_request() -> None:
+    assert ApiSettings().map_tiles == PDOK_BRT_TILES
+    assert ApiSettings(map_tiles="").map_tiles == ""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://tiles.example.org/{z}/{x}/{y}.png",  # not https: the page would mix content
+        "javascript:alert(1)//{z}",
+        'https://tiles.example.org/{z}/{x}/{y}.png" onerror="x',
+        "https://tiles.example.org/tile.png",  # no {z}: not a tile template
+    ],
+)
+def test_a_tile_url_that_is_not_an_https_template_is_refused(url: str) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        ApiSettings(map_tiles=url)

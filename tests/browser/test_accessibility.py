@@ -1,0 +1,183 @@
+"""WCAG 2.1 AA in a real browser: axe-core on every view and state in both languages, the
+catalogues' texts on every page, and the main controls worked by keyboard alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page
+
+from tests.browser.conftest import Live, Tab, axe_violations
+
+STATIC = Path(__file__).resolve().parents[2] / "dashboards" / "static"
+LANGUAGES = ("nl", "en")
+pytestmark = [pytest.mark.anyio, pytest.mark.browser]
+
+
+def _keys() -> list[str]:
+    keys: dict[str, str] = json.loads((STATIC / "i18n" / "nl.json").read_text("utf-8"))
+    return sorted(keys)
+
+
+async def _until(page: Page, predicate: str, wait_ms: int = 15_000) -> None:
+    await page.wait_for_function(f"() => {predicate}", timeout=wait_ms)
+
+
+async def _open(page: Page, live: Live, language: str, view: str) -> None:
+    """Go to a view and wait until it has drawn from the API at least once."""
+    await page.goto(f"{live.base_url}/dashboard?lang={language}{view}")
+    await _until(page, "Number(document.body.dataset.updates ?? 0) >= 1")
+
+
+async def _check(page: Page, tab: Tab, language: str, state: str) -> None:
+    """No axe violation, the page's language set, and no catalogue key shown instead of text."""
+    violations = await axe_violations(page)
+    assert violations == [], (language, state, violations)
+    assert await page.get_attribute("html", "lang") == language
+    text = await page.inner_text("body")
+    shown = [key for key in _keys() if key in text]
+    assert shown == [], (language, state, shown)
+    empty: list[str] = await page.evaluate(
+        """() => [...document.querySelectorAll('[data-i18n]')]
+            .filter((n) => !n.textContent.trim()).map((n) => n.dataset.i18n)"""
+    )
+    assert empty == [], (language, state, empty)
+    assert tab.errors == [], (language, state, tab.errors)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_every_view_and_state_has_no_wcag_violation(
+    live: Live, tab: Tab, language: str
+) -> None:
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+
+    await _open(page, live, language, "#/overview")
+    await _until(page, "document.querySelectorAll('#latest tbody tr').length > 1")
+    await _check(page, tab, language, "overview")
+    await page.select_option("#status-filter", "offline")
+    await _check(page, tab, language, "overview, filtered")
+
+    await _open(page, live, language, "#/map")
+    await _until(page, "document.querySelectorAll('#map .leaflet-marker-icon').length > 0")
+    await _check(page, tab, language, "map")
+
+    air = live.device_of("air_quality")
+    await _open(page, live, language, f"#/device/{air.device_id}")
+    await _until(page, "document.querySelectorAll('#device-charts figure details').length === 5")
+    await _check(page, tab, language, "device")
+    await page.click("[data-range=day]")
+    await _until(page, "document.querySelector('[data-range=day]').ariaPressed === 'true'")
+    await _check(page, tab, language, "device, a day")
+
+    lamp = live.device_of("lamppost")
+    await _open(page, live, language, f"#/device/{lamp.device_id}")
+    await _until(page, "document.querySelectorAll('#device-charts figure').length === 6")
+    await _until(page, "!document.getElementById('device-commands').hidden")
+    await _check(page, tab, language, "lamppost")
+    await page.click("#dim-send")  # a viewer: refused, and the page says so
+    await _until(page, "document.getElementById('dim-note').textContent.length > 12")
+    tab.errors[:] = [e for e in tab.errors if "403" not in e]
+    await _check(page, tab, language, "lamppost, command refused")
+
+    await _open(page, live, language, "#/rejections")
+    await _check(page, tab, language, "rejections")
+
+    await _open(page, live, language, "#/alerts")
+    await _check(page, tab, language, "alerts")
+
+    await _open(page, live, language, "#/accessibility")
+    await _check(page, tab, language, "accessibility statement")
+
+    await page.click("#open-settings")
+    await page.wait_for_selector("#settings[open]")
+    await _check(page, tab, language, "settings")
+
+
+async def test_the_language_is_dutch_by_default_and_the_choice_is_remembered(
+    live: Live, tab: Tab
+) -> None:
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(f"{live.base_url}/dashboard#/overview")
+    await _until(page, "Number(document.body.dataset.updates ?? 0) >= 1")
+    assert await page.get_attribute("html", "lang") == "nl"
+    assert await page.inner_text("[data-nav=map]") == "Kaart"
+    # Numbers and times in Dutch: a device's last reading reads as a Dutch date (dd-mm-jjjj).
+    first = await page.inner_text("#latest tbody tr td:nth-child(5)")
+    assert (first[2], first[5]) == ("-", "-"), first
+    async with page.expect_navigation():
+        await page.select_option("#language", "en")
+    await _until(page, "Number(document.body.dataset.updates ?? 0) >= 1")
+    assert await page.get_attribute("html", "lang") == "en"
+    assert await page.inner_text("[data-nav=map]") == "Map"
+    first = await page.inner_text("#latest tbody tr td:nth-child(5)")
+    assert (first[2], first[5]) == ("/", "/"), first
+    await page.goto(f"{live.base_url}/dashboard#/map")
+    await _until(page, "Number(document.body.dataset.updates ?? 0) >= 1")
+    assert await page.get_attribute("html", "lang") == "en"
+    assert tab.errors == []
+
+
+async def _tab_to(page: Page, selector: str, presses: int = 120) -> None:
+    """Press Tab until the focused element matches `selector`."""
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("(s) => document.activeElement?.matches(s) ?? false", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+async def test_the_main_controls_work_by_keyboard_alone(live: Live, tab: Tab) -> None:
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await _open(page, live, "en", "#/overview")
+    # The first stop is the skip link; it moves the focus to the content.
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("() => document.activeElement.classList.contains('skip')")
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("() => document.activeElement.id") == "main"
+
+    # A view, by its link.
+    await page.evaluate("() => document.activeElement.blur()")
+    await _tab_to(page, "[data-nav=map]")
+    await page.keyboard.press("Enter")
+    await _until(page, "document.body.dataset.view === 'map'")
+    await _until(page, "document.querySelectorAll('#map .leaflet-marker-icon').length > 0")
+
+    # The map's markers are in the tab order; Enter on a cluster zooms in, on a device opens it.
+    for _ in range(12):
+        await _tab_to(page, "#map .leaflet-marker-icon")
+        await page.keyboard.press("Enter")
+        try:
+            await _until(page, "document.body.dataset.view === 'device'", wait_ms=1_500)
+            break
+        except Exception:  # noqa: BLE001 - a cluster zoomed in; tab on to the next marker
+            continue
+    await _until(page, "document.body.dataset.view === 'device'")
+
+    # The range buttons.
+    await _tab_to(page, "[data-range=week]")
+    await page.keyboard.press("Enter")
+    await _until(page, "document.querySelector('[data-range=week]').ariaPressed === 'true'")
+
+    # Settings open and close by keyboard; focus returns to the button.
+    await _tab_to(page, "#open-settings")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#settings[open]")
+    await page.keyboard.press("Escape")
+    await _until(page, "!document.getElementById('settings').open")
+
+    # The tenant filter.
+    await _tab_to(page, "#tenant")
+    await page.keyboard.press("ArrowDown")
+    await _until(page, "document.getElementById('tenant').value !== ''")
+
+    # The language, last: it reloads the page in Dutch.
+    await _tab_to(page, "#language")
+    async with page.expect_navigation():
+        await page.keyboard.press("ArrowUp")
+    await _until(page, "document.documentElement.lang === 'nl'")
+    assert tab.errors == []
