@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from alerting.lamps import lamp_faults
+from alerting.lamps import HOUR_NS, lamp_faults, usual_power
 from alerting.lifecycle import Observation
 from alerting.statistics import MinuteRollups, device_statistics
 from devices import DEVICE_KINDS, Device
@@ -81,6 +81,9 @@ class Memory:
     status: dict[str, tuple[int, str]] = field(default_factory=dict)
     status_until_ns: int | None = None
     tenants: tuple[str, ...] = ()
+    # Each lamp's usual watts per % dim level (alerting.lamps), and the hour it was read for.
+    usual_power: dict[str, float] = field(default_factory=dict)
+    usual_power_hour_ns: int | None = None
 
     def follow(self, tenants: tuple[str, ...]) -> None:
         """Start over when the tenants with rules change (the reads select by tenant)."""
@@ -90,6 +93,8 @@ class Memory:
             self.seen_until_ns = None
             self.status.clear()
             self.status_until_ns = None
+            self.usual_power = {}
+            self.usual_power_hour_ns = None
             self.tenants = tenants
 
 
@@ -117,6 +122,7 @@ class Round:
         None
     )
     _commands: dict[int, asyncio.Task[Mapping[str, CommandOutcomes]]] = field(default_factory=dict)
+    _usual_power: asyncio.Task[dict[str, float]] | None = None
 
     @property
     def now_ns(self) -> int:
@@ -206,6 +212,24 @@ class Round:
 
             self._latest[key] = asyncio.ensure_future(read())
         return await self._latest[key]
+
+    async def usual_power(self) -> dict[str, float]:
+        """Each lamp's usual watts per % dim level, read again once an hour (the 1-hour
+        rollups it comes from change no faster)."""
+        if self._usual_power is None:
+
+            async def read() -> dict[str, float]:
+                memory = self.memory
+                hour = self.now_ns - self.now_ns % HOUR_NS
+                if memory.usual_power_hour_ns != hour:
+                    memory.usual_power = await usual_power(
+                        self.client, Selection.of_tenants(self.tenants), hour
+                    )
+                    memory.usual_power_hour_ns = hour
+                return memory.usual_power
+
+            self._usual_power = asyncio.ensure_future(read())
+        return await self._usual_power
 
     async def command_outcomes(self, window_s: int) -> Mapping[str, CommandOutcomes]:
         """How each device of the tenants with rules answered its commands of the window."""
@@ -374,13 +398,13 @@ async def quality(rule: AlertRule, work: Round) -> dict[str, Observation]:
 
 async def lamp(rule: AlertRule, work: Round) -> dict[str, Observation]:
     """Lamp faults of the rule's lamps, from their latest readings and the sun."""
-    latest = await work.latest("lamppost", rule.window_s)
+    latest, usual = await asyncio.gather(work.latest("lamppost", rule.window_s), work.usual_power())
     lamps = [
         (d.device_id, d.latitude, d.longitude, latest[d.device_id])
         for d in selected(rule, work.devices)
         if d.device_id in latest
     ]
-    return lamp_faults(rule, work.now, lamps)
+    return lamp_faults(rule, work.now, lamps, usual)
 
 
 async def commands(rule: AlertRule, work: Round) -> dict[str, Observation]:
