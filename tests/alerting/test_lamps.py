@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 
 from alerting import Evaluator, EvaluatorConfig
-from alerting.lamps import is_dark
+from alerting.lamps import is_dark, usual_power
 from devices import Device, Registry, Tenant
 from devices.alert_rules import AlertState, builtin_for
 from lantaarn.localstack import Influx
+from simulators.behaviour import DeviceState
 from timeseries import BatchWriter, InfluxClient, InfluxConfig, Retention, ensure_schema
 from timeseries.lineprotocol import line, series_key
 from timeseries.rollups import rebuild
 from timeseries.schema import RAW_RP
+from timeseries.selection import Selection
 
 pytestmark = pytest.mark.anyio
 
@@ -180,3 +182,36 @@ async def test_a_lamp_far_from_its_own_usual_still_fires(
         "lp-driver": "draws 174 W at 100 %, 3.0× its usual power for that level",
         "lp-strings": "draws 22 W at 100 %, 0.3× its usual power for that level",
     }
+
+
+async def test_the_simulated_fleet_is_never_out_of_line(
+    tmp_path: Path, client: InfluxClient
+) -> None:
+    """Forty lamps of the demo's simulator (its mix of ratings, photocells, night dimming,
+    noise and random failures) over two days and nights, a reading every 10 minutes: each has
+    a usual, and at night none is out of line with it."""
+    night = int(NIGHT.timestamp())
+    start = night - 2 * 86400 + 540  # the last reading a minute before NIGHT
+    lamps = [
+        DeviceState(Device(f"sim-{n}", "GM0363", "lamppost", "x", 52.37, 4.89), 7)
+        for n in range(40)
+    ]
+    assert len({lamp.nominal_w for lamp in lamps}) >= 4
+    lines = [
+        _reading(lamp.device.device_id, m["dim_level"], m["active_power"], m["lamp_failure"], at)
+        for at in range(start, night, 600)
+        for lamp in lamps
+        for m in [lamp.reading(at)]
+    ]
+    await client.write(("\n".join(lines) + "\n").encode(), retention_policy=RAW_RP)
+    end = night // HOUR * HOUR
+    await rebuild(client, BatchWriter(client), "lamppost", "1h", start * NS, end * NS)
+    usual = await usual_power(client, Selection.of_tenants(["GM0363"]), end * NS)
+    assert len(usual) == len(lamps)
+    ids = [lamp.device.device_id for lamp in lamps]
+    with _open_registry(tmp_path / "fleet.sqlite3", ids) as registry:
+        evaluator = Evaluator(registry, client, [], EvaluatorConfig("t"))
+        await evaluator.step(NIGHT)
+        await evaluator.step(NIGHT + timedelta(minutes=10))
+        alerts = registry.alerts(limit=1000)  # pending, firing, or pending and resolved
+    assert [a.summary for a in alerts if "usual power" in a.summary] == []
