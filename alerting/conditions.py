@@ -8,6 +8,7 @@ rules in a round (`Round`), so 200 rules over a few metrics cost a few queries, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from timeseries.schema import RAW_RP, quote_ident, raw_measurement
 from timeseries.selection import Selection
 
 NS = 1_000_000_000
+log = logging.getLogger(__name__)
 # How far back the latest reading of a device is looked for: a device silent for longer is
 # silent "since at least this long" (the read stays a bounded "latest state" query).
 LOOKBACK_S = 6 * 3600
@@ -81,9 +83,11 @@ class Memory:
     status: dict[str, tuple[int, str]] = field(default_factory=dict)
     status_until_ns: int | None = None
     tenants: tuple[str, ...] = ()
-    # Each lamp's usual watts per % dim level (alerting.lamps), and the hour it was read for.
+    # Each lamp's usual watts per % dim level (alerting.lamps), the hour it was read for, and
+    # the read of a newer hour under way (hour, task).
     usual_power: dict[str, float] = field(default_factory=dict)
     usual_power_hour_ns: int | None = None
+    usual_power_reading: tuple[int, asyncio.Task[dict[str, float]]] | None = None
 
     def follow(self, tenants: tuple[str, ...]) -> None:
         """Start over when the tenants with rules change (the reads select by tenant)."""
@@ -95,6 +99,9 @@ class Memory:
             self.status_until_ns = None
             self.usual_power = {}
             self.usual_power_hour_ns = None
+            if self.usual_power_reading is not None:
+                self.usual_power_reading[1].cancel()
+                self.usual_power_reading = None
             self.tenants = tenants
 
 
@@ -122,7 +129,6 @@ class Round:
         None
     )
     _commands: dict[int, asyncio.Task[Mapping[str, CommandOutcomes]]] = field(default_factory=dict)
-    _usual_power: asyncio.Task[dict[str, float]] | None = None
 
     @property
     def now_ns(self) -> int:
@@ -214,22 +220,35 @@ class Round:
         return await self._latest[key]
 
     async def usual_power(self) -> dict[str, float]:
-        """Each lamp's usual watts per % dim level, read again once an hour (the 1-hour
-        rollups it comes from change no faster)."""
-        if self._usual_power is None:
-
-            async def read() -> dict[str, float]:
-                memory = self.memory
-                hour = self.now_ns - self.now_ns % HOUR_NS
-                if memory.usual_power_hour_ns != hour:
-                    memory.usual_power = await usual_power(
-                        self.client, Selection.of_tenants(self.tenants), hour
-                    )
-                    memory.usual_power_hour_ns = hour
-                return memory.usual_power
-
-            self._usual_power = asyncio.ensure_future(read())
-        return await self._usual_power
+        """Each lamp's usual watts per % dim level. The first round waits for it (a lamp is
+        judged alike in every round, so an alert open from before a restart does not resolve
+        for want of it); then it is read again once an hour in the background, the rounds
+        meanwhile using the previous hour's (at 10,000 lamps the read takes tens of seconds:
+        bench/results/alerts.md)."""
+        memory = self.memory
+        hour = self.now_ns - self.now_ns % HOUR_NS
+        if memory.usual_power_hour_ns != hour and memory.usual_power_reading is None:
+            read = usual_power(self.client, Selection.of_tenants(self.tenants), hour)
+            memory.usual_power_reading = (hour, asyncio.ensure_future(read))
+        reading = memory.usual_power_reading
+        if reading is None:
+            return memory.usual_power
+        hour_read, task = reading
+        if memory.usual_power_hour_ns is None:
+            await asyncio.wait([task])
+        if not task.done():
+            return memory.usual_power
+        error = RuntimeError("read cancelled") if task.cancelled() else task.exception()
+        if memory.usual_power_reading is reading:  # the first rule of the round to see it
+            memory.usual_power_reading = None
+            if error is None:
+                memory.usual_power = task.result()
+                memory.usual_power_hour_ns = hour_read
+            elif memory.usual_power_hour_ns is not None:
+                log.warning("lamps' usual power not read again (tried next round): %s", error)
+        if memory.usual_power_hour_ns is None and error is not None:
+            raise error
+        return memory.usual_power
 
     async def command_outcomes(self, window_s: int) -> Mapping[str, CommandOutcomes]:
         """How each device of the tenants with rules answered its commands of the window."""

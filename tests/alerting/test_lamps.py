@@ -4,6 +4,7 @@ sunrise or sunset. Lamps of different ratings are no fault (issue 14)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from alerting import Evaluator, EvaluatorConfig
+from alerting.conditions import Memory, Round
 from alerting.lamps import is_dark, usual_power
 from devices import Device, Registry, Tenant
 from devices.alert_rules import AlertState, builtin_for
@@ -215,3 +217,38 @@ async def test_the_simulated_fleet_is_never_out_of_line(
         await evaluator.step(NIGHT + timedelta(minutes=10))
         alerts = registry.alerts(limit=1000)  # pending, firing, or pending and resolved
     assert [a.summary for a in alerts if "usual power" in a.summary] == []
+
+
+async def test_the_usual_is_read_again_each_hour_without_holding_up_a_round(
+    client: InfluxClient,
+) -> None:
+    """The first round waits for the lamps' usual; the first round of a new hour answers with
+    the last hour's at once and reads the new one beside it, used from the round it is ready."""
+    night = int(NIGHT.timestamp())
+    lines = [
+        _reading(d, 100.0, watts, 0.0, at)
+        for d, watts, hours in (("lp-old", 50.0, 12), ("lp-young", 30.0, 6))
+        for at in range(night - hours * HOUR, night, 600)
+    ]
+    await client.write(("\n".join(lines) + "\n").encode(), retention_policy=RAW_RP)
+    await rebuild(
+        client, BatchWriter(client), "lamppost", "1h", (night - 12 * HOUR) * NS, night * NS
+    )
+    memory = Memory()
+
+    async def usual_at(moment: datetime) -> dict[str, float]:
+        return await Round(client, moment, [], tenants=("GM0363",), memory=memory).usual_power()
+
+    # At 21:05 lp-young has 5 lit hours before 21:00: not enough to know its usual.
+    assert await usual_at(NIGHT - timedelta(minutes=55)) == {"lp-old": pytest.approx(0.5)}
+    pending = memory.usual_power_reading
+    assert pending is None
+    assert await usual_at(NIGHT + timedelta(minutes=5)) == {"lp-old": pytest.approx(0.5)}
+    pending = memory.usual_power_reading
+    assert pending is not None
+    await asyncio.wait([pending[1]])
+    assert await usual_at(NIGHT + timedelta(minutes=6)) == {
+        "lp-old": pytest.approx(0.5),
+        "lp-young": pytest.approx(0.3),
+    }
+    assert memory.usual_power_reading is None
