@@ -14,7 +14,10 @@ luminaires, so a fleet median called healthy lamps faulty at 0.4x and 1.6x (issu
 usual is the median, over the lit hours of the last `BASELINE_S`, of each hour's mean power
 over its mean dim level (the 1-hour rollups, read once an hour): a driver failing now stands
 out against it, and a few bad hours in the history do not move it. A lamp with fewer than
-`MIN_BASELINE_HOURS` lit hours of history is not judged on its power (its other faults are).
+`MIN_BASELINE_HOURS` lit hours of history is not judged on its power (its other faults are),
+nor is any lamp when the workers keep no 1-hour rollups. What the own usual cannot see: a lamp
+wrong from the day it was fitted, or a fault lasting more than half a week's lit hours (it
+becomes the usual); a rated power per lamp in the registry would catch those.
 """
 
 from __future__ import annotations
