@@ -8,13 +8,14 @@ rules in a round (`Round`), so 200 rules over a few metrics cost a few queries, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from alerting.lamps import lamp_faults
+from alerting.lamps import HOUR_NS, lamp_faults, usual_power
 from alerting.lifecycle import Observation
 from alerting.statistics import MinuteRollups, device_statistics
 from devices import DEVICE_KINDS, Device
@@ -27,6 +28,7 @@ from timeseries.schema import RAW_RP, quote_ident, raw_measurement
 from timeseries.selection import Selection
 
 NS = 1_000_000_000
+log = logging.getLogger(__name__)
 # How far back the latest reading of a device is looked for: a device silent for longer is
 # silent "since at least this long" (the read stays a bounded "latest state" query).
 LOOKBACK_S = 6 * 3600
@@ -81,6 +83,11 @@ class Memory:
     status: dict[str, tuple[int, str]] = field(default_factory=dict)
     status_until_ns: int | None = None
     tenants: tuple[str, ...] = ()
+    # Each lamp's usual watts per % dim level (alerting.lamps), the hour it was read for, and
+    # the read of a newer hour under way (hour, task).
+    usual_power: dict[str, float] = field(default_factory=dict)
+    usual_power_hour_ns: int | None = None
+    usual_power_reading: tuple[int, asyncio.Task[dict[str, float]]] | None = None
 
     def follow(self, tenants: tuple[str, ...]) -> None:
         """Start over when the tenants with rules change (the reads select by tenant)."""
@@ -90,6 +97,11 @@ class Memory:
             self.seen_until_ns = None
             self.status.clear()
             self.status_until_ns = None
+            self.usual_power = {}
+            self.usual_power_hour_ns = None
+            if self.usual_power_reading is not None:
+                self.usual_power_reading[1].cancel()
+                self.usual_power_reading = None
             self.tenants = tenants
 
 
@@ -206,6 +218,37 @@ class Round:
 
             self._latest[key] = asyncio.ensure_future(read())
         return await self._latest[key]
+
+    async def usual_power(self) -> dict[str, float]:
+        """Each lamp's usual watts per % dim level. The first round waits for it (a lamp is
+        judged alike in every round, so an alert open from before a restart does not resolve
+        for want of it); then it is read again once an hour in the background, the rounds
+        meanwhile using the previous hour's (at 10,000 lamps the read takes tens of seconds:
+        bench/results/alerts.md)."""
+        memory = self.memory
+        hour = self.now_ns - self.now_ns % HOUR_NS
+        if memory.usual_power_hour_ns != hour and memory.usual_power_reading is None:
+            read = usual_power(self.client, Selection.of_tenants(self.tenants), hour)
+            memory.usual_power_reading = (hour, asyncio.ensure_future(read))
+        reading = memory.usual_power_reading
+        if reading is None:
+            return memory.usual_power
+        hour_read, task = reading
+        if memory.usual_power_hour_ns is None:
+            await asyncio.wait([task])
+        if not task.done():
+            return memory.usual_power
+        error = RuntimeError("read cancelled") if task.cancelled() else task.exception()
+        if memory.usual_power_reading is reading:  # the first rule of the round to see it
+            memory.usual_power_reading = None
+            if error is None:
+                memory.usual_power = task.result()
+                memory.usual_power_hour_ns = hour_read
+            elif memory.usual_power_hour_ns is not None:
+                log.warning("lamps' usual power not read again (tried next round): %s", error)
+        if memory.usual_power_hour_ns is None and error is not None:
+            raise error
+        return memory.usual_power
 
     async def command_outcomes(self, window_s: int) -> Mapping[str, CommandOutcomes]:
         """How each device of the tenants with rules answered its commands of the window."""
@@ -374,13 +417,13 @@ async def quality(rule: AlertRule, work: Round) -> dict[str, Observation]:
 
 async def lamp(rule: AlertRule, work: Round) -> dict[str, Observation]:
     """Lamp faults of the rule's lamps, from their latest readings and the sun."""
-    latest = await work.latest("lamppost", rule.window_s)
+    latest, usual = await asyncio.gather(work.latest("lamppost", rule.window_s), work.usual_power())
     lamps = [
         (d.device_id, d.latitude, d.longitude, latest[d.device_id])
         for d in selected(rule, work.devices)
         if d.device_id in latest
     ]
-    return lamp_faults(rule, work.now, lamps)
+    return lamp_faults(rule, work.now, lamps, usual)
 
 
 async def commands(rule: AlertRule, work: Round) -> dict[str, Observation]:

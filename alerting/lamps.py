@@ -6,23 +6,73 @@
   switches lamps off at night on purpose switches this rule off, or narrows its box);
 - no power: lit (dim level above zero) but drawing under `NO_POWER_W`: a broken lamp or driver;
 - a lamp failure the controller itself reports (`lamp_failure` 1);
-- power out of line: watts per percent of dim level differ from the median of the rule's lamps
-  by more than `power_tolerance` (a share), when at least `MIN_PEERS` lamps are lit.
+- power out of line: watts per percent of dim level differ from the lamp's own usual by more
+  than `power_tolerance` (a share).
+
+A lamp's usual is its own history, not its neighbours': a street mixes 28 W and 110 W
+luminaires, so a fleet median called healthy lamps faulty at 0.4x and 1.6x (issue 14). The
+usual is the median, over the lit hours of the last `BASELINE_S`, of each hour's mean power
+over its mean dim level (the 1-hour rollups, read once an hour): a driver failing now stands
+out against it, and a few bad hours in the history do not move it. A lamp with fewer than
+`MIN_BASELINE_HOURS` lit hours of history is not judged on its power (its other faults are),
+nor is any lamp when the workers keep no 1-hour rollups. What the own usual cannot see: a lamp
+wrong from the day it was fitted, or a fault lasting more than half a week's lit hours (it
+becomes the usual); a rated power per lamp in the registry would catch those.
 """
 
 from __future__ import annotations
 
-import statistics
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from alerting.lifecycle import Observation
 from devices.alert_rules import AlertRule
 from devices.sun import sun_times
+from timeseries.client import InfluxClient
+from timeseries.schema import quote_ident, rollup_measurement, rollup_policy
+from timeseries.selection import Selection
 
 NO_POWER_W = 1.0  # watts below which a lit lamp draws nothing
 MIN_LIT_LEVEL = 5.0  # % dim level from which power per level is compared
-MIN_PEERS = 5
+NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+BASELINE_S = 7 * 86400  # how far back a lamp's usual power per level is learned
+MIN_BASELINE_HOURS = 6  # lit hours of history before a lamp's power is judged
+
+
+async def usual_power(client: InfluxClient, lamps: Selection, end_ns: int) -> dict[str, float]:
+    """Each selected lamp's usual watts per percent of dim level over [end - BASELINE_S, end):
+    the median of its lit hours' mean power / mean dim level (1-hour rollups), for lamps with
+    at least MIN_BASELINE_HOURS such hours. InfluxDB computes the median: one row per lamp."""
+    start_ns = end_ns - BASELINE_S * NS
+    source = (
+        f"{quote_ident(rollup_policy('1h'))}.{quote_ident(rollup_measurement('lamppost', '1h'))}"
+    )
+    span = f"time >= {int(start_ns)} AND time < {int(end_ns)}"
+    statements = [
+        'SELECT median("ratio"), count("ratio") FROM ('  # noqa: S608
+        f'SELECT "active_power_mean" / "dim_level_mean" AS "ratio" FROM {source} '
+        f'WHERE {span} AND "dim_level_mean" >= {MIN_LIT_LEVEL} '
+        f'AND "active_power_mean" >= {NO_POWER_W}{where} GROUP BY "device_id"'
+        f') WHERE {span} GROUP BY "device_id"'
+        for where in lamps.conditions()
+    ]
+    if not statements:
+        return {}
+    usual: dict[str, float] = {}
+    for result in await client.query(statements):
+        for series in result:
+            for row in series.values:
+                median, hours = row[1], row[2]
+                if (
+                    isinstance(median, int | float)
+                    and isinstance(hours, int | float)
+                    and hours >= MIN_BASELINE_HOURS
+                    and median > 0.0
+                ):
+                    usual[series.tags.get("device_id", "")] = float(median)
+    return usual
 
 
 @lru_cache(maxsize=4096)
@@ -57,15 +107,11 @@ def lamp_faults(
     rule: AlertRule,
     now: datetime,
     lamps: list[tuple[str, float, float, dict[str, float]]],
+    usual: Mapping[str, float],
 ) -> dict[str, Observation]:
-    """Faults per lamp: (device id, latitude, longitude, latest metrics) in, observations out."""
+    """Faults per lamp: (device id, latitude, longitude, latest metrics) and each lamp's usual
+    watts per percent of dim level (`usual_power`; absent: not known yet) in, observations out."""
     t = now.timestamp()
-    ratios = [
-        m["active_power"] / m["dim_level"]
-        for _, _, _, m in lamps
-        if m.get("dim_level", 0.0) >= MIN_LIT_LEVEL and m.get("active_power", 0.0) >= NO_POWER_W
-    ]
-    median = statistics.median(ratios) if len(ratios) >= MIN_PEERS else None
     out: dict[str, Observation] = {}
     for device_id, latitude, longitude, metrics in lamps:
         level = metrics.get("dim_level")
@@ -83,17 +129,18 @@ def lamp_faults(
             faults.append(f"lit at {level:g} % but drawing {power:g} W")
         if metrics.get("lamp_failure", 0.0) >= 0.5:
             faults.append("reports a lamp failure")
+        normal = usual.get(device_id)
         if (
-            median is not None
+            normal is not None
             and level is not None
             and power is not None
             and level >= MIN_LIT_LEVEL
             and power >= NO_POWER_W
-            and abs(power / level / median - 1.0) > rule.power_tolerance
+            and abs(power / level / normal - 1.0) > rule.power_tolerance
         ):
             faults.append(
                 f"draws {power:g} W at {level:g} %, "
-                f"{power / level / median:.1f}× the usual power for its level"
+                f"{power / level / normal:.1f}× its usual power for that level"
             )
         if faults:
             out[device_id] = Observation(

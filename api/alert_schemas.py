@@ -74,7 +74,7 @@ class RuleSettings(In):
         None, description="lamp: seconds around sunrise and sunset when lit or dark is fine"
     )
     power_tolerance: float | None = Field(
-        None, description="lamp: tolerated deviation of power per dim level from the median"
+        None, description="lamp: tolerated deviation of power per dim level from the lamp's usual"
     )
     max_failures: int | None = Field(
         None, description="commands: refused, failed or unanswered commands in the window"

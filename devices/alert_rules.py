@@ -11,7 +11,7 @@ A rule says when something deserves an operator's attention:
 - `quality`: a device's rejected messages exceed `max_share` of its messages over the window.
 - `lamp`: a lamppost's latest reading against the sun at the lamp (devices.sun): burning in
   daylight, dark at night, lit without drawing power, reporting a lamp failure, or drawing power
-  out of line (by more than `power_tolerance`) with the other lamps at the same dim level.
+  out of line (by more than `power_tolerance`) with the lamp's own usual power for its dim level.
   `margin_s` around sunrise and sunset is left alone (photocells and schedules differ there).
 - `commands`: a device that keeps refusing commands: at least `max_failures` of its commands
   were refused, failed or expired (no answer) within the window, the latest of them after its
@@ -119,7 +119,7 @@ class AlertRule:
     group_minimum: int = 10  # silence: smallest group that is alerted as a group
     max_share: float = 0.1  # quality: share of rejected messages tolerated
     margin_s: float = 1800.0  # lamp: seconds around sunrise/sunset when either state is fine
-    power_tolerance: float = 0.5  # lamp: tolerated deviation of W per % dim from the median
+    power_tolerance: float = 0.5  # lamp: tolerated deviation of W per % dim from its own usual
     max_failures: int = 3  # commands: refused, failed or expired commands in the window
     enabled: bool = True
     builtin: str | None = None
