@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from devices import Registry, parse_topic, shared_subscription
@@ -206,6 +208,36 @@ class Worker:
             stats.rejected[rejection.reason.value] += rejection.count
 
 
+class _FrozenHeap:
+    """How many workers of this process are running with the start-up heap frozen."""
+
+    running = 0
+
+
+@contextmanager
+def startup_heap_frozen() -> Iterator[None]:
+    """Keep what exists when a worker starts out of the garbage collector's full collections.
+
+    By the time a worker subscribes, its process holds some 200,000 objects that live as long
+    as it does (imported modules, the registry snapshot, the clients). Each message leaves a
+    few objects that outlive two collections (its Delivery and its Point stay until its batch
+    is stored); once those add up to a quarter of the old heap, CPython runs a full
+    collection, which walks the whole of it: about 4 us per message (bench/results/ingest.md).
+    `gc.freeze()` moves the old heap to the permanent generation, so a full collection walks
+    only what came after. Objects frozen here are still freed by reference counting; garbage
+    in cycles among them waits until the last worker of the process returns and
+    `gc.unfreeze()` hands the heap back.
+    """
+    gc.freeze()
+    _FrozenHeap.running += 1
+    try:
+        yield
+    finally:
+        _FrozenHeap.running -= 1
+        if _FrozenHeap.running == 0:
+            gc.unfreeze()
+
+
 async def run_worker(
     config: WorkerConfig,
     broker: BrokerConfig,
@@ -253,26 +285,27 @@ async def run_worker(
         worker.on_late = rollups.mark_late
         worker.completeness = rollups.completeness
         worker.state = StateRecorder(registry, config.state_flush_s)
-        await source.open()
-        if ready is not None:
-            ready.set()
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                watch = tasks.create_task(view.watch(), name="registry-watch")
-                report = tasks.create_task(_report(worker, writer), name="stats-report")
-                run = tasks.create_task(worker.run(), name="pipeline")
-                roll = tasks.create_task(rollups.run(), name="rollups")
-                record = tasks.create_task(worker.state.run(), name="device-state")
-                await stop.wait()
-                log.info("%s stopping: draining what was received", config.client_id)
-                source.close()
-                roll.cancel()
-                watch.cancel()
-                report.cancel()
-                await _finish(run, config)
-                record.cancel()  # its last flush writes what the drained batches left
-        finally:
-            await source.aclose()
+        with startup_heap_frozen():
+            await source.open()
+            if ready is not None:
+                ready.set()
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    watch = tasks.create_task(view.watch(), name="registry-watch")
+                    report = tasks.create_task(_report(worker, writer), name="stats-report")
+                    run = tasks.create_task(worker.run(), name="pipeline")
+                    roll = tasks.create_task(rollups.run(), name="rollups")
+                    record = tasks.create_task(worker.state.run(), name="device-state")
+                    await stop.wait()
+                    log.info("%s stopping: draining what was received", config.client_id)
+                    source.close()
+                    roll.cancel()
+                    watch.cancel()
+                    report.cancel()
+                    await _finish(run, config)
+                    record.cancel()  # its last flush writes what the drained batches left
+            finally:
+                await source.aclose()
         log.info("%s stopped: %s", config.client_id, worker.stats)
         return worker.stats
 
@@ -325,18 +358,19 @@ async def run_leaver(
         )
         if observe is not None:
             observe(worker)
-        await source.open()
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                watch = tasks.create_task(view.watch(), name="registry-watch")
-                run = tasks.create_task(worker.run(), name="pipeline")
-                await _until_drained(source, config.leave_quiet_s, stop)
-                if not source.session_ended:
-                    source.close()  # interrupted: store what was received, keep the rest
-                watch.cancel()
-                await _finish(run, config)
-        finally:
-            await source.aclose()
+        with startup_heap_frozen():
+            await source.open()
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    watch = tasks.create_task(view.watch(), name="registry-watch")
+                    run = tasks.create_task(worker.run(), name="pipeline")
+                    await _until_drained(source, config.leave_quiet_s, stop)
+                    if not source.session_ended:
+                        source.close()  # interrupted: store what was received, keep the rest
+                    watch.cancel()
+                    await _finish(run, config)
+            finally:
+                await source.aclose()
     stats = worker.stats
     if source.refused is not None:
         raise source.refused
