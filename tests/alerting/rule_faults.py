@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alerting import Evaluator, EvaluatorConfig
 from devices import Device, Tenant
-from devices.alert_rules import AlertState, builtin_for
+from devices.alert_rules import Alert, AlertState, builtin_for
 from lantaarn.localstack import Influx, Mosquitto
 from simulators import (
     CITIES,
@@ -59,6 +59,8 @@ class Street:
     well: Device
     ledger: Ledger = field(default_factory=Ledger)
     simulated: list[SimulatedDevice] = field(default_factory=list)
+    _evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    _rules: dict[str, str] = field(default_factory=dict)  # built-in name -> the tenant's rule id
 
     async def publish(
         self, fault: FaultRates, start: datetime, readings: int, *, limit_s: float = 10.0
@@ -66,11 +68,24 @@ class Street:
         """Both devices' readings from `start` at their interval (the sick one with `fault`),
         published and waited for until ingest has stored or rejected every one. A device that
         stays silent never reaches its `readings`: `limit_s` real seconds end its run."""
+        await self._run([(self.sick, fault), (self.well, FaultRates())], start, readings, limit_s)
+
+    async def recover(self, start: datetime, readings: int) -> None:
+        """Both devices healthy from `start`: the fault is over (repaired, the episode past)."""
+        await self._run([(d, FaultRates()) for d in (self.sick, self.well)], start, readings, 10.0)
+
+    async def _run(
+        self,
+        plan: Sequence[tuple[Device, FaultRates]],
+        start: datetime,
+        readings: int,
+        limit_s: float,
+    ) -> None:
         address = BrokerAddress("::1", self.platform.broker.port)
 
         def run() -> None:
             with Publisher(address, f"sim-{self.platform.group}") as publisher:
-                for device, rates in ((self.sick, fault), (self.well, FaultRates())):
+                for device, rates in plan:
                     clock = SimClock(start.timestamp(), FAST, catch_up=False)
                     simulation = Simulation(
                         [device],
@@ -111,17 +126,24 @@ class Street:
         return counts[0], counts[1]
 
     async def evaluate(self, builtin: str, moments: Sequence[datetime]) -> dict[str, AlertState]:
-        """Switch the built-in on for the tenant, run the evaluator at each moment; the state
-        of each subject's latest alert."""
+        """Run the evaluator at each moment with the built-in switched on for the tenant (the
+        first time it is asked for); the state of each subject's latest alert of that rule."""
         registry = self.platform.registry
-        rule = builtin_for(builtin, AMSTERDAM.code)
-        assert rule is not None, builtin
-        await asyncio.to_thread(registry.add_rule, rule)
-        evaluator = Evaluator(registry, self.client, [], EvaluatorConfig(f"faults-{builtin}"))
+        if builtin not in self._evaluators:
+            rule = builtin_for(builtin, AMSTERDAM.code)
+            assert rule is not None, builtin
+            self._rules[builtin] = (await asyncio.to_thread(registry.add_rule, rule)).id
+            config = EvaluatorConfig(f"faults-{builtin}")
+            self._evaluators[builtin] = Evaluator(registry, self.client, [], config)
         for moment in moments:
-            await evaluator.evaluate(moment)
-        alerts = await asyncio.to_thread(registry.alerts)
+            await self._evaluators[builtin].evaluate(moment)
+        alerts = await asyncio.to_thread(self.alerts, builtin)
         return {a.subject: a.state for a in sorted(alerts, key=lambda a: a.started_at)}
+
+    def alerts(self, builtin: str) -> list[Alert]:
+        """Every alert of the tenant's copy of a built-in."""
+        rule_id = self._rules[builtin]
+        return [a for a in self.platform.registry.alerts() if a.rule_id == rule_id]
 
 
 def street_devices(kind: str, interval_s: float, created_at: datetime) -> tuple[Device, Device]:
