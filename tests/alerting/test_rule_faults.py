@@ -88,8 +88,11 @@ async def test_a_silent_device_fires_silence(
     ) as s:
         # The healthy one reported every minute of the last 20; the sick one never did.
         await s.publish(FaultRates(silent=1.0), now - 20 * MINUTE, 20, limit_s=1.0)
-        found = await s.evaluate("silence", [now])
-    assert found == {s.sick.device_id: FIRING}
+        assert await s.evaluate("silence", [now]) == {s.sick.device_id: FIRING}
+        # It speaks again: resolved.
+        await s.recover(now - 2 * MINUTE, 2)
+        found = await s.evaluate("silence", [now + timedelta(seconds=1)])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
 
 
 async def test_a_day_burner_fires_lamp_faults_by_day(
@@ -128,8 +131,13 @@ async def test_a_sensor_sending_garbage_fires_data_quality(
     async with street(mosquitto, influx, tmp_path, "weather", interval_s=30.0) as s:
         await s.publish(FaultRates(malformed_json=0.5), start, 30)
         now = datetime.now(UTC)
-        found = await s.evaluate("data-quality", [now, now + 5 * MINUTE])
-    assert found == {s.sick.device_id: FIRING}
+        assert await s.evaluate("data-quality", [now, now + 5 * MINUTE]) == {
+            s.sick.device_id: FIRING
+        }
+        # Sound messages again: a quarter hour on, its rejections have left the window.
+        await s.recover(now - MINUTE, 2)
+        found = await s.evaluate("data-quality", [now + 16 * MINUTE])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
 
 
 async def _summaries(registry: Registry) -> dict[str, str]:
