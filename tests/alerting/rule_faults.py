@@ -27,7 +27,6 @@ from simulators import (
     SimClock,
     Simulation,
 )
-from simulators.device import SimulatedDevice
 from tests.platform import Platform, running_platform
 from timeseries import InfluxClient
 from timeseries.schema import RAW_RP, quote_ident, raw_measurement
@@ -58,7 +57,6 @@ class Street:
     sick: Device
     well: Device
     ledger: Ledger = field(default_factory=Ledger)
-    simulated: list[SimulatedDevice] = field(default_factory=list)
     _evaluators: dict[str, Evaluator] = field(default_factory=dict)
     _rules: dict[str, str] = field(default_factory=dict)  # built-in name -> the tenant's rule id
 
@@ -96,7 +94,6 @@ class Street:
                         spread=False,
                         status=False,  # no status messages: the silence rule reads them
                     )
-                    self.simulated += simulation.devices
                     links = publisher.links(1)
                     simulation.run(links, duration_s=limit_s, readings_per_device=readings)
                     assert simulation.finish(links, 30)
