@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from devices import DEVICE_KINDS, Device
 from devices.command_messages import AckStatus
 from devices.commands_catalogue import command_problems
+from simulators.faults import Fault
 from simulators.sun import SunTimes, sun_times
 
 LOCAL_ZONE: Final = ZoneInfo("Europe/Amsterdam")
@@ -156,6 +157,8 @@ class DeviceState:
         self.dim_setting: float | None = None
         self.schedule_id: str | None = None
         self.interval_s: float | None = None
+        # An episode fault (simulators.faults.EPISODE_KINDS) that changes what it measures.
+        self.episode: Fault | None = None
         if kind == "lamppost":
             self.nominal_w = rng.choice((28.0, 36.0, 45.0, 58.0, 75.0, 110.0))
             self.totals["active_energy"] = rng.uniform(50, 4000)
@@ -245,6 +248,10 @@ class DeviceState:
     def _lamppost(self, t: float, dt: float) -> dict[str, float]:
         rng = self.rng
         on = self.lamp_on(t) if self.forced_on is None else self.forced_on
+        if self.episode is Fault.DAY_BURNER and self.forced_on is None:
+            on = True  # the photocell is stuck; a command still switches it
+        elif self.episode is Fault.DARK:
+            on = False  # no supply: commands reach the controller, the lamp stays dark
         if self.failed_until <= t and on and rng.random() < 2e-4:
             # A failed lamp waits one to five days for the maintenance crew.
             self.failed_until = t + rng.uniform(1, 5) * DAY_S
@@ -281,6 +288,10 @@ class DeviceState:
         pm25 = (5.0 + 9.0 * stagnation + 4.0 * traffic) * washout + rng.gauss(0, 0.8)
         pm10 = pm25 * 1.6 + 3.0 * traffic + rng.gauss(0, 1.5)
         no2 = 9.0 + 42.0 * traffic * stagnation + rng.gauss(0, 2.5)
+        if self.episode is Fault.POLLUTION_EPISODE:
+            # A fire, a building site or a smog day: fine dust far above the WHO guideline.
+            pm25 += 45.0
+            pm10 += 60.0
         return {
             "pm25": round(_clamp(pm25, 0.5, 1000.0), 1),
             "pm10": round(_clamp(pm10, 1.0, 2000.0), 1),
@@ -292,9 +303,14 @@ class DeviceState:
     def _noise(self, t: float) -> dict[str, float]:
         rng = self.rng
         traffic = traffic_intensity(t) * self.scale
-        # Sound energies add: a quiet background plus traffic, then back to decibels.
+        # Sound energies add: a quiet background plus traffic, then back to decibels. Traffic
+        # noise falls faster than traffic: at night (4 % of the busiest hour) a street is near
+        # 50 dB, under the night-noise rule's 55 dB; at the busiest hour near 70 dB.
         background = 10 ** (3.8 + 0.05 * rng.random())
-        laeq = 10 * math.log10(background + 10**7.0 * traffic) + rng.gauss(0, 1.0)
+        energy = background + 10**7.0 * traffic**1.5
+        if self.episode is Fault.LOUD_STREET:
+            energy += 10**6.8  # a 68 dB source close by: a party, a generator, night works
+        laeq = 10 * math.log10(energy) + rng.gauss(0, 1.0)
         la90 = laeq - 4.0 - 6.0 * traffic - abs(rng.gauss(0, 1.0))
         la10 = laeq + 1.5 + 2.0 * traffic + abs(rng.gauss(0, 0.8))
         lamax = la10 + 6.0 + abs(rng.gauss(0, 5.0))
@@ -375,4 +391,7 @@ class DeviceState:
         self.wet = self.wet * math.exp(-dt / DAY_S) + w.rain_rate * dt / 3600.0 * 0.004
         tide = self.tide * math.sin(2 * math.pi * t / _TIDE_S + self.tide_phase)
         level = self.datum + tide + self.wet + rng.gauss(0, 0.005)
+        if self.episode is Fault.FLOODED:
+            # A burst dike or a pumping station down: the water stands at 2 m NAP or higher.
+            level = max(level + 1.0, 2.0)
         return {"level": round(_clamp(level, -20.0, 50.0), 3)}

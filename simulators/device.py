@@ -95,6 +95,9 @@ class SimulatedDevice:
         # A stream of its own, so switching command faults on changes no reading.
         draw = random.Random(f"{seed}:commands:{device.device_id}").random()
         self.command_fault = self.faults.command_fault(draw)
+        # And one for what it measures: a polluted, loud or flooded street, a lamp gone wrong.
+        draw = random.Random(f"{seed}:episode:{device.device_id}").random()
+        self.state.episode = self.faults.episode(device.kind, draw)
         self.silent_until = -math.inf
         self.offline_until = -math.inf
         self._fault_table = self.faults.table()

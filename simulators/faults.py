@@ -34,9 +34,24 @@ class Fault(enum.StrEnum):
     REFUSES_COMMANDS = "refuses_commands"  # answers every command "refused" (manual override)
     NEVER_ANSWERS = "never_answers"  # hears commands, obeys none and never answers
     OFFLINE_SPELLS = "offline_spells"  # away for spells; its session keeps commands till it is back
+    # what the device measures: a street in trouble or a lamp gone wrong (one built-in alert
+    # rule each; see EPISODE_KINDS)
+    POLLUTION_EPISODE = "pollution_episode"  # fine dust well above the WHO guideline
+    LOUD_STREET = "loud_street"  # a loud source close by, day and night
+    FLOODED = "flooded"  # water at 2 m NAP or higher: the street is under water
+    DAY_BURNER = "day_burner"  # the photocell is stuck: lit day and night
+    DARK = "dark"  # the lamp stays dark, as in a district without supply
 
 
 COMMAND_FAULTS: Final = (Fault.REFUSES_COMMANDS, Fault.NEVER_ANSWERS, Fault.OFFLINE_SPELLS)
+# The episode faults and the kind of device each happens to; others ignore it.
+EPISODE_KINDS: Final = {
+    Fault.POLLUTION_EPISODE: "air_quality",
+    Fault.LOUD_STREET: "noise",
+    Fault.FLOODED: "water_level",
+    Fault.DAY_BURNER: "lamppost",
+    Fault.DARK: "lamppost",
+}
 
 
 READING_FAULTS: Final = (
@@ -60,7 +75,9 @@ class FaultRates:
     share of devices whose clock is off; `silent` and `flap` are chances per reading that a
     device starts a spell of silence or of being disconnected. The command faults
     (`refuses_commands`, `never_answers`, `offline_spells`) are shares of devices, summing to
-    at most 1: each device has at most one.
+    at most 1: each device has at most one. The episode faults (`pollution_episode`,
+    `loud_street`, `flooded`, `day_burner`, `dark`) are shares of the devices of their kind
+    (`EPISODE_KINDS`); the two lamp faults sum to at most 1.
     """
 
     malformed_json: float = 0.0
@@ -78,6 +95,11 @@ class FaultRates:
     refuses_commands: float = 0.0
     never_answers: float = 0.0
     offline_spells: float = 0.0
+    pollution_episode: float = 0.0
+    loud_street: float = 0.0
+    flooded: float = 0.0
+    day_burner: float = 0.0
+    dark: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -88,6 +110,8 @@ class FaultRates:
             raise ValueError("the reading fault rates add up to more than 1")
         if sum(getattr(self, f.value) for f in COMMAND_FAULTS) > 1.0:
             raise ValueError("the command fault shares add up to more than 1")
+        if self.day_burner + self.dark > 1.0:
+            raise ValueError("the lamp fault shares (day_burner, dark) add up to more than 1")
 
     @property
     def reading_total(self) -> float:
@@ -148,6 +172,17 @@ class FaultRates:
         """The command fault a device whose uniform draw is `u` (0..1) has, or None."""
         edge = 0.0
         for fault in COMMAND_FAULTS:
+            edge += float(getattr(self, fault.value))
+            if u < edge:
+                return fault
+        return None
+
+    def episode(self, kind: str, u: float) -> Fault | None:
+        """The episode fault a device of `kind` whose uniform draw is `u` (0..1) has, or None."""
+        edge = 0.0
+        for fault, its_kind in EPISODE_KINDS.items():
+            if its_kind != kind:
+                continue
             edge += float(getattr(self, fault.value))
             if u < edge:
                 return fault

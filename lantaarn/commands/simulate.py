@@ -72,7 +72,9 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
         "--faults",
         default="none",
         help="fault rates: a total such as 0.05 spread over all faults, or named rates such "
-        "as malformed_json=0.01,out_of_range=0.02,flap=0.001 (default none)",
+        "as malformed_json=0.01,out_of_range=0.02,flap=0.001; the street fault modes "
+        "(pollution_episode, loud_street, flooded, day_burner, dark: shares of the devices of "
+        "their kind) are named only (default none)",
     )
     sim.add_argument(
         "--connections",

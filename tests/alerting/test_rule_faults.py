@@ -1,0 +1,184 @@
+"""Each built-in alert rule fires for a simulated device with the fault mode made for it, and
+not for a healthy device of the same kind: the simulator publishes through a real Mosquitto,
+the real ingest worker stores in a real InfluxDB, and the real evaluator decides at chosen
+moments in the recent past (the readings carry simulated, past timestamps), so the rules'
+"for" durations and windows pass in simulated time, not real time."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from alerting import Evaluator, EvaluatorConfig
+from devices import Registry
+from devices.alert_rules import AlertState, builtin_for
+from lantaarn.localstack import Influx, Mosquitto
+from simulators import FaultRates
+from simulators.clock import SimClock
+from simulators.command_responder import FaultyFleet
+from simulators.device import SimulatedDevice
+from tests.alerting.rule_faults import SEED, recent, street
+from tests.broker.test_commands_mqtt import _group_finished, _platform
+from timeseries import InfluxClient, InfluxConfig
+
+pytestmark = pytest.mark.anyio
+
+MINUTE = timedelta(minutes=1)
+FIRING = AlertState.FIRING
+
+
+async def test_a_pollution_episode_fires_pm25_who(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    # At night: a healthy street's fine dust stays under 25 µg/m³ whatever the weather.
+    at = recent(1, before=time.time(), room_s=900)
+    async with street(mosquitto, influx, tmp_path, "air_quality") as s:
+        # An hour before the first round, and the ten minutes the rule waits.
+        await s.publish(FaultRates(pollution_episode=1.0), at - 61 * MINUTE, 72)
+        found = await s.evaluate("pm25-who", [at, at + 5 * MINUTE, at + 10 * MINUTE])
+    assert found == {s.sick.device_id: FIRING}
+
+
+async def test_a_loud_street_fires_night_noise_at_night(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    at = recent(1, before=time.time(), room_s=900)  # 02:00 or 03:00 in Amsterdam
+    async with street(mosquitto, influx, tmp_path, "noise") as s:
+        # The quarter hour of the window, and the five minutes the rule waits.
+        await s.publish(FaultRates(loud_street=1.0), at - 15 * MINUTE, 21)
+        found = await s.evaluate("night-noise", [at, at + 5 * MINUTE])
+    assert found == {s.sick.device_id: FIRING}
+
+
+async def test_a_loud_street_by_day_is_not_night_noise(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    at = recent(12, before=time.time(), room_s=900)
+    async with street(mosquitto, influx, tmp_path, "noise") as s:
+        await s.publish(FaultRates(loud_street=1.0), at - 15 * MINUTE, 21)
+        assert await s.evaluate("night-noise", [at, at + 5 * MINUTE]) == {}
+        # As loud as at night: the rule's hours, not the street, keep it quiet.
+        assert min(r.metrics["laeq"] for r in s.ledger.by_device()[s.sick.device_id]) > 60.0
+
+
+async def test_a_flooded_street_fires_high_water(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    at = recent(1, before=time.time(), room_s=900)
+    async with street(mosquitto, influx, tmp_path, "water_level") as s:
+        await s.publish(FaultRates(flooded=1.0), at - 15 * MINUTE, 16)
+        assert await s.evaluate("high-water", [at]) == {s.sick.device_id: FIRING}
+        # The water goes down: the next reading resolves it (no "for" on the way back).
+        await s.recover(at + MINUTE, 2)
+        found = await s.evaluate("high-water", [at + 2 * MINUTE])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
+
+
+async def test_a_silent_device_fires_silence(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with street(
+        mosquitto, influx, tmp_path, "parking", created_at=now - timedelta(hours=1)
+    ) as s:
+        # The healthy one reported every minute of the last 20; the sick one never did.
+        await s.publish(FaultRates(silent=1.0), now - 20 * MINUTE, 20, limit_s=1.0)
+        assert await s.evaluate("silence", [now]) == {s.sick.device_id: FIRING}
+        # It speaks again: resolved.
+        await s.recover(now - 2 * MINUTE, 2)
+        found = await s.evaluate("silence", [now + timedelta(seconds=1)])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
+
+
+async def test_a_day_burner_fires_lamp_faults_by_day(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    at = recent(12, before=time.time(), room_s=900)  # the sun is up in Amsterdam all year
+    async with street(mosquitto, influx, tmp_path, "lamppost") as s:
+        await s.publish(FaultRates(day_burner=1.0), at - 15 * MINUTE, 26)
+        found = await s.evaluate("lamp-faults", [at, at + 5 * MINUTE, at + 10 * MINUTE])
+        alerts = await _summaries(s.platform.registry)
+    assert found == {s.sick.device_id: FIRING}
+    assert alerts == {s.sick.device_id: "burning in daylight"}
+
+
+async def test_a_dark_lamp_fires_lamp_faults_at_night(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    at = recent(1, before=time.time(), room_s=900)  # the sun is down in Amsterdam all year
+    async with street(mosquitto, influx, tmp_path, "lamppost") as s:
+        await s.publish(FaultRates(dark=1.0), at - 15 * MINUTE, 26)
+        found = await s.evaluate("lamp-faults", [at, at + 5 * MINUTE, at + 10 * MINUTE])
+        alerts = await _summaries(s.platform.registry)
+        assert found == {s.sick.device_id: FIRING}
+        assert alerts == {s.sick.device_id: "dark at night"}
+        # The supply is back: lit again, the alert resolves.
+        await s.recover(at + 11 * MINUTE, 2)
+        found = await s.evaluate("lamp-faults", [at + 12 * MINUTE])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
+
+
+async def test_a_sensor_sending_garbage_fires_data_quality(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    # Rejections are stored at the time they are received: the rounds are now and later.
+    start = datetime.now(UTC) - 15 * MINUTE
+    async with street(mosquitto, influx, tmp_path, "weather", interval_s=30.0) as s:
+        await s.publish(FaultRates(malformed_json=0.5), start, 30)
+        now = datetime.now(UTC)
+        assert await s.evaluate("data-quality", [now, now + 5 * MINUTE]) == {
+            s.sick.device_id: FIRING
+        }
+        # Sound messages again: a quarter hour on, its rejections have left the window.
+        await s.recover(now - MINUTE, 2)
+        found = await s.evaluate("data-quality", [now + 16 * MINUTE])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
+
+
+async def _summaries(registry: Registry) -> dict[str, str]:
+    return {a.subject: a.summary for a in registry.alerts(states=[FIRING.value])}
+
+
+@pytest.fixture
+async def client(influx: Influx) -> AsyncIterator[InfluxClient]:
+    # The command rule reads the registry's command history; the evaluator still needs one.
+    async with InfluxClient(InfluxConfig(influx.url, f"rf_{uuid.uuid4().hex[:8]}")) as opened:
+        yield opened
+
+
+async def test_a_lamp_refusing_commands_fires_lamp_refusing(
+    mosquitto: Mosquitto, client: InfluxClient, tmp_path: Path
+) -> None:
+    async with _platform(tmp_path, mosquitto, 2) as platform:
+        clock = SimClock(time.time())
+        sick, well = platform.lamps
+        lamps = [
+            SimulatedDevice(sick, SEED, clock, FaultRates(refuses_commands=1.0)),
+            SimulatedDevice(well, SEED, clock, FaultRates()),
+        ]
+        async with FaultyFleet(lamps, "::1", mosquitto.port, client_id=f"{platform.tag}-fleet"):
+            for level in (30, 50, 70):
+                answer = await platform.http.post(
+                    "/v1/commands",
+                    json={
+                        "name": "set_dim_level",
+                        "args": {"level": level},
+                        "selector": {"tenant": "GM0363", "kind": "lamppost"},
+                    },
+                    headers=platform.headers("operator_a"),
+                )
+                assert answer.status_code == 202, answer.text
+                await _group_finished(platform, answer.headers["location"])
+        with Registry(f"sqlite:///{tmp_path / 'registry.sqlite3'}") as registry:
+            rule = builtin_for("lamp-refusing", "GM0363")
+            assert rule is not None
+            registry.add_rule(rule)
+            await Evaluator(registry, client, [], EvaluatorConfig("faults")).evaluate()
+            found = {a.subject: a.state for a in registry.alerts()}
+    assert found == {sick.device_id: FIRING}
+    assert lamps[1].state.dim_setting == 70.0  # the healthy lamp obeyed every command
