@@ -31,7 +31,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
@@ -125,7 +125,10 @@ class ChangeFeed:
     """The changes of one tenant set (None: every tenant), read once per tick by one task and
     handed to each listener. The task runs while the feed has listeners."""
 
+    started: ClassVar[int] = 0  # feeds made in this process (for tests and benchmarks)
+
     def __init__(self, registry: Registry, tenants: TenantKey, after: Position) -> None:
+        ChangeFeed.started += 1
         self.registry = registry
         self.tenants = tenants
         self.after = after

@@ -267,3 +267,47 @@ def test_events_follow_the_dashboard_session(api: str, world: World) -> None:
         f"{api}/v1/events", headers={**_key(world, "viewer_b"), "Last-Event-ID": "nonsense"}
     )
     assert bad.status_code == 400
+
+
+def test_streams_of_one_tenant_share_one_feed_and_resume_from_last_event_id(
+    api: str, world: World
+) -> None:
+    ours = sorted(world.of_tenant(TENANT_A), key=lambda d: d.device_id)
+    theirs = world.of_tenant(TENANT_B)
+    headers = _key(world, "viewer_a")
+    feeds_before = events_route.ChangeFeed.started
+    with (
+        httpx.stream("GET", f"{api}/v1/events", headers=headers, timeout=10) as one,
+        httpx.stream("GET", f"{api}/v1/events", headers=headers, timeout=10) as two,
+    ):
+        lines_one, lines_two = one.iter_lines(), two.iter_lines()
+        _events(lines_one, lambda got: len(got) >= 1)
+        _events(lines_two, lambda got: len(got) >= 1)
+        _record(world, [ours[0], *theirs], lambda d: _marker(d) + 3)
+        got_one = _events(lines_one, lambda got: any(n == "devices" for n, _ in got))
+        got_two = _events(lines_two, lambda got: any(n == "devices" for n, _ in got))
+        changed = [[d["deviceId"] for n, data in got if n == "devices" for d in data["devices"]]
+                   for got in (got_one, got_two)]  # fmt: skip
+        assert changed == [[ours[0].device_id]] * 2  # the same change, never the other tenant's
+        assert events_route.ChangeFeed.started - feeds_before == 1  # one feed for both
+        # Find the id of that event (the raw lines carry it).
+        _record(world, [ours[0]], lambda d: _marker(d) + 4)
+        seen_id = None
+        for line in lines_one:
+            if line.startswith("id: "):
+                seen_id = line.removeprefix("id: ")
+                break
+        assert seen_id is not None
+        _record(world, [ours[1], *theirs], lambda d: _marker(d) + 5)
+        # stream two sees it: the feed has passed it before a browser comes back.
+        _events(lines_two, lambda got: any(
+            n == "devices" and any(d["deviceId"] == ours[1].device_id for d in data["devices"])
+            for n, data in got
+        ))  # fmt: skip
+        with httpx.stream(
+            "GET", f"{api}/v1/events", headers={**headers, "Last-Event-ID": seen_id}, timeout=10
+        ) as back:
+            got = _events(back.iter_lines(), lambda got: any(n == "devices" for n, _ in got))
+            resumed = [d for n, data in got if n == "devices" for d in data["devices"]]
+            assert [d["deviceId"] for d in resumed] == [ours[1].device_id]
+            assert resumed[0]["metrics"][_metric(ours[1])] == _marker(ours[1]) + 5
