@@ -75,7 +75,7 @@ async def test_a_listener_that_does_not_keep_up_is_told_to_resync(
     feed = ChangeFeed(registry, (AMSTERDAM.code,), (0, ""))
     slow, keeping_up = Listener(), Listener()
     feed.listeners.update((slow, keeping_up))
-    got = []
+    got: list[bytes] = []
     for value in range(6):
         _record(registry, (ours,), float(value))
         await feed.tick()
