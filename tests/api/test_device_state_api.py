@@ -17,6 +17,7 @@ import pytest
 
 import api.routes.events as events_route
 from api.sessions import COOKIE
+from api.timefmt import format_ns
 from devices import DEVICE_KINDS, Device, Registry
 from devices.registry import ReadingUpdate, StatusUpdate
 from lantaarn.localstack import Influx
@@ -70,6 +71,26 @@ def _next(api: str, link: str) -> str:
 def _marker(device: Device) -> float:
     # The metric's minimum: the seeded readings in InfluxDB are all strictly inside the range.
     return DEVICE_KINDS[device.kind].metrics[0].minimum
+
+
+def test_latest_keeps_what_it_found_in_influxdb_in_the_store(api: str, world: World) -> None:
+    # The store starts empty (a new database beside an InfluxDB full of readings): the first
+    # page looks its devices up in InfluxDB and writes them to the store, the next reads them.
+    theirs = world.of_tenant(TENANT_B)
+    with Registry(world.config.registry_url) as registry:
+        assert registry.device_states(d.device_id for d in theirs) == {}  # runs first
+    first = httpx.get(f"{api}/v1/latest", headers=_key(world, "viewer_b"))
+    assert first.status_code == 200
+    with Registry(world.config.registry_url) as registry:
+        kept = registry.device_states(d.device_id for d in theirs)
+    answered = {item["deviceId"]: item for item in first.json()}
+    assert set(kept) == set(answered) == {d.device_id for d in theirs}
+    for device_id, state in kept.items():
+        assert state.last_ns is not None
+        assert answered[device_id]["ts"] == format_ns(state.last_ns)
+        assert state.metrics == answered[device_id]["metrics"]
+    again = httpx.get(f"{api}/v1/latest", headers=_key(world, "viewer_b"))
+    assert again.json() == first.json()
 
 
 def test_latest_pages_one_tenant_from_the_store(api: str, world: World) -> None:
