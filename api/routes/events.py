@@ -210,7 +210,10 @@ async def _stream(
             yield event
     listener = Listener()
     feed.listeners.add(listener)  # no await since catch_up ended: nothing slipped past
-    if feed.task is None:
+    if feed.task is None or feed.task.done():
+        # New, or its last listener left while this one caught up: (re)start it from where
+        # it got to.
+        feeds.setdefault(key, feed)
         feed.task = asyncio.create_task(feed.run(feeds), name=f"change-feed {key}")
     shown: str | None = None
     quiet_since = time.monotonic()
