@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from api.timefmt import format_ns
 from api.timefmt import now_ns as now_ns_clock
 from devices import DEVICE_KINDS, Device, Registry
-from devices.registry import DeviceState, live_status
+from devices.registry import DeviceState, ReadingUpdate, StatusUpdate, live_status
 from timeseries import InfluxClient, InfluxError
-from timeseries.queries import last_status, latest_readings
+from timeseries.queries import RawReading, last_status, latest_readings
 from timeseries.schema import raw_measurement
 from timeseries.selection import Selection
 
@@ -50,17 +50,24 @@ def device_status(
     return live_status(device, state, now)
 
 
-async def live_states(
+async def _newest_in_influx(
     influx: InfluxClient, devices: Sequence[Device], now: int, asked: Selection
-) -> dict[str, LiveState]:
-    """The live state of each device. `asked` says which devices InfluxDB is asked about: these
-    devices by id (for a page), or every device of their tenants (for a whole fleet, a short
-    query however many devices it holds); it must include `devices`."""
+) -> tuple[dict[str, RawReading], dict[str, tuple[int, str]]]:
+    """The newest reading and last status message (time, state) InfluxDB holds of the devices
+    `asked` selects, by device id."""
     kinds = sorted({k for d in devices for k in (d.kind, *d.extra_kinds) if k in DEVICE_KINDS})
-    readings, statuses = await asyncio.gather(
+    return await asyncio.gather(
         latest_readings(influx, [raw_measurement(k) for k in kinds], now - LOOKBACK_NS, asked),
         last_status(influx, now - LOOKBACK_NS, asked),
     )
+
+
+def _live_of(
+    devices: Sequence[Device],
+    readings: dict[str, RawReading],
+    statuses: dict[str, tuple[int, str]],
+    now: int,
+) -> dict[str, LiveState]:
     out = {}
     for device in devices:
         reading = readings.get(device.device_id)
@@ -71,6 +78,16 @@ async def live_states(
             reading.metrics if reading else {},
         )
     return out
+
+
+async def live_states(
+    influx: InfluxClient, devices: Sequence[Device], now: int, asked: Selection
+) -> dict[str, LiveState]:
+    """The live state of each device. `asked` says which devices InfluxDB is asked about: these
+    devices by id (for a page), or every device of their tenants (for a whole fleet, a short
+    query however many devices it holds); it must include `devices`."""
+    readings, statuses = await _newest_in_influx(influx, devices, now, asked)
+    return _live_of(devices, readings, statuses, now)
 
 
 async def live_states_if_available(
@@ -148,7 +165,7 @@ async def page_states(
     missing = [device for device, state in page if state is None or state.last_ns is None]
     found: dict[str, LiveState] = {}
     if missing:
-        found = await _from_influx(influx, missing, now)
+        found = await _from_influx(registry, influx, missing, now)
     out = []
     for device, state in page:
         live = found.get(device.device_id)
@@ -164,12 +181,34 @@ async def page_states(
 
 
 async def _from_influx(
-    influx: InfluxClient, devices: list[Device], now: int
+    registry: Registry, influx: InfluxClient, devices: list[Device], now: int
 ) -> dict[str, LiveState]:
     """The live state of devices the store does not know, from InfluxDB (502 when it fails:
-    saying "never seen" of devices that may well report would mislead)."""
+    saying "never seen" of devices that may well report would mislead).
+
+    What InfluxDB had is written to the store (an upsert that keeps the newer, as the workers'),
+    so that after the store started empty (a new or restored database) each device is looked up
+    in InfluxDB once, not on every page until it reports again.
+    """
     if len(devices) > _BY_TENANT_ABOVE:
         asked = Selection.of_tenants(sorted({d.tenant for d in devices}))
     else:
         asked = Selection.of_devices(d.device_id for d in devices)
-    return await live_states(influx, devices, now, asked)
+    readings, statuses = await _newest_in_influx(influx, devices, now, asked)
+    known = []
+    told = []
+    for device in devices:
+        reading = readings.get(device.device_id)
+        if reading is not None:
+            known.append(
+                ReadingUpdate(device.device_id, device.tenant, reading.ts_ns, reading.metrics)
+            )
+        status = statuses.get(device.device_id)
+        if status is not None:
+            told.append(StatusUpdate(device.device_id, device.tenant, status[1], status[0]))
+    if known or told:
+        try:
+            await asyncio.to_thread(registry.record_states, known, told, now_ns=now)
+        except Exception as exc:  # noqa: BLE001 - the answer does not depend on it
+            log.warning("could not keep the device state found in InfluxDB: %s", exc)
+    return _live_of(devices, readings, statuses, now)

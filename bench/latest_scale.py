@@ -28,6 +28,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -136,11 +137,18 @@ def _serve(url: str, port: int) -> None:
 
 
 @contextmanager
-def api_process(url: str) -> Iterator[tuple[str, int]]:
-    """The API in a child process; yields its base URL and pid."""
+def api_process(url: str, tree: str | None = None) -> Iterator[tuple[str, int]]:
+    """The API in a child process; yields its base URL and pid. `tree`: run the API of that
+    checkout instead of this one (its `bench.latest_scale._serve`), to compare two trees."""
     port = free_port()
-    child = multiprocessing.get_context("spawn").Process(target=_serve, args=(url, port))
-    child.start()
+    child: multiprocessing.process.BaseProcess | subprocess.Popen[bytes]
+    if tree is None:
+        child = multiprocessing.get_context("spawn").Process(target=_serve, args=(url, port))
+        child.start()
+    else:
+        code = f"from bench.latest_scale import _serve; _serve({url!r}, {port})"
+        env = {**os.environ, "PYTHONPATH": tree}
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=tree, env=env)
     base = f"http://[::1]:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -157,7 +165,10 @@ def api_process(url: str) -> Iterator[tuple[str, int]]:
         yield base, child.pid
     finally:
         child.terminate()
-        child.join(20)
+        if isinstance(child, subprocess.Popen):
+            child.wait(20)
+        else:
+            child.join(20)
 
 
 def timed(
@@ -227,6 +238,25 @@ def stream_cost(base: str, pid: int, streams: int, seconds: float) -> tuple[floa
     return spent, received[0] // max(1, streams)  # every stream adds to it
 
 
+def streams(
+    url: str, devices: list[Device], base: str, pid: int, seconds: float
+) -> tuple[float, float, float, float, int]:
+    """The API's CPU seconds over `seconds`: idle, with the writer, with the writer and one
+    stream, with the writer and ten streams; and the device states one stream received."""
+    stop = threading.Event()
+    writing = threading.Thread(target=writer, args=(url, devices, stop), daemon=True)
+    idle, _ = stream_cost(base, pid, 0, seconds)
+    writing.start()
+    try:
+        base_cpu, _ = stream_cost(base, pid, 0, seconds)
+        one, got_one = stream_cost(base, pid, 1, seconds)
+        ten, _ = stream_cost(base, pid, 10, seconds)
+    finally:
+        stop.set()
+        writing.join(10)
+    return idle, base_cpu, one, ten, got_one
+
+
 def _points(devices: int, count: int = 1000, at: int = 0) -> list[Point]:
     """`count` lamppost points of `devices` devices (round robin), at times from `at` (ns)."""
     return [
@@ -272,6 +302,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,50000,150000")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--stream-s", type=float, default=30.0)
+    parser.add_argument(
+        "--compare", default=None, help="another checkout whose API's streams to measure first"
+    )
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL instead of SQLite")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -280,9 +313,10 @@ def main() -> None:
           f"{'PostgreSQL' if args.postgres else 'SQLite'}")  # fmt: skip
     print(f"command: {' '.join(sys.argv)}\n")
     print("| devices | latest 1st page (1,000) p50 / p99 ms, API CPU ms | latest default page "
-          "p50 ms (size), API CPU ms | summary compute CPU ms | summary HTTP p50 ms | API RSS MB "
-          "| 1 stream CPU % | 10 streams CPU % per stream | device states/stream |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "p50 ms (size), API CPU ms | summary compute CPU ms | summary HTTP p50 ms "
+          "| API RSS MB |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
+    stream_rows: list[str] = []
     memory: list[tuple[int, float]] = []
     for size in sizes:
         with tempfile.TemporaryDirectory() as folder:
@@ -307,30 +341,36 @@ def main() -> None:
                 summary_http = timed(c, "/v1/summary?tenant=GM0000", args.repeat, pid)
                 rss = rss_mb(pid)
                 memory.append((size, rss))
-                stop = threading.Event()
-                writing = threading.Thread(target=writer, args=(url, devices, stop), daemon=True)
-                idle, _ = stream_cost(base, pid, 0, args.stream_s)
-                writing.start()
-                base_cpu, _ = stream_cost(base, pid, 0, args.stream_s)
-                one, got_one = stream_cost(base, pid, 1, args.stream_s)
-                ten, _ = stream_cost(base, pid, 10, args.stream_s)
-                stop.set()
-                writing.join(10)
-            one_pct = max(0.0, one - base_cpu) / args.stream_s * 100
-            ten_pct = max(0.0, ten - base_cpu) / args.stream_s * 100 / 10
+            rounds = [("this tree", None)]
+            if args.compare:
+                rounds.insert(0, (f"{args.compare} (before)", args.compare))
+            for label, tree in rounds:
+                with api_process(url, tree) as (base, pid):
+                    idle, base_cpu, one, ten, got_one = streams(
+                        url, devices, base, pid, args.stream_s
+                    )
+                one_pct = max(0.0, one - base_cpu) / args.stream_s * 100
+                ten_pct = max(0.0, ten - base_cpu) / args.stream_s * 100 / 10
+                stream_rows.append(
+                    f"| {size:,} | {label} | {one_pct:.2f} | {ten_pct:.2f} | {got_one} | "
+                    f"{idle:.2f} / {base_cpu:.2f} s |"
+                )
             print(
                 f"| {size:,} | {first[0]:.1f} / {first[1]:.1f}, {first[3]:.1f} | "
                 f"{whole[0]:.0f} ({whole[2] // 1024} KiB), {whole[3]:.0f} | {summary_ms:.0f} | "
-                f"{summary_http[0]:.1f} | {rss:.0f} | {one_pct:.2f} | {ten_pct:.2f} | {got_one} |"
-            )
-            print(
-                f"<!-- API CPU idle {idle:.2f} s, with the writer {base_cpu:.2f} s, "
-                f"over {args.stream_s} s -->"
+                f"{summary_http[0]:.1f} | {rss:.0f} |"
             )
             if args.postgres:
                 with engine.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
                 engine.dispose()
+    print(f"\nOpen /v1/events streams of GM0000 over {args.stream_s} s while the writer records "
+          "the fleet: the API's CPU beyond the same time without streams")  # fmt: skip
+    print("\n| devices | API | 1 stream CPU % | 10 streams CPU % per stream | device states/stream "
+          "| API CPU idle / with the writer, no streams |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row in stream_rows:
+        print(row)
     if len(memory) > 1:
         (small, low), (large, high) = memory[0], memory[-1]
         per_device = (high - low) * 1024 * 1024 / (large - small)

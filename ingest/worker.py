@@ -356,6 +356,8 @@ async def run_leaver(
             InfluxSink(BatchWriter(client), config.write_lines, worker=config.client_id),
             view,
         )
+        # What it drains is the devices' newest state as much as what a running worker stores.
+        worker.state = StateRecorder(registry, config.state_flush_s)
         if observe is not None:
             observe(worker)
         with startup_heap_frozen():
@@ -364,11 +366,13 @@ async def run_leaver(
                 async with asyncio.TaskGroup() as tasks:
                     watch = tasks.create_task(view.watch(), name="registry-watch")
                     run = tasks.create_task(worker.run(), name="pipeline")
+                    record = tasks.create_task(worker.state.run(), name="device-state")
                     await _until_drained(source, config.leave_quiet_s, stop)
                     if not source.session_ended:
                         source.close()  # interrupted: store what was received, keep the rest
                     watch.cancel()
                     await _finish(run, config)
+                    record.cancel()  # its last flush writes what the drained batches left
             finally:
                 await source.aclose()
     stats = worker.stats

@@ -7,7 +7,15 @@ Events of one stream, only of the caller's tenants (an API key's, or the dashboa
 - `devices`: `{"devices": [...]}`, the devices whose state changed since the last such event,
   each as an item of `/v1/latest`; its `id` lets a reconnecting browser (`Last-Event-ID`) carry
   on where it left off;
+- `resync`: `{}`, the stream fell behind (its client read too slowly) and `devices` events were
+  dropped: read `/v1/latest` again; a fresh `summary` follows;
 - a comment line (`: keep-alive`) when nothing was sent for `HEARTBEAT_S` seconds.
+
+One change feed per tenant set (`ChangeFeed`): it reads the set's changes once per tick and
+serialises each `devices` event once, and every open stream of that set is handed the same bytes.
+A stream holds at most `QUEUED_EVENTS` events (references to the shared bytes) for a slow client;
+beyond that its queue is emptied and it is told to `resync`, so a client that does not read
+never grows the API's memory.
 
 A change is sent once it is `SETTLE_S` old: writers stamp a change before their transaction
 commits, and reading only settled changes in (time, device) order never skips one that
@@ -17,11 +25,13 @@ committed late.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
@@ -44,20 +54,29 @@ HEARTBEAT_S: Final = 15.0
 SETTLE_S: Final = 3.0
 BATCH: Final = 2_000  # devices per `devices` event
 BATCHES_PER_TICK: Final = 5
+QUEUED_EVENTS: Final = 8  # events a stream may have waiting before it is told to resync
 _NS: Final = 1_000_000_000
 _EVENT_ID = re.compile(rf"(\d{{1,19}})\.({DEVICE_ID_PATTERN})")
+_RESYNC: Final = b"event: resync\ndata: {}\n\n"
+
+Position = tuple[int, str]  # (change time in ns, device id): where a reader has got to
+TenantKey = tuple[str, ...] | None
 
 
-def _start(last_event_id: str | None) -> tuple[int, str]:
-    """Where a stream starts: after the last event a reconnecting browser saw, else now."""
+def _start(last_event_id: str | None) -> Position | None:
+    """Where a stream starts: after the last event a reconnecting browser saw, else None (now)."""
     if last_event_id is None:
-        return now_ns() - int(SETTLE_S * _NS), ""
+        return None
     found = _EVENT_ID.fullmatch(last_event_id)
     if found is None:
         raise BadRequest(
             [{"name": "Last-Event-ID", "in": "header", "reason": "not an event id of ours"}]
         )
     return int(found[1]), found[2]
+
+
+def _settled() -> Position:
+    return now_ns() - int(SETTLE_S * _NS), ""
 
 
 def _item(device: Device, state: DeviceState, now: int) -> dict[str, Any]:
@@ -72,45 +91,165 @@ def _event(name: str, data: bytes, event_id: str | None = None) -> bytes:
     return head.encode() + b"data: " + data + b"\n\n"
 
 
+def _devices_event(changed: list[tuple[Device, DeviceState]], now: int) -> tuple[bytes, Position]:
+    """A `devices` event of these changes, and the position after them."""
+    last_device, last_state = changed[-1]
+    after = (last_state.changed_ns, last_device.device_id)
+    body = orjson.dumps({"devices": [_item(d, s, now) for d, s in changed]})
+    return _event("devices", body, f"{after[0]}.{after[1]}"), after
+
+
+class Listener:
+    """One open stream's place in a feed: the events waiting for it, at most QUEUED_EVENTS."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[bytes] = deque()
+        self.arrived = asyncio.Event()
+        self.behind = False  # events were dropped: the stream must tell its client to resync
+        self.dropped = 0  # events dropped so far (for tests)
+
+    def offer(self, event: bytes) -> None:
+        """Queue the event, or drop everything waiting and mark the stream behind."""
+        if self.behind:
+            self.dropped += 1
+        elif len(self.waiting) >= QUEUED_EVENTS:
+            self.dropped += len(self.waiting) + 1
+            self.waiting.clear()
+            self.behind = True
+        else:
+            self.waiting.append(event)
+        self.arrived.set()
+
+
+class ChangeFeed:
+    """The changes of one tenant set (None: every tenant), read once per tick by one task and
+    handed to each listener. The task runs while the feed has listeners."""
+
+    started: ClassVar[int] = 0  # feeds made in this process (for tests and benchmarks)
+
+    def __init__(self, registry: Registry, tenants: TenantKey, after: Position) -> None:
+        ChangeFeed.started += 1
+        self.registry = registry
+        self.tenants = tenants
+        self.after = after
+        self.listeners: set[Listener] = set()
+        self.reads = 0  # registry reads done (for tests and benchmarks)
+        self.task: asyncio.Task[None] | None = None
+
+    async def tick(self) -> None:
+        """Read what changed since the last tick (up to BATCHES_PER_TICK events) and hand it out."""
+        for _ in range(BATCHES_PER_TICK):
+            until = now_ns() - int(SETTLE_S * _NS)
+            changed = await asyncio.to_thread(
+                self.registry.changed_states, self.tenants, self.after, until, BATCH
+            )
+            self.reads += 1
+            if not changed:
+                return
+            event, self.after = _devices_event(changed, now_ns())
+            for listener in list(self.listeners):
+                listener.offer(event)
+            if len(changed) < BATCH:
+                return
+
+    async def run(self, feeds: dict[TenantKey, ChangeFeed]) -> None:
+        """Tick until the last listener has gone, then leave `feeds`."""
+        try:
+            while self.listeners:
+                try:
+                    await self.tick()
+                except Exception as exc:  # noqa: BLE001 - the registry away: wait, not die
+                    log.warning("change feed: could not read the device state: %s", exc)
+                await asyncio.sleep(TICK_S)
+        finally:
+            if feeds.get(self.tenants) is self:
+                del feeds[self.tenants]
+
+    async def catch_up(self, after: Position) -> AsyncIterator[bytes]:
+        """`devices` events from `after` to where the feed is (a reconnecting browser's gap);
+        `resync` instead when that is more than BATCHES_PER_TICK events. Ends at the feed's
+        position: subscribe without awaiting anything in between."""
+        for _ in range(BATCHES_PER_TICK):
+            target = self.after
+            if after >= target:
+                return
+            changed = await asyncio.to_thread(
+                self.registry.changed_states, self.tenants, after, target[0], BATCH
+            )
+            complete = len(changed) < BATCH
+            changed = [(d, s) for d, s in changed if (s.changed_ns, d.device_id) <= target]
+            if changed:
+                event, after = _devices_event(changed, now_ns())
+                yield event
+            if complete:
+                after = max(after, target)
+        if after < self.after:
+            yield _RESYNC
+
+
+def _feeds(request: Request) -> dict[TenantKey, ChangeFeed]:
+    state = request.app.state
+    feeds: dict[TenantKey, ChangeFeed] | None = getattr(state, "change_feeds", None)
+    if feeds is None:
+        feeds = state.change_feeds = {}
+    return feeds
+
+
 async def _stream(
-    request: Request, registry: Registry, tenants: Sequence[str] | None, after: tuple[int, str]
+    request: Request, registry: Registry, tenants: Sequence[str] | None, after: Position | None
 ) -> AsyncIterator[bytes]:
     cache = summaries(request)
+    key: TenantKey = None if tenants is None else tuple(sorted(set(tenants)))
+    feeds = _feeds(request)
+    yield b"retry: 5000\n\n"
+    feed = feeds.get(key)
+    if feed is None or feed.task is None or feed.task.done():
+        feed = feeds[key] = ChangeFeed(registry, key, after or _settled())
+    elif after is not None:
+        async for event in feed.catch_up(after):
+            yield event
+    listener = Listener()
+    feed.listeners.add(listener)  # no await since catch_up ended: nothing slipped past
+    if feed.task is None or feed.task.done():
+        # New, or its last listener left while this one caught up: (re)start it from where
+        # it got to.
+        feeds.setdefault(key, feed)
+        feed.task = asyncio.create_task(feed.run(feeds), name=f"change-feed {key}")
     shown: str | None = None
     quiet_since = time.monotonic()
-    yield b"retry: 5000\n\n"
-    while True:
-        sent = False
-        try:
-            summary = await cache.get(tenants)
-            if summary.etag != shown:
-                shown = summary.etag
-                yield _event("summary", summary.body)
+    try:
+        while True:
+            sent = False
+            if listener.behind:
+                listener.behind = False
+                shown = None  # a fresh summary after the resync
+                yield _RESYNC
                 sent = True
-            for _ in range(BATCHES_PER_TICK):
-                now = now_ns()
-                changed = await asyncio.to_thread(
-                    registry.changed_states, tenants, after, now - int(SETTLE_S * _NS), BATCH
-                )
-                if not changed:
-                    break
-                last_device, last_state = changed[-1]
-                after = (last_state.changed_ns, last_device.device_id)
-                body = orjson.dumps({"devices": [_item(d, s, now) for d, s in changed]})
-                yield _event("devices", body, f"{after[0]}.{after[1]}")
+            try:
+                summary = await cache.get(tenants)
+                if summary.etag != shown:
+                    shown = summary.etag
+                    yield _event("summary", summary.body)
+                    sent = True
+            except Exception as exc:  # noqa: BLE001 - the registry away: the stream waits
+                log.warning("event stream: could not compute the summary: %s", exc)
+            while listener.waiting:
+                yield listener.waiting.popleft()
                 sent = True
-                if len(changed) < BATCH:
-                    break
-        except Exception as exc:  # noqa: BLE001 - the registry away: the stream waits, not dies
-            log.warning("event stream: could not read the device state: %s", exc)
-        if sent:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= HEARTBEAT_S:
-            yield b": keep-alive\n\n"
-            quiet_since = time.monotonic()
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(TICK_S)
+            if sent:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= HEARTBEAT_S:
+                yield b": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            if await request.is_disconnected():
+                return
+            listener.arrived.clear()
+            if not listener.waiting and not listener.behind:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(TICK_S):
+                        await listener.arrived.wait()
+    finally:
+        feed.listeners.discard(listener)
 
 
 @router.get(
@@ -118,8 +257,9 @@ async def _stream(
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "server-sent events: `summary` (the /v1/summary JSON) and `devices` "
-            '(`{"devices": [items of /v1/latest]}`), with keep-alive comments',
+            "description": "server-sent events: `summary` (the /v1/summary JSON), `devices` "
+            '(`{"devices": [items of /v1/latest]}`) and `resync` (the stream fell behind: read '
+            "/v1/latest again), with keep-alive comments",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
     },

@@ -17,6 +17,7 @@ import pytest
 
 import api.routes.events as events_route
 from api.sessions import COOKIE
+from api.timefmt import format_ns
 from devices import DEVICE_KINDS, Device, Registry
 from devices.registry import ReadingUpdate, StatusUpdate
 from lantaarn.localstack import Influx
@@ -70,6 +71,26 @@ def _next(api: str, link: str) -> str:
 def _marker(device: Device) -> float:
     # The metric's minimum: the seeded readings in InfluxDB are all strictly inside the range.
     return DEVICE_KINDS[device.kind].metrics[0].minimum
+
+
+def test_latest_keeps_what_it_found_in_influxdb_in_the_store(api: str, world: World) -> None:
+    # The store starts empty (a new database beside an InfluxDB full of readings): the first
+    # page looks its devices up in InfluxDB and writes them to the store, the next reads them.
+    theirs = world.of_tenant(TENANT_B)
+    with Registry(world.config.registry_url) as registry:
+        assert registry.device_states(d.device_id for d in theirs) == {}  # runs first
+    first = httpx.get(f"{api}/v1/latest", headers=_key(world, "viewer_b"))
+    assert first.status_code == 200
+    with Registry(world.config.registry_url) as registry:
+        kept = registry.device_states(d.device_id for d in theirs)
+    answered = {item["deviceId"]: item for item in first.json()}
+    assert set(kept) == set(answered) == {d.device_id for d in theirs}
+    for device_id, state in kept.items():
+        assert state.last_ns is not None
+        assert answered[device_id]["ts"] == format_ns(state.last_ns)
+        assert state.metrics == answered[device_id]["metrics"]
+    again = httpx.get(f"{api}/v1/latest", headers=_key(world, "viewer_b"))
+    assert again.json() == first.json()
 
 
 def test_latest_pages_one_tenant_from_the_store(api: str, world: World) -> None:
@@ -267,3 +288,47 @@ def test_events_follow_the_dashboard_session(api: str, world: World) -> None:
         f"{api}/v1/events", headers={**_key(world, "viewer_b"), "Last-Event-ID": "nonsense"}
     )
     assert bad.status_code == 400
+
+
+def test_streams_of_one_tenant_share_one_feed_and_resume_from_last_event_id(
+    api: str, world: World
+) -> None:
+    ours = sorted(world.of_tenant(TENANT_A), key=lambda d: d.device_id)
+    theirs = world.of_tenant(TENANT_B)
+    headers = _key(world, "viewer_a")
+    feeds_before = events_route.ChangeFeed.started
+    with (
+        httpx.stream("GET", f"{api}/v1/events", headers=headers, timeout=10) as one,
+        httpx.stream("GET", f"{api}/v1/events", headers=headers, timeout=10) as two,
+    ):
+        lines_one, lines_two = one.iter_lines(), two.iter_lines()
+        _events(lines_one, lambda got: len(got) >= 1)
+        _events(lines_two, lambda got: len(got) >= 1)
+        _record(world, [ours[0], *theirs], lambda d: _marker(d) + 3)
+        got_one = _events(lines_one, lambda got: any(n == "devices" for n, _ in got))
+        got_two = _events(lines_two, lambda got: any(n == "devices" for n, _ in got))
+        changed = [[d["deviceId"] for n, data in got if n == "devices" for d in data["devices"]]
+                   for got in (got_one, got_two)]  # fmt: skip
+        assert changed == [[ours[0].device_id]] * 2  # the same change, never the other tenant's
+        assert events_route.ChangeFeed.started - feeds_before == 1  # one feed for both
+        # Find the id of that event (the raw lines carry it).
+        _record(world, [ours[0]], lambda d: _marker(d) + 4)
+        seen_id = None
+        for line in lines_one:
+            if line.startswith("id: "):
+                seen_id = line.removeprefix("id: ")
+                break
+        assert seen_id is not None
+        _record(world, [ours[1], *theirs], lambda d: _marker(d) + 5)
+        # stream two sees it: the feed has passed it before a browser comes back.
+        _events(lines_two, lambda got: any(
+            n == "devices" and any(d["deviceId"] == ours[1].device_id for d in data["devices"])
+            for n, data in got
+        ))  # fmt: skip
+        with httpx.stream(
+            "GET", f"{api}/v1/events", headers={**headers, "Last-Event-ID": seen_id}, timeout=10
+        ) as back:
+            got = _events(back.iter_lines(), lambda got: any(n == "devices" for n, _ in got))
+            resumed = [d for n, data in got if n == "devices" for d in data["devices"]]
+            assert [d["deviceId"] for d in resumed] == [ours[1].device_id]
+            assert resumed[0]["metrics"][_metric(ours[1])] == _marker(ours[1]) + 5

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from devices import Registry
 from tests.ingest.processes import publish_all
 from tests.ingest.test_faults import (
     Stack,
@@ -106,3 +107,29 @@ async def test_leaving_a_session_that_holds_nothing_is_quick_and_harmless(
     assert "ingest-3 left: drained 0 messages" in output
     assert time.monotonic() - started < 20
     assert not await session_present(stack.mosquitto.port, "ingest-3")
+
+
+@pytest.mark.anyio
+async def test_leaving_records_the_drained_devices_state(two_workers: Stack) -> None:
+    """What the leaver stores also reaches the device-state store (/v1/latest, /v1/summary)."""
+    stack = two_workers
+    first, second = stack.worker(0), stack.worker(1)
+    first.start()
+    second.start()
+    first.terminate()
+    second.terminate()  # both sessions offline: each holds about half of what follows
+    sent = readings(stack, 600)
+    await asyncio.to_thread(publish_all, stack.mosquitto.port, messages(stack, sent))
+
+    code, output = await asyncio.to_thread(second.leave, 1.0)
+    assert code == 0, output[-3000:]
+    drained = await stored(stack)  # ingest-1's share only: ingest-0 is not running
+    assert 0 < len(drained) < len(sent)
+    newest: dict[str, int] = {}
+    for device_id, ts in drained:
+        newest[device_id] = max(ts, newest.get(device_id, 0))
+    with Registry(stack.env["LANTAARN_REGISTRY_URL"]) as registry:
+        states = registry.device_states(d for _t, d, _k in stack.devices)
+        counted = registry.minute_counts(None, 0)
+    assert {d: s.last_ns for d, s in states.items()} == newest
+    assert sum(n for n, _r in counted.values()) >= len(drained)  # redeliveries may add a few

@@ -1,0 +1,106 @@
+"""The shared change feed behind /v1/events on SQLite and PostgreSQL: one read per tick for every
+listener of a tenant set, only that set's devices, and a listener that does not keep up is told
+to resync instead of holding an ever longer queue."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+import api.routes.events as events_route
+from api.routes.events import ChangeFeed, Listener
+from devices import Device, Registry
+from devices.registry import ReadingUpdate
+from tests.devices.conftest import AMSTERDAM, UTRECHT, registry, registry_url
+
+__all__ = ["registry", "registry_url"]  # the fixtures, shared with tests/devices
+
+pytestmark = pytest.mark.anyio
+
+NS = 1_000_000_000
+
+
+@pytest.fixture
+def quick() -> Iterator[None]:
+    patch = pytest.MonkeyPatch()
+    patch.setattr(events_route, "SETTLE_S", 0.0)
+    patch.setattr(events_route, "QUEUED_EVENTS", 2)
+    yield
+    patch.undo()
+
+
+def _devices(registry: Registry) -> tuple[Device, Device]:
+    ours = Device("feed-a", AMSTERDAM.code, "air_quality", "a", 52.37, 4.89)
+    theirs = Device("feed-b", UTRECHT.code, "air_quality", "b", 52.09, 5.12)
+    registry.add_device(ours)
+    registry.add_device(theirs)
+    return ours, theirs
+
+
+def _record(registry: Registry, devices: tuple[Device, ...], value: float) -> None:
+    now = time.time_ns()
+    registry.record_states(
+        [ReadingUpdate(d.device_id, d.tenant, now, {"pm25": value}) for d in devices],
+        now_ns=now - NS,  # settled at once (SETTLE_S is 0 here)
+    )
+
+
+def _ids(event: bytes) -> list[str]:
+    data = event.split(b"data: ", 1)[1]
+    return [d["deviceId"] for d in orjson.loads(data)["devices"]]
+
+
+async def test_one_read_per_tick_for_every_listener_of_the_set(
+    registry: Registry, quick: None
+) -> None:
+    ours, theirs = _devices(registry)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), (0, ""))
+    listeners = [Listener() for _ in range(3)]
+    feed.listeners.update(listeners)
+    _record(registry, (ours, theirs), 1.0)
+    await feed.tick()
+    assert feed.reads == 1  # one read (fewer changes than a batch) for three listeners
+    events = [listener.waiting.popleft() for listener in listeners]
+    assert all(event is events[0] for event in events)  # serialised once, the same bytes
+    assert _ids(events[0]) == [ours.device_id]  # the other tenant's device is not in it
+
+
+async def test_a_listener_that_does_not_keep_up_is_told_to_resync(
+    registry: Registry, quick: None
+) -> None:
+    ours, _theirs = _devices(registry)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), (0, ""))
+    slow, keeping_up = Listener(), Listener()
+    feed.listeners.update((slow, keeping_up))
+    got: list[bytes] = []
+    for value in range(6):
+        _record(registry, (ours,), float(value))
+        await feed.tick()
+        got.extend(keeping_up.waiting)
+        keeping_up.waiting.clear()
+        assert len(slow.waiting) <= events_route.QUEUED_EVENTS
+    assert len(got) == 6  # every change reached the listener that reads
+    assert slow.behind
+    assert not slow.waiting
+    assert slow.dropped == 6
+    assert not keeping_up.behind
+
+
+async def test_a_reconnecting_listener_catches_up_to_the_feed(
+    registry: Registry, quick: None
+) -> None:
+    ours, theirs = _devices(registry)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), (0, ""))
+    _record(registry, (ours,), 1.0)
+    await feed.tick()
+    seen = feed.after  # where a browser that got this event left off
+    _record(registry, (ours, theirs), 2.0)
+    await feed.tick()  # the feed moved on while that browser was away
+    gap = [event async for event in feed.catch_up(seen)]
+    assert len(gap) == 1
+    assert _ids(gap[0]) == [ours.device_id]
+    assert b'"pm25":2.0' in gap[0]
+    assert [event async for event in feed.catch_up(feed.after)] == []  # nothing missed
