@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from alerting import Evaluator, EvaluatorConfig
 from devices import Device, Tenant
@@ -27,11 +28,13 @@ from simulators import (
     SimClock,
     Simulation,
 )
+from simulators.behaviour import CityWeather
 from tests.platform import Platform, running_platform
 from timeseries import InfluxClient
 from timeseries.schema import RAW_RP, quote_ident, raw_measurement
 
 AMSTERDAM = CITIES[0]
+AMSTERDAM_ZONE = ZoneInfo("Europe/Amsterdam")
 AMSTERDAM_TENANT = Tenant(AMSTERDAM.code, AMSTERDAM.name, (AMSTERDAM.prefix,))
 SEED = 5
 # A simulated clock this fast publishes a street's hour in a few milliseconds; the readings
@@ -46,6 +49,41 @@ def recent(hour_utc: int, *, before: float, room_s: float) -> datetime:
     while moment.hour != hour_utc:
         moment -= timedelta(hours=1)
     return moment
+
+
+def recent_local(hour: int, minute: int, *, before: float, room_s: float) -> datetime:
+    """The latest `hour`:`minute` of Amsterdam's clock at least `room_s` seconds before
+    `before` (epoch s), in UTC: the rules' hours are local, summer time or not."""
+    latest = datetime.fromtimestamp(before - room_s, AMSTERDAM_ZONE)
+    moment = latest.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if moment > latest:
+        moment -= timedelta(days=1)  # wall-clock arithmetic: the same local time a day earlier
+    return moment.astimezone(UTC)
+
+
+def windy_night(*, before: float, span: timedelta, days: int = 7) -> tuple[datetime, float]:
+    """The start (a whole hour from 00:00 to 03:00 Amsterdam time) of the windiest `span` of the
+    last `days` nights before `before` (epoch s), and the wind (m/s) of its calmest minute, as
+    the simulator's weather of the city has it: whichever night the wind blows, fine dust stays
+    low (a calm night keeps a healthy street near 23 µg/m³, above the WHO rule's 20)."""
+    weather = CityWeather(SEED, AMSTERDAM.code)
+    today = datetime.fromtimestamp(before, AMSTERDAM_ZONE).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    best: tuple[datetime, float] | None = None
+    minutes = int(span.total_seconds() // 60) + 1
+    for day in range(days + 1):
+        midnight = today - timedelta(days=day)
+        for hour in range(4):
+            start = (midnight + timedelta(hours=hour)).astimezone(UTC)
+            if (start + span).timestamp() > before:
+                continue
+            t0 = start.timestamp()
+            calmest = min(weather.at(t0 + 60.0 * m).wind_speed for m in range(minutes))
+            if best is None or calmest > best[1]:
+                best = (start, calmest)
+    assert best is not None, "no night in range"
+    return best
 
 
 @dataclass

@@ -22,7 +22,7 @@ from simulators import FaultRates
 from simulators.clock import SimClock
 from simulators.command_responder import FaultyFleet
 from simulators.device import SimulatedDevice
-from tests.alerting.rule_faults import SEED, recent, street
+from tests.alerting.rule_faults import SEED, recent, recent_local, street, windy_night
 from tests.broker.test_commands_mqtt import _group_finished, _platform
 from timeseries import InfluxClient, InfluxConfig
 
@@ -32,27 +32,70 @@ MINUTE = timedelta(minutes=1)
 FIRING = AlertState.FIRING
 
 
-async def test_a_pollution_episode_fires_pm25_who(
+async def test_a_pollution_episode_fires_pm25_who_and_resolves_when_it_ends(
     mosquitto: Mosquitto, influx: Influx, tmp_path: Path
 ) -> None:
-    # At night: a healthy street's fine dust stays under 25 µg/m³ whatever the weather.
-    at = recent(1, before=time.time(), room_s=900)
-    async with street(mosquitto, influx, tmp_path, "air_quality") as s:
+    # A windy night of the last week in the simulator's weather: the seven nights span more
+    # than a 4.3-day weather front, whose good half brings at least 2.75 m/s for a day or more
+    # (CityWeather). With 2.5 m/s or more a healthy street's fine dust stays near 12 µg/m³ or
+    # under, far below the 20 that resolves; a calm night could keep it near 23 and never let go.
+    start, wind = windy_night(before=time.time() - 900, span=135 * MINUTE)
+    assert wind >= 2.5, f"the windiest night of the week is calm ({wind:.2f} m/s)"
+    at = start + 61 * MINUTE
+    async with street(
+        mosquitto, influx, tmp_path, "air_quality", created_at=start - timedelta(days=1)
+    ) as s:
         # An hour before the first round, and the ten minutes the rule waits.
-        await s.publish(FaultRates(pollution_episode=1.0), at - 61 * MINUTE, 72)
+        await s.publish(FaultRates(pollution_episode=1.0), start, 72)
         found = await s.evaluate("pm25-who", [at, at + 5 * MINUTE, at + 10 * MINUTE])
-    assert found == {s.sick.device_id: FIRING}
+        assert found == {s.sick.device_id: FIRING}
+        # The episode is over: once a whole hour of clean air fills the window, it resolves.
+        await s.recover(at + 11 * MINUTE, 61)
+        middle = await s.evaluate("pm25-who", [at + 41 * MINUTE])
+        assert middle == {s.sick.device_id: FIRING}  # half the hour still polluted
+        found = await s.evaluate("pm25-who", [at + 72 * MINUTE])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
 
 
-async def test_a_loud_street_fires_night_noise_at_night(
+async def test_a_loud_street_fires_night_noise_and_resolves_when_the_source_stops(
     mosquitto: Mosquitto, influx: Influx, tmp_path: Path
 ) -> None:
-    at = recent(1, before=time.time(), room_s=900)  # 02:00 or 03:00 in Amsterdam
+    # Half past midnight in Amsterdam: the quietest traffic of the night. Without its loud
+    # source this street (the busier of the two) is near 51 dB, under the 52 that resolves.
+    at = recent_local(0, 30, before=time.time(), room_s=1800)
     async with street(mosquitto, influx, tmp_path, "noise") as s:
         # The quarter hour of the window, and the five minutes the rule waits.
         await s.publish(FaultRates(loud_street=1.0), at - 15 * MINUTE, 21)
         found = await s.evaluate("night-noise", [at, at + 5 * MINUTE])
-    assert found == {s.sick.device_id: FIRING}
+        assert found == {s.sick.device_id: FIRING}
+        # The party is over: a quarter hour of the street's own sound resolves it.
+        await s.recover(at + 6 * MINUTE, 15)
+        found = await s.evaluate("night-noise", [at + 21 * MINUTE])
+    assert found == {s.sick.device_id: AlertState.RESOLVED}
+
+
+async def test_night_noise_resolves_at_seven_while_the_street_stays_loud(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    at = recent_local(6, 45, before=time.time(), room_s=1800)
+    seven = at + 15 * MINUTE
+    async with street(mosquitto, influx, tmp_path, "noise") as s:
+        # Loud from 06:30 until past seven.
+        await s.publish(FaultRates(loud_street=1.0), at - 15 * MINUTE, 41)
+        found = await s.evaluate("night-noise", [at, at + 5 * MINUTE])
+        assert found[s.sick.device_id] is FIRING
+        # Morning traffic may make the healthy street loud too; whatever it started, seven
+        # o'clock ends it: the rule's hours are over, every alert of it resolves.
+        found = await s.evaluate("night-noise", [seven])
+        sick_after_seven = [
+            r.metrics["laeq"]
+            for r in s.ledger.by_device()[s.sick.device_id]
+            if r.ts_ns >= seven.timestamp() * 1e9
+        ]
+    assert found[s.sick.device_id] is AlertState.RESOLVED
+    assert set(found.values()) == {AlertState.RESOLVED}
+    assert len(sick_after_seven) == 11
+    assert min(sick_after_seven) > 60.0  # as loud as before: the hours, not the street
 
 
 async def test_a_loud_street_by_day_is_not_night_noise(
