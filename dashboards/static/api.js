@@ -82,19 +82,6 @@ function address(path, params) {
   return query.size ? `${path}?${query}` : path;
 }
 
-/** GET a page of a paged resource: `{items, next}`, `next` the cursor of the following page
- * (from the `Link: <...>; rel="next"` header) or null on the last page. */
-export async function getPage(path, params = {}) {
-  const response = await fetch(address(path, params), {
-    headers: { Accept: "application/json" },
-    credentials: "same-origin",
-  });
-  if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
-  const link = /<([^>]*)>\s*;\s*rel="next"/.exec(response.headers.get("Link") ?? "");
-  const next = link ? new URL(link[1], location.href).searchParams.get("cursor") : null;
-  return { items: await response.json(), next };
-}
-
 // The copies of polled answers, by address: {etag, body}. The API says `no-store`, so the
 // browser keeps none; we send the tag of ours and the API answers 304 when it still holds.
 const tagged = new Map();
@@ -110,12 +97,33 @@ export async function getJsonIfChanged(path, params = {}) {
   if (response.status === 304 && kept) return { body: kept.body, changed: false };
   if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
   const body = await response.json();
-  const etag = response.headers.get("ETag");
-  if (etag) {
-    tagged.set(url, { etag, body });
-    if (tagged.size > 32) tagged.delete(tagged.keys().next().value);
-  }
+  keep(url, response.headers.get("ETag"), body);
   return { body, changed: true };
+}
+
+function keep(url, etag, body) {
+  if (!etag) return;
+  tagged.delete(url);
+  tagged.set(url, { etag, body });
+  if (tagged.size > 32) tagged.delete(tagged.keys().next().value);
+}
+
+/** GET a page of a paged resource: `{items, next, changed}`, `next` the cursor of the following
+ * page (from the `Link: <...>; rel="next"` header) or null on the last page; asked with
+ * `If-None-Match` when we hold a copy, as getJsonIfChanged. */
+export async function getPage(path, params = {}) {
+  const url = address(path, params);
+  const kept = tagged.get(url);
+  const headers = { Accept: "application/json" };
+  if (kept) headers["If-None-Match"] = kept.etag;
+  const response = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
+  if (response.status === 304 && kept) return { ...kept.body, changed: false };
+  if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
+  const link = /<([^>]*)>\s*;\s*rel="next"/.exec(response.headers.get("Link") ?? "");
+  const next = link ? new URL(link[1], location.href).searchParams.get("cursor") : null;
+  const body = { items: await response.json(), next };
+  keep(url, response.headers.get("ETag"), body);
+  return { ...body, changed: true };
 }
 
 /** Forget every kept copy (another identity may be shown other answers). */

@@ -307,6 +307,8 @@ function openEvents() {
   events.addEventListener("devices", (event) => {
     if (identity !== state.identity || state.events !== events) return;
     overview.applyDevices(JSON.parse(event.data).devices);
+    // How many pushes arrived: for tests, and for a look from the console.
+    document.body.dataset.pushed = String(Number(document.body.dataset.pushed ?? 0) + 1);
     if (state.view === "overview") updated();
   });
 }

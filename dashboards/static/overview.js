@@ -5,11 +5,13 @@
 
 import { getJson, getPage } from "./api.js";
 import { drawChart } from "./chart.js";
-import { ago, clock, dateTime, el, number, withUnit } from "./format.js";
+import { ago, dateTime, el, number, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
 import { DeviceMap, STATUS_SHAPES } from "./map.js";
 
-export const PAGE_SIZE = 100;
+// Devices per page of the table; ?rows=N in the address for another (a wall screen, tests).
+const ROWS = Number(new URLSearchParams(location.search).get("rows"));
+export const PAGE_SIZE = Number.isInteger(ROWS) && ROWS >= 1 && ROWS <= 1000 ? ROWS : 100;
 const REASONS_EVERY_MS = 30e3; // the rejection reasons (/v1/fleet/activity) are asked for at most this often
 const STATUSES = ["online", "offline", "silent"];
 
@@ -73,11 +75,10 @@ export class Overview {
       limit: PAGE_SIZE,
       cursor: this.cursors[this.pageNo],
     });
-    if (ticket !== this.pageTicket) return false;
+    if (ticket !== this.pageTicket || (!found.changed && this.page)) return;
     this.page = found.items;
     this.next = found.next;
     this.renderLatest();
-    return true;
   }
 
   /** Devices whose state changed (a `devices` event): those on the page shown are redrawn. */
@@ -114,7 +115,10 @@ export class Overview {
     document.querySelector("#fleet tbody").replaceChildren(...rows);
     this.renderWorst(summary.worst.silence);
     this.renderActivity(summary.perMinute);
-    if (!this.page) await this.loadPage();
+    // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
+    // changed): `devices` events carry a device only once its state has settled, and a device
+    // that reports more often than that would otherwise never be updated here.
+    await this.loadPage();
     if (!this.drawnOnce) {
       this.drawnOnce = true;
       // The bench measures from navigation start to this mark.
@@ -177,7 +181,8 @@ export class Overview {
     }).join(" · ");
   }
 
-  /** Values stored and rejected per minute, as a chart and as a table of the same numbers. */
+  /** Values stored and rejected per minute: a chart, with the same numbers as a table under it
+   * (drawChart's, opened by its summary). */
   renderActivity(perMinute) {
     const chart = document.getElementById("activity-chart");
     const readings = perMinute.map((m) => [Date.parse(m.minute) + 30e3, m.readings]);
@@ -198,12 +203,6 @@ export class Overview {
         { label: t("overview.rejected"), color: "#6a1b9a", points: rejected },
       ],
     });
-    const rows = perMinute.filter((m) => m.readings || m.rejections).reverse().map((m) => el("tr", {},
-      el("td", {}, clock(Date.parse(m.minute))),
-      el("td", { className: "num" }, number(m.readings)),
-      el("td", { className: "num" }, number(m.rejections))));
-    document.querySelector("#per-minute tbody").replaceChildren(...(rows.length ? rows
-      : [el("tr", {}, el("td", { colSpan: 3 }, t("overview.noneLastHour")))]));
   }
 
   /** Rejections by reason over the last hour (from /v1/fleet/activity, when the API has it). */
