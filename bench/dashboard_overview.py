@@ -85,7 +85,8 @@ async def _one_run(browser: Browser, url: str, devices: int, shots: Path | None)
         """() => new Promise((done) => {
             const map = window.lantaarn.map.map;
             const started = performance.now();
-            map.once('moveend', () => requestAnimationFrame(() => done(performance.now() - started)));
+            const end = () => done(performance.now() - started);
+            map.once('moveend', () => requestAnimationFrame(end));
             map.setZoom(map.getZoom() + 1, { animate: false });
         })"""
     )

@@ -45,6 +45,7 @@ function refreshSeconds() {
 
 const ctx = {
   kinds: new Map(),
+  capsReady: Promise.resolve(), // resolves once `caps` is known
   caps: {
     rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
     alerts: false, completeness: false,
@@ -316,10 +317,7 @@ function openEvents() {
 /** Start the overview's table and the map again (another tenant or identity). */
 function resetData() {
   forgetCopies();
-  overview.page = null;
-  overview.cursors = [null];
-  overview.pageNo = 0;
-  overview.pageTicket += 1;
+  overview.forget();
   state.summary = null;
   state.points = null;
   state.metricValues = null;
@@ -505,22 +503,28 @@ async function main() {
   window.lantaarn = { map: deviceMap, state, ctx };
 
   await signInWithStoredKey();
-  // The summary is asked for at once, alongside the catalogue, instead of after it.
+  // The summary and the table's first page are asked for at once, alongside the catalogue,
+  // instead of after it; the API's description (which optional resources it has) is not
+  // waited for by the overview's first drawing.
   const view = location.hash.split("/")[1] ?? "";
-  if (["", "overview"].includes(view)) {
+  const overviewFirst = ["", "overview"].includes(view);
+  if (overviewFirst) {
     state.prefetched = getJsonIfChanged("/v1/summary");
     state.prefetched.catch(() => {}); // its error is reported by the tick that uses it
+    overview.prefetch();
   }
-  try {
-    const [catalogue, caps] = await Promise.all([getJson("/v1/device-kinds"), capabilities()]);
-    ctx.kinds = new Map(catalogue.map((k) => [k.name, k]));
+  ctx.capsReady = capabilities().then((caps) => {
     Object.assign(ctx.caps, caps);
+    groupCommand.enable();
+    document.body.dataset.capabilities = Object.entries(ctx.caps)
+      .filter(([, on]) => on).map(([name]) => name).join(" ");
+  });
+  try {
+    const catalogue = await getJson("/v1/device-kinds");
+    ctx.kinds = new Map(catalogue.map((k) => [k.name, k]));
   } catch (error) {
     showError(error);
   }
-  groupCommand.enable();
-  document.body.dataset.capabilities = Object.entries(ctx.caps)
-    .filter(([, on]) => on).map(([name]) => name).join(" ");
   const kindFilter = document.getElementById("kind-filter");
   const colourBy = document.getElementById("colour-by");
   for (const kind of ctx.kinds.values()) {
@@ -530,6 +534,7 @@ async function main() {
       colourBy.add(new Option(`${ctx.kindLabel(kind.name)}: ${ctx.metricLabel(m)}`, `${kind.name}:${m.name}`));
     }
   }
+  if (!overviewFirst) await ctx.capsReady;
   await route();
   openEvents();
   startPolling();

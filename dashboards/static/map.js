@@ -84,7 +84,7 @@ export class DeviceMap {
       },
     }).load(features);
     this.colourScheme = colourScheme;
-    if (!this.fitted && devices.length) {
+    if ((!this.fitted || this.fitWanted) && devices.length) {
       this.fitted = true;
       this.fit(); // draws
     } else {
@@ -104,8 +104,9 @@ export class DeviceMap {
     }
   }
 
-  /** Zoom and centre so every device is in view. */
+  /** Zoom and centre so every device is in view (once they are known, if they are not yet). */
   fit() {
+    this.fitWanted = !this.devices.length;
     let [w, s, e, n] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const d of this.devices) {
       const [lon, lat] = d.location.coordinates;

@@ -50,7 +50,18 @@ export class Overview {
     });
   }
 
-  /** Start again at the first page (another tenant, kind or identity). */
+  /** Forget the page shown (another tenant or identity): its rows go at once. */
+  forget() {
+    this.page = null;
+    this.cursors = [null];
+    this.pageNo = 0;
+    this.pageTicket += 1;
+    this.prefetched = null;
+    document.querySelector("#latest tbody").replaceChildren();
+    document.getElementById("latest-note").textContent = "";
+  }
+
+  /** Start again at the first page (another kind). */
   async firstPage() {
     this.cursors = [null];
     this.pageNo = 0;
@@ -66,15 +77,25 @@ export class Overview {
     document.getElementById("latest-note").focus();
   }
 
+  /** Ask for the first page of the whole table now (while the page starts). */
+  prefetch() {
+    this.prefetched = getPage("/v1/latest", { limit: PAGE_SIZE });
+    this.prefetched.catch(() => {}); // its error is reported by the drawing that uses it
+  }
+
   /** Fetch the page shown from the server; an answer overtaken by a later request is dropped. */
   async loadPage() {
     const ticket = ++this.pageTicket;
-    const found = await getPage("/v1/latest", {
+    const params = {
       tenant: this.ctx.tenant(),
       kind: document.getElementById("kind-filter").value,
       limit: PAGE_SIZE,
       cursor: this.cursors[this.pageNo],
-    });
+    };
+    const early = this.prefetched;
+    this.prefetched = null;
+    const first = !params.tenant && !params.kind && !params.cursor;
+    const found = await (early && first ? early : getPage("/v1/latest", params));
     if (ticket !== this.pageTicket || (!found.changed && this.page)) return;
     this.page = found.items;
     this.next = found.next;
@@ -97,6 +118,9 @@ export class Overview {
   /** Draw a /v1/summary answer; the rejection reasons follow at most every 30 s. */
   async render(summary) {
     this.summary = summary;
+    // The first page comes before the counts are drawn: the overview shows one moment.
+    const fresh = !this.page;
+    if (fresh) await this.loadPage();
     const counts = summary.devices;
     document.getElementById("n-devices").textContent = number(counts.total);
     for (const s of STATUSES) document.getElementById(`n-${s}`).textContent = number(counts[s]);
@@ -118,7 +142,7 @@ export class Overview {
     // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
     // changed): `devices` events carry a device only once its state has settled, and a device
     // that reports more often than that would otherwise never be updated here.
-    await this.loadPage();
+    if (!fresh) await this.loadPage();
     if (!this.drawnOnce) {
       this.drawnOnce = true;
       // The bench measures from navigation start to this mark.
@@ -126,6 +150,7 @@ export class Overview {
     }
     if (Date.now() - this.reasonsAt > REASONS_EVERY_MS) {
       this.reasonsAt = Date.now();
+      await this.ctx.capsReady;
       await Promise.all([this.renderReasons(), this.ctx.completeness?.renderFleet()]);
     }
   }

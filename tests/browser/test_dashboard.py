@@ -497,7 +497,11 @@ async def test_the_overview_never_asks_for_the_whole_fleet(live: Live, tab: Tab)
     points polled with If-None-Match (304 while nothing moved)."""
     page = tab.page
     asked: list[Request] = []
-    page.on("request", lambda request: asked.append(request))
+
+    def note_request(request: Request) -> None:
+        asked.append(request)
+
+    page.on("request", note_request)
     await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE + "&rows=15")
     await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
