@@ -2,7 +2,8 @@
 # Installs the pinned JavaScript packages lantaarn uses from npm, without a CDN at run time:
 #  - swagger-ui-dist: its files are copied into api/static/swagger-ui/ (served at /v1/docs);
 #  - @stoplight/spectral-cli: the OpenAPI linter the API Design Rules tests run (tests/api/spectral);
-#  - leaflet, leaflet.markercluster, uplot: the dashboard's map, its clusters and its time series,
+#  - leaflet, supercluster, uplot: the dashboard's map, its clusters (computed in the browser)
+#    and its time series,
 #    copied into dashboards/static/vendor/ (served at /dashboard/vendor/);
 #  - axe-core: the accessibility checker the browser tests inject (tests/browser/), copied there
 #    too so the tests need no network; the dashboard itself never loads it.
@@ -13,15 +14,15 @@ set -euo pipefail
 SWAGGER_UI_DIST=5.35.0
 SPECTRAL_CLI=6.16.3
 LEAFLET=1.9.4
-LEAFLET_MARKERCLUSTER=1.5.3
 UPLOT=1.6.32
+SUPERCLUSTER=8.0.1
 AXE_CORE=4.14.1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${1:-$root/.venv/js}
 target=$root/api/static/swagger-ui
 vendor=$root/dashboards/static/vendor
-stamp=$prefix/.vendored-$SWAGGER_UI_DIST-$SPECTRAL_CLI-$LEAFLET-$LEAFLET_MARKERCLUSTER-$UPLOT-$AXE_CORE
+stamp=$prefix/.vendored-$SWAGGER_UI_DIST-$SPECTRAL_CLI-$LEAFLET-$SUPERCLUSTER-$UPLOT-$AXE_CORE
 
 if [ -f "$stamp" ] && [ -f "$target/swagger-ui-bundle.js" ] && [ -f "$vendor/axe.min.js" ]; then
   exit 0
@@ -41,7 +42,7 @@ fi
 mkdir -p "$prefix"
 npm install --prefix "$prefix" --no-save --no-audit --no-fund --loglevel=error \
   "swagger-ui-dist@$SWAGGER_UI_DIST" "@stoplight/spectral-cli@$SPECTRAL_CLI" \
-  "leaflet@$LEAFLET" "leaflet.markercluster@$LEAFLET_MARKERCLUSTER" "uplot@$UPLOT" \
+  "leaflet@$LEAFLET" "supercluster@$SUPERCLUSTER" "uplot@$UPLOT" \
   "axe-core@$AXE_CORE"
 
 # Only what the page loads; the source maps and the npm package's own entry points stay out.
@@ -59,13 +60,12 @@ mkdir -p "$vendor/images"
 cp "$modules/leaflet/dist/leaflet.js" "$modules/leaflet/dist/leaflet.css" "$vendor/"
 cp "$modules/leaflet/dist/images/"*.png "$vendor/images/"
 cp "$modules/leaflet/LICENSE" "$vendor/LICENSE-leaflet"
-cp "$modules/leaflet.markercluster/dist/leaflet.markercluster.js" \
-  "$modules/leaflet.markercluster/dist/MarkerCluster.css" "$vendor/"
-cp "$modules/leaflet.markercluster/MIT-LICENCE.txt" "$vendor/LICENSE-leaflet.markercluster"
+cp "$modules/supercluster/dist/supercluster.min.js" "$vendor/"
+cp "$modules/supercluster/LICENSE" "$vendor/LICENSE-supercluster"
 cp "$modules/uplot/dist/uPlot.iife.min.js" "$modules/uplot/dist/uPlot.min.css" "$vendor/"
 cp "$modules/uplot/LICENSE" "$vendor/LICENSE-uplot"
 cp "$modules/axe-core/axe.min.js" "$vendor/"
 cp "$modules/axe-core/LICENSE" "$vendor/LICENSE-axe-core"
-printf 'leaflet %s\nleaflet.markercluster %s\nuplot %s\naxe-core %s\n' \
-  "$LEAFLET" "$LEAFLET_MARKERCLUSTER" "$UPLOT" "$AXE_CORE" >"$vendor/VERSIONS"
+printf 'leaflet %s\nsupercluster %s\nuplot %s\naxe-core %s\n' \
+  "$LEAFLET" "$SUPERCLUSTER" "$UPLOT" "$AXE_CORE" >"$vendor/VERSIONS"
 touch "$stamp"

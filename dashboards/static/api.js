@@ -63,11 +63,7 @@ export async function signInWithStoredKey() {
 
 /** GET a JSON resource; `params` drops empty values so callers can pass every filter. */
 export async function getJson(path, params = {}, signal = undefined) {
-  const query = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
-  }
-  const url = query.size ? `${path}?${query}` : path;
+  const url = address(path, params);
   // The session cookie goes along by itself (same origin); no key is ever sent from here.
   const response = await fetch(url, {
     headers: { Accept: "application/json" },
@@ -76,6 +72,63 @@ export async function getJson(path, params = {}, signal = undefined) {
   });
   if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
   return response.json();
+}
+
+function address(path, params) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
+  }
+  return query.size ? `${path}?${query}` : path;
+}
+
+// The copies of polled answers, by address: {etag, body}. The API says `no-store`, so the
+// browser keeps none; we send the tag of ours and the API answers 304 when it still holds.
+const tagged = new Map();
+
+/** GET a JSON resource that is polled: `{body, changed}`, asking with `If-None-Match` so that
+ * an unchanged answer costs a 304 without a body. */
+export async function getJsonIfChanged(path, params = {}) {
+  const url = address(path, params);
+  const kept = tagged.get(url);
+  const headers = { Accept: "application/json" };
+  if (kept) headers["If-None-Match"] = kept.etag;
+  const response = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
+  if (response.status === 304 && kept) return { body: kept.body, changed: false };
+  if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
+  const body = await response.json();
+  keep(url, response.headers.get("ETag"), body);
+  return { body, changed: true };
+}
+
+function keep(url, etag, body) {
+  if (!etag) return;
+  tagged.delete(url);
+  tagged.set(url, { etag, body });
+  if (tagged.size > 32) tagged.delete(tagged.keys().next().value);
+}
+
+/** GET a page of a paged resource: `{items, next, changed}`, `next` the cursor of the following
+ * page (from the `Link: <...>; rel="next"` header) or null on the last page; asked with
+ * `If-None-Match` when we hold a copy, as getJsonIfChanged. */
+export async function getPage(path, params = {}) {
+  const url = address(path, params);
+  const kept = tagged.get(url);
+  const headers = { Accept: "application/json" };
+  if (kept) headers["If-None-Match"] = kept.etag;
+  const response = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
+  if (response.status === 304 && kept) return { ...kept.body, changed: false };
+  if (!response.ok) throw new ApiError(path, response.status, await problemDetail(response));
+  const link = /<([^>]*)>\s*;\s*rel="next"/.exec(response.headers.get("Link") ?? "");
+  const next = link ? new URL(link[1], location.href).searchParams.get("cursor") : null;
+  const body = { items: await response.json(), next };
+  keep(url, response.headers.get("ETag"), body);
+  return { ...body, changed: true };
+}
+
+/** Forget every kept copy (another identity may be shown other answers). */
+export function forgetCopies() {
+  tagged.clear();
 }
 
 /** Send a JSON body (POST, PATCH, PUT); resolves to the answer's JSON. The browser adds the

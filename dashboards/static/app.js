@@ -1,8 +1,10 @@
-// The operators' dashboard: routing between views, settings, and the polling loop that keeps
-// every view live. Everything comes from this server; nothing is loaded from the internet.
+// The operators' dashboard: routing between views, settings, and what keeps every view live:
+// server-sent events (/v1/events) for the overview, polling with If-None-Match for the map and
+// the other views. Everything comes from this server; nothing is loaded from the internet.
 
 import {
-  ApiError, capabilities, currentSession, getJson, signIn, signInWithStoredKey, signOut,
+  ApiError, capabilities, currentSession, forgetCopies, getJsonIfChanged, getJson, getPage, signIn,
+  signInWithStoredKey, signOut,
 } from "./api.js";
 import { Alerts, Completeness } from "./alerts.js";
 import { GroupCommand } from "./commands.js";
@@ -26,7 +28,14 @@ const query = new URLSearchParams(location.search);
 await loadLanguage();
 translatePage();
 
-const state = { latest: [], view: null, timer: 0, busy: false, askedForKey: false, identity: 0 };
+const state = {
+  view: null, timer: 0, busy: false, askedForKey: false, identity: 0,
+  summary: null, // the newest /v1/summary
+  events: null, // the EventSource of /v1/events
+  points: null, // the newest /v1/map/points
+  mapDevices: [], // the same as device objects
+  metricValues: null, // {kind, name, values: Map deviceId -> value} when the map is coloured by a metric
+};
 
 function refreshSeconds() {
   // ?refresh=N in the address wins (handy on a wall screen, and for tests), then the setting.
@@ -36,6 +45,7 @@ function refreshSeconds() {
 
 const ctx = {
   kinds: new Map(),
+  capsReady: Promise.resolve(), // resolves once `caps` is known
   caps: {
     rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
     alerts: false, completeness: false,
@@ -102,9 +112,10 @@ function legendEntry(colour, shape, text) {
 }
 
 function renderMap() {
+  if (!state.points) return;
   const choice = document.getElementById("colour-by").value;
   const legend = document.getElementById("legend");
-  let devices = state.latest;
+  let devices = state.mapDevices;
   let colours;
   const shapes = Object.entries(STATUS_SHAPES).map(([s, shape]) => legendEntry("#1b1b1b", shape, t(`status.${s}`)));
   if (choice === "status") {
@@ -121,8 +132,11 @@ function renderMap() {
     const [kind, name] = choice.split(":");
     const metric = ctx.metric(kind, name);
     // Only devices that report this metric: the others would be an uncoloured crowd.
-    devices = devices.filter((d) => d.metrics[name] !== undefined);
-    const values = devices.map((d) => d.metrics[name]);
+    const known = state.metricValues?.kind === kind && state.metricValues.name === name
+      ? state.metricValues.values : new Map();
+    if (!known.size) loadMetric(kind, name);
+    devices = devices.filter((d) => known.has(d.deviceId));
+    const values = devices.map((d) => known.get(d.deviceId));
     // A loop, not Math.min(...values): spreading 10,000 arguments is slow and has a limit.
     let lo = Infinity;
     let hi = -Infinity;
@@ -142,6 +156,46 @@ function renderMap() {
   document.getElementById("map-note").textContent =
     t(deviceMap.tileUrl ? "map.note" : "map.notePlain", { n: number(devices.length) });
   renderAreaDevices(devices);
+}
+
+/** The latest value of one metric of every device of its kind (pages of /v1/latest?kind=),
+ * for colouring the map; the map is drawn again once they are in. */
+async function loadMetric(kind, name) {
+  if (state.loadingMetric === `${kind}:${name}`) return;
+  state.loadingMetric = `${kind}:${name}`;
+  const identity = state.identity;
+  try {
+    const values = new Map();
+    let cursor = null;
+    do {
+      const page = await getPage("/v1/latest", { tenant: ctx.tenant(), kind, limit: 10000, cursor });
+      for (const d of page.items) if (d.metrics[name] !== undefined) values.set(d.deviceId, d.metrics[name]);
+      cursor = page.next;
+    } while (cursor);
+    if (identity !== state.identity) return;
+    state.metricValues = { kind, name, values };
+    if (document.getElementById("colour-by").value === `${kind}:${name}` && values.size) renderMap();
+  } catch (error) {
+    showError(error);
+  } finally {
+    state.loadingMetric = null;
+  }
+}
+
+/** /v1/map/points's columns as device objects (what the map and its table use). */
+function pointsToDevices(points) {
+  const out = new Array(points.ids.length);
+  for (let i = 0; i < out.length; i += 1) {
+    out[i] = {
+      deviceId: points.ids[i],
+      name: points.names[i],
+      tenant: points.tenants[points.tenant[i]],
+      kind: points.kinds[points.kind[i]],
+      status: points.statuses[points.status[i]],
+      location: { coordinates: [points.lon[i], points.lat[i]] },
+    };
+  }
+  return out;
 }
 
 /** The devices in the chosen area (or the whole list without one): the map as a table. */
@@ -164,7 +218,7 @@ function renderAreaDevices(devices) {
 function chooseArea(area) {
   deviceMap.setArea(area);
   renderMap();
-  if (overview.latest) overview.renderLatest();
+  overview.renderLatest();
   document.getElementById("area-note").focus?.();
 }
 
@@ -230,24 +284,72 @@ function updated() {
   document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
 }
 
-/** One refresh of the visible view. Overlapping ticks are skipped, not queued. */
+/** The summary the server pushes (or, without a stream, the one polled): draw it. */
+async function showSummary(summary) {
+  state.summary = summary;
+  updateTenants(summary.devices.byTenantKind.map((g) => g.tenant));
+  if (state.view === "overview") await overview.render(summary);
+}
+
+/** Listen to /v1/events for the tenant chosen (again after a sign-in, sign-out or another
+ * tenant): `summary` redraws the overview, `devices` the rows of its page that changed. */
+function openEvents() {
+  state.events?.close();
+  const identity = state.identity;
+  const tenant = ctx.tenant();
+  const events = new EventSource(tenant ? `/v1/events?tenant=${encodeURIComponent(tenant)}` : "/v1/events");
+  state.events = events;
+  events.addEventListener("summary", (event) => {
+    if (identity !== state.identity || state.events !== events) return;
+    showSummary(JSON.parse(event.data)).then(() => {
+      if (state.view === "overview") updated();
+    }).catch(showError);
+  });
+  events.addEventListener("devices", (event) => {
+    if (identity !== state.identity || state.events !== events) return;
+    overview.applyDevices(JSON.parse(event.data).devices);
+    // How many pushes arrived: for tests, and for a look from the console.
+    document.body.dataset.pushed = String(Number(document.body.dataset.pushed ?? 0) + 1);
+    if (state.view === "overview") updated();
+  });
+}
+
+/** Start the overview's table and the map again (another tenant or identity). */
+function resetData() {
+  forgetCopies();
+  overview.forget();
+  state.summary = null;
+  state.points = null;
+  state.metricValues = null;
+}
+
+/** One refresh of the visible view. Overlapping ticks are skipped, not queued. The overview
+ * polls only while its event stream is not open (the stream reconnects by itself). */
 async function tick() {
   if (state.busy) return;
   state.busy = true;
   const identity = state.identity;
   try {
-    if (state.view === "overview" || state.view === "map") {
-      const early = state.prefetched;
-      state.prefetched = null;
-      const latest = await (early ?? getJson("/v1/latest", { tenant: ctx.tenant() }));
-      if (identity !== state.identity) return; // asked before signing in or out: not ours
-      state.latest = latest;
-      updateTenants(state.latest);
-      if (state.view === "overview") {
-        await overview.render(state.latest);
-        await Promise.all([alerts.count(), completeness.renderFleet()]);
+    if (state.view === "overview") {
+      const streaming = state.events?.readyState === EventSource.OPEN && state.summary;
+      if (!streaming) {
+        const early = state.prefetched;
+        state.prefetched = null;
+        const { body, changed } = await (early ?? getJsonIfChanged("/v1/summary", { tenant: ctx.tenant() }));
+        if (identity !== state.identity) return; // asked before signing in or out: not ours
+        if (changed || !state.summary || !overview.page) await showSummary(body);
+      } else if (!overview.page) {
+        await showSummary(state.summary);
       }
-      else renderMap();
+    } else if (state.view === "map") {
+      const { body, changed } = await getJsonIfChanged("/v1/map/points", { tenant: ctx.tenant() });
+      if (identity !== state.identity) return;
+      if (changed || !state.points) {
+        state.points = body;
+        state.mapDevices = pointsToDevices(body);
+        updateTenants(body.tenants);
+        renderMap();
+      }
     } else if (state.view === "device") {
       await devicePage.refresh();
     } else if (state.view === "rejections") {
@@ -272,11 +374,11 @@ function forgetTenants() {
   for (const option of [...select.options]) if (option.value) option.remove();
 }
 
-function updateTenants(latest) {
+function updateTenants(tenants) {
   // Only the tenants the API showed us (with a key: that key's tenants).
   const select = document.getElementById("tenant");
   const known = new Set([...select.options].map((o) => o.value));
-  for (const tenant of new Set(latest.map((d) => d.tenant))) {
+  for (const tenant of new Set(tenants)) {
     if (!known.has(tenant)) select.add(new Option(tenant, tenant));
   }
 }
@@ -336,7 +438,11 @@ async function applySettings(choice) {
     localStorage.setItem(REFRESH_STORE, String(document.getElementById("refresh").value || 5));
     applyTiles();
   }
-  if ((choice === "save" && key) || choice === "forget") forgetTenants();
+  if ((choice === "save" && key) || choice === "forget") {
+    forgetTenants();
+    resetData();
+    openEvents();
+  }
   if (choice === "save" || choice === "forget") {
     startPolling();
     route();
@@ -374,7 +480,11 @@ async function main() {
   document.getElementById("open-settings").addEventListener("click", openSettings);
   const dialog = document.getElementById("settings");
   dialog.addEventListener("close", () => applySettings(dialog.returnValue));
-  document.getElementById("tenant").addEventListener("change", () => route());
+  document.getElementById("tenant").addEventListener("change", () => {
+    resetData();
+    openEvents();
+    route();
+  });
   document.getElementById("colour-by").addEventListener("change", renderMap);
   document.getElementById("fit-map").addEventListener("click", () => deviceMap.fit());
   document.getElementById("draw-area").addEventListener("click", () => {
@@ -393,23 +503,28 @@ async function main() {
   window.lantaarn = { map: deviceMap, state, ctx };
 
   await signInWithStoredKey();
-  // The fleet's latest values are the slowest answer with a large fleet: ask for them at once,
-  // alongside the catalogue, instead of after it.
+  // The summary and the table's first page are asked for at once, alongside the catalogue,
+  // instead of after it; the API's description (which optional resources it has) is not
+  // waited for by the overview's first drawing.
   const view = location.hash.split("/")[1] ?? "";
-  if (["", "overview", "map"].includes(view)) {
-    state.prefetched = getJson("/v1/latest");
+  const overviewFirst = ["", "overview"].includes(view);
+  if (overviewFirst) {
+    state.prefetched = getJsonIfChanged("/v1/summary");
     state.prefetched.catch(() => {}); // its error is reported by the tick that uses it
+    overview.prefetch();
   }
-  try {
-    const [catalogue, caps] = await Promise.all([getJson("/v1/device-kinds"), capabilities()]);
-    ctx.kinds = new Map(catalogue.map((k) => [k.name, k]));
+  ctx.capsReady = capabilities().then((caps) => {
     Object.assign(ctx.caps, caps);
+    groupCommand.enable();
+    document.body.dataset.capabilities = Object.entries(ctx.caps)
+      .filter(([, on]) => on).map(([name]) => name).join(" ");
+  });
+  try {
+    const catalogue = await getJson("/v1/device-kinds");
+    ctx.kinds = new Map(catalogue.map((k) => [k.name, k]));
   } catch (error) {
     showError(error);
   }
-  groupCommand.enable();
-  document.body.dataset.capabilities = Object.entries(ctx.caps)
-    .filter(([, on]) => on).map(([name]) => name).join(" ");
   const kindFilter = document.getElementById("kind-filter");
   const colourBy = document.getElementById("colour-by");
   for (const kind of ctx.kinds.values()) {
@@ -419,7 +534,9 @@ async function main() {
       colourBy.add(new Option(`${ctx.kindLabel(kind.name)}: ${ctx.metricLabel(m)}`, `${kind.name}:${m.name}`));
     }
   }
+  if (!overviewFirst) await ctx.capsReady;
   await route();
+  openEvents();
   startPolling();
 }
 

@@ -1,17 +1,25 @@
-// The device map: Leaflet with marker clusters (both vendored by scripts/vendor-js.sh), over a
+// The device map: Leaflet, with the devices clustered in the browser by supercluster (both
+// vendored by scripts/vendor-js.sh), over a
 // tile server's base map (by default PDOK's BRT-Achtergrondkaart, set by the API's settings) or,
 // without one, a plain background that needs no network, which is what an operations room
 // without internet access and the tests have. Every device marker carries its status as a shape
 // and in its name, not in colour alone, and is in the tab order; clusters say how many devices
 // they hold and the worst status among them.
+//
+// City scale: the map gets every device once as compact columns (/v1/map/points: positions,
+// statuses, kinds), indexes them with supercluster (a k-d tree per zoom level, built in well
+// under a second for 150,000 points), and keeps on the map only the clusters and devices in
+// view: a few hundred elements whatever the size of the fleet. Leaflet.markercluster, which
+// this replaces, made a marker object per device and took ~6 s to show 50,000.
 
-/* global L */
+/* global L, Supercluster */
 
 import { t } from "./i18n.js";
 
 export const STATUS_SHAPES = { online: "●", offline: "■", silent: "▲" };
 // Worst first: a cluster shows the worst status it holds.
 const SEVERITY = ["offline", "silent", "online"];
+const CLUSTER_MAX_ZOOM = 17; // beyond it every device is shown on its own
 
 function iconElement(className, shape, colour, text) {
   const node = document.createElement("span");
@@ -30,24 +38,16 @@ function iconElement(className, shape, colour, text) {
   return node;
 }
 
-// A device's icon builds its element only when Leaflet shows the marker: with 10,000 devices
-// most sit inside clusters, and building elements for them all cost seconds.
-const DeviceIcon = L.DivIcon.extend({
-  createIcon(old) {
-    const div = L.DivIcon.prototype.createIcon.call(this, old);
-    div.replaceChildren(iconElement("marker", STATUS_SHAPES[this.options.status] ?? "?", this.options.colour, ""));
-    return div;
-  },
-});
-
 export class DeviceMap {
   /** `onPick(deviceId)` is called when a device's marker is chosen (click, Enter or Space). */
   constructor(element, onPick, describe) {
     this.element = element;
     this.onPick = onPick;
     this.describe = describe; // device -> its accessible name
-    this.devices = [];
-    this.markers = new Map(); // deviceId -> marker
+    this.devices = []; // the devices shown: {deviceId, name, tenant, kind, status, location}
+    this.index = null;
+    this.shown = new Map(); // key ("c<cluster id>" or "p<device index>") -> marker on the map
+    this.layer = L.layerGroup();
     this.tileUrl = "";
     this.tiles = null;
     this.area = null;
@@ -58,89 +58,38 @@ export class DeviceMap {
     });
     this.map.attributionControl.setPrefix(false);
     this.map.setView([52.2, 5.3], 7); // the Netherlands, until the devices are known
-    this.cluster = L.markerClusterGroup({
-      chunkedLoading: true,
-      // Markers are added in chunks between frames: count what is shown once the last is in.
-      // (markercluster reports the last chunk before it puts the clusters on the map: hence later)
-      chunkProgress: (processed, total) => processed === total && setTimeout(() => this._countDrawn(), 0),
-      showCoverageOnHover: false,
-      maxClusterRadius: 60,
-      iconCreateFunction: (cluster) => this._clusterIcon(cluster),
-    });
-    this.map.addLayer(this.cluster);
-    this.map.on("moveend zoomend", () => this._countDrawn());
-    this.cluster.on("animationend", () => this._countDrawn());
+    this.layer.addTo(this.map);
+    this.map.on("moveend", () => this._draw());
     new ResizeObserver(() => this.map.invalidateSize()).observe(element);
   }
 
-  /** Devices from /v1/latest and one CSS colour each (same order). */
+  /** The devices to show (objects as above) and one CSS colour each (same order). */
   setDevices(devices, colours, colourScheme = "status") {
     this.devices = devices;
-    const wanted = new Set();
-    let statusChanged = false;
-    const added = [];
-    devices.forEach((d, i) => {
-      const [lon, lat] = d.location?.coordinates ?? [NaN, NaN];
-      if (!Number.isFinite(lat) || !Number.isFinite(lon)) return;
-      wanted.add(d.deviceId);
-      const colour = colours[i] ?? "#555";
-      const look = `${d.status} ${colour}`;
-      let marker = this.markers.get(d.deviceId);
-      if (!marker) {
-        marker = L.marker([lat, lon], { keyboard: true, riseOnHover: true });
-        marker.deviceId = d.deviceId;
-        marker.on("click keypress", (event) => {
-          const key = event.originalEvent?.key;
-          if (event.type === "keypress" && key !== "Enter" && key !== " ") return;
-          this.onPick(d.deviceId);
-        });
-        this.markers.set(d.deviceId, marker);
-        added.push(marker);
-      } else if (!marker.getLatLng().equals([lat, lon])) {
-        // Only when it moved: the cluster group takes a moved marker out and puts it back.
-        marker.setLatLng([lat, lon]);
-      }
-      marker.status = d.status;
-      marker.colour = colour;
-      const name = this.describe(d);
-      if (marker.look !== look || marker.name !== name) {
-        if (marker.status !== marker.shownStatus) statusChanged = true;
-        marker.look = look;
-        marker.name = name;
-        marker.shownStatus = d.status;
-        const className = `device-marker status-${d.status}`;
-        marker.options.icon = new DeviceIcon({ className, status: d.status, colour, iconSize: [18, 18] });
-        marker.options.title = name;
-        // A marker on the map is changed in place: replacing its element would take the
-        // keyboard focus (and a pointer about to click) away from it on every refresh.
-        const shown = marker.getElement();
-        if (shown) {
-          shown.className = shown.className.replace(/status-\w+/, `status-${d.status}`);
-          shown.title = name;
-          const mark = shown.querySelector(".shape");
-          mark.textContent = STATUS_SHAPES[d.status] ?? "?";
-          mark.style.color = colour;
+    const features = new Array(devices.length);
+    for (let i = 0; i < devices.length; i += 1) {
+      const [lon, lat] = devices[i].location.coordinates;
+      features[i] = { type: "Feature", geometry: { type: "Point", coordinates: [lon, lat] }, properties: { i } };
+    }
+    this.colours = colours;
+    this.index = new Supercluster({
+      radius: 60,
+      maxZoom: CLUSTER_MAX_ZOOM,
+      map: ({ i }) => ({ worst: SEVERITY.indexOf(devices[i].status), colour: colours[i] ?? "#555" }),
+      reduce: (into, from) => {
+        if (from.worst < into.worst) {
+          into.worst = from.worst;
+          into.colour = from.colour;
         }
-      }
-    });
-    const gone = [];
-    for (const [id, marker] of this.markers) {
-      if (!wanted.has(id)) {
-        gone.push(marker);
-        this.markers.delete(id);
-      }
-    }
-    if (gone.length) this.cluster.removeLayers(gone);
-    if (added.length) this.cluster.addLayers(added);
-    // A status changed: the clusters' worst status may have too. (Colours alone do not redraw
-    // the clusters, which would take the focus from a cluster on every refresh.)
-    if (statusChanged || this.colourScheme !== colourScheme) this.cluster.refreshClusters();
+      },
+    }).load(features);
     this.colourScheme = colourScheme;
-    if (!this.fitted && this.markers.size) {
+    if ((!this.fitted || this.fitWanted) && devices.length) {
       this.fitted = true;
-      this.fit();
+      this.fit(); // draws
+    } else {
+      this._draw();
     }
-    this._countDrawn();
   }
 
   /** The base map: an XYZ tile URL, or "" for the plain map. */
@@ -155,14 +104,24 @@ export class DeviceMap {
     }
   }
 
-  /** Zoom and centre so every device is in view. */
+  /** Zoom and centre so every device is in view (once they are known, if they are not yet). */
   fit() {
-    const points = [...this.markers.values()].map((m) => m.getLatLng());
-    if (points.length) this.map.fitBounds(L.latLngBounds(points), { padding: [20, 20], maxZoom: 17, animate: false });
+    this.fitWanted = !this.devices.length;
+    let [w, s, e, n] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const d of this.devices) {
+      const [lon, lat] = d.location.coordinates;
+      if (lon < w) w = lon;
+      if (lon > e) e = lon;
+      if (lat < s) s = lat;
+      if (lat > n) n = lat;
+    }
+    if (w <= e) this.map.fitBounds([[s, w], [n, e]], { padding: [20, 20], maxZoom: 17, animate: false });
+    this._draw();
   }
 
   redraw() {
     this.map.invalidateSize();
+    this._draw();
   }
 
   /** What the map shows: [minLon, minLat, maxLon, maxLat] in degrees. */
@@ -218,33 +177,103 @@ export class DeviceMap {
 
   /** Zoom until a device's own marker shows, then call `then(element)`; for tests and links. */
   reveal(deviceId, then) {
-    const marker = this.markers.get(deviceId);
-    if (marker) this.cluster.zoomToShowLayer(marker, () => then?.(marker.getElement()));
+    const i = this.devices.findIndex((d) => d.deviceId === deviceId);
+    if (i < 0) return;
+    const [lon, lat] = this.devices[i].location.coordinates;
+    this.map.setView([lat, lon], CLUSTER_MAX_ZOOM + 1, { animate: false });
+    this._draw();
+    then?.(this.shown.get(`p${i}`)?.getElement());
   }
 
-  _clusterIcon(cluster) {
-    const children = cluster.getAllChildMarkers();
-    const worst = SEVERITY.find((s) => children.some((m) => m.status === s)) ?? "online";
-    const colour = children.find((m) => m.status === worst)?.colour ?? "#555";
-    const n = children.length;
-    const icon = L.divIcon({
-      className: `device-cluster status-${worst}`,
-      html: iconElement("cluster", STATUS_SHAPES[worst], colour, String(n)),
-      iconSize: [40, 40],
-    });
-    // Its accessible name: how many devices and the worst status (Leaflet reads `title`).
-    cluster.options.title = t("map.cluster", { n, status: t(`status.${worst}`) });
-    return icon;
-  }
-
-  _countDrawn() {
-    // Devices shown, alone or in a cluster, in the current view: what a test can count.
+  /** Put the clusters and devices in view (and a margin) on the map, reusing the markers that
+   * stay: replacing a marker's element would take the keyboard focus away from it. */
+  _draw() {
+    if (!this.index) return;
+    const zoom = Math.floor(this.map.getZoom());
+    const b = this.map.getBounds().pad(0.25);
+    const west = Math.max(-180, b.getWest());
+    const east = Math.min(180, b.getEast());
+    const found = this.index.getClusters([west, Math.max(-85, b.getSouth()), east, Math.min(85, b.getNorth())], zoom);
     const view = this.map.getBounds();
+    const wanted = new Set();
     let drawn = 0;
-    for (const marker of this.markers.values()) {
-      const parent = this.cluster.getVisibleParent(marker);
-      if (parent && view.contains(parent.getLatLng())) drawn += 1;
+    for (const feature of found) {
+      const [lon, lat] = feature.geometry.coordinates;
+      const p = feature.properties;
+      const key = p.cluster ? `c${p.cluster_id}` : `p${p.i}`;
+      const n = p.cluster ? p.point_count : 1;
+      if (view.contains([lat, lon])) drawn += n;
+      wanted.add(key);
+      const status = p.cluster ? SEVERITY[p.worst] : this.devices[p.i].status;
+      const colour = p.cluster ? p.colour : this.colours[p.i] ?? "#555";
+      const title = p.cluster
+        ? t("map.cluster", { n, status: t(`status.${status}`) })
+        : this.describe(this.devices[p.i]);
+      const look = `${status} ${colour} ${title}`;
+      let marker = this.shown.get(key);
+      if (marker && marker.look === look) continue;
+      if (marker) {
+        // Changed in place (status, colour or name), so that a focused marker keeps its focus.
+        const node = marker.getElement();
+        node.className = node.className.replace(/status-\w+/, `status-${status}`);
+        node.title = title;
+        const mark = node.querySelector(".shape");
+        mark.textContent = STATUS_SHAPES[status] ?? "?";
+        mark.style.color = colour;
+        const count = node.querySelector(".count");
+        if (count) count.textContent = String(n);
+        marker.look = look;
+        continue;
+      }
+      marker = p.cluster ? this._clusterMarker(feature, status, colour, title) : this._deviceMarker(p.i, status, colour, title);
+      marker.look = look;
+      this.shown.set(key, marker);
+      this.layer.addLayer(marker);
+    }
+    for (const [key, marker] of this.shown) {
+      if (!wanted.has(key)) {
+        this.layer.removeLayer(marker);
+        this.shown.delete(key);
+      }
     }
     this.element.dataset.drawn = String(drawn);
+  }
+
+  _deviceMarker(i, status, colour, title) {
+    const [lon, lat] = this.devices[i].location.coordinates;
+    const icon = L.divIcon({
+      className: `device-marker status-${status}`,
+      html: iconElement("marker", STATUS_SHAPES[status] ?? "?", colour, ""),
+      iconSize: [18, 18],
+    });
+    const marker = L.marker([lat, lon], { icon, title, keyboard: true, riseOnHover: true });
+    const deviceId = this.devices[i].deviceId;
+    marker.on("click keypress", (event) => {
+      const key = event.originalEvent?.key;
+      if (event.type === "keypress" && key !== "Enter" && key !== " ") return;
+      this.onPick(deviceId);
+    });
+    return marker;
+  }
+
+  _clusterMarker(feature, status, colour, title) {
+    const [lon, lat] = feature.geometry.coordinates;
+    const p = feature.properties;
+    const icon = L.divIcon({
+      className: `device-cluster status-${status}`,
+      html: iconElement("cluster", STATUS_SHAPES[status], colour, String(p.point_count)),
+      iconSize: [40, 40],
+    });
+    // Its accessible name (Leaflet's `title`): how many devices and the worst status.
+    const marker = L.marker([lat, lon], { icon, title, keyboard: true });
+    marker.on("click keypress", (event) => {
+      const key = event.originalEvent?.key;
+      if (event.type === "keypress" && key !== "Enter" && key !== " ") return;
+      const zoom = Math.min(this.index.getClusterExpansionZoom(p.cluster_id), CLUSTER_MAX_ZOOM + 1);
+      this.map.setView([lat, lon], zoom, { animate: false });
+      // The keyboard stays with the map: on the first marker drawn at the new zoom.
+      if (event.type === "keypress") this.layer.getLayers()[0]?.getElement()?.focus();
+    });
+    return marker;
   }
 }

@@ -1,13 +1,18 @@
-// The fleet overview: counts by status, tenant and kind, activity per minute with rejection
-// reasons, and a capped table of latest values (the full list lives on the map).
+// The fleet overview, drawn from what the server computed (/v1/summary: counts by tenant, kind
+// and status, readings and rejections per minute, the longest silent devices, open alerts) and
+// a table of devices a page at a time (/v1/latest?limit=&cursor=). Neither grows with the fleet:
+// the overview never downloads it. Changes arrive by server-sent events (app.js).
 
-import { getJson } from "./api.js";
+import { getJson, getPage } from "./api.js";
 import { drawChart } from "./chart.js";
 import { ago, dateTime, el, number, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
 import { DeviceMap, STATUS_SHAPES } from "./map.js";
 
-const MAX_ROWS = 200;
+// Devices per page of the table; ?rows=N in the address for another (a wall screen, tests).
+const ROWS = Number(new URLSearchParams(location.search).get("rows"));
+export const PAGE_SIZE = Number.isInteger(ROWS) && ROWS >= 1 && ROWS <= 1000 ? ROWS : 100;
+const REASONS_EVERY_MS = 30e3; // the rejection reasons (/v1/fleet/activity) are asked for at most this often
 const STATUSES = ["online", "offline", "silent"];
 
 /** A device status as text with its shape (the shape is decoration for screen readers). */
@@ -25,100 +30,173 @@ export function reasonText(reason) {
 export class Overview {
   constructor(ctx) {
     this.ctx = ctx;
-    this.lastTs = new Map(); // deviceId -> ts of its latest reading, to estimate the rate
-    this.lastPoll = 0;
-    this.estimate = null;
+    this.summary = null;
+    this.page = null; // the devices of the page shown, in id order
+    this.cursors = [null]; // the cursor of each page seen so far (null: the first)
+    this.pageNo = 0;
+    this.next = null;
+    this.reasonsAt = 0;
     this.drawnOnce = false;
-    for (const id of ["kind-filter", "status-filter", "search"]) {
+    this.pageTicket = 0;
+    for (const id of ["status-filter", "search"]) {
       document.getElementById(id).addEventListener("input", () => this.renderLatest());
     }
+    document.getElementById("kind-filter").addEventListener("input", () => this.firstPage());
+    document.getElementById("next-page").addEventListener("click", () => this.turn(1));
+    document.getElementById("previous-page").addEventListener("click", () => this.turn(-1));
     document.querySelector("#latest tbody").addEventListener("click", (event) => {
       const row = event.target.closest("tr[data-device-id]");
-      if (row) ctx.navigate(`#/device/${row.dataset.deviceId}`);
+      if (row && !event.target.closest("a")) ctx.navigate(`#/device/${row.dataset.deviceId}`);
     });
   }
 
-  /** Draw from a fresh /v1/latest answer, then fetch the activity (if the API has it). */
-  async render(latest) {
-    this.latest = latest;
-    const totals = { online: 0, offline: 0, silent: 0 };
-    const groups = new Map();
-    for (const d of latest) {
-      totals[d.status] += 1;
-      const key = `${d.tenant}\u0000${d.kind}`;
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = { tenant: d.tenant, kind: d.kind, online: 0, offline: 0, silent: 0 }));
-      g[d.status] += 1;
-    }
-    document.getElementById("n-devices").textContent = number(latest.length);
-    for (const s of STATUSES) document.getElementById(`n-${s}`).textContent = number(totals[s]);
+  /** Forget the page shown (another tenant or identity): its rows go at once. */
+  forget() {
+    this.page = null;
+    this.cursors = [null];
+    this.pageNo = 0;
+    this.pageTicket += 1;
+    this.prefetched = null;
+    document.querySelector("#latest tbody").replaceChildren();
+    document.getElementById("latest-note").textContent = "";
+  }
 
-    const body = document.querySelector("#fleet tbody");
-    const rows = document.createDocumentFragment();
-    for (const g of [...groups.values()].sort((a, b) =>
-      a.tenant.localeCompare(b.tenant) || a.kind.localeCompare(b.kind))) {
-      rows.append(el("tr", {},
-        el("td", {}, g.tenant),
-        el("td", {}, this.ctx.kindLabel(g.kind)),
-        el("td", { className: "num" }, number(g.online + g.offline + g.silent)),
-        el("td", { className: "num status-online" }, number(g.online)),
-        el("td", { className: "num status-offline" }, number(g.offline)),
-        el("td", { className: "num status-silent" }, number(g.silent))));
-    }
-    body.replaceChildren(rows);
-    this.estimateRate(latest);
+  /** Start again at the first page (another kind). */
+  async firstPage() {
+    this.cursors = [null];
+    this.pageNo = 0;
+    await this.loadPage();
+  }
+
+  async turn(step) {
+    const wanted = this.pageNo + step;
+    if (wanted < 0 || (step > 0 && !this.next)) return;
+    if (step > 0 && this.cursors.length <= wanted) this.cursors.push(this.next);
+    this.pageNo = wanted;
+    await this.loadPage();
+    document.getElementById("latest-note").focus();
+  }
+
+  /** Ask for the first page of the whole table now (while the page starts). */
+  prefetch() {
+    this.prefetched = getPage("/v1/latest", { limit: PAGE_SIZE });
+    this.prefetched.catch(() => {}); // its error is reported by the drawing that uses it
+  }
+
+  /** Fetch the page shown from the server; an answer overtaken by a later request is dropped. */
+  async loadPage() {
+    const ticket = ++this.pageTicket;
+    const params = {
+      tenant: this.ctx.tenant(),
+      kind: document.getElementById("kind-filter").value,
+      limit: PAGE_SIZE,
+      cursor: this.cursors[this.pageNo],
+    };
+    const early = this.prefetched;
+    this.prefetched = null;
+    const first = !params.tenant && !params.kind && !params.cursor;
+    const found = await (early && first ? early : getPage("/v1/latest", params));
+    if (ticket !== this.pageTicket || (!found.changed && this.page)) return;
+    this.page = found.items;
+    this.next = found.next;
     this.renderLatest();
+  }
+
+  /** Devices whose state changed (a `devices` event): those on the page shown are redrawn. */
+  applyDevices(devices) {
+    if (!this.page) return;
+    const changed = new Map(devices.map((d) => [d.deviceId, d]));
+    let hit = false;
+    this.page = this.page.map((d) => {
+      const now = changed.get(d.deviceId);
+      if (now) hit = true;
+      return now ?? d;
+    });
+    if (hit) this.renderLatest();
+  }
+
+  /** Draw a /v1/summary answer; the rejection reasons follow at most every 30 s. */
+  async render(summary) {
+    this.summary = summary;
+    // The first page comes before the counts are drawn: the overview shows one moment.
+    const fresh = !this.page;
+    if (fresh) await this.loadPage();
+    const counts = summary.devices;
+    document.getElementById("n-devices").textContent = number(counts.total);
+    for (const s of STATUSES) document.getElementById(`n-${s}`).textContent = number(counts[s]);
+    document.getElementById("n-alerts").textContent = number(summary.alerts.firing);
+    const badge = document.getElementById("nav-alert-count");
+    badge.textContent = summary.alerts.firing ? t("alerts.navCount", { n: number(summary.alerts.firing) }) : "";
+    badge.hidden = !summary.alerts.firing;
+
+    const rows = counts.byTenantKind.map((g) => el("tr", {},
+      el("td", {}, g.tenant),
+      el("td", {}, this.ctx.kindLabel(g.kind)),
+      el("td", { className: "num" }, number(g.total)),
+      el("td", { className: "num status-online" }, number(g.online)),
+      el("td", { className: "num status-offline" }, number(g.offline)),
+      el("td", { className: "num status-silent" }, number(g.silent))));
+    document.querySelector("#fleet tbody").replaceChildren(...rows);
+    this.renderWorst(summary.worst.silence);
+    this.renderActivity(summary.perMinute);
+    // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
+    // changed): `devices` events carry a device only once its state has settled, and a device
+    // that reports more often than that would otherwise never be updated here.
+    if (!fresh) await this.loadPage();
     if (!this.drawnOnce) {
       this.drawnOnce = true;
       // The bench measures from navigation start to this mark.
       performance.mark("lantaarn:overview-drawn");
     }
-    await this.renderActivity();
+    if (Date.now() - this.reasonsAt > REASONS_EVERY_MS) {
+      this.reasonsAt = Date.now();
+      await this.ctx.capsReady;
+      await Promise.all([this.renderReasons(), this.ctx.completeness?.renderFleet()]);
+    }
   }
 
-  /** Readings per minute seen through /v1/latest: a lower bound, for APIs without activity. */
-  estimateRate(latest) {
+  renderWorst(silence) {
     const now = Date.now();
-    let fresh = 0;
-    for (const d of latest) {
-      const before = this.lastTs.get(d.deviceId);
-      if (d.ts && before !== undefined && d.ts !== before) fresh += 1;
-      this.lastTs.set(d.deviceId, d.ts);
-    }
-    if (this.lastPoll) this.estimate = (fresh * 60000) / Math.max(1, now - this.lastPoll);
-    this.lastPoll = now;
+    const rows = silence.map((d) => el("tr", {},
+      el("td", {}, el("a", { href: `#/device/${d.deviceId}` }, d.deviceId)),
+      el("td", {}, d.tenant),
+      el("td", {}, this.ctx.kindLabel(d.kind)),
+      el("td", { title: ago(d.lastSeen, now) }, dateTime(d.lastSeen)),
+      el("td", {}, ago(d.lastSeen, now))));
+    document.querySelector("#worst-silence tbody").replaceChildren(...(rows.length ? rows
+      : [el("tr", {}, el("td", { colSpan: 5 }, t("overview.noneSilent")))]));
   }
 
   renderLatest() {
-    if (!this.latest) return;
-    const kind = document.getElementById("kind-filter").value;
+    if (!this.page) return;
     const status = document.getElementById("status-filter").value;
     const search = document.getElementById("search").value.trim().toLowerCase();
     const area = this.ctx.area?.();
-    const matching = this.latest.filter((d) =>
-      (!kind || d.kind === kind) &&
+    const matching = this.page.filter((d) =>
       (!status || d.status === status) &&
       (!search || d.deviceId.includes(search) || d.name.toLowerCase().includes(search)) &&
       (!area || DeviceMap.inside(d, area)));
-    matching.sort((a, b) => (b.ts ?? "").localeCompare(a.ts ?? ""));
-    const shown = matching.slice(0, MAX_ROWS);
     const rows = document.createDocumentFragment();
     const now = Date.now();
-    for (const d of shown) {
-      const row = el("tr", { dataset: { deviceId: d.deviceId } },
+    for (const d of matching) {
+      rows.append(el("tr", { dataset: { deviceId: d.deviceId } },
         el("td", {}, el("a", { href: `#/device/${d.deviceId}` }, d.name)),
         el("td", {}, d.tenant),
         el("td", {}, this.ctx.kindLabel(d.kind)),
         el("td", { className: `status-${d.status}` }, statusBadge(d.status)),
         el("td", { title: ago(d.ts, now) }, dateTime(d.ts)),
-        el("td", { className: "values" }, this.describe(d)));
-      rows.append(row);
+        el("td", { className: "values" }, this.describe(d))));
     }
     document.querySelector("#latest tbody").replaceChildren(rows);
-    document.getElementById("latest-note").textContent = matching.length > MAX_ROWS
-      ? t("overview.latestCapped", { shown: number(MAX_ROWS), n: number(matching.length) })
-      : t("overview.latestCount", { n: number(matching.length) });
-    if (area) document.getElementById("latest-note").textContent += ` ${t("overview.inArea")}`;
+    const first = this.pageNo * PAGE_SIZE;
+    let note = t("overview.pageOf", {
+      from: number(this.page.length ? first + 1 : 0), to: number(first + this.page.length),
+    });
+    if (matching.length !== this.page.length) note += ` ${t("overview.pageMatching", { n: number(matching.length) })}`;
+    if (area) note += ` ${t("overview.inArea")}`;
+    document.getElementById("latest-note").textContent = note;
+    document.getElementById("previous-page").disabled = this.pageNo === 0;
+    document.getElementById("next-page").disabled = !this.next;
   }
 
   describe(d) {
@@ -128,44 +206,18 @@ export class Overview {
     }).join(" · ");
   }
 
-  async renderActivity() {
-    const note = document.getElementById("activity-note");
+  /** Values stored and rejected per minute: a chart, with the same numbers as a table under it
+   * (drawChart's, opened by its summary). */
+  renderActivity(perMinute) {
     const chart = document.getElementById("activity-chart");
-    const reasonsBody = document.querySelector("#reasons tbody");
-    if (!this.ctx.caps.activity) {
-      document.getElementById("n-readings").textContent =
-        this.estimate === null ? "–" : `≥ ${number(Math.round(this.estimate))}`;
-      document.getElementById("n-rejections").textContent = "–";
-      note.textContent = t("overview.noActivity");
-      if (this.ctx.caps.rejections) note.textContent += ` ${t("overview.seeRejections")}`;
-      drawChart(chart, { start: Date.now() - 3600e3, end: Date.now(), series: [] });
-      reasonsBody.replaceChildren(el("tr", {}, el("td", { colSpan: 2 }, t("overview.notAvailable"))));
-      return;
-    }
-    const answer = await getJson("/v1/fleet/activity", { minutes: 60, tenant: this.ctx.tenant() });
-    const items = [...answer.items].sort((a, b) => a.minute.localeCompare(b.minute));
-    const reasons = new Map();
-    const readings = [];
-    const rejected = [];
-    // A key limited to some tenants gets no platform-wide counts (readings are null then).
-    const counted = items.every((item) => item.readings !== null);
-    for (const item of items) {
-      const t = Date.parse(item.minute);
-      let total = 0;
-      for (const [reason, n] of Object.entries(item.rejections ?? {})) {
-        reasons.set(reason, (reasons.get(reason) ?? 0) + n);
-        total += n;
-      }
-      if (counted) readings.push([t + 30e3, item.readings]);
-      rejected.push([t + 30e3, total]);
-    }
+    const readings = perMinute.map((m) => [Date.parse(m.minute) + 30e3, m.readings]);
+    const rejected = perMinute.map((m) => [Date.parse(m.minute) + 30e3, m.rejections]);
     // The newest minute is still filling; the one before it is the honest rate.
-    const full = items.length - 2;
-    document.getElementById("n-readings").textContent =
-      counted && full >= 0 ? number(readings[full][1]) : "–";
-    document.getElementById("n-rejections").textContent = full >= 0 ? number(rejected[full][1]) : "–";
-    note.textContent = t(counted ? "overview.activityNote" : "overview.activityNoteTenant");
-    chart.dataset.readings = String(readings.reduce((sum, [, n]) => sum + n, 0));
+    const full = perMinute.length - 2;
+    document.getElementById("n-readings").textContent = full >= 0 ? number(perMinute[full].readings) : "–";
+    document.getElementById("n-rejections").textContent = full >= 0 ? number(perMinute[full].rejections) : "–";
+    document.getElementById("activity-note").textContent = t("overview.activityNote");
+    chart.dataset.readings = String(perMinute.reduce((sum, m) => sum + m.readings, 0));
     const end = Date.now();
     drawChart(chart, {
       start: end - 3600e3,
@@ -176,6 +228,22 @@ export class Overview {
         { label: t("overview.rejected"), color: "#6a1b9a", points: rejected },
       ],
     });
+  }
+
+  /** Rejections by reason over the last hour (from /v1/fleet/activity, when the API has it). */
+  async renderReasons() {
+    const reasonsBody = document.querySelector("#reasons tbody");
+    if (!this.ctx.caps.activity) {
+      reasonsBody.replaceChildren(el("tr", {}, el("td", { colSpan: 2 }, t("overview.notAvailable"))));
+      return;
+    }
+    const answer = await getJson("/v1/fleet/activity", { minutes: 60, tenant: this.ctx.tenant() });
+    const reasons = new Map();
+    for (const item of answer.items) {
+      for (const [reason, n] of Object.entries(item.rejections ?? {})) {
+        reasons.set(reason, (reasons.get(reason) ?? 0) + n);
+      }
+    }
     const rows = [...reasons].sort((a, b) => b[1] - a[1]).map(([reason, n]) =>
       el("tr", {}, el("td", {}, el("a", { href: `#/rejections?reason=${reason}` }, reasonText(reason))),
         el("td", { className: "num" }, number(n))));

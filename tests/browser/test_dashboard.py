@@ -53,10 +53,18 @@ async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: T
     await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE)
     await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
-    assert await page.inner_text("#n-offline") == "1"
-    assert await page.inner_text("#n-silent") == "1"
-    assert await page.inner_text("#n-online") == str(FLEET_SIZE - 2)
-    fleet_rows = await _texts(page, "#fleet tbody tr")
+    # Counted on the server (/v1/summary, a few seconds old at most), then pushed by /v1/events.
+    await _until(
+        page,
+        f"""document.getElementById('n-online').textContent === '{FLEET_SIZE - 2}'
+            && document.getElementById('n-offline').textContent === '1'
+            && document.getElementById('n-silent').textContent === '1'""",
+        wait_ms=30_000,
+    )
+    # Read at once: a pushed summary redraws the table every few seconds.
+    fleet_rows: list[str] = await page.evaluate(
+        "() => [...document.querySelectorAll('#fleet tbody tr')].map((r) => r.innerText)"
+    )
     pairs = {(d.tenant, d.kind) for d in live.fleet.devices}
     assert len(fleet_rows) == len(pairs)
     assert sum(int(r.split("\t")[2]) for r in fleet_rows) == FLEET_SIZE
@@ -481,4 +489,79 @@ async def test_a_key_an_older_version_stored_is_used_once_and_forgotten(
     await _until(page, f"document.getElementById('n-devices').textContent === '{len(mine)}'")
     assert await page.evaluate("() => localStorage.getItem('lantaarn.apiKey')") is None
     assert len(await _session_cookies(tab)) == 1
+    assert tab.errors == []
+
+
+async def test_the_overview_never_asks_for_the_whole_fleet(live: Live, tab: Tab) -> None:
+    """Counts from /v1/summary, the table a page at a time, changes by /v1/events; the map's
+    points polled with If-None-Match (304 while nothing moved)."""
+    page = tab.page
+    asked: list[Request] = []
+
+    def note_request(request: Request) -> None:
+        asked.append(request)
+
+    page.on("request", note_request)
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "&rows=15")
+    await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
+    await _until(page, "document.querySelectorAll('#latest tbody tr').length === 15")
+    await _until(page, "document.querySelectorAll('#worst-silence tbody tr a').length >= 1")
+    # Never heard of comes first (a device of the fleet, reporting every second, may be late too).
+    worst = await page.evaluate(
+        "() => [...document.querySelectorAll('#worst-silence tbody tr td:first-child')]"
+        ".map((c) => c.textContent)"
+    )
+    assert worst[0] == live.silent.device_id
+    await asyncio.sleep(3)  # a few summaries pushed
+    paths = [urlsplit(r.url) for r in asked]
+    latest = [parse_qs(p.query) for p in paths if p.path == "/v1/latest"]
+    assert latest, "the table asked for no page"
+    assert all(q.get("limit") == ["15"] for q in latest)
+    assert any(p.path == "/v1/events" for p in paths)
+    assert not any(p.path == "/v1/map/points" for p in paths)
+    # The per-minute chart's table: the same numbers as text.
+    await page.click("#activity-chart details summary")
+    # (Read together: a pushed summary redraws both.)
+    await _until(page, "document.querySelectorAll('#activity-chart details tbody tr').length > 0")
+    minutes, charted = await page.evaluate(
+        """() => [[...document.querySelectorAll('#activity-chart details tbody tr')]
+                .map((r) => [...r.cells].map((c) => c.textContent)),
+            Number(document.getElementById('activity-chart').dataset.readings)]"""
+    )
+    assert minutes
+    assert sum(int(r[1].replace(",", "")) for r in minutes) == charted
+
+    # Pages by keyboard: Next, then Previous; the note names the rows shown.
+    await page.focus("#next-page")
+    await page.keyboard.press("Enter")
+    await _until(page, "document.getElementById('latest-note').textContent.includes('16–30')")
+    second = set(await _row_times(page))
+    assert len(second) == 15
+    assert await page.evaluate("() => document.activeElement.id") == "latest-note"
+    await page.focus("#next-page")
+    await page.keyboard.press("Enter")
+    await _until(page, "document.getElementById('latest-note').textContent.includes('31–40')")
+    assert await page.is_disabled("#next-page")
+    await page.focus("#previous-page")
+    await page.keyboard.press("Enter")
+    await _until(page, "document.getElementById('latest-note').textContent.includes('16–30')")
+    assert set(await _row_times(page)) == second
+    everyone = sorted(d.device_id for d in live.fleet.devices)
+    assert sorted(second) == everyone[15:30]
+
+    # The map: its points once, then If-None-Match on every poll.
+    answers: list[tuple[int, str | None]] = []
+
+    async def note(response: Any) -> None:
+        if urlsplit(response.url).path == "/v1/map/points":
+            answers.append((response.status, await response.request.header_value("if-none-match")))
+
+    page.on("response", note)
+    await page.click("[data-nav=map]")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    await asyncio.sleep(4)
+    assert answers[0] == (200, None)
+    assert len(answers) >= 2
+    assert all(tag is not None for _, tag in answers[1:])
     assert tab.errors == []
