@@ -24,7 +24,7 @@ from devices import DEVICE_KINDS
 from timeseries.aggregate import F64, I64, STATS, Windows, aggregate, merge
 from timeseries.client import InfluxClient
 from timeseries.queries import read_rollups
-from timeseries.rollups import CONTEXT_NS, fleet_stats, read_coverage, read_raw, window_ns
+from timeseries.rollups import CONTEXT_NS, Coverage, fleet_stats, read_coverage, read_raw, window_ns
 from timeseries.schema import fleet_progress_window
 from timeseries.selection import Selection
 
@@ -113,11 +113,16 @@ async def interval_aggregates(
     start_ns -= start_ns % align
     end_ns += -end_ns % align
     known = await read_coverage(client, kind)
-    coverage = known.get((kind, fleet_progress_window(base))) if fleet else None
-    if coverage is None or not coverage.since <= start_ns < coverage.done:
-        # Fleet rollups do not reach back to the start: the device rollups answer.
-        fleet = False
-        coverage = known.get((kind, base))
+    coverage = known.get((kind, base))
+    if fleet:
+        # Where both the fleet and the device rollups are known complete, never more.
+        both = known.get((kind, fleet_progress_window(base)))
+        if both is not None and coverage is not None:
+            both = Coverage(max(coverage.since, both.since), min(coverage.done, both.done))
+        if both is None or coverage is None or not both.since <= start_ns < both.done:
+            fleet = False  # they do not reach back to the start: the device rollups answer
+        else:
+            coverage = both
     rolled_end = start_ns
     if coverage is not None and coverage.since <= start_ns < coverage.done:
         rolled_end = min(end_ns, coverage.done)
