@@ -3,6 +3,11 @@
 Each worker rolls up the device kinds assigned to it (kind number modulo the worker count), so
 every kind has exactly one roller however many workers share the load. Progress is kept in
 InfluxDB, so a restarted worker resumes where it stopped and fills the windows it missed.
+
+Each rebuild also writes the fleet rollups (per tenant) of the windows it rolls, from the device
+rows it computes; how far those are complete is kept beside the device rollups' progress (window
+tag `fleet_{window}`), starting at the first window this worker rolled with them, so windows
+rolled before fleet rollups existed are never taken for covered.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from devices import DEVICE_KINDS
 from ingest.completeness import CompletenessJob
 from timeseries import BatchWriter, InfluxClient
 from timeseries.rollups import Coverage, read_coverage, rebuild, window_ns, write_coverage
+from timeseries.schema import fleet_progress_window
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,12 @@ class RollupJob:
             for kind in self.kinds:
                 first = due - self.config.first_windows * width
                 coverage = self._progress.get((kind, window), Coverage(first, first))
+                fleet_key = (kind, fleet_progress_window(window))
+                fleet = self._progress.get(fleet_key)
+                if fleet is None or fleet.done != coverage.done:
+                    # None yet, or the device rollups moved without it (a rebuild command):
+                    # fleet rows are known to exist only from here on.
+                    fleet = Coverage(coverage.done, coverage.done)
                 while coverage.done < due:
                     end = min(due, coverage.done + self.config.max_windows_per_query * width)
                     written += await rebuild(
@@ -112,6 +124,9 @@ class RollupJob:
                     coverage = Coverage(coverage.since, end)
                     await write_coverage(self._writer, kind, window, coverage)
                     self._progress[(kind, window)] = coverage
+                    fleet = Coverage(fleet.since, end)
+                    await write_coverage(self._writer, kind, fleet_key[1], fleet)
+                    self._progress[fleet_key] = fleet
         written += await self._reroll_late()
         self.rows_written += written
         return written

@@ -4,6 +4,10 @@ The stored rollups and answers from raw readings use the same numpy functions
 (timeseries.aggregate). A range is answered from rollups for the windows they are known to
 cover (timeseries.rollups.Coverage) and from raw readings for the rest (typically the last
 minutes, not rolled up yet); the rows of both are merged per interval.
+
+For whole tenants (or every tenant), the rollup part may be read from the fleet rollups instead
+(one row per tenant and window, timeseries.rollups.fleet_lines) where they are known complete:
+the same answer, but for `last`, at a cost that does not grow with the number of devices.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from devices import DEVICE_KINDS
 from timeseries.aggregate import F64, I64, STATS, Windows, aggregate, merge
 from timeseries.client import InfluxClient
 from timeseries.queries import read_rollups
-from timeseries.rollups import CONTEXT_NS, read_coverage, read_raw, window_ns
+from timeseries.rollups import CONTEXT_NS, Coverage, fleet_stats, read_coverage, read_raw, window_ns
+from timeseries.schema import fleet_progress_window
 from timeseries.selection import Selection
 
 NS = 1_000_000_000
@@ -86,8 +91,16 @@ async def interval_aggregates(
     end_ns: int,
     interval: str,
     zone: ZoneInfo | None = None,
+    *,
+    fleet: bool = False,
 ) -> IntervalRows:
-    """Aggregates of one metric per interval in [start, end), over the selected devices."""
+    """Aggregates of one metric per interval in [start, end), over the selected devices.
+
+    `fleet`: read the fleet rollups where they cover the start (whole tenants only; the
+    answer's `last` is then NaN), the device rollups where they do not.
+    """
+    if fleet and devices.device_ids is not None:
+        raise ValueError("fleet rollups answer for whole tenants, not for devices by id")
     aggregation = DEVICE_KINDS[kind].metric(metric).aggregation  # type: ignore[union-attr]
     names = STATS[aggregation]
     if devices.nothing:
@@ -99,27 +112,39 @@ async def interval_aggregates(
     # Whole intervals only, so rollups and raw readings cover the same time.
     start_ns -= start_ns % align
     end_ns += -end_ns % align
-    coverage = (await read_coverage(client, kind, base)).get((kind, base))
+    known = await read_coverage(client, kind)
+    coverage = known.get((kind, base))
+    if fleet:
+        # Where both the fleet and the device rollups are known complete, never more.
+        both = known.get((kind, fleet_progress_window(base)))
+        if both is not None and coverage is not None:
+            both = Coverage(max(coverage.since, both.since), min(coverage.done, both.done))
+        if both is None or coverage is None or not both.since <= start_ns < both.done:
+            fleet = False  # they do not reach back to the start: the device rollups answer
+        else:
+            coverage = both
     rolled_end = start_ns
     if coverage is not None and coverage.since <= start_ns < coverage.done:
         rolled_end = min(end_ns, coverage.done)
     parts: list[tuple[I64, I64, dict[str, F64]]] = []
     if rolled_end > start_ns:
+        stored = fleet_stats(kind, metric) if fleet else names
         owners, rows = await read_rollups(
-            client, kind, base, metric, names, start_ns, rolled_end, devices
+            client, kind, base, metric, stored, start_ns, rolled_end, devices, fleet=fleet
         )
         index = {d: i for i, d in enumerate(dict.fromkeys(owners))}
+        columns = {
+            name: np.array(
+                [np.nan if r[i + 1] is None else float(r[i + 1]) for r in rows],  # type: ignore[arg-type]
+                dtype=np.float64,
+            )
+            for i, name in enumerate(stored)
+        }
         parts.append(
             (
                 np.array([index[o] for o in owners], dtype=np.int64),
                 np.array([int(r[0]) for r in rows], dtype=np.int64),  # type: ignore[call-overload]
-                {
-                    name: np.array(
-                        [np.nan if r[i + 1] is None else float(r[i + 1]) for r in rows],  # type: ignore[arg-type]
-                        dtype=np.float64,
-                    )
-                    for i, name in enumerate(names)
-                },
+                {name: columns.get(name, np.full(len(rows), np.nan)) for name in names},
             )
         )
     if rolled_end < end_ns:

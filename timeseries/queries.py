@@ -12,6 +12,7 @@ from timeseries.schema import (
     INGEST_STATS,
     RAW_RP,
     REJECTIONS,
+    fleet_rollup_measurement,
     one_of,
     quote_ident,
     rollup_measurement,
@@ -268,14 +269,24 @@ async def read_rollups(
     start_ns: int,
     end_ns: int,
     devices: Selection | None = None,
+    *,
+    fleet: bool = False,
 ) -> tuple[list[str], list[list[object]]]:
     """Stored rollup rows of one metric: (device id per row, [time, stat...] per row), by time
-    within a device; of the selected devices (all when None)."""
+    within a device; of the selected devices (all when None).
+
+    With `fleet`, the fleet rollups instead: a tenant per row, of the selected tenants (a
+    selection of whole tenants only); one series per tenant, so the query costs the same
+    however many devices the tenants have."""
     fields = ", ".join(quote_ident(f"{metric}_{s}") for s in stats)
-    source = f"{quote_ident(rollup_policy(window))}.{quote_ident(rollup_measurement(kind, window))}"
+    if fleet and devices is not None and devices.device_ids is not None:
+        raise ValueError("fleet rollups answer for whole tenants, not for devices by id")
+    measurement = (fleet_rollup_measurement if fleet else rollup_measurement)(kind, window)
+    owner = "tenant" if fleet else "device_id"
+    source = f"{quote_ident(rollup_policy(window))}.{quote_ident(measurement)}"
     statements = [
         f"SELECT {fields} FROM {source} WHERE time >= {int(start_ns)} AND time < {int(end_ns)}"
-        f'{where} GROUP BY "device_id"'
+        f"{where} GROUP BY {quote_ident(owner)}"
         for where in (devices or Selection()).conditions()
     ]
     owners: list[str] = []
@@ -287,6 +298,6 @@ async def read_rollups(
             for row in series.values:
                 if row[1] is None:  # the count; rows without this metric
                     continue
-                owners.append(series.tags.get("device_id", ""))
+                owners.append(series.tags.get(owner, ""))
                 rows.append(row)
     return owners, rows

@@ -5,6 +5,14 @@ and `device_id`, fields `{metric}_{stat}` (see timeseries.aggregate.STATS), time
 Rollups are recomputed from the stored raw readings of closed windows, so a rollup always
 equals the aggregation of the raw readings of its window, however many workers stored them,
 in whatever order, and with whatever redeliveries.
+
+Fleet rollups: measurement `{kind}_fleet_{window}` in the same policy, tag `tenant`, the same
+fields but `last`: the device rows of a window merged per tenant (timeseries.aggregate.merge),
+computed from the device rows as they are written, so no second pass over raw readings. Merging
+them again (across tenants and windows) gives what merging the device rows gives: count, sums
+(a gauge's mean and spread, a decibel's energy, an angle's vector, a counter's increase, a
+state's time on) and extremes all combine; `last` (which device is "last") does not, and is left
+to the device rows.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devices import DEVICE_KINDS
-from timeseries.aggregate import F64, I64, STATS, Groups, Windows, aggregate
+from timeseries.aggregate import F64, I64, STATS, Groups, Windows, aggregate, merge
 from timeseries.client import InfluxClient, Series
 from timeseries.completeness import rebuild_completeness
 from timeseries.lineprotocol import series_key
@@ -24,6 +32,7 @@ from timeseries.schema import (
     COMPLETENESS_WINDOW,
     RAW_RP,
     ROLLUP_PROGRESS,
+    fleet_rollup_measurement,
     quote_ident,
     raw_measurement,
     rollup_measurement,
@@ -146,6 +155,47 @@ def rollup_lines(
     return [f"{keys[s]} {','.join(fields)} {t}" for (s, t), fields in rows.items() if fields]
 
 
+def fleet_stats(kind: str, metric: str) -> tuple[str, ...]:
+    """The statistics a fleet rollup row keeps of a metric (all but `last`)."""
+    aggregation = DEVICE_KINDS[kind].metric(metric).aggregation  # type: ignore[union-attr]
+    return tuple(name for name in STATS[aggregation] if name != "last")
+
+
+def fleet_lines(
+    kind: str, window: str, samples: SeriesSamples, groups: dict[str, Groups]
+) -> list[str]:
+    """Line protocol for fleet rollup rows: one line per (tenant, window), merged device rows."""
+    tenants = sorted({tenant for tenant, _ in samples.devices})
+    tenant_at = {tenant: n for n, tenant in enumerate(tenants)}
+    device_tenant = np.array(
+        [tenant_at[tenant] for tenant, _ in samples.devices] or [0], dtype=np.int64
+    )
+    width = window_ns(window)
+    rows: dict[tuple[int, int], list[str]] = {}
+    for metric, result in groups.items():
+        if len(result) == 0:
+            continue
+        aggregation = DEVICE_KINDS[kind].metric(metric).aggregation  # type: ignore[union-attr]
+        first = int(result.window_start_ns.min())
+        # One bucket per (window, tenant): window number times tenants plus the tenant.
+        bucket = (result.window_start_ns - first) // width * len(tenants) + device_tenant[
+            result.series
+        ]
+        keys, merged = merge(aggregation, bucket.astype(np.int64), result.stats)
+        for i, key in enumerate(keys.tolist()):
+            window_number, tenant = divmod(int(key), len(tenants))
+            fields = rows.setdefault((tenant, first + window_number * width), [])
+            for name in fleet_stats(kind, metric):
+                value = float(merged[name][i])
+                if name == "count":
+                    fields.append(f"{metric}_count={int(value)}i")
+                elif np.isfinite(value):
+                    fields.append(f"{metric}_{name}={value!r}")
+    measurement = fleet_rollup_measurement(kind, window)
+    keys_of = {n: series_key(measurement, {"tenant": tenant}) for n, tenant in enumerate(tenants)}
+    return [f"{keys_of[s]} {','.join(fields)} {t}" for (s, t), fields in rows.items() if fields]
+
+
 async def rebuild(
     client: InfluxClient,
     writer: BatchWriter,
@@ -161,8 +211,11 @@ async def rebuild(
     if end_ns <= start_ns:
         return 0
     samples = await read_raw(client, kind, start_ns - max(CONTEXT_NS, width), end_ns)
-    lines = rollup_lines(kind, window, samples, roll(kind, samples, Windows(start_ns, width)))
-    outcome = await writer.write(lines, retention_policy=rollup_policy(window))
+    groups = roll(kind, samples, Windows(start_ns, width))
+    lines = rollup_lines(kind, window, samples, groups)
+    # The fleet rows go with the device rows they merge, in one write.
+    fleet = fleet_lines(kind, window, samples, groups)
+    outcome = await writer.write(lines + fleet, retention_policy=rollup_policy(window))
     for _line, why in outcome.refused:
         log.error("InfluxDB refused a rollup row of %s/%s: %s", kind, window, why)
     if window == COMPLETENESS_WINDOW:  # counted again with the minute's rollup: see there

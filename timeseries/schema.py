@@ -2,7 +2,9 @@
 
 Raw readings: one measurement per device kind (named after the kind), tags `tenant` and
 `device_id`, a float field per metric plus `seq`. Rollups: `{kind}_{window}` in a retention policy
-of their own. Every measurement name the platform writes is defined here, and only here.
+of their own; beside them, fleet rollups `{kind}_fleet_{window}` (tag `tenant`: one row per
+tenant and window, the device rollups merged). Every measurement name the platform writes is
+defined here, and only here.
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ def rollup_policy(window: str) -> str:
 def rollup_measurement(kind: str, window: str) -> str:
     """The measurement holding rollups of a device kind over a window."""
     return f"{kind}_{window}"
+
+
+def fleet_rollup_measurement(kind: str, window: str) -> str:
+    """The measurement holding a kind's rollups over a window merged per tenant."""
+    return f"{kind}_fleet_{window}"
+
+
+def fleet_progress_window(window: str) -> str:
+    """The `window` tag of the progress point saying how far fleet rollups are complete."""
+    return f"fleet_{window}"
 
 
 def quote_ident(name: str) -> str:

@@ -132,13 +132,17 @@ async def _answer(
     functions: list[str],
     device_id: str | None,
     asked: Selection,
+    *,
+    fleet: bool = False,
 ) -> AggregateOut:
     found = DEVICE_KINDS[kind].metric(metric)
     assert found is not None
     if zone is not None and not whole_hour_zone(zone, start_ns, end_ns):
         reason = f"{zone.key} is not a whole number of hours from UTC; days are built of hours"
         raise BadRequest([{"name": "timeZone", "in": "query", "reason": reason}])
-    rows = await interval_aggregates(influx, kind, metric, asked, start_ns, end_ns, interval, zone)
+    rows = await interval_aggregates(
+        influx, kind, metric, asked, start_ns, end_ns, interval, zone, fleet=fleet
+    )
     items: list[dict[str, float | str | None]] = []
     for i, start in enumerate(rows.starts):
         item: dict[str, float | str | None] = {
@@ -293,6 +297,9 @@ async def fleet_aggregates(
         ]
         asked = Selection.of_devices(d.device_id for d in devices)
     await _licence(request, response, principal.open_data_only, devices)
+    # Whole tenants are answered from the fleet rollups (a row per tenant and window), which
+    # hold every statistic but `last` (there is no "last device" to merge across devices).
+    whole_tenants = asked.device_ids is None and "last" not in names
     return await _answer(
         influx,
         devices,
@@ -305,4 +312,5 @@ async def fleet_aggregates(
         names,
         None,
         asked,
+        fleet=whole_tenants,
     )

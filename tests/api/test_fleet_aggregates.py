@@ -1,0 +1,97 @@
+"""/v1/aggregates from the fleet rollups: whole tenants read them, an area keeps the device rows."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from api.keys import KeyStore, Role
+from ingest.rollups import RollupConfig, RollupJob
+from lantaarn.localstack import Influx, Mosquitto
+from simulators import make_fleet
+from simulators.publisher import rfc3339_ms
+from tests.platform import running_platform
+from timeseries import BatchWriter, InfluxClient
+from timeseries.lineprotocol import line, series_key
+from timeseries.schema import RAW_RP, quote_ident, rollup_measurement
+
+pytestmark = pytest.mark.anyio
+
+NS = 1_000_000_000
+HOUR = 3600 * NS
+
+
+async def test_whole_tenants_are_answered_from_fleet_rollups_and_stay_their_own(
+    mosquitto: Mosquitto, influx: Influx, tmp_path: Path
+) -> None:
+    fleet = make_fleet(40, tenants=2, seed=2)
+    noise = [d for d in fleet.devices if d.kind == "noise"]
+    assert {d.tenant for d in noise} == {"GM0344", "GM0363"}
+    now = time.time_ns()
+    start_ns = now - now % HOUR - 3 * HOUR
+    lines = [
+        line(
+            series_key("noise", {"tenant": d.tenant, "device_id": d.device_id}),
+            {"laeq": 40.0 + (n * 7 + step * 3) % 50, "lamax": 80.0},
+            start_ns + step * 180 * NS + n * NS,
+        )
+        for n, d in enumerate(noise)
+        for step in range(40)  # two hours, every three minutes
+    ]
+    async with running_platform(
+        mosquitto, influx, tmp_path, fleet=fleet, anonymous_read=False
+    ) as platform:
+        with KeyStore(platform.registry.url) as keys:
+            _k, admin = keys.create(Role.ADMIN)
+            _k, utrecht = keys.create(Role.VIEWER, ["GM0344"])
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        as_utrecht = {"Authorization": f"Bearer {utrecht}"}
+        async with InfluxClient(platform.influx) as client:
+            writer = BatchWriter(client)
+            assert not (await writer.write(lines, retention_policy=RAW_RP)).refused
+            job = RollupJob(
+                client,
+                writer,
+                RollupConfig(windows=("1h",), grace_s=0, first_windows=3),
+                ("noise",),
+                clock=lambda: start_ns + 3 * HOUR,
+            )
+            assert await job.tick() > 0
+        window = {
+            "kind": "noise",
+            "metric": "laeq",
+            "interval": "1h",
+            "functions": "count,energeticMean,min,max",
+            "start": rfc3339_ms(start_ns // 1_000_000),
+            "end": rfc3339_ms((start_ns + 3 * HOUR) // 1_000_000),
+        }
+        everywhere = {**window, "bbox": "-180,-90,180,90"}
+
+        async def ask(params: dict[str, str], headers: dict[str, str]) -> list[dict[str, object]]:
+            response = await platform.http.get("/v1/aggregates", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            assert response.json()["source"] == "rollup"
+            items: list[dict[str, object]] = response.json()["items"]
+            return items
+
+        tenant_wide = await ask(window, as_admin)
+        by_area = await ask(everywhere, as_admin)
+        assert [i["count"] for i in tenant_wide] == [i["count"] for i in by_area]
+        assert sum(int(i["count"]) for i in tenant_wide) == len(lines)  # type: ignore[call-overload]
+        for a, b in zip(tenant_wide, by_area, strict=True):
+            assert a["energeticMean"] == pytest.approx(b["energeticMean"], rel=1e-9)
+            assert (a["min"], a["max"]) == (b["min"], b["max"])
+        theirs = await ask(window, as_utrecht)
+        utrecht_lines = 40 * sum(d.tenant == "GM0344" for d in noise)
+        assert sum(int(i["count"]) for i in theirs) == utrecht_lines  # type: ignore[call-overload]
+
+        # Without the device rows, whole tenants still answer (from the fleet rows); an area
+        # (devices by id) reads the device rows, now gone.
+        async with InfluxClient(platform.influx) as client:
+            drop = f"DROP SERIES FROM {quote_ident(rollup_measurement('noise', '1h'))}"
+            await client.query(drop, write=True)
+        assert await ask(window, as_admin) == tenant_wide
+        assert await ask(window, as_utrecht) == theirs
+        assert await ask(everywhere, as_admin) == []
