@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 
 from api.keys import KeyStore, Role
 from devices import DEVICE_KINDS, Device, topic
-from lantaarn.localstack import Influx, Mosquitto
+from lantaarn.localstack import Influx, Mosquitto, private_mosquitto
 from simulators import BrokerAddress, Fleet, Publisher, make_fleet, telemetry_payload
 from tests.conftest import require_program
 from tests.dashboards.live_fleet import LiveFleet, publish_troubles
@@ -94,7 +94,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """The browser tests' own broker. Their live fleet publishes every second while they run,
+    and every platform on a broker hears all telemetry (each has its own share group): on the
+    shared broker, later tests counted this fleet's messages as their own."""
+    require_program("mosquitto", "mosquitto")
+    broker = private_mosquitto(tmp_path_factory.mktemp("browser-mosquitto"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="package")  # shared by the browser tests, stopped after the last one
 async def live(
     mosquitto: Mosquitto, influx: Influx, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Live]:
@@ -149,7 +160,7 @@ def _valid_metrics(device: Device) -> dict[str, float]:
     return {m.name: max(m.minimum, 0.0) for m in DEVICE_KINDS[device.kind].metrics}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     """Chromium, headless, one for every browser test of the session."""
     async with async_playwright() as playwright:
