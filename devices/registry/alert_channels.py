@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from devices.alert_channels import AlertChannel, ChannelType, channel_problems
 from devices.errors import InvalidDevice, NotFound, Problem
-from devices.registry.alert_rows import alert_channels, alert_deliveries
+from devices.registry.alert_rows import alert_channels, alert_deliveries, tenant_listing
 from devices.registry.rows import TenantRow, aware
 from devices.registry.store import Store
 
@@ -126,13 +126,7 @@ class AlertChannels(Store):
         self, *, tenants: Collection[str] | None = None, enabled_only: bool = False
     ) -> list[AlertChannel]:
         """Channels by tenant and name; only those of `tenants` when given."""
-        query = select(alert_channels).order_by(
-            alert_channels.c.tenant, alert_channels.c.name, alert_channels.c.id
-        )
-        if tenants is not None:
-            query = query.where(alert_channels.c.tenant.in_(sorted(tenants)))
-        if enabled_only:
-            query = query.where(alert_channels.c.enabled.is_(True))
+        query = tenant_listing(alert_channels, tenants, enabled_only)
         with self._session() as session:
             return [_channel_of(r) for r in session.execute(query).mappings()]
 

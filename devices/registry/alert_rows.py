@@ -10,6 +10,9 @@ and a0008 (r0008_alert_channels).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -18,9 +21,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Table,
     Text,
+    select,
 )
 
 from devices.registry.rows import Base
@@ -121,3 +126,16 @@ alert_channels = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_alert_channels_tenant", "tenant"),
 )
+
+
+def tenant_listing(
+    table: Table, tenants: Collection[str] | None, enabled_only: bool
+) -> Select[Any]:
+    """A tenant-owned table's rows by tenant, name and id (the alert rules, the channels): only
+    those of `tenants` when given, only the enabled ones when asked."""
+    query = select(table).order_by(table.c.tenant, table.c.name, table.c.id)
+    if tenants is not None:
+        query = query.where(table.c.tenant.in_(sorted(tenants)))
+    if enabled_only:
+        query = query.where(table.c.enabled.is_(True))
+    return query

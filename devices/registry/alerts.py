@@ -55,6 +55,7 @@ from devices.registry.alert_rows import (
     alert_leases,
     alert_rules,
     alerts,
+    tenant_listing,
 )
 from devices.registry.rows import TenantRow, aware, stored_utc
 from devices.registry.store import Store
@@ -216,13 +217,7 @@ class Alerts(Store):
         self, *, tenants: Collection[str] | None = None, enabled_only: bool = False
     ) -> list[AlertRule]:
         """Rules by tenant and name; only those of `tenants` when given."""
-        query = select(alert_rules).order_by(
-            alert_rules.c.tenant, alert_rules.c.name, alert_rules.c.id
-        )
-        if tenants is not None:
-            query = query.where(alert_rules.c.tenant.in_(sorted(tenants)))
-        if enabled_only:
-            query = query.where(alert_rules.c.enabled.is_(True))
+        query = tenant_listing(alert_rules, tenants, enabled_only)
         with self._session() as session:
             return [_rule_of(r) for r in session.execute(query).mappings()]
 
