@@ -17,7 +17,7 @@ from devices import Device, Registry, Tenant
 from devices.alert_rules import AlertState, builtin_for, rule_problems
 from devices.command_history import Answer, CommandStore, Issuer, NewCommand
 from lantaarn.localstack import Influx, Mosquitto
-from tests.broker.test_commands_mqtt import _group_finished, _platform
+from tests.broker.test_commands_mqtt import _platform, dim_every_lamp
 from timeseries import InfluxClient, InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -131,18 +131,7 @@ async def test_a_refusing_simulated_lamp_over_a_real_broker_fires(
             assert rule is not None
             registry.add_rule(rule)
             async with platform.responder(simulated, "fleet", refusing=refusing):
-                for level in (30, 50, 70):
-                    answer = await platform.http.post(
-                        "/v1/commands",
-                        json={
-                            "name": "set_dim_level",
-                            "args": {"level": level},
-                            "selector": {"tenant": "GM0363", "kind": "lamppost"},
-                        },
-                        headers=platform.headers("operator_a"),
-                    )
-                    assert answer.status_code == 202, answer.text
-                    await _group_finished(platform, answer.headers["location"])
+                await dim_every_lamp(platform, (30, 50, 70))
             evaluator = Evaluator(registry, client, [], EvaluatorConfig("a"))
             await evaluator.evaluate()
             firing = registry.alerts(states=["firing"])

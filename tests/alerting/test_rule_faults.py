@@ -23,7 +23,7 @@ from simulators.clock import SimClock
 from simulators.command_responder import FaultyFleet
 from simulators.device import SimulatedDevice
 from tests.alerting.rule_faults import SEED, recent, recent_local, street, windy_night
-from tests.broker.test_commands_mqtt import _group_finished, _platform
+from tests.broker.test_commands_mqtt import _platform, dim_every_lamp
 from timeseries import InfluxClient, InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -205,18 +205,7 @@ async def test_a_lamp_refusing_commands_fires_lamp_refusing(
             SimulatedDevice(well, SEED, clock, FaultRates()),
         ]
         async with FaultyFleet(lamps, "::1", mosquitto.port, client_id=f"{platform.tag}-fleet"):
-            for level in (30, 50, 70):
-                answer = await platform.http.post(
-                    "/v1/commands",
-                    json={
-                        "name": "set_dim_level",
-                        "args": {"level": level},
-                        "selector": {"tenant": "GM0363", "kind": "lamppost"},
-                    },
-                    headers=platform.headers("operator_a"),
-                )
-                assert answer.status_code == 202, answer.text
-                await _group_finished(platform, answer.headers["location"])
+            await dim_every_lamp(platform, (30, 50, 70))
         with Registry(f"sqlite:///{tmp_path / 'registry.sqlite3'}") as registry:
             rule = builtin_for("lamp-refusing", "GM0363")
             assert rule is not None

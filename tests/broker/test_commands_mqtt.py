@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -158,6 +158,23 @@ async def _group_finished(platform: Platform, location: str) -> None:
         return bool(answer.json()["finished"])
 
     await _until(finished, "every command of the group is in a final state", 60)
+
+
+async def dim_every_lamp(platform: Platform, levels: Sequence[int]) -> None:
+    """Amsterdam's operator dims all its lampposts to each level in turn, as group commands,
+    each waited for until every lamp's command is in a final state."""
+    for level in levels:
+        answer = await platform.http.post(
+            "/v1/commands",
+            json={
+                "name": "set_dim_level",
+                "args": {"level": level},
+                "selector": {"tenant": "GM0363", "kind": "lamppost"},
+            },
+            headers=platform.headers("operator_a"),
+        )
+        assert answer.status_code == 202, answer.text
+        await _group_finished(platform, answer.headers["location"])
 
 
 async def _reaches(platform: Platform, command_id: str, state: str) -> None:
