@@ -307,3 +307,58 @@ async def read_figures(
             when = int(row[at["time"]]) if interval_s else start_ns
             out.append(Figure(max(when, start_ns), dict(series.tags), int(received), int(expected)))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceShortfall:
+    """A device that lost readings over some range: received and expected in it."""
+
+    tenant: str
+    kind: str
+    device_id: str
+    received: int
+    expected: int
+
+    @property
+    def ratio(self) -> float:
+        """Received / expected (expected is never 0 here: the device lost some)."""
+        return self.received / self.expected
+
+
+async def read_shortfalls(
+    client: InfluxClient, start_ns: int, end_ns: int
+) -> list[DeviceShortfall]:
+    """Every device whose completeness rows in [start, end) sum to fewer received than expected.
+
+    One query over the whole range's rows, of every tenant: meant to run once per range (the
+    summary's figures, see api.lowest_completeness), not per request. InfluxDB sums per device
+    and returns only the devices that lost readings.
+    """
+    per_device = (
+        'SELECT sum("received") AS "received", sum("expected") AS "expected", '  # noqa: S608
+        'sum("missing") AS "missing" '
+        f"FROM {quote_ident(rollup_policy(COMPLETENESS_WINDOW))}.{quote_ident(COMPLETENESS)} "
+        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} "
+        'GROUP BY "tenant", "kind", "device_id"'
+    )
+    q = (
+        f'SELECT "received", "expected" FROM ({per_device}) '  # noqa: S608
+        'WHERE "missing" > 0 GROUP BY "tenant", "kind", "device_id"'
+    )
+    out: list[DeviceShortfall] = []
+    for series in (await client.query(q))[0]:
+        at = {name: n for n, name in enumerate(series.columns)}
+        for row in series.values:
+            received, expected = row[at["received"]], row[at["expected"]]
+            if received is None or not expected:
+                continue
+            out.append(
+                DeviceShortfall(
+                    series.tags.get("tenant", ""),
+                    series.tags.get("kind", ""),
+                    series.tags.get("device_id", ""),
+                    int(received),
+                    int(expected),
+                )
+            )
+    return out
