@@ -1,14 +1,15 @@
-"""The devices with the lowest data completeness, for the summary: one InfluxDB query an hour.
+"""The devices with the lowest data completeness, for the summary: a few rows read once an hour.
 
 The figure is each device's received / expected readings (timeseries.completeness) over the last
-whole hour (UTC) that ended at least `SETTLE_NS` ago, so that the completeness rows of its last
-minutes (written some 10-70 s after each minute closes) are in. Only devices that lost readings
-in that hour are ranked. When the hour moves on, one query sums the hour's rows per device for
-every tenant; the `keep` lowest devices of each tenant are kept, and a summary of any set of
-tenants picks its lowest from those. So a summary request costs the same at 1,000 and at
-150,000 devices, and memory grows with the tenants, not the devices. While the next hour's
-figures are being read, the previous hour's are served; a failed read is retried after
-`RETRY_S`.
+whole hour (UTC) that ended at least `SETTLE_NS` ago. The completeness job of the worker that
+counts a kind adds each device's minutes up per hour and, once the hour is counted (some 10-70 s
+after it ends), writes the 10 devices of each tenant and kind that lost the largest share of
+their readings in it (ingest.completeness). When the hour moves on, the API reads those rows
+(tenants x kinds x 10 at most, whatever the size of the fleet) and keeps the `keep` lowest of
+each tenant; a summary of any set of tenants picks its lowest from those. So neither a summary
+nor the hourly read grows with the number of devices. While the next hour's figures are being
+read, the previous hour's are served; they are read again every `REFRESH_S` (a worker that was
+behind writes its rows late), and a failed read is retried after `RETRY_S`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from timeseries import InfluxClient, InfluxError
-from timeseries.completeness import DeviceShortfall, read_shortfalls
+from timeseries.completeness import DeviceShortfall, read_lowest, shortfall_rank
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +32,14 @@ _NS: Final = 1_000_000_000
 HOUR_NS: Final = 3600 * _NS
 SETTLE_NS: Final = 5 * 60 * _NS  # how long after an hour ends its figures are read
 RETRY_S: Final = 60.0
+# Read again after this long even within the hour: a worker that was behind writes its rows late.
+REFRESH_S: Final = 300.0
 
 
 def figure_hour(now_ns: int) -> tuple[int, int]:
     """The hour [start, end) (ns) whose completeness the summary shows at `now_ns`."""
     end = (now_ns - SETTLE_NS) - (now_ns - SETTLE_NS) % HOUR_NS
     return end - HOUR_NS, end
-
-
-def _rank(shortfall: DeviceShortfall) -> tuple[float, int, str]:
-    # Lowest share first; among equals the one that lost most, then by id (a stable order).
-    return (shortfall.ratio, shortfall.received - shortfall.expected, shortfall.device_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,7 @@ class HourFigures:
         chosen = self.by_tenant.values() if tenants is None else (
             self.by_tenant.get(t, []) for t in tenants
         )  # fmt: skip
-        return heapq.nsmallest(n, (s for found in chosen for s in found), key=_rank)
+        return heapq.nsmallest(n, (s for found in chosen for s in found), key=shortfall_rank)
 
 
 class LowestCompleteness:
@@ -75,6 +73,7 @@ class LowestCompleteness:
         self._figures: HourFigures | None = None
         self._reading: asyncio.Task[None] | None = None
         self._failed_at: float | None = None  # time.monotonic() of the last failed read
+        self._read_at = 0.0  # time.monotonic() of the last read that succeeded
         self.reads = 0  # InfluxDB reads made (for tests and benchmarks)
 
     async def current(self) -> HourFigures | None:
@@ -82,7 +81,11 @@ class LowestCompleteness:
         until a first read succeeded."""
         start, end = figure_hour(self._clock())
         figures = self._figures
-        due = figures is None or figures.end_ns != end
+        due = (
+            figures is None
+            or figures.end_ns != end
+            or time.monotonic() - self._read_at >= REFRESH_S
+        )
         retry_ok = self._failed_at is None or time.monotonic() - self._failed_at >= RETRY_S
         if due and retry_ok and (self._reading is None or self._reading.done()):
             self._reading = asyncio.create_task(
@@ -96,7 +99,7 @@ class LowestCompleteness:
 
     async def _read(self, start: int, end: int) -> None:
         try:
-            found = await read_shortfalls(self._influx, start, end)
+            found = await read_lowest(self._influx, start, end)
         except InfluxError as e:
             self._failed_at = time.monotonic()
             log.warning("could not read the devices' completeness (retrying in %.0f s): %s",
@@ -104,13 +107,14 @@ class LowestCompleteness:
             return
         self.reads += 1
         self._failed_at = None
+        self._read_at = time.monotonic()
         grouped: dict[str, list[DeviceShortfall]] = {}
         for shortfall in found:
             grouped.setdefault(shortfall.tenant, []).append(shortfall)
         self._figures = HourFigures(
             start,
             end,
-            {t: heapq.nsmallest(self._keep, of, key=_rank) for t, of in grouped.items()},
+            {t: heapq.nsmallest(self._keep, of, key=shortfall_rank) for t, of in grouped.items()},
         )
 
     async def close(self) -> None:

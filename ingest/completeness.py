@@ -11,6 +11,12 @@ messages shows within a minute or so), and again with its 1-minute rollup
 (InfluxDB stalled, a worker restarting) are in; late readings recount it with the rollup, and so
 does `lantaarn rollups rebuild`. Both passes overwrite the same rows; /metrics counts the first
 pass only, so nothing is counted twice there.
+
+The first pass also adds each device's counts up per hour (UTC) in memory; once an hour is
+counted, the `keep` devices of each tenant and kind that lost the largest share of their
+readings in it are written (timeseries.completeness.lowest_lines), for the API's summary to
+read without a scan of every device's rows. An hour the job did not count from its start (the
+worker started or took the kind over during it) holds the minutes it counted.
 """
 
 from __future__ import annotations
@@ -23,9 +29,19 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from timeseries import BatchWriter, InfluxClient
-from timeseries.completeness import WIDTH_NS, TenantTotals, rebuild_completeness
+from timeseries.completeness import (
+    WIDTH_NS,
+    Counted,
+    DeviceShortfall,
+    TenantTotals,
+    lowest_lines,
+    rebuild_completeness,
+)
+from timeseries.schema import rollup_policy
 
 log = logging.getLogger(__name__)
+
+HOUR_NS = 3600 * 1_000_000_000
 
 
 @dataclass(slots=True)
@@ -48,7 +64,10 @@ class CompletenessJob:
     first_windows: int = 3  # on start, also count this many minutes before now
     clock: Callable[[], int] = time.time_ns
     figures: dict[tuple[str, str], TenantFigures] = field(default_factory=dict)
+    keep: int = 10  # lowest devices written per tenant, kind and hour
     _done: int | None = None  # minutes before this (ns) are counted
+    # Hour start (ns) -> (tenant, kind, device_id) -> [received, expected] of its minutes so far
+    _hours: dict[int, dict[tuple[str, str, str], list[int]]] = field(default_factory=dict)
 
     async def tick(self) -> int:
         """Count the minutes that closed since the last tick; returns how many."""
@@ -57,10 +76,45 @@ class CompletenessJob:
         done = self._done if self._done is not None else due - self.first_windows * WIDTH_NS
         if done >= due or not self.kinds:
             return 0
-        for kind in self.kinds:
-            self._observe(await rebuild_completeness(self.client, self.writer, kind, done, due))
+        # Every kind counted before any is added up: a failure retries the whole tick, and
+        # nothing is added twice.
+        every = [
+            await rebuild_completeness(self.client, self.writer, kind, done, due)
+            for kind in self.kinds
+        ]
+        for counted in every:
+            self._observe(counted.totals())
+            self._tally(counted)
         self._done = due
+        await self._write_counted_hours(due)
         return (due - done) // WIDTH_NS
+
+    def _tally(self, counted: Counted) -> None:
+        c = counted.counts
+        hours = (c.window_start_ns - c.window_start_ns % HOUR_NS).tolist()
+        for device, hour, got, want in zip(
+            c.device.tolist(), hours, c.received.tolist(), c.expected.tolist(), strict=True
+        ):
+            tenant, device_id = counted.devices[device]
+            sums = self._hours.setdefault(hour, {}).setdefault(
+                (tenant, counted.kind, device_id), [0, 0]
+            )
+            sums[0] += got
+            sums[1] += want
+
+    async def _write_counted_hours(self, done: int) -> None:
+        for hour in sorted(h for h in self._hours if h + HOUR_NS <= done):
+            devices = self._hours.pop(hour)
+            lossy = [
+                DeviceShortfall(tenant, kind, device_id, got, want)
+                for (tenant, kind, device_id), (got, want) in devices.items()
+                if got < want
+            ]
+            lines = lowest_lines(hour, lossy, self.keep)
+            if lines:
+                outcome = await self.writer.write(lines, retention_policy=rollup_policy("1h"))
+                for _line, why in outcome.refused:
+                    log.error("InfluxDB refused a lowest-completeness row: %s", why)
 
     def _observe(self, totals: Iterable[TenantTotals]) -> None:
         for total in totals:

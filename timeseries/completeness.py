@@ -36,9 +36,10 @@ import numpy as np
 import numpy.typing as npt
 
 from timeseries.client import InfluxClient
-from timeseries.lineprotocol import series_key
+from timeseries.lineprotocol import format_field, series_key
 from timeseries.schema import (
     COMPLETENESS,
+    COMPLETENESS_LOWEST,
     COMPLETENESS_WINDOW,
     RAW_RP,
     quote_ident,
@@ -215,17 +216,31 @@ class TenantTotals:
     expected: int
 
 
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What one count of a kind's minutes found: the devices and their rows."""
+
+    kind: str
+    devices: list[tuple[str, str]]  # (tenant, device_id) per device index
+    counts: Counts
+
+    def totals(self) -> list[TenantTotals]:
+        """Received and expected per tenant."""
+        return totals_by_tenant(self.kind, self.devices, self.counts)
+
+
 async def rebuild_completeness(
     client: InfluxClient, writer: BatchWriter, kind: str, start_ns: int, end_ns: int
-) -> list[TenantTotals]:
+) -> Counted:
     """Recompute and store the completeness rows of whole minutes in [start, end).
 
-    Returns the totals per tenant of what was stored (for the worker's /metrics).
+    Returns what was stored (for the worker's /metrics and its hourly lowest devices).
     """
     start_ns -= start_ns % WIDTH_NS
     end_ns -= end_ns % WIDTH_NS
     if end_ns <= start_ns:
-        return []
+        empty = np.zeros(0, dtype=np.int64)
+        return Counted(kind, [], Counts(empty, empty, empty, empty))
     samples = await read_seq(
         client, kind, start_ns - NEAR_NS, end_ns, last_before_ns=start_ns - CONTEXT_NS
     )
@@ -235,7 +250,7 @@ async def rebuild_completeness(
         outcome = await writer.write(lines, retention_policy=rollup_policy(COMPLETENESS_WINDOW))
         for _line, why in outcome.refused:
             log.error("InfluxDB refused a completeness row of %s: %s", kind, why)
-    return totals_by_tenant(kind, samples.devices, counts)
+    return Counted(kind, samples.devices, counts)
 
 
 def totals_by_tenant(
@@ -311,7 +326,7 @@ async def read_figures(
 
 @dataclass(frozen=True, slots=True)
 class DeviceShortfall:
-    """A device that lost readings over some range: received and expected in it."""
+    """A device that lost readings over some hour: received and expected in it."""
 
     tenant: str
     kind: str
@@ -325,38 +340,55 @@ class DeviceShortfall:
         return self.received / self.expected
 
 
-async def read_shortfalls(
-    client: InfluxClient, start_ns: int, end_ns: int
-) -> list[DeviceShortfall]:
-    """Every device whose completeness rows in [start, end) sum to fewer received than expected.
+def shortfall_rank(shortfall: DeviceShortfall) -> tuple[float, int, str]:
+    """Sort key: lowest share first; among equals the one that lost most, then by id."""
+    return (shortfall.ratio, shortfall.received - shortfall.expected, shortfall.device_id)
 
-    One query over the whole range's rows, of every tenant: meant to run once per range (the
-    summary's figures, see api.lowest_completeness), not per request. InfluxDB sums per device
-    and returns only the devices that lost readings.
+
+def lowest_lines(hour_start_ns: int, shortfalls: Sequence[DeviceShortfall], keep: int) -> list[str]:
+    """Line protocol of an hour's `keep` lowest devices of each tenant and kind.
+
+    Tags `tenant`, `kind` and `rank` (0: the lowest), the device id a field: the measurement
+    has at most tenants x kinds x `keep` series, however large the fleet.
     """
-    per_device = (
-        'SELECT sum("received") AS "received", sum("expected") AS "expected", '  # noqa: S608
-        'sum("missing") AS "missing" '
-        f"FROM {quote_ident(rollup_policy(COMPLETENESS_WINDOW))}.{quote_ident(COMPLETENESS)} "
-        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} "
-        'GROUP BY "tenant", "kind", "device_id"'
-    )
+    groups: dict[tuple[str, str], list[DeviceShortfall]] = {}
+    for shortfall in shortfalls:
+        groups.setdefault((shortfall.tenant, shortfall.kind), []).append(shortfall)
+    lines = []
+    for (tenant, kind), found in sorted(groups.items()):
+        for rank, s in enumerate(sorted(found, key=shortfall_rank)[:keep]):
+            key = series_key(
+                COMPLETENESS_LOWEST, {"kind": kind, "rank": str(rank), "tenant": tenant}
+            )
+            lines.append(
+                f"{key} device_id={format_field(s.device_id)},received={s.received}i,"
+                f"expected={s.expected}i {int(hour_start_ns)}"
+            )
+    return lines
+
+
+async def read_lowest(client: InfluxClient, start_ns: int, end_ns: int) -> list[DeviceShortfall]:
+    """The lowest devices of every tenant and kind stored for the hours starting in [start, end).
+
+    A handful of rows per tenant and kind (see lowest_lines), whatever the size of the fleet.
+    """
     q = (
-        f'SELECT "received", "expected" FROM ({per_device}) '  # noqa: S608
-        'WHERE "missing" > 0 GROUP BY "tenant", "kind", "device_id"'
+        'SELECT "device_id", "received", "expected", "tenant", "kind" FROM '  # noqa: S608
+        f"{quote_ident(rollup_policy('1h'))}.{quote_ident(COMPLETENESS_LOWEST)} "
+        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)}"
     )
     out: list[DeviceShortfall] = []
     for series in (await client.query(q))[0]:
         at = {name: n for n, name in enumerate(series.columns)}
         for row in series.values:
             received, expected = row[at["received"]], row[at["expected"]]
-            if received is None or not expected:
+            if received is None or not expected or row[at["device_id"]] is None:
                 continue
             out.append(
                 DeviceShortfall(
-                    series.tags.get("tenant", ""),
-                    series.tags.get("kind", ""),
-                    series.tags.get("device_id", ""),
+                    str(row[at["tenant"]]),
+                    str(row[at["kind"]]),
+                    str(row[at["device_id"]]),
                     int(received),
                     int(expected),
                 )

@@ -21,8 +21,8 @@ from tests.conftest import require_program
 from tests.dashboards.live_fleet import LiveFleet, publish_troubles
 from tests.platform import Platform, running_platform
 from timeseries import InfluxClient
-from timeseries.lineprotocol import series_key
-from timeseries.schema import COMPLETENESS, COMPLETENESS_WINDOW, rollup_policy
+from timeseries.completeness import DeviceShortfall, lowest_lines
+from timeseries.schema import rollup_policy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -51,7 +51,7 @@ class Live:
     key: str  # a viewer key for every tenant
     tenant_key: str  # a viewer key for the first tenant only
     # Readings lost over the hour the summary shows (`lost_hour`, ns): device id -> (received,
-    # expected), written as completeness rows before the API first read that hour.
+    # expected), written as the completeness job's rows before the API first read that hour.
     lost: dict[str, tuple[int, int]] = field(default_factory=dict)
     lost_hour: tuple[int, int] = (0, 0)
 
@@ -167,26 +167,16 @@ async def live(
 async def _lose_readings(
     platform: Platform, fleet: Fleet, quiet: tuple[Device, ...]
 ) -> tuple[tuple[int, int], dict[str, tuple[int, int]]]:
-    """Completeness rows saying two devices of the first tenant lost readings over the hour the
-    summary shows now (a minute each of 60: one lost a sixth, the other half)."""
+    """The rows the completeness job writes for an hour's lowest devices, for the hour the
+    summary shows now: two devices of the first tenant lost a sixth and a half of theirs."""
     start, end = figure_hour(time.time_ns())
     ours = [d for d in fleet.devices if d.tenant == fleet.tenants[0].code and d not in quiet]
     lost = {ours[0].device_id: (50, 60), ours[1].device_id: (30, 60)}
-    lines = []
-    for device in ours[:2]:
-        got, want = lost[device.device_id]
-        key = series_key(
-            COMPLETENESS,
-            {"device_id": device.device_id, "kind": device.kind, "tenant": device.tenant},
-        )
-        lines += [
-            f"{key} received={int(m < got)}i,expected=1i,missing={int(m >= got)}i "
-            f"{start + m * 60 * 1_000_000_000}"
-            for m in range(want)
-        ]
+    found = [DeviceShortfall(d.tenant, d.kind, d.device_id, *lost[d.device_id]) for d in ours[:2]]
     async with InfluxClient(platform.influx) as client:
         await client.write(
-            "\n".join(lines).encode(), retention_policy=rollup_policy(COMPLETENESS_WINDOW)
+            "\n".join(lowest_lines(start, found, 10)).encode(),
+            retention_policy=rollup_policy("1h"),
         )
     return (start, end), lost
 
