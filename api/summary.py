@@ -4,11 +4,11 @@
 Everything comes from the registry's database in one thread hop: device counts by tenant, kind
 and status (one aggregate query over the devices and their state), the longest silent devices,
 readings and rejections per minute (what the workers count, tenant_minutes), open alerts; and
-the devices with the lowest data completeness over the last whole hour, read from InfluxDB once
-an hour for every tenant (api.lowest_completeness), never per summary. A summary is kept for
-`max_age_s` per set of tenants, so that many dashboards polling or streaming cost one
-computation per tenant set every few seconds, not one each (longer for big fleets, see
-SummaryCache).
+the devices with the lowest data completeness over the last whole hour, from the few rows the
+workers' completeness job writes per hour, read now and then (api.lowest_completeness), never per
+summary. A summary is kept for `max_age_s` per set of tenants, so that many dashboards polling
+or streaming cost one computation per tenant set every few seconds, not one each (longer for big
+fleets, see SummaryCache).
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ class WorstOut(Out):
         description=(
             "the devices that lost most of their readings (by `seq`, see /v1/completeness) "
             "over the last whole hour (UTC) that ended at least 5 minutes ago, lowest "
-            "completeness first; only devices that lost some; refreshed once that hour is over"
+            "completeness first; only devices that lost some (the workers keep the 10 lowest "
+            "of each tenant and kind)"
         )
     )
     completeness_start: str | None = Field(
