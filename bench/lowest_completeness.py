@@ -77,12 +77,8 @@ def worker_side(devices: int, lossy: float) -> tuple[float, float, float]:
         tallies.append(time.process_time() - began)
     held, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    sums = job._hours[hour]  # noqa: SLF001
     began = time.process_time()
-    lossy_devices = [
-        DeviceShortfall(t, k, d, got, want) for (t, k, d), (got, want) in sums.items() if got < want
-    ]
-    lines = lowest_lines(hour, lossy_devices, 10)
+    lines = job._lowest_lines(hour)  # noqa: SLF001 - the step measured
     hour_ms = (time.process_time() - began) * 1000
     assert len(lines) <= len(TENANTS) * len(KINDS) * 10
     return statistics.median(tallies) * 1000, hour_ms, held / devices

@@ -26,10 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from timeseries import BatchWriter, InfluxClient
 from timeseries.completeness import (
+    I64,
     WIDTH_NS,
     Counted,
     DeviceShortfall,
@@ -54,6 +56,28 @@ class TenantFigures:
 
 
 @dataclass(slots=True)
+class HourSums:
+    """Readings received and expected per device slot over one hour so far."""
+
+    received: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    expected: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def add(self, slots: I64, received: I64, expected: I64, size: int) -> None:
+        """Add rows (a slot may repeat: several minutes) to sums `size` slots long."""
+        if size > len(self.received):
+            grown = max(size, 2 * len(self.received))
+            self.received = np.concatenate(
+                [self.received, np.zeros(grown - len(self.received), np.int64)]
+            )
+            self.expected = np.concatenate(
+                [self.expected, np.zeros(grown - len(self.expected), np.int64)]
+            )
+        n = len(self.received)
+        self.received += np.bincount(slots, weights=received, minlength=n).astype(np.int64)
+        self.expected += np.bincount(slots, weights=expected, minlength=n).astype(np.int64)
+
+
+@dataclass(slots=True)
 class CompletenessJob:
     """Counts the minutes of some kinds soon after they close; `tick()` from the rollup loop."""
 
@@ -66,8 +90,11 @@ class CompletenessJob:
     figures: dict[tuple[str, str], TenantFigures] = field(default_factory=dict)
     keep: int = 10  # lowest devices written per tenant, kind and hour
     _done: int | None = None  # minutes before this (ns) are counted
-    # Hour start (ns) -> (tenant, kind, device_id) -> [received, expected] of its minutes so far
-    _hours: dict[int, dict[tuple[str, str, str], list[int]]] = field(default_factory=dict)
+    # Each device ever counted here, (tenant, kind, device_id), by slot: the hours' sums are
+    # columns indexed by slot.
+    _slots: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    _keys: list[tuple[str, str, str]] = field(default_factory=list)
+    _hours: dict[int, HourSums] = field(default_factory=dict)  # by the hour's start (ns)
 
     async def tick(self) -> int:
         """Count the minutes that closed since the last tick; returns how many."""
@@ -89,28 +116,44 @@ class CompletenessJob:
         await self._write_counted_hours(due)
         return (due - done) // WIDTH_NS
 
+    def _slot(self, key: tuple[str, str, str]) -> int:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = len(self._keys)
+            self._keys.append(key)
+        return slot
+
     def _tally(self, counted: Counted) -> None:
+        """Add a count's rows to the sums of the hours they fall in."""
         c = counted.counts
-        hours = (c.window_start_ns - c.window_start_ns % HOUR_NS).tolist()
-        for device, hour, got, want in zip(
-            c.device.tolist(), hours, c.received.tolist(), c.expected.tolist(), strict=True
-        ):
-            tenant, device_id = counted.devices[device]
-            sums = self._hours.setdefault(hour, {}).setdefault(
-                (tenant, counted.kind, device_id), [0, 0]
-            )
-            sums[0] += got
-            sums[1] += want
+        if len(c) == 0:
+            return
+        kind = counted.kind
+        slot_of = np.fromiter(
+            (self._slot((tenant, kind, device_id)) for tenant, device_id in counted.devices),
+            dtype=np.int64,
+            count=len(counted.devices),
+        )
+        slots = slot_of[c.device]
+        hours = c.window_start_ns - c.window_start_ns % HOUR_NS
+        for hour in np.unique(hours).tolist():
+            inside = hours == hour
+            sums = self._hours.setdefault(hour, HourSums())
+            sums.add(slots[inside], c.received[inside], c.expected[inside], len(self._keys))
+
+    def _lowest_lines(self, hour: int) -> list[str]:
+        """The rows of an hour's lowest devices; forgets its sums."""
+        sums = self._hours.pop(hour)
+        lossy = np.flatnonzero(sums.received < sums.expected).tolist()
+        found = [
+            DeviceShortfall(*self._keys[i], int(sums.received[i]), int(sums.expected[i]))
+            for i in lossy
+        ]
+        return lowest_lines(hour, found, self.keep)
 
     async def _write_counted_hours(self, done: int) -> None:
         for hour in sorted(h for h in self._hours if h + HOUR_NS <= done):
-            devices = self._hours.pop(hour)
-            lossy = [
-                DeviceShortfall(tenant, kind, device_id, got, want)
-                for (tenant, kind, device_id), (got, want) in devices.items()
-                if got < want
-            ]
-            lines = lowest_lines(hour, lossy, self.keep)
+            lines = self._lowest_lines(hour)
             if lines:
                 outcome = await self.writer.write(lines, retention_policy=rollup_policy("1h"))
                 for _line, why in outcome.refused:
