@@ -21,6 +21,7 @@ from api.config import API_VERSION, ApiConfig
 from api.fleet import FleetCache
 from api.guard import RequestGuard
 from api.keys import KeyStore
+from api.lowest_completeness import LowestCompleteness
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.routes import (
     activity,
@@ -46,6 +47,7 @@ from api.routes import (
 )
 from api.sessions import SessionStore
 from api.sta import router as sta_router
+from api.summary import WORST as SUMMARY_WORST
 from api.summary import SummaryCache
 from api.throttle import FailedLogins
 from broker.command_service import CommandService
@@ -138,7 +140,9 @@ def create_app(config: ApiConfig) -> FastAPI:
             async with InfluxClient(config.influx) as influx, AsyncExitStack() as stack:
                 app.state.registry = registry
                 app.state.fleet = FleetCache(registry)
-                app.state.summaries = SummaryCache(registry)
+                lowest = LowestCompleteness(influx, keep=SUMMARY_WORST)
+                stack.push_async_callback(lowest.close)
+                app.state.summaries = SummaryCache(registry, completeness=lowest)
                 app.state.open_data = open_access.OpenDataCache(registry)
                 app.state.keys = keys
                 app.state.influx = influx

@@ -3,10 +3,12 @@
 
 Everything comes from the registry's database in one thread hop: device counts by tenant, kind
 and status (one aggregate query over the devices and their state), the longest silent devices,
-readings and rejections per minute (what the workers count, tenant_minutes), open alerts. A
-summary is kept for `max_age_s` per set of tenants, so that many dashboards polling or streaming
-cost one computation per tenant set every few seconds, not one each (longer for big fleets, see
-SummaryCache).
+readings and rejections per minute (what the workers count, tenant_minutes), open alerts; and
+the devices with the lowest data completeness over the last whole hour, from the few rows the
+workers' completeness job writes per hour, read now and then (api.lowest_completeness), never per
+summary. A summary is kept for `max_age_s` per set of tenants, so that many dashboards polling
+or streaming cost one computation per tenant set every few seconds, not one each (longer for big
+fleets, see SummaryCache).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Final
 from pydantic import Field
 
 from api.etag import weak_etag
+from api.lowest_completeness import HourFigures, LowestCompleteness
 from api.schemas import Out
 from api.timefmt import format_ns, now_ns
 from devices import Registry
@@ -72,12 +75,14 @@ class SilentOut(Out):
 
 
 class CompletenessOut(Out):
-    """A device's share of its expected readings that arrived."""
+    """A device's share of its expected readings that arrived, over the hour of `WorstOut`."""
 
     device_id: str
     tenant: str
     kind: str
-    ratio: float
+    received: int
+    expected: int
+    ratio: float = Field(description="received / expected, below 1")
 
 
 class WorstOut(Out):
@@ -85,8 +90,17 @@ class WorstOut(Out):
 
     silence: list[SilentOut]
     completeness: list[CompletenessOut] = Field(
-        description="lowest completeness first; empty: not computed per device here yet"
+        description=(
+            "the devices that lost most of their readings (by `seq`, see /v1/completeness) "
+            "over the last whole hour (UTC) that ended at least 5 minutes ago, lowest "
+            "completeness first; only devices that lost some (the workers keep the 10 lowest "
+            "of each tenant and kind)"
+        )
     )
+    completeness_start: str | None = Field(
+        description="the start of that hour; null while no figures could be read yet"
+    )
+    completeness_end: str | None = Field(description="its end (exclusive)")
 
 
 class AlertCountsOut(Out):
@@ -106,8 +120,14 @@ class SummaryOut(Out):
     alerts: AlertCountsOut
 
 
-def compute(registry: Registry, tenants: Sequence[str] | None, now: int) -> SummaryOut:
-    """The summary of the tenants (None: all) at `now` (ns); blocking (run it in a thread)."""
+def compute(
+    registry: Registry,
+    tenants: Sequence[str] | None,
+    now: int,
+    completeness: HourFigures | None = None,
+) -> SummaryOut:
+    """The summary of the tenants (None: all) at `now` (ns), with the lowest-completeness
+    devices of `completeness`; blocking (run it in a thread)."""
     counts = registry.status_counts(tenants, now)
     silent = registry.most_silent(tenants, now, WORST)
     first = now - now % _MINUTE_NS - (MINUTES - 1) * _MINUTE_NS
@@ -154,7 +174,22 @@ def compute(registry: Registry, tenants: Sequence[str] | None, now: int) -> Summ
             )
             for at in range(first, first + MINUTES * _MINUTE_NS, _MINUTE_NS)
         ],
-        worst=WorstOut(silence=worst, completeness=[]),
+        worst=WorstOut(
+            silence=worst,
+            completeness=[
+                CompletenessOut(
+                    device_id=s.device_id,
+                    tenant=s.tenant,
+                    kind=s.kind,
+                    received=s.received,
+                    expected=s.expected,
+                    ratio=round(s.ratio, 6),
+                )
+                for s in (completeness.lowest(tenants, WORST) if completeness else [])
+            ],
+            completeness_start=format_ns(completeness.start_ns) if completeness else None,
+            completeness_end=format_ns(completeness.end_ns) if completeness else None,
+        ),
         alerts=AlertCountsOut(
             firing=open_alerts.get("firing", 0), pending=open_alerts.get("pending", 0)
         ),
@@ -181,9 +216,14 @@ class SummaryCache:
     """
 
     def __init__(
-        self, registry: Registry, max_age_s: float = 2.0, cost_factor: float = 50.0
+        self,
+        registry: Registry,
+        max_age_s: float = 2.0,
+        cost_factor: float = 50.0,
+        completeness: LowestCompleteness | None = None,
     ) -> None:
         self._registry = registry
+        self._completeness = completeness
         self._max_age_s = max_age_s
         self._cost_factor = cost_factor
         self._kept: OrderedDict[tuple[str, ...] | None, Summary] = OrderedDict()
@@ -198,8 +238,9 @@ class SummaryCache:
             kept = self._kept.get(key)
             if kept is not None and time.monotonic() - kept.made < kept.keep_s:
                 return kept
+            figures = await self._completeness.current() if self._completeness else None
             started = time.monotonic()
-            out = await asyncio.to_thread(compute, self._registry, key, now_ns())
+            out = await asyncio.to_thread(compute, self._registry, key, now_ns(), figures)
             keep_s = max(self._max_age_s, (time.monotonic() - started) * self._cost_factor)
             self.computed += 1
             body = out.model_dump_json().encode()

@@ -113,7 +113,8 @@ class RollupJob:
                 fleet_key = (kind, fleet_progress_window(window))
                 fleet = self._progress.get(fleet_key)
                 if fleet is None or fleet.done != coverage.done:
-                    # None yet, or the device rollups moved without it (a rebuild command):
+                    # None yet, or the device rollups moved without it (a rebuild of a range
+                    # apart from the fleet span, or one by a version before fleet rollups):
                     # fleet rows are known to exist only from here on.
                     fleet = Coverage(coverage.done, coverage.done)
                 while coverage.done < due:

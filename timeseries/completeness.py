@@ -36,9 +36,10 @@ import numpy as np
 import numpy.typing as npt
 
 from timeseries.client import InfluxClient
-from timeseries.lineprotocol import series_key
+from timeseries.lineprotocol import format_field, series_key
 from timeseries.schema import (
     COMPLETENESS,
+    COMPLETENESS_LOWEST,
     COMPLETENESS_WINDOW,
     RAW_RP,
     quote_ident,
@@ -215,17 +216,31 @@ class TenantTotals:
     expected: int
 
 
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What one count of a kind's minutes found: the devices and their rows."""
+
+    kind: str
+    devices: list[tuple[str, str]]  # (tenant, device_id) per device index
+    counts: Counts
+
+    def totals(self) -> list[TenantTotals]:
+        """Received and expected per tenant."""
+        return totals_by_tenant(self.kind, self.devices, self.counts)
+
+
 async def rebuild_completeness(
     client: InfluxClient, writer: BatchWriter, kind: str, start_ns: int, end_ns: int
-) -> list[TenantTotals]:
+) -> Counted:
     """Recompute and store the completeness rows of whole minutes in [start, end).
 
-    Returns the totals per tenant of what was stored (for the worker's /metrics).
+    Returns what was stored (for the worker's /metrics and its hourly lowest devices).
     """
     start_ns -= start_ns % WIDTH_NS
     end_ns -= end_ns % WIDTH_NS
     if end_ns <= start_ns:
-        return []
+        empty = np.zeros(0, dtype=np.int64)
+        return Counted(kind, [], Counts(empty, empty, empty, empty))
     samples = await read_seq(
         client, kind, start_ns - NEAR_NS, end_ns, last_before_ns=start_ns - CONTEXT_NS
     )
@@ -235,7 +250,7 @@ async def rebuild_completeness(
         outcome = await writer.write(lines, retention_policy=rollup_policy(COMPLETENESS_WINDOW))
         for _line, why in outcome.refused:
             log.error("InfluxDB refused a completeness row of %s: %s", kind, why)
-    return totals_by_tenant(kind, samples.devices, counts)
+    return Counted(kind, samples.devices, counts)
 
 
 def totals_by_tenant(
@@ -306,4 +321,76 @@ async def read_figures(
                 continue
             when = int(row[at["time"]]) if interval_s else start_ns
             out.append(Figure(max(when, start_ns), dict(series.tags), int(received), int(expected)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceShortfall:
+    """A device that lost readings over some hour: received and expected in it."""
+
+    tenant: str
+    kind: str
+    device_id: str
+    received: int
+    expected: int
+
+    @property
+    def ratio(self) -> float:
+        """Received / expected (expected is never 0 here: the device lost some)."""
+        return self.received / self.expected
+
+
+def shortfall_rank(shortfall: DeviceShortfall) -> tuple[float, int, str]:
+    """Sort key: lowest share first; among equals the one that lost most, then by id."""
+    return (shortfall.ratio, shortfall.received - shortfall.expected, shortfall.device_id)
+
+
+def lowest_lines(hour_start_ns: int, shortfalls: Sequence[DeviceShortfall], keep: int) -> list[str]:
+    """Line protocol of an hour's `keep` lowest devices of each tenant and kind.
+
+    Tags `tenant`, `kind` and `rank` (0: the lowest), the device id a field: the measurement
+    has at most tenants x kinds x `keep` series, however large the fleet.
+    """
+    groups: dict[tuple[str, str], list[DeviceShortfall]] = {}
+    for shortfall in shortfalls:
+        groups.setdefault((shortfall.tenant, shortfall.kind), []).append(shortfall)
+    lines = []
+    for (tenant, kind), found in sorted(groups.items()):
+        for rank, s in enumerate(sorted(found, key=shortfall_rank)[:keep]):
+            key = series_key(
+                COMPLETENESS_LOWEST, {"kind": kind, "rank": str(rank), "tenant": tenant}
+            )
+            lines.append(
+                f"{key} device_id={format_field(s.device_id)},received={s.received}i,"
+                f"expected={s.expected}i {int(hour_start_ns)}"
+            )
+    return lines
+
+
+async def read_lowest(client: InfluxClient, start_ns: int, end_ns: int) -> list[DeviceShortfall]:
+    """The lowest devices of every tenant and kind stored for the hours starting in [start, end).
+
+    A handful of rows per tenant and kind (see lowest_lines), whatever the size of the fleet.
+    """
+    q = (
+        'SELECT "device_id", "received", "expected", "tenant", "kind" FROM '  # noqa: S608
+        f"{quote_ident(rollup_policy('1h'))}.{quote_ident(COMPLETENESS_LOWEST)} "
+        f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)}"
+    )
+    out: list[DeviceShortfall] = []
+    for series in (await client.query(q))[0]:
+        at = {name: n for n, name in enumerate(series.columns)}
+        for row in series.values:
+            received, expected = row[at["received"]], row[at["expected"]]
+            if received is None or not expected or row[at["device_id"]] is None:
+                continue
+            out.append(
+                DeviceShortfall(
+                    str(row[at["tenant"]]),
+                    str(row[at["kind"]]),
+                    str(row[at["device_id"]]),
+                    int(received),
+                    int(expected),
+                )
+            )
     return out

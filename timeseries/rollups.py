@@ -239,6 +239,20 @@ class Coverage:
         return self.since <= start_ns and end_ns <= self.done
 
 
+def widened(old: Coverage | None, first_ns: int, last_ns: int) -> Coverage | None:
+    """What is known complete once the windows of [first, last) were rebuilt: `old` widened when
+    the two touch (or the rebuilt span when there was none); None when nothing changes (a span
+    apart from `old` leaves a gap that may still lack rows)."""
+    if last_ns <= first_ns:
+        return None
+    if old is None:
+        return Coverage(first_ns, last_ns)
+    if first_ns <= old.done and last_ns >= old.since:
+        wider = Coverage(min(first_ns, old.since), max(last_ns, old.done))
+        return wider if wider != old else None
+    return None
+
+
 def coverage_line(kind: str, window: str, coverage: Coverage) -> str:
     """The progress point of a kind and window (time 0: each write replaces the last)."""
     return f"{PROGRESS},kind={kind},window={window} done={coverage.done}i,since={coverage.since}i 0"

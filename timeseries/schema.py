@@ -32,6 +32,9 @@ ROLLUP_PROGRESS: Final = "rollup_progress"
 # in the policy of rollup_1m.
 COMPLETENESS: Final = "completeness"
 COMPLETENESS_WINDOW: Final = "1m"
+# Each hour's devices with the lowest completeness, the few of each tenant and kind
+# (timeseries.completeness.lowest_lines); in the policy of rollup_1h.
+COMPLETENESS_LOWEST: Final = "completeness_lowest"
 _DURATION = re.compile(r"(INF|\d+[mhdw])")
 
 

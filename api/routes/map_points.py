@@ -19,14 +19,11 @@ from typing import Annotated, Any, Final
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import case, select
 
 from api.auth import Reader
 from api.etag import answer, weak_etag
 from api.timefmt import now_ns
 from devices import Registry
-from devices.registry.device_state import _offline, _silent, device_state
-from devices.registry.rows import DeviceRow
 from devices.topics import TENANT_PATTERN
 
 router = APIRouter(prefix="/v1/map", tags=["latest"])
@@ -41,54 +38,23 @@ _lock = asyncio.Lock()
 
 def _points(registry: Registry, tenants: Sequence[str] | None) -> bytes:
     """The columnar JSON of the active devices of `tenants` (None: every tenant), by id."""
-    offline = _offline()
-    status = case((offline, 1), (_silent(now_ns()), 2), else_=0)
-    query = (
-        select(
-            DeviceRow.device_id,
-            DeviceRow.name,
-            DeviceRow.tenant,
-            DeviceRow.kind,
-            DeviceRow.longitude,
-            DeviceRow.latitude,
-            status,
-        )
-        .outerjoin(device_state, device_state.c.device_id == DeviceRow.device_id)
-        .where(DeviceRow.retired_at.is_(None))
-        .order_by(DeviceRow.device_id)
-    )
-    if tenants is not None:
-        query = query.where(DeviceRow.tenant.in_(list(tenants)))
-    ids: list[str] = []
-    names: list[str] = []
-    lon: list[float] = []
-    lat: list[float] = []
-    tenant_of: list[int] = []
-    kind_of: list[int] = []
-    status_of: list[int] = []
+    found = registry.positions(tenants, now_ns())
     tenant_index: dict[str, int] = {}
     kind_index: dict[str, int] = {}
-    # The registry offers no projection of this shape yet: one read-only query in its session.
-    with registry._session() as session:  # noqa: SLF001
-        for device_id, name, tenant, kind, x, y, code in session.execute(query):
-            ids.append(device_id)
-            names.append(name)
-            lon.append(round(x, 6))
-            lat.append(round(y, 6))
-            tenant_of.append(tenant_index.setdefault(tenant, len(tenant_index)))
-            kind_of.append(kind_index.setdefault(kind, len(kind_index)))
-            status_of.append(int(code))
+    status_index = {status: n for n, status in enumerate(STATUSES)}
+    tenant_of = [tenant_index.setdefault(t, len(tenant_index)) for t in found.tenants]
+    kind_of = [kind_index.setdefault(k, len(kind_index)) for k in found.kinds]
     out: dict[str, Any] = {
         "statuses": STATUSES,
         "tenants": list(tenant_index),
         "kinds": list(kind_index),
-        "ids": ids,
-        "names": names,
-        "lon": lon,
-        "lat": lat,
+        "ids": found.device_ids,
+        "names": found.names,
+        "lon": [round(x, 6) for x in found.longitudes],
+        "lat": [round(y, 6) for y in found.latitudes],
         "tenant": tenant_of,
         "kind": kind_of,
-        "status": status_of,
+        "status": [status_index[status] for status in found.statuses],
     }
     return orjson.dumps(out)
 

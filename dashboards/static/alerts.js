@@ -3,7 +3,7 @@
 // Also data completeness (received versus expected readings) per device and per tenant.
 
 import { ApiError, getJson, sendJson } from "./api.js";
-import { dateTime, el, number } from "./format.js";
+import { clock, dateTime, dayMonth, el, number } from "./format.js";
 import { has, t } from "./i18n.js";
 
 const ACTIVE = ["pending", "firing", "acknowledged"];
@@ -195,5 +195,23 @@ export class Completeness {
       el("td", { className: "num" }, percent(c.ratio))));
     document.querySelector("#completeness tbody").replaceChildren(...(rows.length ? rows
       : [el("tr", { className: "empty" }, el("td", { colSpan: 5 }, t("completeness.noFigures")))]));
+  }
+
+  /** The devices that lost most of their readings over the summary's hour (`worst` of /v1/summary). */
+  renderLowest(worst) {
+    const start = worst.completenessStart;
+    document.getElementById("lowest-hour").textContent = start
+      ? t("completeness.lowestHour", { day: dayMonth(start), from: clock(start), to: clock(worst.completenessEnd) })
+      : "";
+    const rows = worst.completeness.map((c) => el("tr", {},
+      el("td", {}, el("a", { href: `#/device/${c.deviceId}` }, c.deviceId)),
+      el("td", {}, c.tenant),
+      el("td", {}, this.ctx.kindLabel(c.kind)),
+      el("td", { className: "num" }, number(c.received)),
+      el("td", { className: "num" }, number(c.expected)),
+      el("td", { className: "num" }, percent(c.ratio))));
+    const none = start ? t("completeness.noneLost") : t("completeness.lowestPending");
+    document.querySelector("#lowest-completeness tbody").replaceChildren(...(rows.length ? rows
+      : [el("tr", { className: "empty" }, el("td", { colSpan: 6 }, none))]));
   }
 }

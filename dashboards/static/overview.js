@@ -138,6 +138,7 @@ export class Overview {
       el("td", { className: "num status-silent" }, number(g.silent))));
     document.querySelector("#fleet tbody").replaceChildren(...rows);
     this.renderWorst(summary.worst.silence);
+    this.ctx.completeness?.renderLowest(summary.worst);
     this.renderActivity(summary.perMinute);
     // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
     // changed): `devices` events carry a device only once its state has settled, and a device

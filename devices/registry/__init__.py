@@ -13,6 +13,7 @@ from __future__ import annotations
 from devices.registry.alert_channels import AlertChannels
 from devices.registry.alerts import Alerts
 from devices.registry.device_state import (
+    DevicePositions,
     DeviceState,
     DeviceStates,
     ReadingUpdate,
@@ -50,6 +51,7 @@ __all__ = [
     "Alerts",
     "BrokerLogins",
     "DeviceChanges",
+    "DevicePositions",
     "DeviceState",
     "DeviceStates",
     "Devices",

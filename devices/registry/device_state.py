@@ -6,7 +6,8 @@ reading of each device (time and metric values), the last will (`online`/`offlin
 time), and how many readings and rejections each tenant had per minute. Several workers share
 the load, so every write is an upsert that keeps the newer time: a worker that is behind never
 moves a device backwards. The API reads it: a page of devices with their state, status counts
-per tenant and kind (one aggregate query), the longest silent, what changed since a time.
+per tenant and kind (one aggregate query), the longest silent, what changed since a time,
+every device's place and status for the map.
 
 A device's status is decided when read, from its state and its reporting interval: `offline`
 when its last will said so after its last reading, `silent` after `SILENT_AFTER_INTERVALS`
@@ -125,6 +126,20 @@ class StatusCount:
     online: int
     offline: int
     silent: int
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePositions:
+    """Active devices, column-wise in device-id order: where each is (WGS84 degrees) and its
+    status. Lists rather than an object per device: a city's map asks for 150,000 at once."""
+
+    device_ids: list[str]
+    names: list[str]
+    tenants: list[str]
+    kinds: list[str]
+    longitudes: list[float]
+    latitudes: list[float]
+    statuses: list[LiveStatus]
 
 
 def live_status(device: Device, state: DeviceState | None, now_ns: int) -> LiveStatus:
@@ -427,6 +442,39 @@ class DeviceStates(Store):
             query = query.where(DeviceRow.tenant.in_(list(tenants)))
         with self._session() as session:
             return [(device_of(row), last) for row, last in session.execute(query)]
+
+    def positions(self, tenants: Sequence[str] | None, now_ns: int) -> DevicePositions:
+        """Every active device of the tenants (None: all) with its place and its status at
+        `now_ns` (the rule of `live_status`, decided in SQL): one query."""
+        offline = _offline()
+        status = case((offline, "offline"), (_silent(now_ns), "silent"), else_="online")
+        query = (
+            select(
+                DeviceRow.device_id,
+                DeviceRow.name,
+                DeviceRow.tenant,
+                DeviceRow.kind,
+                DeviceRow.longitude,
+                DeviceRow.latitude,
+                status,
+            )
+            .outerjoin(device_state, device_state.c.device_id == DeviceRow.device_id)
+            .where(DeviceRow.retired_at.is_(None))
+            .order_by(DeviceRow.device_id)
+        )
+        if tenants is not None:
+            query = query.where(DeviceRow.tenant.in_(list(tenants)))
+        out = DevicePositions([], [], [], [], [], [], [])
+        with self._session() as session:
+            for device_id, name, tenant, kind, x, y, code in session.execute(query):
+                out.device_ids.append(device_id)
+                out.names.append(name)
+                out.tenants.append(tenant)
+                out.kinds.append(kind)
+                out.longitudes.append(x)
+                out.latitudes.append(y)
+                out.statuses.append(code)
+        return out
 
     def changed_states(
         self,

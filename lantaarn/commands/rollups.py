@@ -25,8 +25,9 @@ def add(commands: Subcommands, settings: Settings) -> None:  # type: ignore[type
         "rebuild",
         help="recompute rollups from raw readings",
         description=(
-            "Recompute the rollups of every whole window in [START, END) from the raw readings, "
-            "e.g. after readings arrived later than the grace period."
+            "Recompute the rollups of every whole window in [START, END) from the raw readings "
+            "(per device and per tenant, and the 1-minute completeness rows), e.g. after "
+            "readings arrived later than the grace period."
         ),
     )
     rebuild.add_argument("--start", type=_moment, required=True, help="RFC 3339, inclusive")
@@ -46,12 +47,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from devices import DEVICE_KINDS  # noqa: PLC0415
     from timeseries import BatchWriter, InfluxClient, ensure_schema  # noqa: PLC0415
     from timeseries.rollups import (  # noqa: PLC0415
-        Coverage,
         read_coverage,
         rebuild,
+        widened,
         window_ns,
         write_coverage,
     )
+    from timeseries.schema import fleet_progress_window  # noqa: PLC0415
 
     kinds = args.kind or sorted(DEVICE_KINDS)
     unknown = sorted(set(kinds) - set(DEVICE_KINDS))
@@ -77,13 +79,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                         upto = min(last, at + 86400 * 10**9)
                         total += await rebuild(client, writer, kind, window, at, upto)
                     # Answers may use rollups where they are known complete: widen that span
-                    # when the rebuilt range touches it (or start one when there is none).
-                    old = known.get((kind, window))
-                    if old is None:
-                        await write_coverage(writer, kind, window, Coverage(first, last))
-                    elif first <= old.done and last >= old.since:
-                        wider = Coverage(min(first, old.since), max(last, old.done))
-                        await write_coverage(writer, kind, window, wider)
+                    # when the rebuilt range touches it (or start one when there is none), for
+                    # the device rollups and for the fleet rollups the same rebuild wrote
+                    # (each has its own progress: the fleet's may start later).
+                    for progress in (window, fleet_progress_window(window)):
+                        wider = widened(known.get((kind, progress)), first, last)
+                        if wider is not None:
+                            await write_coverage(writer, kind, progress, wider)
             return total
 
     rows = asyncio.run(main())

@@ -13,12 +13,16 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from api.keys import KeyStore, Role
+from api.lowest_completeness import figure_hour
 from devices import DEVICE_KINDS, Device, topic
 from lantaarn.localstack import Influx, Mosquitto, private_mosquitto
 from simulators import BrokerAddress, Fleet, Publisher, make_fleet, telemetry_payload
 from tests.conftest import require_program
 from tests.dashboards.live_fleet import LiveFleet, publish_troubles
 from tests.platform import Platform, running_platform
+from timeseries import InfluxClient
+from timeseries.completeness import DeviceShortfall, lowest_lines
+from timeseries.schema import rollup_policy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -46,6 +50,10 @@ class Live:
     silent: Device
     key: str  # a viewer key for every tenant
     tenant_key: str  # a viewer key for the first tenant only
+    # Readings lost over the hour the summary shows (`lost_hour`, ns): device id -> (received,
+    # expected), written as the completeness job's rows before the API first read that hour.
+    lost: dict[str, tuple[int, int]] = field(default_factory=dict)
+    lost_hour: tuple[int, int] = (0, 0)
 
     def device_of(self, kind: str) -> Device:
         """A publishing device of a kind."""
@@ -132,6 +140,7 @@ async def live(
                 assert publisher.flush(10)
 
         await asyncio.to_thread(last_words)
+        lost_hour, lost = await _lose_readings(platform, fleet, (offline, silent))
         with KeyStore(platform.registry.url) as keys:
             key = keys.create(Role.VIEWER, None, "browser tests")[1]
             tenant_key = keys.create(Role.VIEWER, [fleet.tenants[0].code], "one tenant")[1]
@@ -152,7 +161,24 @@ async def live(
                         break
                     await asyncio.sleep(0.2)
             base_url = f"http://127.0.0.1:{platform.api_port}"
-            yield Live(platform, fleet, base_url, offline, silent, key, tenant_key)
+            yield Live(platform, fleet, base_url, offline, silent, key, tenant_key, lost, lost_hour)
+
+
+async def _lose_readings(
+    platform: Platform, fleet: Fleet, quiet: tuple[Device, ...]
+) -> tuple[tuple[int, int], dict[str, tuple[int, int]]]:
+    """The rows the completeness job writes for an hour's lowest devices, for the hour the
+    summary shows now: two devices of the first tenant lost a sixth and a half of theirs."""
+    start, end = figure_hour(time.time_ns())
+    ours = [d for d in fleet.devices if d.tenant == fleet.tenants[0].code and d not in quiet]
+    lost = {ours[0].device_id: (50, 60), ours[1].device_id: (30, 60)}
+    found = [DeviceShortfall(d.tenant, d.kind, d.device_id, *lost[d.device_id]) for d in ours[:2]]
+    async with InfluxClient(platform.influx) as client:
+        await client.write(
+            "\n".join(lowest_lines(start, found, 10)).encode(),
+            retention_policy=rollup_policy("1h"),
+        )
+    return (start, end), lost
 
 
 def _valid_metrics(device: Device) -> dict[str, float]:

@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import Page
 
 from api.keys import KeyStore, Role
+from api.timefmt import format_ns
 from devices import Device, Registry
 from devices.alert_rules import AlertState, Change
 from tests.browser.conftest import Live, Tab, axe_violations
@@ -101,6 +102,29 @@ async def test_an_operator_sees_acknowledges_and_follows_an_alert(live: Live, ta
         assert all(r.endswith("%") for r in rows), rows
     else:
         assert rows == ["no figures for the last hour yet"]
+    # The devices that lost most over the summary's hour: what /v1/summary says, as a table.
+    await _until(page, "document.querySelectorAll('#lowest-completeness tbody tr').length > 0")
+    summary = await live.platform.http.get(
+        "/v1/summary", headers={"Authorization": f"Bearer {fired.operator}"}
+    )
+    worst = summary.json()["worst"]
+    lowest = [
+        r.split("\t") for r in await page.locator("#lowest-completeness tbody tr").all_inner_texts()
+    ]
+    if worst["completeness"]:
+        assert [r[0] for r in lowest] == [c["deviceId"] for c in worst["completeness"]]
+    else:
+        assert [len(r) for r in lowest] == [1]  # one row saying there are none
+    if worst["completenessStart"] == format_ns(live.lost_hour[0]):
+        # The hour the fixture lost readings in (unless the summary moved on to the next).
+        half, sixth = sorted(live.lost, key=lambda d: live.lost[d][0])
+        tenant = fired.device.tenant
+        assert [(r[0], r[1], r[3], r[4], r[5]) for r in lowest] == [
+            (half, tenant, "30", "60", "50 %"),
+            (sixth, tenant, "50", "60", "83.3 %"),
+        ]
+    if worst["completenessStart"]:
+        assert (await page.inner_text("#lowest-hour")).startswith("Over ")
 
     # The list, from the overview's tile.
     await page.click("a.tile.alerts")

@@ -155,3 +155,39 @@ def test_minute_counts_add_up_across_workers(registry: Registry) -> None:
     assert registry.minute_counts(None, minute) == {minute: (22, 3)}
     registry.forget_minutes(minute + 1)
     assert registry.minute_counts(None, 0) == {}
+
+
+def test_positions_are_the_active_devices_by_id_with_their_status(registry: Registry) -> None:
+    interval = DEVICE_KINDS["air_quality"].interval_s
+    devices = [
+        replace(_device(n), longitude=4.0 + n / 10, latitude=52.0 + n / 100) for n in range(5)
+    ]
+    devices.append(replace(_device(5, tenant=UTRECHT.code, kind="noise"), name="utrecht"))
+    registry.add_devices(list(reversed(devices)))
+    registry.retire("d0004")
+    registry.record_states(
+        [
+            _reading(devices[0], NOW - NS, 1.0),  # online
+            _reading(devices[1], NOW - 4 * int(interval) * NS, 1.0),  # silent: too long ago
+            _reading(devices[2], NOW - 2 * NS, 1.0),
+            _reading(devices[5], NOW - NS, 1.0),
+        ],
+        # offline: its last will came after its last reading; d0003 was never seen: silent
+        [StatusUpdate("d0002", AMSTERDAM.code, "offline", NOW - NS)],
+        now_ns=NOW,
+    )
+    every = registry.positions(None, NOW)
+    assert every.device_ids == ["d0000", "d0001", "d0002", "d0003", "d0005"]
+    assert every.statuses == ["online", "silent", "offline", "silent", "online"]
+    assert every.tenants == [AMSTERDAM.code] * 4 + [UTRECHT.code]
+    assert every.kinds == ["air_quality"] * 4 + ["noise"]
+    assert every.names == ["device 0", "device 1", "device 2", "device 3", "utrecht"]
+    assert every.longitudes[:4] == [4.0, 4.1, 4.2, 4.3]
+    assert every.latitudes[:4] == [52.0, 52.01, 52.02, 52.03]
+    # The status agrees with the rule the rest of the platform uses.
+    states = registry.device_states(every.device_ids)
+    by_id = {d.device_id: d for d in devices}
+    assert every.statuses == [live_status(by_id[i], states.get(i), NOW) for i in every.device_ids]
+    utrecht = registry.positions([UTRECHT.code], NOW)
+    assert (utrecht.device_ids, utrecht.statuses) == (["d0005"], ["online"])
+    assert registry.positions(["GM9999"], NOW).device_ids == []
