@@ -217,10 +217,20 @@ async def _started(http: httpx.AsyncClient, proc: asyncio.subprocess.Process) ->
 
 
 Timings = dict[tuple[str, str], list[tuple[float, float]]]  # (case, tree) -> (s, load)
+CpuSpent = dict[tuple[str, str], list[float]]  # (case, tree) -> [API s, InfluxDB s] in all rounds
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-async def compare(args: argparse.Namespace) -> tuple[Timings, dict[str, int]]:
-    """Both trees' APIs over one store, asked each case alternately `--repeat` rounds."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (clock-tick resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def compare(args: argparse.Namespace) -> tuple[Timings, CpuSpent, dict[str, int]]:
+    """Both trees' APIs over one store, asked each case alternately `--repeat` rounds; with the
+    CPU time each API process and InfluxDB spent on each case (wall time waits for whatever
+    else the machine runs, CPU time mostly does not)."""
     trees = {"this tree": HERE, "--against": args.against}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -248,6 +258,7 @@ async def compare(args: argparse.Namespace) -> tuple[Timings, dict[str, int]]:
                 ),
             }  # fmt: skip
             clients: dict[str, httpx.AsyncClient] = {}
+            pids: dict[str, int] = {}
             for name, tree in trees.items():
                 port = free_port()
                 env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -259,7 +270,10 @@ async def compare(args: argparse.Namespace) -> tuple[Timings, dict[str, int]]:
                     )
                 )  # fmt: skip
                 clients[name] = httpx.AsyncClient(base_url=f"http://[::1]:{port}", timeout=120)
+                pids[name] = procs[-1].pid
                 await _started(clients[name], procs[-1])
+            assert influx.service.process is not None
+            influx_pid = influx.service.process.pid
             answered: dict[str, int] = {}
             for case, (path, params, headers) in cases.items():
                 bodies = {  # links name the server: compare with them set aside
@@ -273,19 +287,23 @@ async def compare(args: argparse.Namespace) -> tuple[Timings, dict[str, int]]:
                     raise AssertionError(f"{case}: the two trees answer differently")
                 answered[case] = len(orjson.loads(first)["value"])
             timings: Timings = {(c, n): [] for c in cases for n in clients}
+            spent: CpuSpent = {(c, n): [0.0, 0.0] for c in cases for n in clients}
             order = list(clients)
             for _ in range(args.repeat):
                 order.reverse()
                 for case, (path, params, headers) in cases.items():
                     for name in order:
                         load = os.getloadavg()[0]
+                        api_cpu, influx_cpu = cpu_seconds(pids[name]), cpu_seconds(influx_pid)
                         started = time.perf_counter()
                         response = await clients[name].get(path, params=params, headers=headers)
                         await response.aread()
                         timings[case, name].append((time.perf_counter() - started, load))
+                        spent[case, name][0] += cpu_seconds(pids[name]) - api_cpu
+                        spent[case, name][1] += cpu_seconds(influx_pid) - influx_cpu
             for http in clients.values():
                 await http.aclose()
-            return timings, answered
+            return timings, spent, answered
         finally:
             for proc in procs:
                 if proc.stdin is not None:
@@ -294,7 +312,9 @@ async def compare(args: argparse.Namespace) -> tuple[Timings, dict[str, int]]:
             influx.stop()
 
 
-def compare_report(args: argparse.Namespace, timings: Timings, answered: dict[str, int]) -> None:
+def compare_report(
+    args: argparse.Namespace, timings: Timings, spent: CpuSpent, answered: dict[str, int]
+) -> None:
     """Print the comparison as Markdown."""
     loads = sorted(load for runs in timings.values() for _, load in runs)
     calm = loads[len(loads) // 4]
@@ -308,15 +328,22 @@ def compare_report(args: argparse.Namespace, timings: Timings, answered: dict[st
     )  # fmt: skip
     print(
         "| query | answered | tree | p50 ms | p95 ms | min ms | p50 ms at load ≤ "
-        f"{calm:.1f} |\n| --- | --- | --- | --- | --- | --- | --- |"
+        f"{calm:.1f} | API CPU ms | InfluxDB CPU ms |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     for (case, name), runs in timings.items():
         ms = [t * 1000 for t, _ in runs]
         quiet = [t * 1000 for t, load in runs if load <= calm]
         print(
             f"| {case} | {answered[case]} | {name} | {statistics.median(ms):.1f} | "
-            f"{percentile(ms, 0.95):.1f} | {min(ms):.1f} | {statistics.median(quiet):.1f} |"
+            f"{percentile(ms, 0.95):.1f} | {min(ms):.1f} | {statistics.median(quiet):.1f} | "
+            f"{spent[case, name][0] / len(runs) * 1000:.1f} | "
+            f"{spent[case, name][1] / len(runs) * 1000:.1f} |"
         )
+    print(
+        "\n(API CPU and InfluxDB CPU: the mean CPU time per request of the API's process and of "
+        "InfluxDB's, from /proc, summed over all rounds.)"
+    )
 
 
 def main() -> None:

@@ -209,7 +209,7 @@ class Worker:
 
 
 class _FrozenHeap:
-    """How many workers of this process are running with the start-up heap frozen."""
+    """How many workers and APIs of this process are running with the start-up heap frozen."""
 
     running = 0
 
@@ -226,7 +226,8 @@ def startup_heap_frozen() -> Iterator[None]:
     `gc.freeze()` moves the old heap to the permanent generation, so a full collection walks
     only what came after. Objects frozen here are still freed by reference counting; garbage
     in cycles among them waits until the last worker of the process returns and
-    `gc.unfreeze()` hands the heap back.
+    `gc.unfreeze()` hands the heap back. The API does the same once it has started
+    (`lantaarn.serve`).
     """
     gc.freeze()
     _FrozenHeap.running += 1

@@ -120,7 +120,7 @@ async def fetch(
     horizon: int | None = None
     if not statements:
         return Fetched(found, None)
-    results = await client.query(statements, compressed=False)
+    results = await client.query(statements, packed=True)
     for source, result in zip(owners, results, strict=True):
         count, last = 0, None
         prepared = {
@@ -138,12 +138,12 @@ async def fetch(
                     count += len(series.values)
                     last = int(series.values[-1][0])
                 if field_name in at:
-                    i = at[field_name]
-                    found.extend(
-                        (int(row[0]), stream_id, stream, float(row[i]))
+                    i = at[field_name]  # times are ints: the client checked every row's
+                    found += [
+                        (row[0], stream_id, stream, float(row[i]))
                         for row in series.values
                         if row[i] is not None
-                    )
+                    ]
                 continue
             for row in series.values:
                 count += 1

@@ -463,11 +463,12 @@ def observations_json(ctx: Context, rows: list[obs.Row]) -> bytes:
             link_head = prefix + quote_id(stream_id)[:-1]
             parts = heads[stream_id] = (_json_text(stream_id), _json_text(link_head))
         sid, head = parts
+        link = f"{head}:{ts}')"
         items.append(
-            f'{{"@iot.id":"{sid}:{ts}","@iot.selfLink":"{head}:{ts}\')",'
+            f'{{"@iot.id":"{sid}:{ts}","@iot.selfLink":"{link}",'
             f'"phenomenonTime":"{when}","resultTime":null,"result":{result},'
-            f'"Datastream@iot.navigationLink":"{head}:{ts}\')/Datastream",'
-            f'"FeatureOfInterest@iot.navigationLink":"{head}:{ts}\')/FeatureOfInterest"}}'
+            f'"Datastream@iot.navigationLink":"{link}/Datastream",'
+            f'"FeatureOfInterest@iot.navigationLink":"{link}/FeatureOfInterest"}}'
         )
     return f"[{','.join(items)}]".encode()
 

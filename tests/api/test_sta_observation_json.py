@@ -6,8 +6,9 @@ takes. These unit tests hold the two to the same bytes for raw and rollup stream
 streams in one page, ids and base URLs that need escaping, and results of every float shape.
 The end-to-end answers are in test_sta_conformance.py and test_sta_frost.py.
 
-Observations are read from InfluxDB uncompressed (`InfluxClient.query(compressed=False)`): on
-loopback, gzip there and inflating here cost more than the bytes saved.
+Observations are read from InfluxDB in MessagePack, uncompressed
+(`InfluxClient.query(packed=True)`): InfluxDB writes a large answer with less CPU that way, and
+on loopback gzip there and inflating here cost more than the bytes saved.
 """
 
 from __future__ import annotations

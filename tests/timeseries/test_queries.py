@@ -175,3 +175,67 @@ async def test_errors_in_an_answer_are_refusals_and_5xx_pages_unavailability() -
             assert await client.query("SELECT * FROM x") == [[]]
             with pytest.raises(InfluxBadAnswer, match="1 results to 2"):
                 await client.query(["SELECT * FROM x", "SELECT * FROM y"])
+
+
+async def test_an_answer_asked_for_in_messagepack_holds_what_json_holds(influx: Influx) -> None:
+    """`packed=True`: the same series, tags and rows as the JSON answer, errors included."""
+    client = await _fresh(influx)
+    try:
+        t0 = (int(time.time()) - 3600) * NS
+        lines = [
+            line(
+                series_key("air_quality", {"tenant": "GM1", "device_id": f"aq-{d}"}),
+                {"pm25": 5.5 + i, "no2": 20.0, "seq": i, "ok": i % 2 == 0, "note": f"n{i}"},
+                t0 + i * 10 * NS,
+            )
+            for d in range(3)
+            for i in range(50)
+        ]
+        await client.write("\n".join(lines).encode(), retention_policy=RAW_RP)
+        statements = [
+            f'SELECT "pm25", "no2", "seq", "ok", "note" FROM "{RAW_RP}"."air_quality" '
+            f"WHERE time >= {t0} ORDER BY time ASC LIMIT 70",
+            f'SELECT count("pm25") FROM "{RAW_RP}"."air_quality" GROUP BY "device_id"',
+            f'SELECT "pm25" FROM "{RAW_RP}"."no_such_kind"',
+        ]
+        as_json = await client.query(statements)
+        as_packed = await client.query(statements, packed=True)
+        assert len(as_packed[0][0].values) == 70
+        assert [[(s.name, s.tags, s.columns) for s in r] for r in as_packed] == [
+            [(s.name, s.tags, s.columns) for s in r] for r in as_json
+        ]
+        for packed_result, json_result in zip(as_packed, as_json, strict=True):
+            for packed_series, json_series in zip(packed_result, json_result, strict=True):
+                # JSON writes a whole float as an integer (20.0 as 20); MessagePack keeps it.
+                assert packed_series.values == json_series.values
+                for row in packed_series.values:
+                    assert type(row[0]) is int
+        # The reasons InfluxDB gives, read from its MessagePack answers: one statement refused
+        # in a 200 answer, and a 400.
+        with pytest.raises(InfluxRejected, match="retention policy not found"):
+            await client.query('SELECT "pm25" FROM "nope"."air_quality"', packed=True)
+        with pytest.raises(InfluxRejected, match="error parsing query"):
+            await client.query(['SELECT "pm25" FROM', "SELECT 1"], packed=True)
+    finally:
+        await client.aclose()
+
+
+async def test_a_messagepack_answer_that_is_not_one_is_a_bad_answer() -> None:
+    packed = "application/x-msgpack"
+    with strange_influx() as (url, server):
+        async with InfluxClient(InfluxConfig(url, timeout_s=5)) as client:
+            server.answer = Answer(200, packed, b"\xc1 not MessagePack")
+            with pytest.raises(InfluxBadAnswer, match="not MessagePack"):
+                await client.query("SELECT * FROM x", packed=True)
+            server.answer = Answer(200, packed, b"\x92\x01")  # an array cut off
+            with pytest.raises(InfluxBadAnswer):
+                await client.query("SELECT * FROM x", packed=True)
+            server.answer = Answer(200, packed, b"\x81\xa5error\xaetoo heavy here")
+            with pytest.raises(InfluxRejected, match="too heavy here"):
+                await client.query("SELECT * FROM x", packed=True)
+            server.answer = Answer(400, packed, b"\x81\xa5error\xa9bad query")
+            with pytest.raises(InfluxRejected, match="bad query"):
+                await client.query("SELECT * FROM x", packed=True)
+            # Asked for MessagePack, answered JSON (a proxy, an older server): read as JSON.
+            server.answer = Answer(200, "application/json", orjson.dumps(RESULT))
+            assert await client.query("SELECT * FROM x", packed=True) == [[]]
