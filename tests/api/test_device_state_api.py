@@ -38,7 +38,6 @@ def api(world: World) -> Iterator[str]:
     """The live API, its event stream quick enough for a test."""
     patch = pytest.MonkeyPatch()
     patch.setattr(events_route, "TICK_S", 0.2)
-    patch.setattr(events_route, "SETTLE_S", 0.3)
     patch.setattr(events_route, "HEARTBEAT_S", 0.5)
     with serving(world.config) as url:
         yield url
