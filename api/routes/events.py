@@ -210,8 +210,11 @@ async def _stream(
     yield b"retry: 5000\n\n"
     feed = feeds.get(key)
     start = after or (0, "")  # where a new feed starts (unused when one is running)
-    if after is None and (feed is None or feed.task is None or feed.task.done()):
-        start = await asyncio.to_thread(registry.change_position)
+    if feed is None or feed.task is None or feed.task.done():
+        # From the client's last event, but never from beyond what is committed: an id made up
+        # ahead would hold back every stream of the set that joins this feed.
+        committed = await asyncio.to_thread(registry.change_position)
+        start = committed if after is None else min(after, committed)
         feed = feeds.get(key)  # another stream of the set may have started one meanwhile
     if feed is None or feed.task is None or feed.task.done():
         feed = feeds[key] = ChangeFeed(registry, key, start)
