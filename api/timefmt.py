@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
@@ -12,10 +13,17 @@ _NS = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    # Remembered: the times of a page or an event of readings fall in a few seconds, and
+    # making a datetime and its text is most of the cost of a time.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_ns(ns: int) -> str:
     """RFC 3339 in UTC with `Z`, with as many decimals as the value needs (3, 6 or 9)."""
     seconds, rest = divmod(ns, _NS)
-    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _second(seconds)
     if rest == 0:
         return base + "Z"
     if rest % 1_000_000 == 0:

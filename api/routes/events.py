@@ -5,8 +5,9 @@ Events of one stream, only of the caller's tenants (an API key's, or the dashboa
 - `summary`: the `/v1/summary` JSON, first on connecting and then whenever it changed (looked at
   every `TICK_S` seconds; the summary itself is shared by every stream of the same tenants);
 - `devices`: `{"devices": [...]}`, the devices whose state changed since the last such event,
-  each as an item of `/v1/latest`; its `id` lets a reconnecting browser (`Last-Event-ID`) carry
-  on where it left off;
+  each as only what changes of an item of `/v1/latest`: `deviceId`, `status`, `ts` (its newest
+  reading's time) and `metrics` (a dashboard merges it into the item it holds); its `id` lets a
+  reconnecting browser (`Last-Event-ID`) carry on where it left off;
 - `resync`: `{}`, the stream fell behind (its client read too slowly) and `devices` events were
   dropped: read `/v1/latest` again; a fresh `summary` follows;
 - a comment line (`: keep-alive`) when nothing was sent for `HEARTBEAT_S` seconds.
@@ -17,9 +18,20 @@ A stream holds at most `QUEUED_EVENTS` events (references to the shared bytes) f
 beyond that its queue is emptied and it is told to `resync`, so a client that does not read
 never grows the API's memory.
 
-A change is sent once it is `SETTLE_S` old: writers stamp a change before their transaction
-commits, and reading only settled changes in (time, device) order never skips one that
-committed late.
+Which changes, and when: the device-state store stamps each write's rows with a stamp that
+increases in the order the writers commit (devices/registry/device_state.py: the writers take
+it one after another from a locked row). A feed reads the changes after its position in
+(stamp, device id) order as soon as they are committed, and moves its position to the last one
+read: a write that commits later always has a later stamp, so none is skipped, and a device
+rewritten every half second is in the next event with its newest state (each write moves its
+row forward, past the feed's position, never out of its reach). A `devices` event's id is its
+last change's position (`<stamp>.<device id>`): a reconnecting browser gets exactly what was
+committed after it. A new stream starts after the last change committed when it opens.
+
+What a change costs the API (bench/results/latest_scale.md): one row of an index range
+(`DeviceStates.state_changes`: five columns, the status decided in SQL, no Device or
+DeviceState made) and one JSON fragment written from it (the stored metrics embedded as
+stored, the time's text cached per second), no dict per device.
 """
 
 from __future__ import annotations
@@ -31,35 +43,31 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, ClassVar, Final
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import Reader
-from api.live import LiveState, latest_item
 from api.problems import BadRequest
 from api.routes.summary import summaries
-from api.timefmt import now_ns
-from devices import Device, Registry
-from devices.registry import DeviceState, live_status
-from devices.topics import DEVICE_ID_PATTERN, TENANT_PATTERN
+from api.timefmt import format_ns, now_ns
+from devices import Registry
+from devices.registry import Position, StateChange
+from devices.topics import DEVICE_ID_PATTERN, DEVICE_ID_RE, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 log = logging.getLogger(__name__)
 
 TICK_S: Final = 2.0
 HEARTBEAT_S: Final = 15.0
-SETTLE_S: Final = 3.0
 BATCH: Final = 2_000  # devices per `devices` event
 BATCHES_PER_TICK: Final = 5
 QUEUED_EVENTS: Final = 8  # events a stream may have waiting before it is told to resync
-_NS: Final = 1_000_000_000
 _EVENT_ID = re.compile(rf"(\d{{1,19}})\.({DEVICE_ID_PATTERN})")
 _RESYNC: Final = b"event: resync\ndata: {}\n\n"
 
-Position = tuple[int, str]  # (change time in ns, device id): where a reader has got to
 TenantKey = tuple[str, ...] | None
 
 
@@ -75,27 +83,27 @@ def _start(last_event_id: str | None) -> Position | None:
     return int(found[1]), found[2]
 
 
-def _settled() -> Position:
-    return now_ns() - int(SETTLE_S * _NS), ""
-
-
-def _item(device: Device, state: DeviceState, now: int) -> dict[str, Any]:
-    live = LiveState(live_status(device, state, now), state.last_ns, dict(state.metrics or {}))
-    item = latest_item(device, live)
-    del item["openData"]  # events go to key holders and sessions only
-    return item
-
-
 def _event(name: str, data: bytes, event_id: str | None = None) -> bytes:
     head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id else "")
     return head.encode() + b"data: " + data + b"\n\n"
 
 
-def _devices_event(changed: list[tuple[Device, DeviceState]], now: int) -> tuple[bytes, Position]:
-    """A `devices` event of these changes, and the position after them."""
-    last_device, last_state = changed[-1]
-    after = (last_state.changed_ns, last_device.device_id)
-    body = orjson.dumps({"devices": [_item(d, s, now) for d, s in changed]})
+def _devices_event(changed: list[StateChange]) -> tuple[bytes, Position]:
+    """A `devices` event of these changes, and the position after them.
+
+    Written as text, a fragment per device: ids are of DEVICE_ID_PATTERN (quoted as they are;
+    any other is escaped by orjson), statuses are three words, and `metrics` is the JSON object
+    the store keeps (written by orjson in DeviceStates.record_states), embedded as it is.
+    """
+    safe_id = DEVICE_ID_RE.fullmatch
+    parts = []
+    for device_id, status, last_ns, metrics, _stamp in changed:
+        quoted = f'"{device_id}"' if safe_id(device_id) else orjson.dumps(device_id).decode()
+        ts = "null" if last_ns is None else f'"{format_ns(last_ns)}"'
+        parts.append(f'{{"deviceId":{quoted},"status":"{status}","ts":{ts},"metrics":{metrics}}}')
+    last = changed[-1]
+    after = (last[4], last[0])
+    body = ('{"devices":[' + ",".join(parts) + "]}").encode()
     return _event("devices", body, f"{after[0]}.{after[1]}"), after
 
 
@@ -139,14 +147,13 @@ class ChangeFeed:
     async def tick(self) -> None:
         """Read what changed since the last tick (up to BATCHES_PER_TICK events) and hand it out."""
         for _ in range(BATCHES_PER_TICK):
-            until = now_ns() - int(SETTLE_S * _NS)
             changed = await asyncio.to_thread(
-                self.registry.changed_states, self.tenants, self.after, until, BATCH
+                self.registry.state_changes, self.tenants, self.after, None, BATCH, now_ns()
             )
             self.reads += 1
             if not changed:
                 return
-            event, self.after = _devices_event(changed, now_ns())
+            event, self.after = _devices_event(changed)
             for listener in list(self.listeners):
                 listener.offer(event)
             if len(changed) < BATCH:
@@ -174,12 +181,11 @@ class ChangeFeed:
             if after >= target:
                 return
             changed = await asyncio.to_thread(
-                self.registry.changed_states, self.tenants, after, target[0], BATCH
+                self.registry.state_changes, self.tenants, after, target, BATCH, now_ns()
             )
             complete = len(changed) < BATCH
-            changed = [(d, s) for d, s in changed if (s.changed_ns, d.device_id) <= target]
             if changed:
-                event, after = _devices_event(changed, now_ns())
+                event, after = _devices_event(changed)
                 yield event
             if complete:
                 after = max(after, target)
@@ -203,8 +209,15 @@ async def _stream(
     feeds = _feeds(request)
     yield b"retry: 5000\n\n"
     feed = feeds.get(key)
+    start = after or (0, "")  # where a new feed starts (unused when one is running)
     if feed is None or feed.task is None or feed.task.done():
-        feed = feeds[key] = ChangeFeed(registry, key, after or _settled())
+        # From the client's last event, but never from beyond what is committed: an id made up
+        # ahead would hold back every stream of the set that joins this feed.
+        committed = await asyncio.to_thread(registry.change_position)
+        start = committed if after is None else min(after, committed)
+        feed = feeds.get(key)  # another stream of the set may have started one meanwhile
+    if feed is None or feed.task is None or feed.task.done():
+        feed = feeds[key] = ChangeFeed(registry, key, start)
     elif after is not None:
         async for event in feed.catch_up(after):
             yield event
@@ -258,8 +271,9 @@ async def _stream(
     responses={
         200: {
             "description": "server-sent events: `summary` (the /v1/summary JSON), `devices` "
-            '(`{"devices": [items of /v1/latest]}`) and `resync` (the stream fell behind: read '
-            "/v1/latest again), with keep-alive comments",
+            '(`{"devices": [{deviceId, status, ts, metrics}]}`: what changed of items of '
+            "/v1/latest) and `resync` (the stream fell behind: read /v1/latest again), with "
+            "keep-alive comments",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
     },

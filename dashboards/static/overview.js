@@ -102,15 +102,17 @@ export class Overview {
     this.renderLatest();
   }
 
-  /** Devices whose state changed (a `devices` event): those on the page shown are redrawn. */
+  /** Devices whose state changed (a `devices` event: id, status, ts and metrics of each):
+   * those on the page shown take the new state and are redrawn. */
   applyDevices(devices) {
     if (!this.page) return;
     const changed = new Map(devices.map((d) => [d.deviceId, d]));
     let hit = false;
     this.page = this.page.map((d) => {
       const now = changed.get(d.deviceId);
-      if (now) hit = true;
-      return now ?? d;
+      if (!now) return d;
+      hit = true;
+      return { ...d, status: now.status, ts: now.ts, metrics: now.metrics };
     });
     if (hit) this.renderLatest();
   }
@@ -141,8 +143,8 @@ export class Overview {
     this.ctx.completeness?.renderLowest(summary.worst);
     this.renderActivity(summary.perMinute);
     // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
-    // changed): `devices` events carry a device only once its state has settled, and a device
-    // that reports more often than that would otherwise never be updated here.
+    // changed): `devices` events carry changes of state only, not devices added, renamed or
+    // retired, nor a device turning silent without a change.
     if (!fresh) await this.loadPage();
     if (!this.drawnOnce) {
       this.drawnOnce = true;

@@ -13,6 +13,18 @@ A device's status is decided when read, from its state and its reporting interva
 when its last will said so after its last reading, `silent` after `SILENT_AFTER_INTERVALS`
 intervals without a reading, else `online`. Created by the migration l0007.
 
+Reading what changed (`state_changes`, for /v1/events): every write stamps the rows it changes
+(`changed_ns`) with one stamp per transaction, taken from the one-row `device_state_clock`
+(migration e0009) as the transaction's first statement: max(the writer's clock, the last stamp
++ 1). Updating that row locks it until the transaction ends, so writers take stamps one after
+another, each after the previous one committed: stamps increase in commit order. A reader that
+has read every change up to a stamp therefore never finds a later commit below it, and can read
+changes as soon as they are committed, in (stamp, device id) order, from wherever it got to.
+(Before e0009 the stamp was the writer's clock before its commit, so a reader had to wait until a
+change was some seconds old, and a device rewritten more often than that was never read.)
+The lock orders only the device-state writers (the workers' flushes, about one a second each,
+and the API keeping what it found in InfluxDB); the rest of the registry never waits for it.
+
 Why here and not elsewhere: InfluxDB's newest point per series is a scan of every series of the
 tenant per request (what this replaces). An in-memory copy in each API replica, fed by its own
 MQTT subscription, would make every replica decode the whole fleet's telemetry again, show
@@ -35,6 +47,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Index,
+    Integer,
     String,
     Table,
     Text,
@@ -45,6 +58,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -60,6 +74,10 @@ _NS: Final = 1_000_000_000
 _CHUNK: Final = 500  # rows per upsert statement (far below every driver's parameter limit)
 
 LiveStatus = Literal["online", "offline", "silent"]
+Position = tuple[int, str]  # (change stamp, device id): how far a reader of changes has got
+# A changed device as /v1/events sends it: id, status, newest reading's time (ns), that
+# reading's values as the JSON object stored, and the change's stamp.
+StateChange = tuple[str, LiveStatus, int | None, str, int]
 
 device_state = Table(
     "device_state",
@@ -70,9 +88,17 @@ device_state = Table(
     Column("metrics", Text, nullable=False),  # JSON object: that reading's values
     Column("status", String(8), nullable=True),  # the last will: online / offline
     Column("status_ns", BigInteger, nullable=True),
-    Column("changed_ns", BigInteger, nullable=False),  # when a writer last changed the row
+    Column("changed_ns", BigInteger, nullable=False),  # the stamp of the row's last change
     Index("ix_device_state_tenant_changed", "tenant", "changed_ns"),
     Index("ix_device_state_changed", "changed_ns"),
+)
+
+# One row (id 1): the last change stamp given. Writers update it first (see the module's doc).
+device_state_clock = Table(
+    "device_state_clock",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("stamp_ns", BigInteger, nullable=False),
 )
 
 tenant_minutes = Table(
@@ -258,6 +284,14 @@ def _upsert(session: Session, table: Table, rows: list[dict[str, Any]], **confli
         session.execute(upsert, rows[start : start + _CHUNK])
 
 
+# A transaction's change stamp: later than the last one given, and the writer's clock unless
+# that is behind it. Its row stays locked until the transaction ends.
+_TAKE_STAMP: Final = text(
+    "UPDATE device_state_clock SET stamp_ns = CASE WHEN stamp_ns < :now_ns THEN :now_ns "
+    "ELSE stamp_ns + 1 END WHERE id = 1"
+)
+_STAMP: Final = text("SELECT stamp_ns FROM device_state_clock WHERE id = 1")
+
 # Keep the newer reading: a worker that is behind never moves a device back.
 _NEWER_READING: Final = text(
     "INSERT INTO device_state (device_id, tenant, last_ns, metrics, changed_ns) "
@@ -281,9 +315,13 @@ class DeviceStates(Store):
         now_ns: int,
     ) -> None:
         """Keep each device's newer reading and status; add `minutes` ((tenant, minute start
-        ns) -> (readings, rejections)) to the per-minute counts. One transaction."""
+        ns) -> (readings, rejections)) to the per-minute counts. One transaction; the rows it
+        changes get its stamp (from `now_ns`, see the module's doc)."""
         s = device_state.c
         with self._session() as session:
+            if readings or statuses:
+                session.execute(_TAKE_STAMP, {"now_ns": now_ns})
+                now_ns = int(session.execute(_STAMP).scalar_one())
             if readings:
                 # The hot one (a row per reporting device per flush): plain SQL, the same on
                 # SQLite and PostgreSQL, costs a third less than the dialects' insert() here.
@@ -476,40 +514,42 @@ class DeviceStates(Store):
                 out.statuses.append(code)
         return out
 
-    def changed_states(
+    def change_position(self) -> Position:
+        """Where a reader of changes starts to read only what is committed from now on."""
+        with self._begin() as conn:
+            stamp = conn.execute(_STAMP).scalar_one_or_none()
+        return int(stamp or 0) + 1, ""
+
+    def state_changes(
         self,
         tenants: Sequence[str] | None,
-        after: tuple[int, str],
-        until_ns: int,
+        after: Position,
+        until: Position | None,
         limit: int,
-    ) -> list[tuple[Device, DeviceState]]:
-        """Devices whose state a writer changed after `after` (change time in ns, device id)
-        and not after `until_ns`, in that order: a reader continues from the last one it got."""
+        now_ns: int,
+    ) -> list[StateChange]:
+        """The active devices whose state changed after `after` (and not after `until`), in
+        (stamp, device id) order: a reader continues from the last one it got. Each as (id,
+        status at `now_ns`, newest reading's time, its values as stored JSON, stamp): plain
+        rows, the status decided in the query, no Device or DeviceState made."""
         s = device_state.c
-        since_ns, since_id = after
+        devices = DeviceRow.__table__
+        status = case((_offline(), "offline"), (_silent(now_ns), "silent"), else_="online")
         query = (
-            select(*_LIVE_COLUMNS)
-            .join(device_state, s.device_id == DeviceRow.device_id)
-            .where(
-                or_(
-                    s.changed_ns > since_ns,
-                    and_(s.changed_ns == since_ns, s.device_id > since_id),
-                ),
-                s.changed_ns <= until_ns,
-                DeviceRow.retired_at.is_(None),
-            )
+            select(s.device_id, status, s.last_ns, s.metrics, s.changed_ns)
+            .select_from(device_state)
+            .join(devices, devices.c.device_id == s.device_id)
+            .where(tuple_(s.changed_ns, s.device_id) > tuple_(*after))
+            .where(devices.c.retired_at.is_(None))
             .order_by(s.changed_ns, s.device_id)
             .limit(limit)
         )
+        if until is not None:
+            query = query.where(tuple_(s.changed_ns, s.device_id) <= tuple_(*until))
         if tenants is not None:
             query = query.where(s.tenant.in_(list(tenants)))
-        out = []
-        with self._session() as session:
-            for row in session.execute(query):
-                device, state = _device_and_state(row)
-                if state is not None:
-                    out.append((device, state))
-        return out
+        with self._begin() as conn:  # Core, not the ORM: rows as the driver gives them
+            return [(row[0], row[1], row[2], row[3], row[4]) for row in conn.execute(query)]
 
     def minute_counts(
         self, tenants: Sequence[str] | None, since_ns: int

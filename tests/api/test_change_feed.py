@@ -20,13 +20,10 @@ __all__ = ["registry", "registry_url"]  # the fixtures, shared with tests/device
 
 pytestmark = pytest.mark.anyio
 
-NS = 1_000_000_000
-
 
 @pytest.fixture
 def quick() -> Iterator[None]:
     patch = pytest.MonkeyPatch()
-    patch.setattr(events_route, "SETTLE_S", 0.0)
     patch.setattr(events_route, "QUEUED_EVENTS", 2)
     yield
     patch.undo()
@@ -44,7 +41,7 @@ def _record(registry: Registry, devices: tuple[Device, ...], value: float) -> No
     now = time.time_ns()
     registry.record_states(
         [ReadingUpdate(d.device_id, d.tenant, now, {"pm25": value}) for d in devices],
-        now_ns=now - NS,  # settled at once (SETTLE_S is 0 here)
+        now_ns=now,
     )
 
 

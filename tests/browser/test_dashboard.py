@@ -81,6 +81,12 @@ async def test_overview_shows_the_fleet_and_updates_by_itself(live: Live, tab: T
     )
     after = await _row_times(page)
     assert after[live.offline.device_id] == before[live.offline.device_id]
+    # The fleet reports every second: its changes are pushed (`devices` events), and the rows
+    # they touch keep what the events do not carry (names, kinds).
+    names = sorted(await _texts(page, "#latest tbody tr td:first-child"))
+    await _until(page, "Number(document.body.dataset.pushed ?? 0) >= 2", wait_ms=15_000)
+    assert sorted(await _texts(page, "#latest tbody tr td:first-child")) == names
+    assert all(name and name != "undefined" for name in names)
 
     capabilities = await page.get_attribute("body", "data-capabilities") or ""
     if "activity" in capabilities:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import create_engine, text
+
 from devices import DEVICE_KINDS, Device, Registry
 from devices.registry import DeviceState, ReadingUpdate, StatusUpdate, live_status
-from tests.devices.conftest import AMSTERDAM, UTRECHT
+from tests.devices.conftest import AMSTERDAM, UTRECHT, _postgres_schema
 
 NS = 1_000_000_000
 NOW = 1_800_000_000 * NS
@@ -103,6 +109,13 @@ def test_status_counts_agree_with_the_status_rule_per_tenant_and_kind(registry: 
     for c in counts.values():
         for status in ("online", "offline", "silent"):
             assert getattr(c, status) == by_rule[(c.tenant, c.kind, status)], (c, status)
+    # The status each change is sent with (decided in SQL too) follows the same rule.
+    changes = registry.state_changes(None, (0, ""), None, 100, NOW)
+    by_id = {d.device_id: d for d in devices}
+    assert {c[0]: c[1] for c in changes} == {
+        i: live_status(by_id[i], states[i], NOW) for i in states if i != "d0005"
+    }
+    assert {c[0] for c in changes} == {"d0000", "d0001", "d0002", "d0006", "d0007", "d0008"}
     assert [(c.tenant, c.kind) for c in registry.status_counts([UTRECHT.code], NOW)] == [
         (UTRECHT.code, "air_quality")
     ]
@@ -131,16 +144,90 @@ def test_changes_are_read_in_order_and_per_tenant(registry: Registry) -> None:
     ours = [_device(n) for n in range(5)]
     theirs = _device(9, tenant=UTRECHT.code)
     registry.add_devices([*ours, theirs])
+    start = registry.change_position()
     registry.record_states([_reading(d, NOW, 1.0) for d in ours[:3]], now_ns=NOW)
     registry.record_states([_reading(d, NOW, 1.0) for d in (*ours[3:], theirs)], now_ns=NOW + NS)
-    first = registry.changed_states([AMSTERDAM.code], (0, ""), NOW + 10 * NS, 2)
-    assert [d.device_id for d, _ in first] == ["d0000", "d0001"]
-    after = (first[-1][1].changed_ns, first[-1][0].device_id)
-    rest = registry.changed_states([AMSTERDAM.code], after, NOW + 10 * NS, 10)
-    assert [d.device_id for d, _ in rest] == ["d0002", "d0003", "d0004"]
-    # Not yet settled: changes after `until` wait.
-    assert [d.device_id for d, _ in registry.changed_states(None, after, NOW, 10)] == ["d0002"]
+    first = registry.state_changes([AMSTERDAM.code], start, None, 2, NOW)
+    assert [c[0] for c in first] == ["d0000", "d0001"]
+    assert first[0] == ("d0000", "online", NOW, '{"pm25":1.0}', NOW)
+    after = (first[-1][4], first[-1][0])
+    rest = registry.state_changes([AMSTERDAM.code], after, None, 10, NOW)
+    assert [c[0] for c in rest] == ["d0002", "d0003", "d0004"]
+    # Up to a position only (a reconnecting reader catching up to a feed).
+    upto = registry.state_changes(None, after, (NOW, "d0002"), 10, NOW)
+    assert [c[0] for c in upto] == ["d0002"]
     assert registry.state_mark([UTRECHT.code]) == (NOW + NS, 1)
+    # Read from where a reader starts now: only what is committed later.
+    assert registry.state_changes(None, registry.change_position(), None, 10, NOW) == []
+
+
+def test_change_stamps_increase_in_commit_order_whatever_the_writers_clocks(
+    registry: Registry,
+) -> None:
+    ours = [_device(n) for n in range(3)]
+    registry.add_devices(ours)
+    registry.record_states([_reading(ours[0], NOW, 1.0)], now_ns=NOW)
+    after = (NOW, "d0000")
+    # A worker whose clock is behind (or the same nanosecond) commits later: a later stamp,
+    # so a reader that already read up to the first write still finds it.
+    registry.record_states([_reading(ours[1], NOW, 1.0)], now_ns=NOW - 60 * NS)
+    registry.record_states([_reading(ours[2], NOW, 1.0)], now_ns=NOW)
+    later = registry.state_changes(None, after, None, 10, NOW)
+    assert [(c[0], c[4]) for c in later] == [("d0001", NOW + 1), ("d0002", NOW + 2)]
+    # A device rewritten moves forward, past where the reader got to, with its newest state.
+    registry.record_states([_reading(ours[0], NOW + NS, 2.0)], now_ns=NOW)
+    again = registry.state_changes(None, (later[-1][4], later[-1][0]), None, 10, NOW + NS)
+    assert [(c[0], c[3], c[4]) for c in again] == [("d0000", '{"pm25":2.0}', NOW + 3)]
+    # A retired device's changes are not read.
+    registry.retire(ours[1].device_id)
+    registry.record_states([_reading(ours[1], NOW + NS, 3.0)], now_ns=NOW)
+    assert registry.state_changes(None, (NOW + 3, "d0000"), None, 10, NOW + NS) == []
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _postgres_schema()
+
+
+def test_a_writer_that_commits_late_is_read_before_one_that_came_after(postgres_url: str) -> None:
+    # PostgreSQL: writers run side by side, with row locks. (SQLite lets one writer at a time
+    # into the database: commit order is stamp order there whatever the clock row does.)
+    with Registry(postgres_url) as registry:
+        registry.add_tenant(AMSTERDAM)
+        slow, quick = _device(1), _device(2)
+        registry.add_devices([slow, quick])
+        registry.record_states([_reading(slow, NOW, 1.0)], now_ns=NOW)
+        start = registry.change_position()
+        engine = create_engine(postgres_url)
+        blocker = engine.connect()
+        # Something else holds the slow device's row: the next writer of it takes its stamp,
+        # then waits for the row, its transaction open.
+        blocker.execute(text("SELECT 1 FROM device_state WHERE device_id = 'd0001' FOR UPDATE"))
+        writers = [
+            threading.Thread(
+                target=registry.record_states, args=([_reading(d, NOW + NS, 2.0)],),
+                kwargs={"now_ns": NOW + NS},
+            )
+            for d in (slow, quick)
+        ]  # fmt: skip
+        try:
+            writers[0].start()
+            time.sleep(0.5)  # the slow writer has its stamp and waits for the row
+            writers[1].start()
+            time.sleep(0.5)
+            # The writer that came after has not committed before the one holding an earlier
+            # stamp: a reader finds neither yet, rather than the later one alone.
+            assert writers[1].is_alive()
+            assert registry.state_changes(None, start, None, 10, NOW + NS) == []
+        finally:
+            blocker.rollback()
+            blocker.close()
+            for writer in writers:
+                writer.join(10)
+            engine.dispose()
+        changes = registry.state_changes(None, start, None, 10, NOW + NS)
+        assert [c[0] for c in changes] == ["d0001", "d0002"]
+        assert changes[0][4] < changes[1][4]
 
 
 def test_minute_counts_add_up_across_workers(registry: Registry) -> None:
