@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse
@@ -101,7 +101,10 @@ class ResponseHeaders:
             return
         path = str(scope["path"])
         if path == "/dashboard" or path.startswith("/dashboard/"):
-            csp, cache = CSP_DASHBOARD, None
+            # Kept, but asked again each time (a 304 by the file's ETag when unchanged): left to
+            # the browser's own guess from Last-Modified, an upgrade could meet a page that
+            # mixes old and new modules for hours.
+            csp, cache = CSP_DASHBOARD, "no-cache"
         elif path == "/v1/docs" or path.startswith("/v1/docs/"):
             csp, cache = CSP_DOCS, None
         else:
@@ -237,8 +240,18 @@ def create_app(config: ApiConfig) -> FastAPI:
     if (dashboard / "index.html").exists():
 
         @app.get("/dashboard", include_in_schema=False)
-        async def _dashboard() -> FileResponse:
-            return FileResponse(dashboard / "index.html")
+        async def _dashboard(request: Request) -> Response:
+            page = FileResponse(
+                dashboard / "index.html", stat_result=(dashboard / "index.html").stat()
+            )
+            # As StaticFiles does for the other files: the browser's copy still holds.
+            asked = {
+                tag.strip().removeprefix("W/")
+                for tag in request.headers.get("If-None-Match", "").split(",")
+            }
+            if page.headers["ETag"] in asked:
+                return Response(status_code=304, headers={"ETag": page.headers["ETag"]})
+            return page
 
         @app.get("/dashboard/config.json", include_in_schema=False)
         async def _dashboard_config() -> dict[str, str]:

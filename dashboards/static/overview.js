@@ -4,14 +4,12 @@
 // the overview never downloads it. Changes arrive by server-sent events (app.js).
 
 import { getJson, getPage } from "./api.js";
+import { PAGE_SIZE } from "./boot.js";
 import { drawChart } from "./chart.js";
 import { ago, dateTime, el, number, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
 import { DeviceMap, STATUS_SHAPES } from "./map.js";
 
-// Devices per page of the table; ?rows=N in the address for another (a wall screen, tests).
-const ROWS = Number(new URLSearchParams(location.search).get("rows"));
-export const PAGE_SIZE = Number.isInteger(ROWS) && ROWS >= 1 && ROWS <= 1000 ? ROWS : 100;
 const REASONS_EVERY_MS = 30e3; // the rejection reasons (/v1/fleet/activity) are asked for at most this often
 const STATUSES = ["online", "offline", "silent"];
 
@@ -77,10 +75,9 @@ export class Overview {
     document.getElementById("latest-note").focus();
   }
 
-  /** Ask for the first page of the whole table now (while the page starts). */
-  prefetch() {
-    this.prefetched = getPage("/v1/latest", { limit: PAGE_SIZE });
-    this.prefetched.catch(() => {}); // its error is reported by the drawing that uses it
+  /** The first page of the whole table, already asked for while the page started (boot.js). */
+  prefetch(page) {
+    this.prefetched = page;
   }
 
   /** Fetch the page shown from the server; an answer overtaken by a later request is dropped. */
@@ -138,11 +135,12 @@ export class Overview {
       el("td", { className: "num status-silent" }, number(g.silent))));
     document.querySelector("#fleet tbody").replaceChildren(...rows);
     this.renderWorst(summary.worst.silence);
-    this.renderActivity(summary.perMinute);
+    const chart = this.renderActivity(summary.perMinute);
     // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
     // changed): `devices` events carry a device only once its state has settled, and a device
     // that reports more often than that would otherwise never be updated here.
     if (!fresh) await this.loadPage();
+    await chart;
     if (!this.drawnOnce) {
       this.drawnOnce = true;
       // The bench measures from navigation start to this mark.
@@ -207,7 +205,7 @@ export class Overview {
   }
 
   /** Values stored and rejected per minute: a chart, with the same numbers as a table under it
-   * (drawChart's, opened by its summary). */
+   * (drawChart's, opened by its summary). Resolves once the chart is drawn. */
   renderActivity(perMinute) {
     const chart = document.getElementById("activity-chart");
     const readings = perMinute.map((m) => [Date.parse(m.minute) + 30e3, m.readings]);
@@ -219,7 +217,7 @@ export class Overview {
     document.getElementById("activity-note").textContent = t("overview.activityNote");
     chart.dataset.readings = String(perMinute.reduce((sum, m) => sum + m.readings, 0));
     const end = Date.now();
-    drawChart(chart, {
+    return drawChart(chart, {
       start: end - 3600e3,
       end,
       caption: t("overview.activityCaption"),

@@ -41,6 +41,19 @@ async def test_the_dashboard_reads_the_map_tiles_from_the_settings(
     assert "img-src 'self' data: https:" in answer.headers["Content-Security-Policy"]
 
 
+@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/app.js", "/dashboard/i18n/nl.json"])
+async def test_the_dashboard_files_are_kept_but_asked_again_and_unchanged_ones_cost_a_304(
+    http: httpx.AsyncClient, path: str
+) -> None:
+    first = await http.get(path)
+    assert first.status_code == 200
+    # Not a guess from Last-Modified: an upgraded page never runs with yesterday's modules.
+    assert first.headers["Cache-Control"] == "no-cache"
+    again = await http.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+
+
 def test_the_base_map_is_pdok_by_default_and_plain_on_request() -> None:
     assert ApiSettings().map_tiles == PDOK_BRT_TILES
     assert ApiSettings(map_tiles="").map_tiles == ""
