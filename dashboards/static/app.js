@@ -64,10 +64,13 @@ const ctx = {
   },
 };
 
-function banner(message) {
+/** Say something at the top of the page; `untilSettings`: it stays until the settings are
+ * closed again (a refused key), instead of going with the next refresh that works. */
+function banner(message, untilSettings = false) {
   const node = document.getElementById("banner");
   node.textContent = message ?? "";
   node.hidden = !message;
+  node.dataset.untilSettings = untilSettings && message ? "true" : "";
 }
 
 function showError(error) {
@@ -285,7 +288,7 @@ async function route() {
 }
 
 function updated() {
-  banner("");
+  if (!document.getElementById("banner").dataset.untilSettings) banner("");
   document.getElementById("updated").textContent = t("header.updated", { time: clock(Date.now()) });
   document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
 }
@@ -419,6 +422,7 @@ function openSettings() {
 }
 
 async function applySettings(choice) {
+  banner(""); // a refused key's message goes with the dialog that showed it
   const keyField = document.getElementById("api-key");
   const key = keyField.value.trim();
   keyField.value = "";
@@ -433,7 +437,7 @@ async function applySettings(choice) {
       state.askedForKey = false;
     } catch (error) {
       banner(t(error instanceof ApiError && (error.status === 401 || error.status === 429)
-        ? "error.keyRefused" : "error.signIn", { detail: error.message }));
+        ? "error.keyRefused" : "error.signIn", { detail: error.message }), true);
       openSettings();
       return;
     }

@@ -51,6 +51,7 @@ export class Overview {
   /** Forget the page shown (another tenant or identity): its rows go at once. */
   forget() {
     this.page = null;
+    this.pageKey = null;
     this.cursors = [null];
     this.pageNo = 0;
     this.pageTicket += 1;
@@ -93,7 +94,11 @@ export class Overview {
     this.prefetched = null;
     const first = !params.tenant && !params.kind && !params.cursor;
     const found = await (early && first ? early : getPage("/v1/latest", params));
-    if (ticket !== this.pageTicket || (!found.changed && this.page)) return;
+    // Unchanged (a 304) needs no drawing only when it is the page already shown: turning back
+    // to a page seen before is answered from the copy kept, and that copy must be drawn.
+    const key = JSON.stringify(params);
+    if (ticket !== this.pageTicket || (!found.changed && this.page && key === this.pageKey)) return;
+    this.pageKey = key;
     this.page = found.items;
     this.next = found.next;
     this.renderLatest();
