@@ -11,13 +11,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth, docs, open_access, openapi_rules, problems
 from api.config import API_VERSION, ApiConfig
+from api.dashboard_files import DashboardFiles
 from api.fleet import FleetCache
 from api.guard import RequestGuard
 from api.keys import KeyStore
@@ -238,27 +237,20 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     dashboard = config.dashboard_dir or DEFAULT_DASHBOARD
     if (dashboard / "index.html").exists():
+        files = DashboardFiles(dashboard)
 
         @app.get("/dashboard", include_in_schema=False)
         async def _dashboard(request: Request) -> Response:
-            page = FileResponse(
-                dashboard / "index.html", stat_result=(dashboard / "index.html").stat()
-            )
-            # As StaticFiles does for the other files: the browser's copy still holds.
-            asked = {
-                tag.strip().removeprefix("W/")
-                for tag in request.headers.get("If-None-Match", "").split(",")
-            }
-            if page.headers["ETag"] in asked:
-                return Response(status_code=304, headers={"ETag": page.headers["ETag"]})
-            return page
+            return files.answer(request, "index.html")
 
         @app.get("/dashboard/config.json", include_in_schema=False)
         async def _dashboard_config() -> dict[str, str]:
             # What the page needs from the settings before it asks the API anything.
             return {"mapTiles": config.map_tiles, "mapAttribution": config.map_attribution}
 
-        app.mount("/dashboard/", StaticFiles(directory=dashboard), name="dashboard")
+        @app.get("/dashboard/{name:path}", include_in_schema=False)
+        async def _dashboard_file(request: Request, name: str) -> Response:
+            return files.answer(request, name)
 
     plain_openapi = app.openapi
 

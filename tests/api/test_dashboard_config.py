@@ -54,6 +54,43 @@ async def test_the_dashboard_files_are_kept_but_asked_again_and_unchanged_ones_c
     assert again.content == b""
 
 
+async def test_dashboard_files_come_gzipped_and_anew_once_changed_and_none_from_outside(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "static"
+    folder.mkdir()
+    (folder / "index.html").write_text("<!doctype html><title>x</title>")
+    script = folder / "app.js"
+    script.write_text("export const words = 1;\n" * 200)
+    (tmp_path / "secret.txt").write_text("not for the browser")
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    app = create_app(ApiConfig(url, InfluxConfig("http://[::1]:9"), dashboard_dir=folder))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            first = await http.get("/dashboard/app.js", headers={"Accept-Encoding": "gzip"})
+            assert first.headers["Content-Encoding"] == "gzip"
+            assert first.headers["Content-Type"].startswith("text/javascript")
+            assert first.text == script.read_text()  # httpx decompressed it
+            plain = await http.get("/dashboard/app.js", headers={"Accept-Encoding": "identity"})
+            assert "Content-Encoding" not in plain.headers
+            assert plain.text == script.read_text()
+
+            script.write_text("export const words = 2;\n" * 200)
+            again = await http.get(
+                "/dashboard/app.js", headers={"If-None-Match": first.headers["ETag"]}
+            )
+            assert again.status_code == 200
+            assert again.text == script.read_text()
+            assert again.headers["ETag"] != first.headers["ETag"]
+
+            for outside in ("/dashboard/..%2Fsecret.txt", "/dashboard/%2e%2e/secret.txt"):
+                refused = await http.get(outside)
+                assert refused.status_code == 404
+                assert "not for the browser" not in refused.text
+            assert (await http.get("/dashboard/missing.js")).status_code == 404
+
+
 def test_the_base_map_is_pdok_by_default_and_plain_on_request() -> None:
     assert ApiSettings().map_tiles == PDOK_BRT_TILES
     assert ApiSettings(map_tiles="").map_tiles == ""
