@@ -349,6 +349,11 @@ async function tick() {
         if (changed || !state.summary || !overview.page) await showSummary(body);
       } else if (!overview.page) {
         await showSummary(state.summary);
+      } else {
+        // The page shown, asked for again with If-None-Match (a 304 when none of its devices
+        // changed): the summary may stay the same for a minute and `devices` events come only
+        // once a change has settled, and the table should not wait for either.
+        await overview.loadPage();
       }
     } else if (state.view === "map") {
       const [{ body, changed }] = await Promise.all([
