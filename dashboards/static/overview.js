@@ -9,6 +9,7 @@ import { drawChart } from "./chart.js";
 import { ago, dateTime, el, number, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
 import { DeviceMap, STATUS_SHAPES } from "./map.js";
+import { leaflet } from "./vendor.js";
 
 const REASONS_EVERY_MS = 30e3; // the rejection reasons (/v1/fleet/activity) are asked for at most this often
 const STATUSES = ["online", "offline", "silent"];
@@ -150,6 +151,9 @@ export class Overview {
       this.drawnOnce = true;
       // The bench measures from navigation start to this mark.
       performance.mark("lantaarn:overview-drawn");
+      // Leaflet, which the overview did not wait for, once the page has nothing else to do:
+      // the map's first showing then need not fetch and run it.
+      (window.requestIdleCallback ?? setTimeout)(() => leaflet().catch(() => {}));
     }
     if (Date.now() - this.reasonsAt > REASONS_EVERY_MS) {
       this.reasonsAt = Date.now();
