@@ -241,6 +241,8 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     first = await _chart_points(page)
     # The chart's text alternative: a table of the same readings, opened on request.
     await page.click("#device-charts [data-metric=pm25] summary")
+    # The table is filled on the `toggle` event, which the browser fires in a task of its own.
+    await _until(page, "document.querySelector('#device-charts [data-metric=pm25] thead')")
     rows, points, head = await page.evaluate(
         """() => {
             const chart = document.querySelector('#device-charts [data-metric=pm25] .chart');
