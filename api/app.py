@@ -8,16 +8,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth, docs, open_access, openapi_rules, problems
 from api.config import API_VERSION, ApiConfig
+from api.dashboard_files import DashboardFiles
 from api.fleet import FleetCache
 from api.guard import RequestGuard
 from api.keys import KeyStore
@@ -103,7 +102,10 @@ class ResponseHeaders:
             return
         path = str(scope["path"])
         if path == "/dashboard" or path.startswith("/dashboard/"):
-            csp, cache = CSP_DASHBOARD, None
+            # Kept, but asked again each time (a 304 by the file's ETag when unchanged): left to
+            # the browser's own guess from Last-Modified, an upgrade could meet a page that
+            # mixes old and new modules for hours.
+            csp, cache = CSP_DASHBOARD, "no-cache"
         elif path == "/v1/docs" or path.startswith("/v1/docs/"):
             csp, cache = CSP_DOCS, None
         else:
@@ -239,17 +241,20 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     dashboard = config.dashboard_dir or DEFAULT_DASHBOARD
     if (dashboard / "index.html").exists():
+        files = DashboardFiles(dashboard)
 
         @app.get("/dashboard", include_in_schema=False)
-        async def _dashboard() -> FileResponse:
-            return FileResponse(dashboard / "index.html")
+        async def _dashboard(request: Request) -> Response:
+            return files.answer(request, "index.html")
 
         @app.get("/dashboard/config.json", include_in_schema=False)
         async def _dashboard_config() -> dict[str, str]:
             # What the page needs from the settings before it asks the API anything.
             return {"mapTiles": config.map_tiles, "mapAttribution": config.map_attribution}
 
-        app.mount("/dashboard/", StaticFiles(directory=dashboard), name="dashboard")
+        @app.get("/dashboard/{name:path}", include_in_schema=False)
+        async def _dashboard_file(request: Request, name: str) -> Response:
+            return files.answer(request, name)
 
     plain_openapi = app.openapi
 

@@ -61,7 +61,7 @@ def route_template(scope: Scope, root_path: str) -> str:
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    # A mount (the dashboard's static files) extends root_path by its own path.
+    # A mount (Swagger UI's files under /v1/docs) extends root_path by its own path.
     mounted = str(scope.get("root_path", ""))
     if mounted != root_path and mounted.startswith(root_path):
         return f"{mounted[len(root_path) :]}/{{path}}"

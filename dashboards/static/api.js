@@ -49,6 +49,11 @@ export async function currentSession() {
   return response.ok ? response.json() : null;
 }
 
+/** Whether an older version left a key in this browser (signInWithStoredKey trades it). */
+export function hasStoredKey() {
+  return localStorage.getItem(OLD_KEY_STORE) !== null;
+}
+
 /** A key an older version left in localStorage: sign in with it once and forget it. */
 export async function signInWithStoredKey() {
   const key = localStorage.getItem(OLD_KEY_STORE);

@@ -6,12 +6,13 @@ import {
   ApiError, capabilities, currentSession, forgetCopies, getJsonIfChanged, getJson, getPage, signIn,
   signInWithStoredKey, signOut,
 } from "./api.js";
+import * as boot from "./boot.js";
 import { Alerts, Completeness } from "./alerts.js";
 import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
 import { clock, dateTime, el, number, unitText } from "./format.js";
 import {
-  currentLanguage, has, loadLanguage, rememberLanguage, t, translatePage,
+  currentLanguage, has, rememberLanguage, t, translatePage,
 } from "./i18n.js";
 import { DeviceMap, STATUS_SHAPES } from "./map.js";
 import { Overview, statusBadge } from "./overview.js";
@@ -24,8 +25,9 @@ const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#b26a00
 const query = new URLSearchParams(location.search);
 // `identity` counts sign-ins and sign-outs: an answer asked for under an earlier count was
 // meant for someone else (it may show tenants the new session may not see) and is dropped.
-// The catalogue first: every view below writes its texts from it.
-await loadLanguage();
+// The catalogue first: every view below writes its texts from it. boot.js asked for it (and for
+// the overview's data) as the page started; this waits for that same request.
+await boot.language;
 translatePage();
 
 const state = {
@@ -46,6 +48,7 @@ function refreshSeconds() {
 const ctx = {
   kinds: new Map(),
   capsReady: Promise.resolve(), // resolves once `caps` is known
+  configReady: Promise.resolve(), // resolves once the map's base layer setting is known
   caps: {
     rejections: false, aggregates: false, activity: false, commands: false, schedules: false,
     alerts: false, completeness: false,
@@ -61,10 +64,13 @@ const ctx = {
   },
 };
 
-function banner(message) {
+/** Say something at the top of the page; `untilSettings`: it stays until the settings are
+ * closed again (a refused key), instead of going with the next refresh that works. */
+function banner(message, untilSettings = false) {
   const node = document.getElementById("banner");
   node.textContent = message ?? "";
   node.hidden = !message;
+  node.dataset.untilSettings = untilSettings && message ? "true" : "";
 }
 
 function showError(error) {
@@ -112,7 +118,7 @@ function legendEntry(colour, shape, text) {
 }
 
 function renderMap() {
-  if (!state.points) return;
+  if (!state.points || !deviceMap.map) return;
   const choice = document.getElementById("colour-by").value;
   const legend = document.getElementById("legend");
   let devices = state.mapDevices;
@@ -152,7 +158,7 @@ function renderMap() {
     gradient.style.background = `linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})`;
     legend.replaceChildren(el("span", {}, `${number(lo)} ${unit}`), gradient, el("span", {}, `${number(hi)} ${unit}`), ...shapes);
   }
-  deviceMap.setDevices(devices, colours, choice);
+  deviceMap.setDevices(devices, colours, choice).catch(showError);
   document.getElementById("map-note").textContent =
     t(deviceMap.tileUrl ? "map.note" : "map.notePlain", { n: number(devices.length) });
   renderAreaDevices(devices);
@@ -266,6 +272,9 @@ async function route() {
       updated();
     } else if (parts[0] === "map") {
       show("map");
+      // Leaflet and the map's base layer setting, the first time the map is shown.
+      await Promise.all([deviceMap.ready(), ctx.configReady]);
+      if (state.view !== "map") return; // left again while Leaflet loaded
       deviceMap.redraw();
       renderMap();
       await tick();
@@ -279,7 +288,7 @@ async function route() {
 }
 
 function updated() {
-  banner("");
+  if (!document.getElementById("banner").dataset.untilSettings) banner("");
   document.getElementById("updated").textContent = t("header.updated", { time: clock(Date.now()) });
   document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
 }
@@ -340,9 +349,15 @@ async function tick() {
         if (changed || !state.summary || !overview.page) await showSummary(body);
       } else if (!overview.page) {
         await showSummary(state.summary);
+      } else {
+        // The page shown, asked for again with If-None-Match (a 304 when none of its devices
+        // changed): the summary may stay the same for a minute and `devices` events come only
+        // once a change has settled, and the table should not wait for either.
+        await overview.loadPage();
       }
     } else if (state.view === "map") {
-      const { body, changed } = await getJsonIfChanged("/v1/map/points", { tenant: ctx.tenant() });
+      const [{ body, changed }] = await Promise.all([
+        getJsonIfChanged("/v1/map/points", { tenant: ctx.tenant() }), deviceMap.ready()]);
       if (identity !== state.identity) return;
       if (changed || !state.points) {
         state.points = body;
@@ -412,6 +427,7 @@ function openSettings() {
 }
 
 async function applySettings(choice) {
+  banner(""); // a refused key's message goes with the dialog that showed it
   const keyField = document.getElementById("api-key");
   const key = keyField.value.trim();
   keyField.value = "";
@@ -426,7 +442,7 @@ async function applySettings(choice) {
       state.askedForKey = false;
     } catch (error) {
       banner(t(error instanceof ApiError && (error.status === 401 || error.status === 429)
-        ? "error.keyRefused" : "error.signIn", { detail: error.message }));
+        ? "error.keyRefused" : "error.signIn", { detail: error.message }), true);
       openSettings();
       return;
     }
@@ -494,24 +510,24 @@ async function main() {
   document.getElementById("view-area").addEventListener("click", () => chooseArea(deviceMap.bounds()));
   document.getElementById("clear-area").addEventListener("click", () => chooseArea(null));
   // The server names the base map (PDOK by default); this browser's own choice goes first.
-  const served = await fetch("/dashboard/config.json").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
-  ctx.mapTiles = served.mapTiles ?? "";
-  ctx.mapAttribution = served.mapAttribution ?? "";
-  applyTiles();
+  // Only the map needs it: nothing waits for it but the map's first showing.
+  ctx.configReady = boot.config.then((served) => {
+    ctx.mapTiles = served.mapTiles ?? "";
+    ctx.mapAttribution = served.mapAttribution ?? "";
+    applyTiles();
+  });
   window.addEventListener("hashchange", route);
   // Read-only handles for tests and for debugging from the console.
   window.lantaarn = { map: deviceMap, state, ctx };
 
   await signInWithStoredKey();
-  // The summary and the table's first page are asked for at once, alongside the catalogue,
-  // instead of after it; the API's description (which optional resources it has) is not
-  // waited for by the overview's first drawing.
-  const view = location.hash.split("/")[1] ?? "";
-  const overviewFirst = ["", "overview"].includes(view);
-  if (overviewFirst) {
-    state.prefetched = getJsonIfChanged("/v1/summary");
-    state.prefetched.catch(() => {}); // its error is reported by the tick that uses it
-    overview.prefetch();
+  // The summary and the table's first page were asked for as the page started (boot.js); the
+  // API's description (which optional resources it has) is not waited for by the overview's
+  // first drawing.
+  const overviewFirst = boot.overviewFirst;
+  if (overviewFirst && boot.summary) {
+    state.prefetched = boot.summary;
+    overview.prefetch(boot.firstPage);
   }
   ctx.capsReady = capabilities().then((caps) => {
     Object.assign(ctx.caps, caps);
@@ -520,7 +536,7 @@ async function main() {
       .filter(([, on]) => on).map(([name]) => name).join(" ");
   });
   try {
-    const catalogue = await getJson("/v1/device-kinds");
+    const catalogue = await (boot.kinds ?? getJson("/v1/device-kinds"));
     ctx.kinds = new Map(catalogue.map((k) => [k.name, k]));
   } catch (error) {
     showError(error);

@@ -1,12 +1,12 @@
 // Time series with uPlot (vendored by scripts/vendor-js.sh): lines, an optional min–max band,
 // bars, steps, and dashed reference lines (guideline values), on Amsterdam time. Every chart
 // has a text alternative: a table of the same data, filled when the reader opens it (a week of
-// readings is a long table nobody should pay for unasked).
-
-/* global uPlot */
+// readings is a long table nobody should pay for unasked). uPlot is loaded with the first chart
+// (vendor.js), not with the page.
 
 import { clock, dateTime, dayMonth, el, number, unitText } from "./format.js";
 import { TIME_ZONE, t } from "./i18n.js";
+import { uplot } from "./vendor.js";
 
 const MAX_ROWS = 2000;
 const REFERENCE = "#b71c1c";
@@ -42,7 +42,7 @@ function aligned(spec) {
   return { columns, series };
 }
 
-function uplotSeries(s) {
+function uplotSeries(uPlot, s) {
   const base = { label: s.label, stroke: s.color, width: 1.5, spanGaps: false, value: (u, v) => number(v) };
   if (s.band) return { ...base, width: 0.5, dash: [3, 3] };
   if (s.bars) return { ...base, fill: `${s.color}99`, paths: uPlot.paths.bars({ size: [0.8, 40] }), points: { show: false } };
@@ -53,10 +53,10 @@ function uplotSeries(s) {
 /**
  * Draw into `holder` (a block element that gets the chart and its table). `spec`: {start, end
  * (epoch ms), unit, caption, series: [{label, color, points: [[t, v]], band?: [[t, min, max]],
- * bars?: bool, step?: bool}], references: [{value, label}]}. Returns the number of points, also
- * kept in holder.dataset.points for tests.
+ * bars?: bool, step?: bool}], references: [{value, label}]}. Resolves to the number of points
+ * once the chart is drawn; the number is in holder.dataset.points (for tests) at once.
  */
-export function drawChart(holder, spec) {
+export async function drawChart(holder, spec) {
   const count = spec.series.reduce((n, s) => n + s.points.length, 0);
   holder.dataset.points = String(count);
   let plotArea = holder.querySelector(".plot");
@@ -69,6 +69,9 @@ export function drawChart(holder, spec) {
   }
   holder.spec = spec;
   holder.querySelector(".empty").textContent = count ? "" : t("chart.empty");
+  const uPlot = window.uPlot ?? await uplot();
+  // A newer drawing of the same holder started while uPlot was loading: it draws.
+  if (holder.spec !== spec) return count;
   const { columns, series } = aligned(spec);
   const unit = unitText(spec.unit);
   const references = (spec.references ?? []).filter((r) => {
@@ -101,7 +104,7 @@ export function drawChart(holder, spec) {
       values: (u, splits) => splits.map((seconds) => (spec.end - spec.start > 2 * 86400e3
         ? dayMonth(seconds * 1000) : clock(seconds * 1000))),
     }, { label: unit, size: 56, values: (u, values) => values.map((v) => number(v)) }],
-    series: [{ value: (u, seconds) => dateTime(seconds * 1000) }, ...series.map(uplotSeries)],
+    series: [{ value: (u, seconds) => dateTime(seconds * 1000) }, ...series.map((s) => uplotSeries(uPlot, s))],
     bands: series.filter((s) => s.band === "lo").map((s) => ({
       series: [s.column + 1, s.column], fill: `${s.color}22`,
     })),

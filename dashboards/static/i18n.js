@@ -18,14 +18,24 @@ export function wantedLanguage() {
   return asked in LANGUAGES ? asked : DEFAULT;
 }
 
-/** Load a language's catalogue and make it the page's (its `lang` attribute too). */
-export async function loadLanguage(wanted = wantedLanguage()) {
-  const response = await fetch(`/dashboard/i18n/${wanted}.json`, { headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(`/dashboard/i18n/${wanted}.json: ${response.status}`);
-  catalogue = await response.json();
-  language = wanted;
-  document.documentElement.lang = wanted;
-  return wanted;
+const fetching = new Map(); // language -> its catalogue, asked for once
+
+/** Load a language's catalogue and make it the page's (its `lang` attribute too). Asked for once
+ * per language: boot.js starts it, app.js waits for the same request. */
+export function loadLanguage(wanted = wantedLanguage()) {
+  if (!fetching.has(wanted)) {
+    fetching.set(wanted, fetch(`/dashboard/i18n/${wanted}.json`, { headers: { Accept: "application/json" } })
+      .then((response) => {
+        if (!response.ok) throw new Error(`/dashboard/i18n/${wanted}.json: ${response.status}`);
+        return response.json();
+      }));
+  }
+  return fetching.get(wanted).then((words) => {
+    catalogue = words;
+    language = wanted;
+    document.documentElement.lang = wanted;
+    return wanted;
+  });
 }
 
 /** Remember a language for the next visit. */

@@ -1,25 +1,25 @@
-// The device map: Leaflet, with the devices clustered in the browser by supercluster (both
-// vendored by scripts/vendor-js.sh), over a
-// tile server's base map (by default PDOK's BRT-Achtergrondkaart, set by the API's settings) or,
-// without one, a plain background that needs no network, which is what an operations room
-// without internet access and the tests have. Every device marker carries its status as a shape
-// and in its name, not in colour alone, and is in the tab order; clusters say how many devices
-// they hold and the worst status among them.
+// The device map: Leaflet, with the devices clustered by supercluster (both vendored by
+// scripts/vendor-js.sh, and loaded only when the map is first shown), over a tile server's base
+// map (by default PDOK's BRT-Achtergrondkaart, set by the API's settings) or, without one, a
+// plain background that needs no network, which is what an operations room without internet
+// access and the tests have. Every device marker carries its status as a shape and in its name,
+// not in colour alone, and is in the tab order; clusters say how many devices they hold and the
+// worst status among them.
 //
 // City scale: the map gets every device once as compact columns (/v1/map/points: positions,
-// statuses, kinds), indexes them with supercluster (a k-d tree per zoom level, built in well
-// under a second for 150,000 points), and keeps on the map only the clusters and devices in
-// view: a few hundred elements whatever the size of the fleet. Leaflet.markercluster, which
-// this replaces, made a marker object per device and took ~6 s to show 50,000.
+// statuses, kinds), indexes them with supercluster (a k-d tree per zoom level) in a worker
+// (cluster-worker.js: ~1 s of work for 150,000 devices that would otherwise hold up the page),
+// and keeps on the map only the clusters and devices in view: a few hundred elements whatever
+// the size of the fleet. When the browser cannot start the worker, the index is built on the
+// page instead (same code, cluster-index.js).
 
-/* global L, Supercluster */
-
+import { CLUSTER_MAX_ZOOM, ClusterIndex } from "./cluster-index.js";
 import { t } from "./i18n.js";
+import { leaflet, supercluster } from "./vendor.js";
 
 export const STATUS_SHAPES = { online: "●", offline: "■", silent: "▲" };
 // Worst first: a cluster shows the worst status it holds.
 const SEVERITY = ["offline", "silent", "online"];
-const CLUSTER_MAX_ZOOM = 17; // beyond it every device is shown on its own
 
 function iconElement(className, shape, colour, text) {
   const node = document.createElement("span");
@@ -38,68 +38,174 @@ function iconElement(className, shape, colour, text) {
   return node;
 }
 
+/** The cluster index of the devices shown: in the map's worker, or on the page when no worker
+ * can be started (or it fails); every question is answered asynchronously either way. */
+class Clusters {
+  constructor(onWhere) {
+    this.onWhere = onWhere; // told "worker" or "page"
+    this.waiting = new Map(); // request id -> {done, fail, message}
+    this.nextId = 1;
+    this.columns = null;
+    this.local = null; // a promise of the ClusterIndex on the page, when it is built here
+    try {
+      this.worker = new Worker(new URL("./cluster-worker.js", import.meta.url), { type: "module" });
+      this.worker.addEventListener("message", ({ data }) => this._answered(data));
+      // The module did not load or threw: the page takes over what was asked.
+      this.worker.addEventListener("error", (event) => {
+        event.preventDefault();
+        this._fallBack();
+      });
+      onWhere("worker");
+    } catch {
+      this.worker = null;
+      onWhere("page");
+    }
+  }
+
+  /** Index these columns ({lon, lat, worst, colour}, see cluster-index.js); resolves once done. */
+  load(columns) {
+    this.columns = columns;
+    this.local = null;
+    return this._ask({ op: "load", columns });
+  }
+
+  clusters(bbox, zoom) {
+    return this._ask({ op: "clusters", bbox, zoom });
+  }
+
+  expansionZoom(cluster) {
+    return this._ask({ op: "expansion", cluster });
+  }
+
+  _ask(message) {
+    if (!this.worker) return this._onPage(message);
+    const id = this.nextId;
+    this.nextId += 1;
+    return new Promise((done, fail) => {
+      this.waiting.set(id, { done, fail, message });
+      this.worker.postMessage({ ...message, id });
+    });
+  }
+
+  _answered({ id, result, error }) {
+    const asked = this.waiting.get(id);
+    if (!asked) return;
+    this.waiting.delete(id);
+    if (error === undefined) asked.done(result);
+    else asked.fail(new Error(error));
+  }
+
+  _fallBack() {
+    this.worker?.terminate();
+    this.worker = null;
+    this.onWhere("page");
+    const pending = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const { done, fail, message } of pending) this._onPage(message).then(done, fail);
+  }
+
+  async _onPage(message) {
+    if (!this.local && this.columns) {
+      const columns = this.columns;
+      this.local = supercluster().then((Supercluster) => new ClusterIndex(Supercluster, columns));
+    }
+    const index = await this.local;
+    if (message.op === "load") return this.columns.lon.length;
+    if (message.op === "clusters") return index ? index.clusters(message.bbox, message.zoom) : [];
+    return index.expansionZoom(message.cluster);
+  }
+}
+
 export class DeviceMap {
-  /** `onPick(deviceId)` is called when a device's marker is chosen (click, Enter or Space). */
+  /** `onPick(deviceId)` is called when a device's marker is chosen (click, Enter or Space).
+   * Nothing is drawn until `ready()` (the map view's first showing) has loaded Leaflet. */
   constructor(element, onPick, describe) {
     this.element = element;
     this.onPick = onPick;
     this.describe = describe; // device -> its accessible name
     this.devices = []; // the devices shown: {deviceId, name, tenant, kind, status, location}
-    this.index = null;
+    this.colours = [];
+    this.clusters = null; // the index (a Clusters), once the map is shown
+    this.loaded = null; // a promise: the index holds the devices shown
     this.shown = new Map(); // key ("c<cluster id>" or "p<device index>") -> marker on the map
-    this.layer = L.layerGroup();
     this.tileUrl = "";
+    this.attribution = "";
     this.tiles = null;
     this.area = null;
     this.areaLayer = null;
     this.fitted = false;
-    this.map = L.map(element, {
-      zoomSnap: 0.5, minZoom: 2, maxZoom: 19, worldCopyJump: true, attributionControl: true,
-    });
-    this.map.attributionControl.setPrefix(false);
-    this.map.setView([52.2, 5.3], 7); // the Netherlands, until the devices are known
-    this.layer.addTo(this.map);
-    this.map.on("moveend", () => this._draw());
-    new ResizeObserver(() => this.map.invalidateSize()).observe(element);
+    this.map = null; // the Leaflet map, once ready
+    this.drawTicket = 0;
   }
 
-  /** The devices to show (objects as above) and one CSS colour each (same order). */
-  setDevices(devices, colours, colourScheme = "status") {
+  /** Load Leaflet and make the map (once); resolves to this map. */
+  ready() {
+    this.making ??= leaflet().then((L) => {
+      this.layer = L.layerGroup();
+      this.map = L.map(this.element, {
+        zoomSnap: 0.5, minZoom: 2, maxZoom: 19, worldCopyJump: true, attributionControl: true,
+      });
+      this.map.attributionControl.setPrefix(false);
+      this.map.setView([52.2, 5.3], 7); // the Netherlands, until the devices are known
+      this.layer.addTo(this.map);
+      this.map.on("moveend", () => this._draw());
+      new ResizeObserver(() => this.map.invalidateSize()).observe(this.element);
+      this.clusters = new Clusters((where) => {
+        this.element.dataset.clusters = where; // for tests and a look from the console
+      });
+      this.setTileUrl(this.tileUrl, this.attribution);
+      if (this.area) this.setArea(this.area);
+      return this;
+    });
+    return this.making;
+  }
+
+  /** The devices to show (objects as above) and one CSS colour each (same order); after
+   * `ready()`. Resolves once they are drawn. */
+  async setDevices(devices, colours, colourScheme = "status") {
     this.devices = devices;
-    const features = new Array(devices.length);
-    for (let i = 0; i < devices.length; i += 1) {
-      const [lon, lat] = devices[i].location.coordinates;
-      features[i] = { type: "Feature", geometry: { type: "Point", coordinates: [lon, lat] }, properties: { i } };
-    }
     this.colours = colours;
-    this.index = new Supercluster({
-      radius: 60,
-      maxZoom: CLUSTER_MAX_ZOOM,
-      map: ({ i }) => ({ worst: SEVERITY.indexOf(devices[i].status), colour: colours[i] ?? "#555" }),
-      reduce: (into, from) => {
-        if (from.worst < into.worst) {
-          into.worst = from.worst;
-          into.colour = from.colour;
-        }
-      },
-    }).load(features);
     this.colourScheme = colourScheme;
-    if ((!this.fitted || this.fitWanted) && devices.length) {
+    // Columns for the index: positions, the status's rank and the colour as a palette index.
+    const n = devices.length;
+    const lon = new Float64Array(n);
+    const lat = new Float64Array(n);
+    const worst = new Uint8Array(n);
+    const colour = new Uint32Array(n);
+    const palette = new Map();
+    this.palette = [];
+    for (let i = 0; i < n; i += 1) {
+      [lon[i], lat[i]] = devices[i].location.coordinates;
+      const rank = SEVERITY.indexOf(devices[i].status);
+      worst[i] = rank < 0 ? SEVERITY.length : rank;
+      const c = colours[i] ?? "#555";
+      let k = palette.get(c);
+      if (k === undefined) {
+        k = this.palette.length;
+        palette.set(c, k);
+        this.palette.push(c);
+      }
+      colour[i] = k;
+    }
+    this.loaded = this.clusters.load({ lon, lat, worst, colour });
+    if ((!this.fitted || this.fitWanted) && n) {
       this.fitted = true;
-      this.fit(); // draws
+      await this.fit(); // draws
     } else {
-      this._draw();
+      await this._draw();
     }
   }
 
   /** The base map: an XYZ tile URL, or "" for the plain map. */
   setTileUrl(url, attribution = "") {
     this.tileUrl = url;
+    this.attribution = attribution;
+    this.element.classList.toggle("plain", !url);
+    if (!this.map) return; // applied once the map is made
     if (this.tiles) this.map.removeLayer(this.tiles);
     this.tiles = null;
-    this.element.classList.toggle("plain", !url);
     if (url) {
-      this.tiles = L.tileLayer(url, { maxZoom: 19, attribution, crossOrigin: false });
+      this.tiles = window.L.tileLayer(url, { maxZoom: 19, attribution, crossOrigin: false });
       this.tiles.addTo(this.map);
     }
   }
@@ -107,6 +213,7 @@ export class DeviceMap {
   /** Zoom and centre so every device is in view (once they are known, if they are not yet). */
   fit() {
     this.fitWanted = !this.devices.length;
+    if (!this.map) return Promise.resolve();
     let [w, s, e, n] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const d of this.devices) {
       const [lon, lat] = d.location.coordinates;
@@ -116,12 +223,13 @@ export class DeviceMap {
       if (lat > n) n = lat;
     }
     if (w <= e) this.map.fitBounds([[s, w], [n, e]], { padding: [20, 20], maxZoom: 17, animate: false });
-    this._draw();
+    return this._draw();
   }
 
   redraw() {
+    if (!this.map) return Promise.resolve();
     this.map.invalidateSize();
-    this._draw();
+    return this._draw();
   }
 
   /** What the map shows: [minLon, minLat, maxLon, maxLat] in degrees. */
@@ -134,17 +242,19 @@ export class DeviceMap {
   /** Choose an area ([w, s, e, n] degrees, or null for none) and draw it. */
   setArea(area) {
     this.area = area;
+    if (!this.map) return; // drawn once the map is made
     if (this.areaLayer) this.map.removeLayer(this.areaLayer);
     this.areaLayer = null;
     if (area) {
       const [w, s, e, n] = area;
-      this.areaLayer = L.rectangle([[s, w], [n, e]], { color: "#154273", weight: 2, fill: false, interactive: false });
+      this.areaLayer = window.L.rectangle([[s, w], [n, e]], { color: "#154273", weight: 2, fill: false, interactive: false });
       this.areaLayer.addTo(this.map);
     }
   }
 
   /** Start drawing an area with the pointer; `done(area)` gets [w, s, e, n]. */
   drawArea(done) {
+    const L = window.L;
     const map = this.map;
     map.dragging.disable();
     this.element.classList.add("drawing");
@@ -176,39 +286,55 @@ export class DeviceMap {
   }
 
   /** Zoom until a device's own marker shows, then call `then(element)`; for tests and links. */
-  reveal(deviceId, then) {
+  async reveal(deviceId, then) {
     const i = this.devices.findIndex((d) => d.deviceId === deviceId);
-    if (i < 0) return;
+    if (i < 0 || !this.map) return;
     const [lon, lat] = this.devices[i].location.coordinates;
     this.map.setView([lat, lon], CLUSTER_MAX_ZOOM + 1, { animate: false });
-    this._draw();
+    await this._draw();
     then?.(this.shown.get(`p${i}`)?.getElement());
   }
 
   /** Put the clusters and devices in view (and a margin) on the map, reusing the markers that
-   * stay: replacing a marker's element would take the keyboard focus away from it. */
+   * stay: replacing a marker's element would take the keyboard focus away from it. The index
+   * answers asynchronously; when the view changed again meanwhile, only the newest answer is
+   * drawn. Resolves once this view (or a newer one) is drawn. */
   _draw() {
-    if (!this.index) return;
+    const drawing = this._drawOnce();
+    this.newestDraw = drawing;
+    return drawing;
+  }
+
+  async _drawOnce() {
+    if (!this.map || !this.loaded) return;
+    this.drawTicket += 1;
+    const ticket = this.drawTicket;
     const zoom = Math.floor(this.map.getZoom());
     const b = this.map.getBounds().pad(0.25);
     const west = Math.max(-180, b.getWest());
     const east = Math.min(180, b.getEast());
-    const found = this.index.getClusters([west, Math.max(-85, b.getSouth()), east, Math.min(85, b.getNorth())], zoom);
+    const bbox = [west, Math.max(-85, b.getSouth()), east, Math.min(85, b.getNorth())];
+    const loaded = this.loaded;
+    await loaded;
+    const found = await this.clusters.clusters(bbox, zoom);
+    // A newer view or newer devices asked meanwhile: theirs is drawn, not this one.
+    if (ticket !== this.drawTicket || loaded !== this.loaded) {
+      await this.newestDraw;
+      return;
+    }
     const view = this.map.getBounds();
     const wanted = new Set();
     let drawn = 0;
-    for (const feature of found) {
-      const [lon, lat] = feature.geometry.coordinates;
-      const p = feature.properties;
-      const key = p.cluster ? `c${p.cluster_id}` : `p${p.i}`;
-      const n = p.cluster ? p.point_count : 1;
-      if (view.contains([lat, lon])) drawn += n;
+    for (const item of found) {
+      const key = item.cluster !== null ? `c${item.cluster}` : `p${item.i}`;
+      const n = item.n;
+      if (view.contains([item.lat, item.lon])) drawn += n;
       wanted.add(key);
-      const status = p.cluster ? SEVERITY[p.worst] : this.devices[p.i].status;
-      const colour = p.cluster ? p.colour : this.colours[p.i] ?? "#555";
-      const title = p.cluster
+      const status = item.cluster !== null ? SEVERITY[item.worst] : this.devices[item.i].status;
+      const colour = item.cluster !== null ? this.palette[item.colour] : this.colours[item.i] ?? "#555";
+      const title = item.cluster !== null
         ? t("map.cluster", { n, status: t(`status.${status}`) })
-        : this.describe(this.devices[p.i]);
+        : this.describe(this.devices[item.i]);
       const look = `${status} ${colour} ${title}`;
       let marker = this.shown.get(key);
       if (marker && marker.look === look) continue;
@@ -225,7 +351,7 @@ export class DeviceMap {
         marker.look = look;
         continue;
       }
-      marker = p.cluster ? this._clusterMarker(feature, status, colour, title) : this._deviceMarker(p.i, status, colour, title);
+      marker = item.cluster !== null ? this._clusterMarker(item, status, colour, title) : this._deviceMarker(item.i, status, colour, title);
       marker.look = look;
       this.shown.set(key, marker);
       this.layer.addLayer(marker);
@@ -237,9 +363,12 @@ export class DeviceMap {
       }
     }
     this.element.dataset.drawn = String(drawn);
+    // How many drawings finished: for the bench and tests, which wait for the next one.
+    this.element.dataset.draws = String(Number(this.element.dataset.draws ?? 0) + 1);
   }
 
   _deviceMarker(i, status, colour, title) {
+    const L = window.L;
     const [lon, lat] = this.devices[i].location.coordinates;
     const icon = L.divIcon({
       className: `device-marker status-${status}`,
@@ -256,21 +385,21 @@ export class DeviceMap {
     return marker;
   }
 
-  _clusterMarker(feature, status, colour, title) {
-    const [lon, lat] = feature.geometry.coordinates;
-    const p = feature.properties;
+  _clusterMarker(item, status, colour, title) {
+    const L = window.L;
     const icon = L.divIcon({
       className: `device-cluster status-${status}`,
-      html: iconElement("cluster", STATUS_SHAPES[status], colour, String(p.point_count)),
+      html: iconElement("cluster", STATUS_SHAPES[status], colour, String(item.n)),
       iconSize: [40, 40],
     });
     // Its accessible name (Leaflet's `title`): how many devices and the worst status.
-    const marker = L.marker([lat, lon], { icon, title, keyboard: true });
-    marker.on("click keypress", (event) => {
+    const marker = L.marker([item.lat, item.lon], { icon, title, keyboard: true });
+    marker.on("click keypress", async (event) => {
       const key = event.originalEvent?.key;
       if (event.type === "keypress" && key !== "Enter" && key !== " ") return;
-      const zoom = Math.min(this.index.getClusterExpansionZoom(p.cluster_id), CLUSTER_MAX_ZOOM + 1);
-      this.map.setView([lat, lon], zoom, { animate: false });
+      const zoom = Math.min(await this.clusters.expansionZoom(item.cluster), CLUSTER_MAX_ZOOM + 1);
+      this.map.setView([item.lat, item.lon], zoom, { animate: false });
+      await this._draw();
       // The keyboard stays with the map: on the first marker drawn at the new zoom.
       if (event.type === "keypress") this.layer.getLayers()[0]?.getElement()?.focus();
     });

@@ -4,14 +4,13 @@
 // the overview never downloads it. Changes arrive by server-sent events (app.js).
 
 import { getJson, getPage } from "./api.js";
+import { PAGE_SIZE } from "./boot.js";
 import { drawChart } from "./chart.js";
 import { ago, dateTime, el, number, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
 import { DeviceMap, STATUS_SHAPES } from "./map.js";
+import { leaflet } from "./vendor.js";
 
-// Devices per page of the table; ?rows=N in the address for another (a wall screen, tests).
-const ROWS = Number(new URLSearchParams(location.search).get("rows"));
-export const PAGE_SIZE = Number.isInteger(ROWS) && ROWS >= 1 && ROWS <= 1000 ? ROWS : 100;
 const REASONS_EVERY_MS = 30e3; // the rejection reasons (/v1/fleet/activity) are asked for at most this often
 const STATUSES = ["online", "offline", "silent"];
 
@@ -53,6 +52,7 @@ export class Overview {
   /** Forget the page shown (another tenant or identity): its rows go at once. */
   forget() {
     this.page = null;
+    this.pageKey = null;
     this.cursors = [null];
     this.pageNo = 0;
     this.pageTicket += 1;
@@ -77,10 +77,9 @@ export class Overview {
     document.getElementById("latest-note").focus();
   }
 
-  /** Ask for the first page of the whole table now (while the page starts). */
-  prefetch() {
-    this.prefetched = getPage("/v1/latest", { limit: PAGE_SIZE });
-    this.prefetched.catch(() => {}); // its error is reported by the drawing that uses it
+  /** The first page of the whole table, already asked for while the page started (boot.js). */
+  prefetch(page) {
+    this.prefetched = page;
   }
 
   /** Fetch the page shown from the server; an answer overtaken by a later request is dropped. */
@@ -96,7 +95,11 @@ export class Overview {
     this.prefetched = null;
     const first = !params.tenant && !params.kind && !params.cursor;
     const found = await (early && first ? early : getPage("/v1/latest", params));
-    if (ticket !== this.pageTicket || (!found.changed && this.page)) return;
+    // Unchanged (a 304) needs no drawing only when it is the page already shown: turning back
+    // to a page seen before is answered from the copy kept, and that copy must be drawn.
+    const key = JSON.stringify(params);
+    if (ticket !== this.pageTicket || (!found.changed && this.page && key === this.pageKey)) return;
+    this.pageKey = key;
     this.page = found.items;
     this.next = found.next;
     this.renderLatest();
@@ -141,15 +144,19 @@ export class Overview {
     document.querySelector("#fleet tbody").replaceChildren(...rows);
     this.renderWorst(summary.worst.silence);
     this.ctx.completeness?.renderLowest(summary.worst);
-    this.renderActivity(summary.perMinute);
+    const chart = this.renderActivity(summary.perMinute);
     // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
     // changed): `devices` events carry changes of state only, not devices added, renamed or
     // retired, nor a device turning silent without a change.
     if (!fresh) await this.loadPage();
+    await chart;
     if (!this.drawnOnce) {
       this.drawnOnce = true;
       // The bench measures from navigation start to this mark.
       performance.mark("lantaarn:overview-drawn");
+      // Leaflet, which the overview did not wait for, once the page has nothing else to do:
+      // the map's first showing then need not fetch and run it.
+      (window.requestIdleCallback ?? setTimeout)(() => leaflet().catch(() => {}));
     }
     if (Date.now() - this.reasonsAt > REASONS_EVERY_MS) {
       this.reasonsAt = Date.now();
@@ -210,7 +217,7 @@ export class Overview {
   }
 
   /** Values stored and rejected per minute: a chart, with the same numbers as a table under it
-   * (drawChart's, opened by its summary). */
+   * (drawChart's, opened by its summary). Resolves once the chart is drawn. */
   renderActivity(perMinute) {
     const chart = document.getElementById("activity-chart");
     const readings = perMinute.map((m) => [Date.parse(m.minute) + 30e3, m.readings]);
@@ -222,7 +229,7 @@ export class Overview {
     document.getElementById("activity-note").textContent = t("overview.activityNote");
     chart.dataset.readings = String(perMinute.reduce((sum, m) => sum + m.readings, 0));
     const end = Date.now();
-    drawChart(chart, {
+    return drawChart(chart, {
       start: end - 3600e3,
       end,
       caption: t("overview.activityCaption"),

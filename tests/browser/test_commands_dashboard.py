@@ -172,3 +172,27 @@ async def test_an_operator_commands_the_lamps_in_the_maps_view_and_watches_them_
     assert "to 6 lamps" in await page.inner_text("#group-note")
     assert await page.get_attribute("#group-bar", "value") == "6"
     assert tab.errors == []
+
+
+async def test_turning_back_to_a_page_seen_before_shows_that_page(
+    commanded: Commanded, tab: Tab
+) -> None:
+    """A page held in copy is answered 304 when asked again; it must still be drawn. (Here no
+    lamp reports, so every page stays the same: the copy is always current.)"""
+    page = tab.page
+    await tab.sign_in(commanded.viewer, commanded.base_url)
+    await page.goto(f"{commanded.base_url}/dashboard?refresh=1&lang=en&rows=2")
+    note = "document.getElementById('latest-note').textContent"
+    await _until(page, f"{note}.includes('1–2')")
+    first = await page.locator("#latest tbody tr").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.deviceId)"
+    )
+    await page.click("#next-page")
+    await _until(page, f"{note}.includes('3–4')")
+    await page.click("#previous-page")
+    await _until(page, f"{note}.includes('1–2')")
+    again = await page.locator("#latest tbody tr").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.deviceId)"
+    )
+    assert again == first == [d.device_id for d in LAMPS[:2]]
+    assert tab.errors == []

@@ -118,6 +118,8 @@ async def test_map_clusters_every_device_and_opens_one(live: Live, tab: Tab) -> 
             (n, icon) => n + (icon.classList.contains('device-cluster')
                 ? Number(icon.querySelector('.count').textContent) : 1), 0) === {FLEET_SIZE}""",
     )
+    # The clusters come from the map's worker, not from the page's own thread.
+    assert await page.get_attribute("#map", "data-clusters") == "worker"
     # Without a tile server (the tests have no network) the map is plain and says so.
     assert "no tiles" in await page.inner_text("#map-note")
     assert await page.locator("#map .leaflet-tile").count() == 0
@@ -149,6 +151,30 @@ async def test_map_clusters_every_device_and_opens_one(live: Live, tab: Tab) -> 
         page, f"location.hash === '#/device/{device_id}' && document.body.dataset.view === 'device'"
     )
     assert tab.errors == []
+
+
+async def test_the_map_clusters_on_the_page_when_its_worker_cannot_start(
+    live: Live, tab: Tab
+) -> None:
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+
+    async def refuse(route: Route) -> None:
+        await route.abort()
+
+    await page.context.route("**/dashboard/cluster-worker.js", refuse)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    assert await page.get_attribute("#map", "data-clusters") == "page"
+    # Still every device, alone or in a cluster, and one still opens by its marker.
+    device_id = live.device_of("noise").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    await page.click(f"#map .device-marker[title*='({device_id})']")
+    await _until(page, f"location.hash === '#/device/{device_id}'")
+    # The only complaint is the worker's script that was refused.
+    assert [e for e in tab.errors if "ERR_FAILED" not in e] == []
 
 
 async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab) -> None:
@@ -221,6 +247,8 @@ async def test_device_page_draws_charts_with_guidelines(live: Live, tab: Tab) ->
     first = await _chart_points(page)
     # The chart's text alternative: a table of the same readings, opened on request.
     await page.click("#device-charts [data-metric=pm25] summary")
+    # The table is filled on the `toggle` event, which the browser fires in a task of its own.
+    await _until(page, "document.querySelector('#device-charts [data-metric=pm25] thead')")
     rows, points, head = await page.evaluate(
         """() => {
             const chart = document.querySelector('#device-charts [data-metric=pm25] .chart');
@@ -381,6 +409,9 @@ async def test_signing_in_keeps_the_key_from_scripts_and_limits_the_view(
     await page.click("#save-settings")
     await _until(page, "document.getElementById('banner').textContent.includes('refused')")
     await page.wait_for_selector("#settings[open]")
+    # The page goes on refreshing every second; the message stays until the settings close.
+    await asyncio.sleep(2.5)
+    assert "refused" in await page.inner_text("#banner")
     await page.fill("#api-key", live.tenant_key)
     await page.click("#save-settings")
     tenant = live.fleet.tenants[0].code
