@@ -87,7 +87,7 @@ async def run(devices: int, flushes: int, callgrind: bool) -> None:
         per_device = spent / (flushes * len(lamps)) * 1e6
         print(
             f"{len(lamps)} devices, {flushes} flushes: {per_device:.1f} µs CPU per changed device"
-        )  # noqa: E501
+        )
 
 
 def main() -> None:
