@@ -30,6 +30,27 @@ KEEP_MINUTES_NS: Final = 2 * 3600 * 1_000_000_000  # per-minute counts kept this
 _BOOKKEEPING: Final = frozenset({"seq", "ts_assigned"})
 
 
+def _metrics(fields: Mapping[str, FieldValue]) -> dict[str, float]:
+    """A reading point's metric values: its numeric fields but the bookkeeping ones, as floats.
+
+    Per changed device per flush. The decoder makes every metric value a float, so one pass
+    keeping the floats is the answer unless something else than the bookkeeping fields was
+    left out; only then the general rule runs.
+    """
+    values = {name: value for name, value in fields.items() if type(value) is float}
+    if (
+        len(values) + ("seq" in fields) + ("ts_assigned" in fields) == len(fields)
+        and "seq" not in values
+        and "ts_assigned" not in values
+    ):
+        return values  # the fields left out are exactly the bookkeeping ones
+    return {
+        name: float(value)
+        for name, value in fields.items()
+        if name not in _BOOKKEEPING and isinstance(value, int | float)
+    }
+
+
 @dataclass(slots=True)
 class _Pending:
     """A device's newest point since the last flush, and how many points it had."""
@@ -108,13 +129,10 @@ class StateRecorder:
             owner = dict(key)
             tenant = owner.get("tenant", "")
             per_tenant[tenant] += pending.count
-            metrics = {
-                name: float(value)
-                for name, value in pending.fields.items()
-                if name not in _BOOKKEEPING and isinstance(value, int | float)
-            }
             updates.append(
-                ReadingUpdate(owner.get("device_id", ""), tenant, pending.time_ns, metrics)
+                ReadingUpdate(
+                    owner.get("device_id", ""), tenant, pending.time_ns, _metrics(pending.fields)
+                )
             )
         status_updates = [
             StatusUpdate(owner["device_id"], owner["tenant"], state, at)

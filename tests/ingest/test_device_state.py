@@ -96,6 +96,42 @@ async def test_the_newest_point_per_device_is_written_and_kept_through_a_failure
     assert list(store.minutes.values()) == [(4, 3)]
 
 
+async def test_a_flush_writes_every_numeric_field_but_the_bookkeeping_as_floats() -> None:
+    # The flush keeps the decoder's float values in one pass and falls back to the general
+    # rule when anything else is there: both must give the same metrics.
+    store = FlakyRegistry()
+    recorder = StateRecorder(store, clock=lambda: 1_800_000_000 * NS)  # type: ignore[arg-type]
+    cases: dict[str, dict[str, float | int | bool | str]] = {
+        "floats": {"pm25": 2.0, "pm10": 3.5, "seq": 7},
+        "assigned": {"pm25": 2.0, "ts_assigned": True},
+        "int": {"pm25": 2, "pm10": 3.5, "seq": 7},
+        "bool": {"pm25": 2.0, "door": True, "seq": 7},
+        "float seq": {"pm25": 2.0, "seq": 7.0},
+        "text": {"pm25": 2.0, "note": "x", "ts_assigned": True},
+        "float seq and text": {"pm25": 2.0, "seq": 7.0, "note": "x"},
+        "nothing numeric": {"seq": 1, "note": "x"},
+    }
+    recorder.note(
+        [
+            Point(raw_measurement("air_quality"), tags(tenant="GM0363", device_id=d), f, NS)
+            for d, f in cases.items()
+        ]
+    )
+    await recorder.flush()
+    written = {d: dict(store.readings[d].metrics) for d in cases}
+    assert written == {
+        "floats": {"pm25": 2.0, "pm10": 3.5},
+        "assigned": {"pm25": 2.0},
+        "int": {"pm25": 2.0, "pm10": 3.5},
+        "bool": {"pm25": 2.0, "door": 1.0},
+        "float seq": {"pm25": 2.0},
+        "text": {"pm25": 2.0},
+        "float seq and text": {"pm25": 2.0},
+        "nothing numeric": {},
+    }
+    assert all(type(v) is float for m in written.values() for v in m.values())
+
+
 async def test_workers_fill_the_store_that_latest_and_summary_answer_from(
     mosquitto: Mosquitto, influx: Influx, tmp_path: Path
 ) -> None:
