@@ -6,7 +6,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Generator, Iterator
+from collections import Counter
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
@@ -167,6 +168,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
     class ByWorkUnit(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+        def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+            # Schemathesis names each API operation's test alike; the scheduler keys tests by
+            # name, so without a count after the repeats it would run the first one only.
+            seen: Counter[str] = Counter()
+            unique = []
+            for nodeid in collection:
+                seen[nodeid] += 1
+                unique.append(nodeid if seen[nodeid] == 1 else f"{nodeid}#{seen[nodeid]}")
+            super().add_node_collection(node, unique)
+
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
