@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
+# The tests mostly wait on their services: four xdist workers keep two cores busy (tests/conftest.py
+# says which tests share a worker). TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 4
 
 .PHONY: demo test lint typecheck unit bench setup clean plugin
 
@@ -46,7 +49,7 @@ test: $(STAMP) $(JS_STAMP) plugin
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP) $(JS_STAMP) plugin
 	@bash scripts/system-deps.sh mosquitto influxdb

@@ -6,7 +6,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Generator, Iterator
+from collections import Counter
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
@@ -75,6 +76,113 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx]:
 def anyio_backend() -> str:
     """Async tests run on asyncio."""
     return "asyncio"
+
+
+# --- running on several xdist workers (make test: pytest -n 4) ---------------------------------
+#
+# Each worker is its own pytest session: its own Mosquitto and InfluxDB (session fixtures, on free
+# ports), its own temporary folder, its own PostgreSQL schemas. Tests are handed out a module at a
+# time, so a module's fixtures are built once; the browser tests share a package's live platform
+# and Chromium, so their package goes to one worker; the modules below share nothing but
+# function-scoped fixtures and are long, so their tests are handed out one at a time.
+PACKAGE_UNITS = ("tests/browser",)
+SPLIT_MODULES = (
+    "tests/ingest/test_faults.py",
+    "tests/ingest/test_scale_down.py",
+    "tests/ingest/test_command.py",
+    "tests/integration/test_demo.py",
+    "tests/integration/test_doctor.py",
+    "tests/broker/test_commands_mqtt.py",
+    "tests/timeseries/test_completeness.py",
+    "tests/broker/test_attacks.py",
+    "tests/devices/test_registry.py",
+    "tests/devices/test_schedule_store.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The tests that must run on one worker, named by their package, module or own id."""
+    module = nodeid.split("::", 1)[0]
+    for package in PACKAGE_UNITS:
+        if module.startswith(package + "/"):
+            return package
+    return nodeid if module in SPLIT_MODULES else module
+
+
+def _shared_fixture_scope(item: pytest.Item) -> str | None:
+    """Where the widest fixture `item` shares with other tests was declared: the package (its
+    folder) of a package-scoped one, else the module of a module- or class-scoped one."""
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    if fixtureinfo is None:
+        return None
+    module = item.nodeid.split("::", 1)[0]
+    found = None
+    for definitions in fixtureinfo.name2fixturedefs.values():
+        fixture = definitions[-1]  # the definition that applies to this test
+        if fixture.scope == "package":
+            return str(fixture.baseid or module)
+        if fixture.scope in ("module", "class"):
+            found = module
+    return found
+
+
+_MISPLACED: dict[str, str] = {}  # node id -> why it may not run on this worker
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test whose shared fixtures its work unit would split fails at once, and says why."""
+    if item.nodeid in _MISPLACED:
+        pytest.fail(_MISPLACED[item.nodeid], pytrace=False)
+
+
+def _long(item: pytest.Item) -> bool:
+    return (
+        item.get_closest_marker("slow") is not None
+        or item.get_closest_marker("browser") is not None
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: fail a test whose work unit would split a shared fixture, and put the
+    units with a slow test first (every worker sorts alike), so none starts at the end."""
+    if not hasattr(config, "workerinput"):
+        return
+    for item in items:
+        shared = _shared_fixture_scope(item)
+        unit = work_unit(item.nodeid)
+        if shared is not None and not (unit == shared or shared.startswith(unit + "/")):
+            _MISPLACED[item.nodeid] = (
+                f"it shares fixtures of {shared} but runs as part of {unit} under xdist: name "
+                "its package in PACKAGE_UNITS or drop its module from SPLIT_MODULES (conftest.py)"
+            )
+    slow_units = {work_unit(item.nodeid) for item in items if _long(item)}
+    items.sort(key=lambda item: work_unit(item.nodeid) not in slow_units)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent when xdist is not installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Hand out `work_unit`s in collection order (slow ones first, see above)."""
+    if config.getoption("dist") not in ("load", "loadscope", "loadgroup"):
+        return None  # --dist each, loadfile, worksteal: as xdist does them
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+        def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+            # Schemathesis names each API operation's test alike; the scheduler keys tests by
+            # name, so without a count after the repeats it would run the first one only.
+            seen: Counter[str] = Counter()
+            unique = []
+            for nodeid in collection:
+                seen[nodeid] += 1
+                unique.append(nodeid if seen[nodeid] == 1 else f"{nodeid}#{seen[nodeid]}")
+            super().add_node_collection(node, unique)
+
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return ByWorkUnit(config, log)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -138,6 +138,7 @@ def test_what_mqtt_forbids_is_malformed(data: bytes) -> None:
     assert raised.value.reason_code == 0x81
 
 
+@pytest.mark.slow
 @PANIC_NOISE
 @settings(max_examples=2000, deadline=None)
 @given(

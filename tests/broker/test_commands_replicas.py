@@ -49,6 +49,7 @@ def postgres_url() -> Iterator[str]:
         engine.dispose()
 
 
+@pytest.mark.slow
 async def test_two_replicas_share_the_outbox_and_the_answers(
     postgres_url: str, mosquitto: Mosquitto
 ) -> None:

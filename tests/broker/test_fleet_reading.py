@@ -52,6 +52,7 @@ def test_answers_split_at_every_byte_are_read_the_same() -> None:
         assert connection.refused == {0x87: 1}
 
 
+@pytest.mark.slow
 @PANIC_NOISE
 @settings(max_examples=1500, deadline=None)
 @given(

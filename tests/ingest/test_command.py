@@ -11,6 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from devices import DEVICE_KINDS, Registry
 from lantaarn.localstack import Influx, Mosquitto, private_mosquitto
 from tests.conftest import require_program
@@ -33,6 +35,7 @@ def environment(tmp_path: Path, broker_port: int, influx: Influx) -> dict[str, s
     }
 
 
+@pytest.mark.slow
 def test_workers_started_together_each_know_how_many_they_are(
     tmp_path: Path, mosquitto: Mosquitto, influx: Influx
 ) -> None:

@@ -160,6 +160,7 @@ def _plain(value: object) -> bool:
     return True
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(topic=topics, payload=payloads)
 def test_anything_a_device_sends_is_classified_never_raised(topic: str, payload: bytes) -> None:

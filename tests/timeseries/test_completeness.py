@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,6 +52,7 @@ def _arrays(streams: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.asarray(device), np.asarray(ts), np.asarray(seq)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(device_stream(), min_size=1, max_size=4))
 def test_only_dropped_readings_count_as_missing(streams: list[tuple[list[int], int]]) -> None:
@@ -64,6 +66,7 @@ def test_only_dropped_readings_count_as_missing(streams: list[tuple[list[int], i
     assert (counts.expected >= counts.received).all()
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(device_stream())
 def test_windows_add_up_to_the_whole(stream: tuple[list[int], int]) -> None:
