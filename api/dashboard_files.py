@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.etag import matches
+
 # As the API's GZip middleware: smaller answers are not worth compressing.
 _MINIMUM_GZIP_BYTES: Final = 1024
 _COMPRESSIBLE: Final = ("text/", "application/json", "image/svg+xml")
@@ -36,11 +38,6 @@ class _File:
     media_type: str
 
 
-def _tags(header: str) -> set[str]:
-    """The entity tags of an If-None-Match header (weak ones compared as strong: a GET)."""
-    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
-
-
 class DashboardFiles:
     """The files under one folder, answered from memory (GET); names outside it are 404."""
 
@@ -52,7 +49,7 @@ class DashboardFiles:
         """The file `name` (relative to the folder), gzip'd when the browser accepts it."""
         file = self._file(name)
         headers = {"ETag": file.etag, "Vary": "Accept-Encoding"}
-        if file.etag in _tags(request.headers.get("if-none-match", "")):
+        if matches(request, file.etag):
             return Response(status_code=304, headers=headers)
         body = file.body
         if file.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):

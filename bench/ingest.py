@@ -136,6 +136,22 @@ def publish(client: mqtt.Client, topic: str, payload: bytes) -> mqtt.MQTTMessage
         return info
 
 
+def publish_backlog(port: int, lamps: list[Device], messages: int) -> None:
+    """`messages` lamppost readings, an hour old, spread over `lamps`, published (QoS 1) and
+    acknowledged by the broker at `port` before this returns: a backlog for workers to drain."""
+    client = publisher(port, "bench-drain")
+    base_ms = time.time_ns() // 1_000_000 - 3_600_000
+    infos = []
+    for n in range(messages):
+        lamp = lamps[n % len(lamps)]
+        topic = f"lantaarn/v1/{lamp.tenant}/{lamp.device_id}/telemetry"
+        infos.append(publish(client, topic, lamppost_payload(n, base_ms + n)))
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
 async def stored_count(client: InfluxClient) -> int:
     result = await client.query('SELECT count("supply_voltage") FROM "raw"."lamppost"')
     return sum(int(s.values[0][1]) for s in result[0])
@@ -195,17 +211,7 @@ def drain(messages: int, devices: int, workers: int) -> dict[str, float]:
         pool = Workers(env, folder, workers)
         pool.start()  # creates the sessions and the shared subscription
         pool.stop()
-        client = publisher(broker.port, "bench-drain")
-        base_ms = time.time_ns() // 1_000_000 - 3_600_000
-        infos = []
-        for n in range(messages):
-            lamp = lamps[n % len(lamps)]
-            topic = f"lantaarn/v1/{lamp.tenant}/{lamp.device_id}/telemetry"
-            infos.append(publish(client, topic, lamppost_payload(n, base_ms + n)))
-        for info in infos:
-            info.wait_for_publish(60)
-        client.disconnect()
-        client.loop_stop()
+        publish_backlog(broker.port, lamps, messages)
         pool.start()
         started = time.monotonic()
         cpu_start = pool.cpu()

@@ -40,10 +40,8 @@ from pathlib import Path
 from bench.ingest import (
     TICKS,
     cpu_seconds,
-    lamppost_payload,
     lampposts,
-    publish,
-    publisher,
+    publish_backlog,
     services,
     stored_count,
 )
@@ -136,17 +134,7 @@ def drain(messages: int, devices: int, out: Path, tool: str) -> None:
         log_path = folder / "worker.log"
         worker = [sys.executable, "-m", "lantaarn", "ingest", "--index", "0"]
         stop(start(worker, env, log_path))  # the session and its shared subscription
-        client = publisher(broker.port, "bench-drain")
-        base_ms = time.time_ns() // 1_000_000 - 3_600_000
-        infos = []
-        for n in range(messages):
-            lamp = lamps[n % len(lamps)]
-            topic = f"lantaarn/v1/{lamp.tenant}/{lamp.device_id}/telemetry"
-            infos.append(publish(client, topic, lamppost_payload(n, base_ms + n)))
-        for info in infos:
-            info.wait_for_publish(60)
-        client.disconnect()
-        client.loop_stop()
+        publish_backlog(broker.port, lamps, messages)
         if tool == "none":
             process = start(worker, env, log_path)
         elif tool == "cprofile":

@@ -36,6 +36,19 @@ class Platform:
     stats: list[WorkerStats] = field(default_factory=list)
 
 
+async def api_live(http: httpx.AsyncClient, within_s: float = 15.0) -> None:
+    """Wait until the API `http` is pointed at answers `/v1/health/live` (TimeoutError after
+    `within_s`)."""
+    async with asyncio.timeout(within_s):
+        while True:
+            try:
+                if (await http.get("/v1/health/live")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+
+
 @asynccontextmanager
 async def running_platform(
     mosquitto: Mosquitto,
@@ -94,14 +107,7 @@ async def running_platform(
                 for ready in readies:
                     await ready.wait()
             async with httpx.AsyncClient(base_url=f"http://[::1]:{api_port}", timeout=30) as http:
-                async with asyncio.timeout(15):
-                    while True:
-                        try:
-                            if (await http.get("/v1/health/live")).status_code == 200:
-                                break
-                        except httpx.TransportError:
-                            pass
-                        await asyncio.sleep(0.05)
+                await api_live(http)
                 platform = Platform(registry, influx_config, broker, api_port, http, f"g{tag}")
                 try:
                     yield platform

@@ -18,6 +18,7 @@ from api import ApiConfig
 from devices import Registry
 from lantaarn.localstack import Influx
 from lantaarn.serve import bind_free, serve_api
+from tests.platform import api_live
 from timeseries import InfluxConfig
 
 pytestmark = pytest.mark.anyio
@@ -41,14 +42,7 @@ async def test_the_start_up_heap_is_out_of_full_collections_while_the_api_serves
     serving = asyncio.create_task(serve_api(config, ["::1"], port, stop, sockets=sockets))
     try:
         async with httpx.AsyncClient(base_url=f"http://[::1]:{port}", timeout=10) as http:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await http.get("/v1/health/live")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.05)
+            await api_live(http, within_s=30)
             for _ in range(200):  # frozen just after the server says it has started
                 if gc.get_freeze_count():
                     break

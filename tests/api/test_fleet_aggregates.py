@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from api.keys import KeyStore, Role
+from devices import Device
 from ingest.rollups import RollupConfig, RollupJob
 from lantaarn.localstack import Influx, Mosquitto
 from simulators import make_fleet
@@ -28,6 +29,22 @@ NS = 1_000_000_000
 HOUR = 3600 * NS
 
 
+def _noise_lines(
+    noise: list[Device], start_ns: int, *, every_s: int, steps: int, spread: int
+) -> list[str]:
+    """Readings of the noise meters every `every_s` seconds from `start_ns`, `steps` of them,
+    each device a second after the one before, its sound level varying by device (`spread`)."""
+    return [
+        line(
+            series_key("noise", {"tenant": d.tenant, "device_id": d.device_id}),
+            {"laeq": 40.0 + (n * spread + step * 3) % 50, "lamax": 80.0},
+            start_ns + step * every_s * NS + n * NS,
+        )
+        for n, d in enumerate(noise)
+        for step in range(steps)
+    ]
+
+
 async def test_whole_tenants_are_answered_from_fleet_rollups_and_stay_their_own(
     mosquitto: Mosquitto, influx: Influx, tmp_path: Path
 ) -> None:
@@ -36,15 +53,7 @@ async def test_whole_tenants_are_answered_from_fleet_rollups_and_stay_their_own(
     assert {d.tenant for d in noise} == {"GM0344", "GM0363"}
     now = time.time_ns()
     start_ns = now - now % HOUR - 3 * HOUR
-    lines = [
-        line(
-            series_key("noise", {"tenant": d.tenant, "device_id": d.device_id}),
-            {"laeq": 40.0 + (n * 7 + step * 3) % 50, "lamax": 80.0},
-            start_ns + step * 180 * NS + n * NS,
-        )
-        for n, d in enumerate(noise)
-        for step in range(40)  # two hours, every three minutes
-    ]
+    lines = _noise_lines(noise, start_ns, every_s=180, steps=40, spread=7)  # two hours
     async with running_platform(
         mosquitto, influx, tmp_path, fleet=fleet, anonymous_read=False
     ) as platform:
@@ -109,15 +118,7 @@ async def test_a_rebuilt_span_is_answered_from_fleet_rollups(
     noise = [d for d in fleet.devices if d.kind == "noise"]
     now = time.time_ns()
     start_ns = now - now % HOUR - 6 * HOUR
-    lines = [
-        line(
-            series_key("noise", {"tenant": d.tenant, "device_id": d.device_id}),
-            {"laeq": 40.0 + (n * 5 + step * 3) % 50, "lamax": 80.0},
-            start_ns + step * 600 * NS + n * NS,
-        )
-        for n, d in enumerate(noise)
-        for step in range(30)  # five hours, every ten minutes
-    ]
+    lines = _noise_lines(noise, start_ns, every_s=600, steps=30, spread=5)  # five hours
     async with running_platform(
         mosquitto, influx, tmp_path, fleet=fleet, anonymous_read=False
     ) as platform:
