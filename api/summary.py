@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from pydantic import Field
@@ -25,8 +26,10 @@ from pydantic import Field
 from api.etag import weak_etag
 from api.lowest_completeness import HourFigures, LowestCompleteness
 from api.schemas import Out
+from api.status_board import Silent, StatusBoard
 from api.timefmt import format_ns, now_ns
-from devices import Registry
+from devices import NotFound, Registry
+from devices.registry import StatusCount
 
 _NS: Final = 1_000_000_000
 _MINUTE_NS: Final = 60 * _NS
@@ -125,24 +128,34 @@ def compute(
     tenants: Sequence[str] | None,
     now: int,
     completeness: HourFigures | None = None,
+    statuses: tuple[list[StatusCount], list[Silent]] | None = None,
 ) -> SummaryOut:
     """The summary of the tenants (None: all) at `now` (ns), with the lowest-completeness
-    devices of `completeness`; blocking (run it in a thread)."""
-    counts = registry.status_counts(tenants, now)
-    silent = registry.most_silent(tenants, now, WORST)
+    devices of `completeness`; blocking (run it in a thread). `statuses`: the counts by status
+    and the longest silent as a status board has them, else they are read from the registry."""
+    if statuses is None:
+        counts = registry.status_counts(tenants, now)
+        silent: list[Silent] = [
+            (d.device_id, d.tenant, d.kind, last_ns, _ns_of(d.created_at))
+            for d, last_ns in registry.most_silent(tenants, now, WORST)
+        ]
+    else:
+        counts, silent = statuses
+        silent = [  # the board does not keep when devices were registered
+            s if s[3] is not None or s[4] is not None else (*s[:4], _registered(registry, s[0]))
+            for s in silent
+        ]
     first = now - now % _MINUTE_NS - (MINUTES - 1) * _MINUTE_NS
     minutes = registry.minute_counts(tenants, first)
     open_alerts = registry.alert_counts(tenants)
     worst = []
-    for device, last_ns in silent:
-        since = last_ns
-        if since is None and device.created_at is not None:
-            since = int(device.created_at.timestamp() * _NS)
+    for device_id, tenant, kind, last_ns, created_ns in silent:
+        since = last_ns if last_ns is not None else created_ns
         worst.append(
             SilentOut(
-                device_id=device.device_id,
-                tenant=device.tenant,
-                kind=device.kind,
+                device_id=device_id,
+                tenant=tenant,
+                kind=kind,
                 last_seen=format_ns(last_ns) if last_ns is not None else None,
                 silent_for_s=max(0, (now - since) // _NS) if since is not None else 0,
             )
@@ -196,6 +209,18 @@ def compute(
     )
 
 
+def _ns_of(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp() * _NS)
+
+
+def _registered(registry: Registry, device_id: str) -> int | None:
+    """When a device was registered (ns), None when it is not found."""
+    try:
+        return _ns_of(registry.device(device_id).created_at)
+    except NotFound:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """A computed summary: its JSON, and a weak ETag of everything but its time."""
@@ -230,8 +255,10 @@ class SummaryCache:
         self._locks: dict[tuple[str, ...] | None, asyncio.Lock] = {}
         self.computed = 0  # how many summaries were computed (for tests and benchmarks)
 
-    async def get(self, tenants: Sequence[str] | None) -> Summary:
-        """The summary of the tenants (None: all), at most `max_age_s` old."""
+    async def get(self, tenants: Sequence[str] | None, board: StatusBoard | None = None) -> Summary:
+        """The summary of the tenants (None: all), at most `max_age_s` old. `board`: the
+        tenants' status board (a change feed's), to count by status from once it has been
+        read, rather than from the registry."""
         key = None if tenants is None else tuple(sorted(set(tenants)))
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -240,7 +267,11 @@ class SummaryCache:
                 return kept
             figures = await self._completeness.current() if self._completeness else None
             started = time.monotonic()
-            out = await asyncio.to_thread(compute, self._registry, key, now_ns(), figures)
+            now = now_ns()
+            statuses = None
+            if board is not None and board.ready:  # in this loop: the board is the feed's
+                statuses = (board.counts(now), board.most_silent(now, WORST))
+            out = await asyncio.to_thread(compute, self._registry, key, now, figures, statuses)
             keep_s = max(self._max_age_s, (time.monotonic() - started) * self._cost_factor)
             self.computed += 1
             body = out.model_dump_json().encode()

@@ -24,14 +24,20 @@ it one after another from a locked row). A feed reads the changes after its posi
 (stamp, device id) order as soon as they are committed, and moves its position to the last one
 read: a write that commits later always has a later stamp, so none is skipped, and a device
 rewritten every half second is in the next event with its newest state (each write moves its
-row forward, past the feed's position, never out of its reach). A `devices` event's id is its
-last change's position (`<stamp>.<device id>`): a reconnecting browser gets exactly what was
-committed after it. A new stream starts after the last change committed when it opens.
+row forward, past the feed's position, never out of its reach). A `devices` event's id is the
+position of the last change read (`<stamp>.<device id>`): a reconnecting browser gets exactly
+what was committed after it. A new stream starts after the last change committed when it opens.
 
-What a change costs the API (bench/results/latest_scale.md): one row of an index range
-(`DeviceStates.state_changes`: five columns, the status decided in SQL, no Device or
-DeviceState made) and one JSON fragment written from it (the stored metrics embedded as
-stored, the time's text cached per second), no dict per device.
+Statuses: each feed keeps a status board of its tenant set (api/status_board.py), read when
+the feed starts (before its first stream's first summary) and kept current from the rows the
+feed reads. It decides each change's status (and leaves out retired devices) without a join,
+and the set's `summary` counts devices by status from it rather than by an aggregate query
+over all of them.
+
+What a change costs the API (bench/results/latest_scale.md): one row of an index range in
+(stamp, id) order (`DeviceStates.state_changes`, plain driver rows), a few array cells of the
+board, and one JSON fragment written from it (the stored metrics embedded as stored, the time's
+text cached per second), no dict per device.
 """
 
 from __future__ import annotations
@@ -52,9 +58,10 @@ from fastapi.responses import StreamingResponse
 from api.auth import Reader
 from api.problems import BadRequest
 from api.routes.summary import summaries
+from api.status_board import Shown, StatusBoard
 from api.timefmt import format_ns, now_ns
 from devices import Registry
-from devices.registry import Position, StateChange
+from devices.registry import Position
 from devices.topics import DEVICE_ID_PATTERN, DEVICE_ID_RE, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -88,8 +95,8 @@ def _event(name: str, data: bytes, event_id: str | None = None) -> bytes:
     return head.encode() + b"data: " + data + b"\n\n"
 
 
-def _devices_event(changed: list[StateChange]) -> tuple[bytes, Position]:
-    """A `devices` event of these changes, and the position after them.
+def _devices_event(shown: list[Shown], after: Position) -> bytes:
+    """A `devices` event of these changes, whose id is `after` (the position read up to).
 
     Written as text, a fragment per device: ids are of DEVICE_ID_PATTERN (quoted as they are;
     any other is escaped by orjson), statuses are three words, and `metrics` is the JSON object
@@ -97,14 +104,12 @@ def _devices_event(changed: list[StateChange]) -> tuple[bytes, Position]:
     """
     safe_id = DEVICE_ID_RE.fullmatch
     parts = []
-    for device_id, status, last_ns, metrics, _stamp in changed:
+    for device_id, status, last_ns, metrics in shown:
         quoted = f'"{device_id}"' if safe_id(device_id) else orjson.dumps(device_id).decode()
         ts = "null" if last_ns is None else f'"{format_ns(last_ns)}"'
         parts.append(f'{{"deviceId":{quoted},"status":"{status}","ts":{ts},"metrics":{metrics}}}')
-    last = changed[-1]
-    after = (last[4], last[0])
     body = ('{"devices":[' + ",".join(parts) + "]}").encode()
-    return _event("devices", body, f"{after[0]}.{after[1]}"), after
+    return _event("devices", body, f"{after[0]}.{after[1]}")
 
 
 class Listener:
@@ -140,23 +145,44 @@ class ChangeFeed:
         self.registry = registry
         self.tenants = tenants
         self.after = after
+        self.board = StatusBoard(registry, tenants)
         self.listeners: set[Listener] = set()
         self.reads = 0  # registry reads done (for tests and benchmarks)
         self.task: asyncio.Task[None] | None = None
 
+    async def _read(
+        self, after: Position, until: Position | None
+    ) -> tuple[list[Shown], int, Position]:
+        """The changes after `after` (up to `until`), at most BATCH rows, as shown (through the
+        board); how many rows were read (a full batch: there may be more); and the position of
+        the last one (`after` when none)."""
+        rows = await asyncio.to_thread(
+            self.registry.state_changes, self.tenants, after, until, BATCH
+        )
+        self.reads += 1
+        last = (rows[-1][5], rows[-1][0]) if rows else after
+        noted = self.board.note(rows, now_ns())
+        if noted.unknown:  # devices registered since the board last followed the registry
+            await self.board.follow()
+            again = self.board.note(noted.unknown, now_ns())
+            # Still unknown: a state row without a device (none is written so); as a join
+            # to the devices would, leave it out.
+            position = {r[0]: n for n, r in enumerate(rows)}
+            merged = noted.shown + again.shown
+            merged.sort(key=lambda c: position[c[0]])
+            return merged, len(rows), last
+        return noted.shown, len(rows), last
+
     async def tick(self) -> None:
         """Read what changed since the last tick (up to BATCHES_PER_TICK events) and hand it out."""
+        await self.board.follow()
         for _ in range(BATCHES_PER_TICK):
-            changed = await asyncio.to_thread(
-                self.registry.state_changes, self.tenants, self.after, None, BATCH, now_ns()
-            )
-            self.reads += 1
-            if not changed:
-                return
-            event, self.after = _devices_event(changed)
-            for listener in list(self.listeners):
-                listener.offer(event)
-            if len(changed) < BATCH:
+            shown, read, self.after = await self._read(self.after, None)
+            if shown:
+                event = _devices_event(shown, self.after)
+                for listener in list(self.listeners):
+                    listener.offer(event)
+            if read < BATCH:
                 return
 
     async def run(self, feeds: dict[TenantKey, ChangeFeed]) -> None:
@@ -176,17 +202,15 @@ class ChangeFeed:
         """`devices` events from `after` to where the feed is (a reconnecting browser's gap);
         `resync` instead when that is more than BATCHES_PER_TICK events. Ends at the feed's
         position: subscribe without awaiting anything in between."""
+        await self.board.load()
         for _ in range(BATCHES_PER_TICK):
             target = self.after
             if after >= target:
                 return
-            changed = await asyncio.to_thread(
-                self.registry.state_changes, self.tenants, after, target, BATCH, now_ns()
-            )
-            complete = len(changed) < BATCH
-            if changed:
-                event, after = _devices_event(changed)
-                yield event
+            shown, read, after = await self._read(after, target)
+            if shown:
+                yield _devices_event(shown, after)
+            complete = read < BATCH
             if complete:
                 after = max(after, target)
         if after < self.after:
@@ -231,6 +255,10 @@ async def _stream(
     shown: str | None = None
     quiet_since = time.monotonic()
     try:
+        try:  # the first summary from the board: read it now rather than count in SQL too
+            await feed.board.load()
+        except Exception as exc:  # noqa: BLE001 - the registry away: counted in SQL later
+            log.warning("event stream: could not read the devices' statuses: %s", exc)
         while True:
             sent = False
             if listener.behind:
@@ -239,7 +267,7 @@ async def _stream(
                 yield _RESYNC
                 sent = True
             try:
-                summary = await cache.get(tenants)
+                summary = await cache.get(tenants, feed.board)
                 if summary.etag != shown:
                     shown = summary.etag
                     yield _event("summary", summary.body)

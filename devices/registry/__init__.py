@@ -13,13 +13,16 @@ from __future__ import annotations
 from devices.registry.alert_channels import AlertChannels
 from devices.registry.alerts import Alerts
 from devices.registry.device_state import (
+    SILENT_AFTER_INTERVALS,
     DevicePositions,
     DeviceState,
     DeviceStates,
+    LiveStatus,
     Position,
     ReadingUpdate,
     StateChange,
     StatusCount,
+    StatusRow,
     StatusUpdate,
     live_status,
 )
@@ -48,6 +51,7 @@ class Registry(
 
 __all__ = [
     "MIGRATIONS",
+    "SILENT_AFTER_INTERVALS",
     "UPDATABLE",
     "AlertChannels",
     "Alerts",
@@ -57,6 +61,7 @@ __all__ = [
     "DeviceState",
     "DeviceStates",
     "Devices",
+    "LiveStatus",
     "OpenDataPublications",
     "Position",
     "ReadingUpdate",
@@ -64,6 +69,7 @@ __all__ = [
     "StateChange",
     "Status",
     "StatusCount",
+    "StatusRow",
     "StatusUpdate",
     "Store",
     "Tenants",

@@ -6,8 +6,9 @@ reading of each device (time and metric values), the last will (`online`/`offlin
 time), and how many readings and rejections each tenant had per minute. Several workers share
 the load, so every write is an upsert that keeps the newer time: a worker that is behind never
 moves a device backwards. The API reads it: a page of devices with their state, status counts
-per tenant and kind (one aggregate query), the longest silent, what changed since a time,
-every device's place and status for the map.
+per tenant and kind (one aggregate query), the longest silent, what changed since a position
+(as stored, for the change feeds of /v1/events, whose status boards decide the status:
+api/status_board.py), every device's place and status for the map.
 
 A device's status is decided when read, from its state and its reporting interval: `offline`
 when its last will said so after its last reading, `silent` after `SILENT_AFTER_INTERVALS`
@@ -58,7 +59,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -66,7 +66,7 @@ from sqlalchemy.orm import Session
 from devices.catalogue import DEVICE_KINDS
 from devices.model import Device
 from devices.registry.alert_rows import alerts as alert_table
-from devices.registry.rows import Base, DeviceRow, device_of
+from devices.registry.rows import Base, DeviceRow, StateRow, device_of
 from devices.registry.store import Store
 
 SILENT_AFTER_INTERVALS: Final = 3  # readings missed before a device counts as silent
@@ -75,9 +75,13 @@ _CHUNK: Final = 500  # rows per upsert statement (far below every driver's param
 
 LiveStatus = Literal["online", "offline", "silent"]
 Position = tuple[int, str]  # (change stamp, device id): how far a reader of changes has got
-# A changed device as /v1/events sends it: id, status, newest reading's time (ns), that
-# reading's values as the JSON object stored, and the change's stamp.
-StateChange = tuple[str, LiveStatus, int | None, str, int]
+# A changed device's state row as stored: id, newest reading's time (ns), that reading's values
+# as the JSON object stored, last will (online/offline) and its time, and the change's stamp.
+StateChange = tuple[str, int | None, str, str | None, int | None, int]
+# A device as a status board needs it (api/status_board.py): id, tenant, kind, own reporting
+# interval (s), retired (1) or not (0), then its state: newest reading's time, last will and its
+# time, change stamp (None when never seen).
+StatusRow = tuple[str, str, str, float | None, int, int | None, str | None, int | None, int | None]
 
 device_state = Table(
     "device_state",
@@ -89,8 +93,10 @@ device_state = Table(
     Column("status", String(8), nullable=True),  # the last will: online / offline
     Column("status_ns", BigInteger, nullable=True),
     Column("changed_ns", BigInteger, nullable=False),  # the stamp of the row's last change
-    Index("ix_device_state_tenant_changed", "tenant", "changed_ns"),
-    Index("ix_device_state_changed", "changed_ns"),
+    # In the order changes are read (stamp, then id): a reader's next batch is the range after
+    # its position, read in index order, no sort (widened by migration f0010).
+    Index("ix_device_state_tenant_changed", "tenant", "changed_ns", "device_id"),
+    Index("ix_device_state_changed", "changed_ns", "device_id"),
 )
 
 # One row (id 1): the last change stamp given. Writers update it first (see the module's doc).
@@ -564,30 +570,65 @@ class DeviceStates(Store):
         after: Position,
         until: Position | None,
         limit: int,
-        now_ns: int,
     ) -> list[StateChange]:
-        """The active devices whose state changed after `after` (and not after `until`), in
-        (stamp, device id) order: a reader continues from the last one it got. Each as (id,
-        status at `now_ns`, newest reading's time, its values as stored JSON, stamp): plain
-        rows, the status decided in the query, no Device or DeviceState made."""
-        s = device_state.c
-        devices = DeviceRow.__table__
-        status = case((_offline(), "offline"), (_silent(now_ns), "silent"), else_="online")
-        query = (
-            select(s.device_id, status, s.last_ns, s.metrics, s.changed_ns)
-            .select_from(device_state)
-            .join(devices, devices.c.device_id == s.device_id)
-            .where(tuple_(s.changed_ns, s.device_id) > tuple_(*after))
-            .where(devices.c.retired_at.is_(None))
-            .order_by(s.changed_ns, s.device_id)
-            .limit(limit)
-        )
+        """The state rows of the tenants' devices changed after `after` (and not after
+        `until`), in (stamp, device id) order: a reader continues from the last one it got.
+
+        The rows as stored, from one index range, joined to nothing: retired devices are among
+        them, and a row's status is for the reader to decide (api/status_board.py holds what
+        that takes). Joining each row to its device and deciding the status in SQL cost twice
+        as much per row, and SQLAlchemy's rows again as much as the driver's (bench.latest_scale):
+        plain SQL in the driver's parameter style, as `_newer_readings` writes.
+        """
+        where = ["(changed_ns, device_id) > ({p}, {p})"]
+        params: list[object] = [*after]
         if until is not None:
-            query = query.where(tuple_(s.changed_ns, s.device_id) <= tuple_(*until))
+            where.append("(changed_ns, device_id) <= ({p}, {p})")
+            params.extend(until)
         if tenants is not None:
-            query = query.where(s.tenant.in_(list(tenants)))
-        with self._begin() as conn:  # Core, not the ORM: rows as the driver gives them
-            return [(row[0], row[1], row[2], row[3], row[4]) for row in conn.execute(query)]
+            where.append(f"tenant IN ({', '.join(['{p}'] * len(tenants))})")
+            params.extend(tenants)
+        # Fixed text and placeholders only: every value is a parameter.
+        sql = " ".join(
+            [
+                "SELECT device_id, last_ns, metrics, status, status_ns, changed_ns",
+                "FROM device_state WHERE",
+                " AND ".join(where),
+                "ORDER BY changed_ns, device_id LIMIT {p}",
+            ]
+        )
+        params.append(limit)
+        with self._begin() as conn:
+            mark = _PLACEHOLDERS.get(conn.dialect.paramstyle)
+            if mark is None:  # a driver of a named style: SQLAlchemy translates
+                names = [f"p{n}" for n in range(len(params))]
+                statement = text(sql.replace("{p}", "{}").format(*(f":{n}" for n in names)))
+                rows = conn.execute(statement, dict(zip(names, params, strict=True)))
+                return [tuple(row) for row in rows]
+            return list(conn.exec_driver_sql(sql.replace("{p}", mark), tuple(params)))
+
+    def status_rows(self, tenants: Sequence[str] | None) -> tuple[int, list[StatusRow]]:
+        """Every device of the tenants (retired too) with its state, and the registry revision
+        they are at least as new as (read first: a reader that then follows the devices changed
+        after it misses none). One query, plain rows, for a status board to start from."""
+        s = device_state.c
+        query = select(
+            DeviceRow.device_id,
+            DeviceRow.tenant,
+            DeviceRow.kind,
+            DeviceRow.interval_s,
+            case((DeviceRow.retired_at.is_(None), 0), else_=1),
+            s.last_ns,
+            s.status,
+            s.status_ns,
+            s.changed_ns,
+        ).outerjoin(device_state, s.device_id == DeviceRow.device_id)
+        if tenants is not None:
+            query = query.where(DeviceRow.tenant.in_(list(tenants)))
+        with self._begin() as conn:
+            revision = conn.execute(select(StateRow.revision).where(StateRow.id == 1))
+            at = int(revision.scalar_one_or_none() or 0)
+            return at, [tuple(row) for row in conn.execute(query)]
 
     def minute_counts(
         self, tenants: Sequence[str] | None, since_ns: int
