@@ -605,7 +605,12 @@ class DeviceStates(Store):
                 statement = text(sql.replace("{p}", "{}").format(*(f":{n}" for n in names)))
                 rows = conn.execute(statement, dict(zip(names, params, strict=True)))
                 return [tuple(row) for row in rows]
-            return list(conn.exec_driver_sql(sql.replace("{p}", mark), tuple(params)))
+            cursor = conn.connection.cursor()  # the driver's own: its rows are plain tuples
+            try:
+                cursor.execute(sql.replace("{p}", mark), tuple(params))
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
 
     def status_rows(self, tenants: Sequence[str] | None) -> tuple[int, list[StatusRow]]:
         """Every device of the tenants (retired too) with its state, and the registry revision

@@ -8,8 +8,10 @@ from sqlalchemy.engine import Engine
 
 def connect(url: str) -> Engine:
     """An engine for the registry's database; SQLite gets WAL, foreign keys and a busy wait
-    (the API, workers and commands open the same file at once)."""
-    engine = create_engine(url, pool_pre_ping=True)
+    (the API, workers and commands open the same file at once). A server's connections are
+    tested before each use (a restarted PostgreSQL drops them); a file's cannot go stale, and
+    testing them was a query more per use."""
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
