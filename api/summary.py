@@ -36,6 +36,7 @@ _MINUTE_NS: Final = 60 * _NS
 MINUTES: Final = 60  # the per-minute series covers the last hour
 WORST: Final = 10
 _REMEMBERED_SETS: Final = 256  # tenant sets whose summary is kept
+_REMEMBERED_REGISTRATIONS: Final = 10_000  # never-seen devices whose registration is kept
 
 
 class StatusCountsOut(Out):
@@ -129,10 +130,12 @@ def compute(
     now: int,
     completeness: HourFigures | None = None,
     statuses: tuple[list[StatusCount], list[Silent]] | None = None,
+    registered: dict[str, int | None] | None = None,
 ) -> SummaryOut:
     """The summary of the tenants (None: all) at `now` (ns), with the lowest-completeness
     devices of `completeness`; blocking (run it in a thread). `statuses`: the counts by status
-    and the longest silent as a status board has them, else they are read from the registry."""
+    and the longest silent as a status board has them, else they are read from the registry;
+    `registered`: when devices were registered (ns) as looked up before, added to here."""
     if statuses is None:
         counts = registry.status_counts(tenants, now)
         silent: list[Silent] = [
@@ -141,10 +144,16 @@ def compute(
         ]
     else:
         counts, silent = statuses
-        silent = [  # the board does not keep when devices were registered
-            s if s[3] is not None or s[4] is not None else (*s[:4], _registered(registry, s[0]))
-            for s in silent
-        ]
+        known = {} if registered is None else registered
+        if len(known) > _REMEMBERED_REGISTRATIONS:
+            known.clear()
+        found: dict[str, int | None] = {}
+        for device_id, _, _, last_ns, _ in silent:  # the board does not keep registrations
+            if last_ns is None:
+                if device_id not in known:  # (summaries of other sets share `known`)
+                    known[device_id] = _registered(registry, device_id)
+                found[device_id] = known.get(device_id)
+        silent = [s if s[3] is not None else (*s[:4], found[s[0]]) for s in silent]
     first = now - now % _MINUTE_NS - (MINUTES - 1) * _MINUTE_NS
     minutes = registry.minute_counts(tenants, first)
     open_alerts = registry.alert_counts(tenants)
@@ -253,6 +262,7 @@ class SummaryCache:
         self._cost_factor = cost_factor
         self._kept: OrderedDict[tuple[str, ...] | None, Summary] = OrderedDict()
         self._locks: dict[tuple[str, ...] | None, asyncio.Lock] = {}
+        self._registered: dict[str, int | None] = {}  # for compute()
         self.computed = 0  # how many summaries were computed (for tests and benchmarks)
 
     async def get(self, tenants: Sequence[str] | None, board: StatusBoard | None = None) -> Summary:
@@ -271,7 +281,9 @@ class SummaryCache:
             statuses = None
             if board is not None and board.ready:  # in this loop: the board is the feed's
                 statuses = (board.counts(now), board.most_silent(now, WORST))
-            out = await asyncio.to_thread(compute, self._registry, key, now, figures, statuses)
+            out = await asyncio.to_thread(
+                compute, self._registry, key, now, figures, statuses, self._registered
+            )
             keep_s = max(self._max_age_s, (time.monotonic() - started) * self._cost_factor)
             self.computed += 1
             body = out.model_dump_json().encode()
