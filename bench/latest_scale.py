@@ -10,11 +10,13 @@ own. Measured, one request after another over HTTP:
 - `/v1/summary?tenant=<big city>` computed afresh (in this process: the registry queries) and
   over HTTP (mostly answered from the API's cache, as dashboards see it);
 - the API process's resident memory after these (MB), and per device between sizes;
-- one and ten open `/v1/events` streams of the big city while a writer records the whole
-  fleet's readings at the rate they arrive (every device every 60 s, in flushes of one second),
-  after a first stream of 5 s (not measured) has warmed the API: the API's CPU to open them
-  (until each has its first summary: the feed reads its status board then), and over the next
-  `--stream-s` seconds, per stream, beyond the same time without streams;
+- one and ten open dashboards of the big city (each a `/v1/events` stream, and the
+  overview's page of 100 devices asked for again every 5 s with If-None-Match, as the
+  dashboard does) while a writer records the whole fleet's readings at the rate they arrive
+  (every device every 60 s, in flushes of one second), after a first stream of 5 s (not
+  measured) has warmed the API: the API's CPU to open them (until each stream has its first
+  summary: the feed reads its status board then), and over the next `--stream-s` seconds, per
+  dashboard, beyond the same time without any;
 - the worker's side: `StateRecorder.note` per message (a batch of 1,000 points) and its flush
   per changed device, in this process.
 
@@ -58,6 +60,8 @@ from timeseries.schema import raw_measurement
 
 NS = 1_000_000_000
 TENANTS = 15
+PAGE_SIZE = 100  # the overview's table (dashboards/static/overview.js)
+POLL_S = 5.0  # how often an open overview asks for its page again
 KINDS = ("lamppost", "air_quality", "noise", "parking")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -213,13 +217,28 @@ def writer(url: str, devices: list[Device], stop: threading.Event) -> None:
 
 
 def stream_cost(base: str, pid: int, streams: int, seconds: float) -> tuple[float, float, int]:
-    """Open `streams` event streams. The API's CPU seconds from opening them until each has
-    had its first summary (what opening costs, once); its CPU seconds over the next `seconds`
-    (what they cost while open); and the device states each stream received in that time."""
+    """Open `streams` dashboards: each an event stream, and the overview's table (its first
+    page of PAGE_SIZE devices) asked for again every POLL_S seconds with If-None-Match, as
+    dashboards/static/overview.js does. The API's CPU seconds from opening the streams until
+    each has had its first summary (what opening costs, once); its CPU seconds over the next
+    `seconds` (what they cost while open); and the device states each stream received in that
+    time."""
     received = [0]
     stop = threading.Event()
     measuring = threading.Event()
     opened = [threading.Event() for _ in range(streams)]
+
+    def poll() -> None:
+        tag = None
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while not stop.wait(POLL_S):
+                answer = client.get(
+                    "/v1/latest",
+                    params={"tenant": "GM0000", "limit": PAGE_SIZE},
+                    headers={"If-None-Match": tag} if tag else {},
+                )
+                assert answer.status_code in (200, 304), answer.text[:300]
+                tag = answer.headers.get("ETag", tag)
 
     def read(n: int) -> None:
         with httpx.stream(
@@ -234,6 +253,7 @@ def stream_cost(base: str, pid: int, streams: int, seconds: float) -> tuple[floa
                     return
 
     readers = [threading.Thread(target=read, args=(n,), daemon=True) for n in range(streams)]
+    readers += [threading.Thread(target=poll, daemon=True) for _ in range(streams)]
     before = cpu_seconds(pid)
     for t in readers:
         t.start()
