@@ -10,7 +10,7 @@ import * as boot from "./boot.js";
 import { Alerts, Completeness } from "./alerts.js";
 import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
-import { clock, dateTime, el, number, unitText } from "./format.js";
+import { clock, dateTime, el, number, unitText, withUnit } from "./format.js";
 import {
   currentLanguage, has, rememberLanguage, t, translatePage,
 } from "./i18n.js";
@@ -94,8 +94,22 @@ function showError(error) {
 const KIND_COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#37474f"];
 const AREA_ROWS = 200;
 
+/** The metric the map is coloured by and its values, when it is and they are in. */
+function colouringMetric() {
+  const choice = document.getElementById("colour-by").value;
+  const v = state.metricValues;
+  if (!v || choice !== `${v.kind}:${v.name}`) return null;
+  return { metric: ctx.metric(v.kind, v.name) ?? { name: v.name, label: v.name }, values: v.values };
+}
+
 function describeDevice(d) {
-  return t("map.markerName", { name: d.name, id: d.deviceId, kind: ctx.kindLabel(d.kind), status: t(`status.${d.status}`) });
+  const name = t("map.markerName", { name: d.name, id: d.deviceId, kind: ctx.kindLabel(d.kind), status: t(`status.${d.status}`) });
+  // Coloured by a metric, its value is in words too: the colour is never the only way to read it.
+  const coloured = colouringMetric();
+  if (!coloured?.values.has(d.deviceId)) return name;
+  return t("map.markerValue", {
+    device: name, metric: ctx.metricLabel(coloured.metric), value: withUnit(coloured.values.get(d.deviceId), coloured.metric.unit),
+  });
 }
 
 const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`), describeDevice);
@@ -211,11 +225,21 @@ function renderAreaDevices(devices) {
   document.getElementById("area-note").textContent = area
     ? t("map.areaCount", { n: number(inside.length) }) : t("map.noArea");
   document.getElementById("clear-area").hidden = !area;
+  // The value the map is coloured by, as a column of its own.
+  const coloured = colouringMetric();
+  const valueHead = document.getElementById("area-value-head");
+  valueHead.hidden = !coloured;
+  if (coloured) {
+    const unit = unitText(coloured.metric.unit);
+    const label = ctx.metricLabel(coloured.metric);
+    valueHead.textContent = unit ? `${label} (${unit})` : label;
+  }
   const rows = inside.slice(0, AREA_ROWS).map((d) => el("tr", { dataset: { deviceId: d.deviceId } },
     el("td", {}, el("a", { href: `#/device/${d.deviceId}` }, d.name)),
     el("td", {}, d.tenant),
     el("td", {}, ctx.kindLabel(d.kind)),
-    el("td", { className: `status-${d.status}` }, statusBadge(d.status))));
+    el("td", { className: `status-${d.status}` }, statusBadge(d.status)),
+    coloured ? el("td", { className: "num" }, number(coloured.values.get(d.deviceId))) : null));
   document.querySelector("#area-devices tbody").replaceChildren(...rows);
   document.getElementById("area-devices-note").textContent = inside.length > AREA_ROWS
     ? t("overview.latestCapped", { shown: number(AREA_ROWS), n: number(inside.length) }) : "";

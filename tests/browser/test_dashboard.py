@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -150,6 +151,36 @@ async def test_map_clusters_every_device_and_opens_one(live: Live, tab: Tab) -> 
     await _until(
         page, f"location.hash === '#/device/{device_id}' && document.body.dataset.view === 'device'"
     )
+    assert tab.errors == []
+
+
+async def test_a_metric_colouring_the_map_is_also_written_out(live: Live, tab: Tab) -> None:
+    """Coloured by a metric's latest value, the value is in each marker's name and in the map's
+    table too: a colour is never the only way to read it."""
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    # Coloured by status or kind there is no value column.
+    assert await page.locator("#area-devices thead th:not([hidden])").count() == 4
+    await page.select_option("#colour-by", "air_quality:pm25")
+    quality = sum(1 for d in live.fleet.devices if d.kind == "air_quality" and d != live.silent)
+    await _until(page, f"document.querySelectorAll('#area-devices tbody tr').length <= {quality}")
+    heads = await _texts(page, "#area-devices thead th")
+    assert heads[-1] == "PM2.5 (µg/m³)", heads
+    table: dict[str, str] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#area-devices tbody tr')]
+            .map((r) => [r.dataset.deviceId, r.cells[4].textContent]))"""
+    )
+    assert table
+    assert all(re.fullmatch(r"[0-9,]+(\.[0-9]+)?", v) for v in table.values()), table
+    device_id = live.device_of("air_quality").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    title = await page.get_attribute(f"#map .device-marker[title*='({device_id})']", "title")
+    assert title is not None
+    assert title.endswith(f", PM2.5 {table[device_id]} µg/m³"), (title, table[device_id])
     assert tab.errors == []
 
 
