@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.browser.conftest import Live, Tab, axe_violations
+from tests.browser.test_alerts_dashboard import _fire
 
 STATIC = Path(__file__).resolve().parents[2] / "dashboards" / "static"
 LANGUAGES = ("nl", "en")
@@ -29,6 +30,12 @@ async def _open(page: Page, live: Live, language: str, view: str) -> None:
     """Go to a view and wait until it has drawn from the API at least once."""
     await page.goto(f"{live.base_url}/dashboard?lang={language}{view}")
     await _until(page, "Number(document.body.dataset.updates ?? 0) >= 1")
+
+
+async def _open_failing(page: Page, live: Live, language: str, view: str) -> None:
+    """Go to a view the API answers with an error, and wait until the page said so."""
+    await page.goto(f"{live.base_url}/dashboard?lang={language}{view}")
+    await _until(page, "!document.getElementById('banner').hidden")
 
 
 async def _check(page: Page, tab: Tab, language: str, state: str) -> None:
@@ -63,6 +70,16 @@ async def test_every_view_and_state_has_no_wcag_violation(
     await _open(page, live, language, "#/map")
     await _until(page, "document.querySelectorAll('#map .leaflet-marker-icon').length > 0")
     await _check(page, tab, language, "map")
+    await page.select_option("#colour-by", "kind")
+    await _check(page, tab, language, "map, coloured by kind")
+    await page.select_option("#colour-by", "air_quality:pm25")
+    await _until(page, "!document.getElementById('area-value-head').hidden")
+    await _check(page, tab, language, "map, coloured by a metric")
+    await page.click("#draw-area")
+    await _check(page, tab, language, "map, drawing an area")
+    await page.click("#view-area")
+    await _until(page, "!document.getElementById('clear-area').hidden")
+    await _check(page, tab, language, "map, an area chosen")
 
     air = live.device_of("air_quality")
     await _open(page, live, language, f"#/device/{air.device_id}")
@@ -85,8 +102,16 @@ async def test_every_view_and_state_has_no_wcag_violation(
     await _open(page, live, language, "#/rejections")
     await _check(page, tab, language, "rejections")
 
+    fired = await _fire(live)
     await _open(page, live, language, "#/alerts")
+    row = page.locator(f"#alerts tbody tr[data-alert-id='{fired.alert_id}']")
+    await row.wait_for()
     await _check(page, tab, language, "alerts")
+    await row.locator("button").click()
+    await page.wait_for_selector("#ack-dialog[open]")
+    await _check(page, tab, language, "alerts, acknowledge dialog")
+    await page.keyboard.press("Escape")
+    await _until(page, "!document.getElementById('ack-dialog').open")
 
     await _open(page, live, language, "#/accessibility")
     await _check(page, tab, language, "accessibility statement")
@@ -94,6 +119,18 @@ async def test_every_view_and_state_has_no_wcag_violation(
     await page.click("#open-settings")
     await page.wait_for_selector("#settings[open]")
     await _check(page, tab, language, "settings")
+    # A key refused: the message above the page, the settings open again.
+    await page.fill("#api-key", "ltn_0000000000000000_not-a-key")
+    await page.click("#save-settings")
+    await _until(page, "!document.getElementById('banner').hidden")
+    await page.wait_for_selector("#settings[open]")
+    tab.errors[:] = [e for e in tab.errors if "401" not in e]
+    await _check(page, tab, language, "settings, key refused")
+
+    # A device that is not there (or not this key's): the page says so.
+    await _open_failing(page, live, language, "#/device/gm9999-aq-00001")
+    tab.errors[:] = [e for e in tab.errors if "404" not in e]
+    await _check(page, tab, language, "device not found")
 
 
 async def test_the_language_is_dutch_by_default_and_the_choice_is_remembered(
