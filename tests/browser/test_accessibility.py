@@ -4,16 +4,20 @@ catalogues' texts on every page, and the main controls worked by keyboard alone.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
 
 from tests.browser.conftest import Live, Tab, axe_violations
 from tests.browser.test_alerts_dashboard import _fire
 
 STATIC = Path(__file__).resolve().parents[2] / "dashboards" / "static"
 LANGUAGES = ("nl", "en")
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 
@@ -218,3 +222,42 @@ async def test_the_main_controls_work_by_keyboard_alone(live: Live, tab: Tab) ->
         await page.keyboard.press("ArrowUp")
     await _until(page, "document.documentElement.lang === 'nl'")
     assert tab.errors == []
+
+
+async def test_dutch_numbers_and_amsterdam_time_whatever_the_browser_says(
+    live: Live, browser: Browser
+) -> None:
+    """A browser set to American English in New York still gets Dutch, nl-NL numbers and dates,
+    and Amsterdam's clock: the page does not take them from the browser."""
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="America/New_York"
+    )
+    try:
+        page = await context.new_page()
+        tab = Tab(page)
+        page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+        await tab.sign_in(live.key, live.base_url)
+        await page.goto(f"{live.base_url}/dashboard#/overview")
+        row = f"#latest tbody tr[data-device-id='{live.offline.device_id}']"
+        await _until(page, f'document.querySelector("{row}")')
+        assert await page.get_attribute("html", "lang") == "nl"
+        # The offline device's last reading does not change: its time as Amsterdam writes it.
+        latest = await live.platform.http.get(
+            "/v1/latest", headers={"Authorization": f"Bearer {live.key}"}
+        )
+        (offline,) = [d for d in latest.json() if d["deviceId"] == live.offline.device_id]
+        moment = datetime.fromisoformat(offline["ts"]).astimezone(AMSTERDAM)
+        shown = await page.inner_text(f"{row} td:nth-child(5)")
+        assert shown.startswith(moment.strftime("%d-%m-%Y")), (shown, moment)
+        assert shown.endswith(moment.strftime("%H:%M:%S")), (shown, moment)
+        # Numbers: a decimal comma and a point between thousands (a lamp's energy, kWh).
+        await _until(page, "document.querySelector('#latest tbody td.values').textContent")
+        values = await page.locator("#latest tbody td.values").all_inner_texts()
+        numbers = [n for row in values for n in re.findall(r"\d[\d.,]*\d|\d", row)]
+        assert any("," in n for n in numbers), values
+        assert any("." in n for n in numbers), values
+        dutch = re.compile(r"[0-9]{1,3}(\.[0-9]{3})*(,[0-9]+)?")
+        assert all(dutch.fullmatch(n) for n in numbers), values
+        assert tab.errors == []
+    finally:
+        await context.close()
