@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from typing import Any
@@ -206,6 +207,82 @@ async def test_the_map_clusters_on_the_page_when_its_worker_cannot_start(
     await _until(page, f"location.hash === '#/device/{device_id}'")
     # The only complaint is the worker's script that was refused.
     assert [e for e in tab.errors if "ERR_FAILED" not in e] == []
+
+
+# A one-pixel transparent PNG: what the test's tile servers answer.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
+XYZ = "https://tiles.example.org/{z}/{x}/{y}.png"
+WMTS = (
+    "https://wmts.example.org/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=standaard"
+    "&STYLE=default&TILEMATRIXSET=EPSG:3857&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&FORMAT=image/png"
+)
+
+
+async def test_the_base_map_comes_from_the_tile_source_configured(live: Live, tab: Tab) -> None:
+    """The server's XYZ source (PDOK's by default), then this browser's own WMTS one from the
+    settings; an address that is not an https tile template is refused there. Nothing else is
+    fetched from anywhere but the dashboard's own server: no CDN."""
+    page = tab.page
+    tiles: list[str] = []
+    elsewhere: list[str] = []
+
+    async def tile(route: Route, request: Request) -> None:
+        tiles.append(request.url)
+        await route.fulfill(content_type="image/png", body=PNG)
+
+    async def config(route: Route) -> None:
+        await route.fulfill(json={"mapTiles": XYZ, "mapAttribution": "© Example tiles"})
+
+    def note(request: Request) -> None:
+        if not request.url.startswith((live.base_url, "https://tiles.", "https://wmts.", "data:")):
+            elsewhere.append(request.url)
+
+    page.on("request", note)
+    await page.context.route("https://tiles.example.org/**", tile)
+    await page.context.route("https://wmts.example.org/**", tile)
+    await page.route("**/dashboard/config.json", config)
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    await _until(page, "document.querySelectorAll('#map img.leaflet-tile-loaded').length > 0")
+    assert tiles
+    assert all(re.fullmatch(r"https://tiles\.example\.org/\d+/\d+/\d+\.png", u) for u in tiles)
+    assert "© Example tiles" in await page.inner_text("#map .leaflet-control-attribution")
+    assert "no tiles" not in await page.inner_text("#map-note")
+
+    # Not an https tile template: the settings say so and keep what was there.
+    await page.click("#open-settings")
+    await page.fill("#tile-url", "http://tiles.example.org/{z}/{x}/{y}.png")
+    await page.click("#save-settings")
+    assert await page.evaluate("() => document.getElementById('tile-url').matches(':invalid')")
+    assert await page.get_attribute("#tile-url", "title") == (
+        "An https address with {z}, {x} and {y} in it"
+    )
+    await page.click("#settings button[value=cancel]")
+    await _until(page, "!document.getElementById('settings').open")
+    assert await page.evaluate("() => localStorage.getItem('lantaarn.tileUrl')") is None
+
+    # This browser's own source, a WMTS server asked by key and value.
+    await page.click("#open-settings")
+    await page.fill("#tile-url", WMTS)
+    before = len(tiles)
+    await page.click("#save-settings")
+    await _until(
+        page,
+        """[...document.querySelectorAll('#map img.leaflet-tile-loaded')].some(
+            (img) => img.src.startsWith('https://wmts.'))""",
+    )
+    wmts = tiles[before:]
+    assert wmts
+    assert all(
+        re.search(r"&TILEMATRIX=\d+&TILEROW=\d+&TILECOL=\d+&", u)
+        for u in wmts
+        if u.startswith("https://wmts.")
+    ), wmts
+    assert elsewhere == []
+    assert tab.errors == []
 
 
 async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab) -> None:
