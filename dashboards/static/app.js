@@ -10,7 +10,7 @@ import * as boot from "./boot.js";
 import { Alerts, Completeness } from "./alerts.js";
 import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
-import { clock, dateTime, el, number, unitText, withUnit } from "./format.js";
+import { clock, dateTime, el, number, replaceKeepingFocus, unitText, withUnit } from "./format.js";
 import {
   currentLanguage, has, rememberLanguage, t, translatePage,
 } from "./i18n.js";
@@ -240,7 +240,7 @@ function renderAreaDevices(devices) {
     el("td", {}, ctx.kindLabel(d.kind)),
     el("td", { className: `status-${d.status}` }, statusBadge(d.status)),
     coloured ? el("td", { className: "num" }, number(coloured.values.get(d.deviceId))) : null));
-  document.querySelector("#area-devices tbody").replaceChildren(...rows);
+  replaceKeepingFocus(document.querySelector("#area-devices tbody"), ...rows);
   document.getElementById("area-devices-note").textContent = inside.length > AREA_ROWS
     ? t("overview.latestCapped", { shown: number(AREA_ROWS), n: number(inside.length) }) : "";
 }

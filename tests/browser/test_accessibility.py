@@ -261,3 +261,29 @@ async def test_dutch_numbers_and_amsterdam_time_whatever_the_browser_says(
         assert tab.errors == []
     finally:
         await context.close()
+
+
+async def test_the_keyboard_focus_survives_the_tables_being_redrawn(live: Live, tab: Tab) -> None:
+    """The overview's tables are drawn again with every change the server pushes (every second
+    with this fleet): a keyboard user's place on a device's link must not be lost to it."""
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await _open(page, live, "en", "#/overview")
+    await _until(page, "document.querySelectorAll('#latest tbody tr').length > 1")
+    device = live.device_of("noise")
+    link = f"#latest tbody tr[data-device-id='{device.device_id}'] a"
+    await _tab_to(page, link, presses=200)
+    pushed = await page.evaluate("() => Number(document.body.dataset.pushed ?? 0)")
+    await _until(page, f"Number(document.body.dataset.pushed ?? 0) >= {pushed + 3}")
+    assert await page.evaluate("(s) => document.activeElement.matches(s)", link)
+    # The longest silent devices, drawn again with each summary.
+    silent = "#worst-silence tbody a"
+    await _tab_to(page, silent, presses=200)
+    focused = await page.evaluate("() => document.activeElement.getAttribute('href')")
+    updates = await page.evaluate("() => Number(document.body.dataset.updates ?? 0)")
+    await _until(page, f"Number(document.body.dataset.updates ?? 0) >= {updates + 2}")
+    assert await page.evaluate("() => document.activeElement.getAttribute('href')") == focused
+    # Enter still opens the device.
+    await page.keyboard.press("Enter")
+    await _until(page, "document.body.dataset.view === 'device'")
+    assert tab.errors == []
