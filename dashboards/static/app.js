@@ -529,9 +529,12 @@ async function main() {
   document.getElementById("fit-map").addEventListener("click", () => deviceMap.fit());
   document.getElementById("draw-area").addEventListener("click", () => {
     document.getElementById("area-note").textContent = t("map.drawHint");
-    deviceMap.drawArea(chooseArea);
+    deviceMap.drawArea(chooseArea, renderMap);
   });
-  document.getElementById("view-area").addEventListener("click", () => chooseArea(deviceMap.bounds()));
+  document.getElementById("view-area").addEventListener("click", () => {
+    deviceMap.stopDrawing?.();
+    chooseArea(deviceMap.bounds());
+  });
   document.getElementById("clear-area").addEventListener("click", () => chooseArea(null));
   // The server names the base map (PDOK by default); this browser's own choice goes first.
   // Only the map needs it: nothing waits for it but the map's first showing.

@@ -252,14 +252,29 @@ export class DeviceMap {
     }
   }
 
-  /** Start drawing an area with the pointer; `done(area)` gets [w, s, e, n]. */
-  drawArea(done) {
+  /** Start drawing an area with the pointer; `done(area)` gets [w, s, e, n]. Escape stops
+   * drawing (`cancelled()`), as does choosing the view as the area by keyboard. */
+  drawArea(done, cancelled = () => {}) {
     const L = window.L;
     const map = this.map;
+    this.stopDrawing?.();
     map.dragging.disable();
     this.element.classList.add("drawing");
     let start = null;
     let box = null;
+    const stop = () => {
+      if (box) map.removeLayer(box);
+      map.off("mousedown", down).off("mousemove", move).off("mouseup", up);
+      document.removeEventListener("keydown", escape);
+      map.dragging.enable();
+      this.element.classList.remove("drawing");
+      this.stopDrawing = null;
+    };
+    const escape = (event) => {
+      if (event.key !== "Escape") return;
+      stop();
+      cancelled();
+    };
     const down = (event) => {
       start = event.latlng;
       box = L.rectangle([start, start], { color: "#154273", weight: 2, dashArray: "6 4", interactive: false }).addTo(map);
@@ -270,13 +285,12 @@ export class DeviceMap {
     const up = (event) => {
       if (!start) return;
       const b = L.latLngBounds(start, event.latlng);
-      map.removeLayer(box);
-      map.off("mousedown", down).off("mousemove", move).off("mouseup", up);
-      map.dragging.enable();
-      this.element.classList.remove("drawing");
+      stop();
       done([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]);
     };
     map.on("mousedown", down).on("mousemove", move).on("mouseup", up);
+    document.addEventListener("keydown", escape);
+    this.stopDrawing = stop;
   }
 
   /** Whether a device lies in [w, s, e, n]. */

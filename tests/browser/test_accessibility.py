@@ -188,6 +188,16 @@ async def test_the_main_controls_work_by_keyboard_alone(live: Live, tab: Tab) ->
     await _until(page, "document.body.dataset.view === 'map'")
     await _until(page, "document.querySelectorAll('#map .leaflet-marker-icon').length > 0")
 
+    # Drawing an area needs a pointer: the hint names the keyboard's way, and Escape stops it.
+    await _tab_to(page, "#draw-area")
+    await page.keyboard.press("Enter")
+    await _until(page, "document.getElementById('map').classList.contains('drawing')")
+    assert "By keyboard" in await page.inner_text("#area-note")
+    await page.keyboard.press("Escape")
+    await _until(page, "!document.getElementById('map').classList.contains('drawing')")
+    assert await page.evaluate("() => window.lantaarn.map.map.dragging.enabled()")
+    assert await page.inner_text("#area-note") == "No area chosen: all devices."
+
     # The map's markers are in the tab order; Enter on a cluster zooms in, on a device opens it.
     for _ in range(12):
         await _tab_to(page, "#map .leaflet-marker-icon")
