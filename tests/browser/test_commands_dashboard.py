@@ -4,6 +4,7 @@ and history, and a group command whose states fill in as simulated lamps answer 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -249,4 +250,28 @@ async def test_an_operator_commands_the_lamps_of_an_area_by_keyboard_alone(
     )
     assert f"to {inside} lamps" in await page.inner_text("#group-note")
     assert await page.get_attribute("#group-bar", "value") == str(inside)
+    assert tab.errors == []
+
+
+async def test_a_lamps_schedule_and_commands_read_in_dutch(commanded: Commanded, tab: Tab) -> None:
+    """No word of the API's own (`sunset`, an argument's name) reaches a Dutch page."""
+    page = tab.page
+    await tab.sign_in(commanded.operator, commanded.base_url)
+    lamp = LAMPS[0].device_id
+    await page.goto(f"{commanded.base_url}/dashboard?refresh=1&lang=nl#/device/{lamp}")
+    await _until(page, "document.getElementById('lamp-schedule').textContent.includes('daarna')")
+    schedule = await page.inner_text("#lamp-schedule")
+    assert schedule.startswith("Schema “Night profile”: "), schedule
+    assert not re.search(r"sun(set|rise)", schedule), schedule
+    await page.fill("#dim-input", "20")
+    await page.click("#dim-send")
+    await _until(
+        page,
+        """() => [...document.querySelectorAll('#command-history tbody tr')].some(
+            (row) => row.dataset.state === 'done' && row.cells[1].textContent.includes('20'))""",
+        wait_ms=20_000,
+    )
+    rows = await page.locator("#command-history tbody tr").all_inner_texts()
+    assert "dimniveau instellen (niveau 20)" in [r.split("\t")[1] for r in rows], rows
+    assert await axe_violations(page) == []
     assert tab.errors == []
