@@ -6,7 +6,7 @@ import { getJson } from "./api.js";
 import { drawChart } from "./chart.js";
 import { LampControl } from "./commands.js";
 import { ago, dateTime, el, number, withUnit } from "./format.js";
-import { t } from "./i18n.js";
+import { has, t } from "./i18n.js";
 
 const HOUR = 3600e3;
 export const RANGES = {
@@ -145,7 +145,9 @@ export class DevicePage {
           if (item.min != null && item.max != null) band.push([t, item.min, item.max]);
         }
         out[m.name] = {
-          points, band, source: t("device.sourceApi", { source: answer.source, interval: answer.interval }),
+          points, band, source: has(`chartSource.${answer.source}`)
+            ? t(`chartSource.${answer.source}`, { interval: answer.interval })
+            : t("device.sourceApi", { source: answer.source, interval: answer.interval }),
           perWindow: m.aggregation === "counter",
         };
       }));
