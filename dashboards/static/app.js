@@ -93,6 +93,9 @@ function showError(error) {
 
 const KIND_COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#37474f"];
 const AREA_ROWS = 200;
+// A metric's values (every device of its kind, pages of 10,000) are asked for again every so
+// many refreshes rather than with each: once a minute at the default five seconds.
+const METRIC_REFRESHES = 12;
 
 /** The metric the map is coloured by and its values, when it is and they are in. */
 function colouringMetric() {
@@ -193,7 +196,7 @@ async function loadMetric(kind, name) {
       cursor = page.next;
     } while (cursor);
     if (identity !== state.identity) return;
-    state.metricValues = { kind, name, values };
+    state.metricValues = { kind, name, values, at: Date.now() };
     if (document.getElementById("colour-by").value === `${kind}:${name}` && values.size) renderMap();
   } catch (error) {
     showError(error);
@@ -388,6 +391,12 @@ async function tick() {
         state.mapDevices = pointsToDevices(body);
         updateTenants(body.tenants);
         renderMap();
+      }
+      const [kind, name] = document.getElementById("colour-by").value.split(":");
+      const values = state.metricValues;
+      if (name && values?.kind === kind && values.name === name
+          && Date.now() - values.at >= METRIC_REFRESHES * refreshSeconds() * 1000) {
+        loadMetric(kind, name); // draws the map again once they are in
       }
     } else if (state.view === "device") {
       await devicePage.refresh();
