@@ -140,6 +140,7 @@ function renderMap() {
   const legend = document.getElementById("legend");
   let devices = state.mapDevices;
   let colours;
+  let marks = null;
   const shapes = Object.entries(STATUS_SHAPES).map(([s, shape]) => legendEntry("#1b1b1b", shape, t(`status.${s}`)));
   if (choice === "status") {
     colours = devices.map((d) => STATUS_COLOURS[d.status]);
@@ -149,8 +150,11 @@ function renderMap() {
     const kinds = [...ctx.kinds.keys()];
     const colourOf = (kind) => KIND_COLOURS[Math.max(0, kinds.indexOf(kind)) % KIND_COLOURS.length];
     colours = devices.map((d) => colourOf(d.kind));
+    // A kind's mark beside each marker: its colour is not the only way to tell kinds apart.
+    const markOf = (kind) => (has(`kindMark.${kind}`) ? t(`kindMark.${kind}`) : kind.slice(0, 2));
+    marks = devices.map((d) => markOf(d.kind));
     const present = [...new Set(devices.map((d) => d.kind))].sort();
-    legend.replaceChildren(...present.map((k) => legendEntry(colourOf(k), "◆", ctx.kindLabel(k))), ...shapes);
+    legend.replaceChildren(...present.map((k) => legendEntry(colourOf(k), "◆", `${markOf(k)} ${ctx.kindLabel(k)}`)), ...shapes);
   } else {
     const [kind, name] = choice.split(":");
     const metric = ctx.metric(kind, name);
@@ -175,7 +179,7 @@ function renderMap() {
     gradient.style.background = `linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})`;
     legend.replaceChildren(el("span", {}, `${number(lo)} ${unit}`), gradient, el("span", {}, `${number(hi)} ${unit}`), ...shapes);
   }
-  deviceMap.setDevices(devices, colours, choice).catch(showError);
+  deviceMap.setDevices(devices, colours, choice, marks).catch(showError);
   document.getElementById("map-note").textContent =
     t(deviceMap.tileUrl ? "map.note" : "map.notePlain", { n: number(devices.length) });
   renderAreaDevices(devices);

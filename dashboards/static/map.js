@@ -160,11 +160,13 @@ export class DeviceMap {
     return this.making;
   }
 
-  /** The devices to show (objects as above) and one CSS colour each (same order); after
+  /** The devices to show (objects as above), one CSS colour each (same order) and, when the
+   * colours stand for something a shape does not show (a kind), a short mark each; after
    * `ready()`. Resolves once they are drawn. */
-  async setDevices(devices, colours, colourScheme = "status") {
+  async setDevices(devices, colours, colourScheme = "status", marks = null) {
     this.devices = devices;
     this.colours = colours;
+    this.marks = marks;
     this.colourScheme = colourScheme;
     // Columns for the index: positions, the status's rank and the colour as a palette index.
     const n = devices.length;
@@ -349,7 +351,8 @@ export class DeviceMap {
       const title = item.cluster !== null
         ? t("map.cluster", { n, status: t(`status.${status}`) })
         : this.describe(this.devices[item.i]);
-      const look = `${status} ${colour} ${title}`;
+      const mark = item.cluster === null ? this.marks?.[item.i] ?? "" : "";
+      const look = `${status} ${colour} ${mark} ${title}`;
       let marker = this.shown.get(key);
       if (marker && marker.look === look) continue;
       if (marker) {
@@ -362,10 +365,12 @@ export class DeviceMap {
         mark.style.color = colour;
         const count = node.querySelector(".count");
         if (count) count.textContent = String(n);
+        const kind = node.querySelector(".kind");
+        if (kind) kind.textContent = mark;
         marker.look = look;
         continue;
       }
-      marker = item.cluster !== null ? this._clusterMarker(item, status, colour, title) : this._deviceMarker(item.i, status, colour, title);
+      marker = item.cluster !== null ? this._clusterMarker(item, status, colour, title) : this._deviceMarker(item.i, status, colour, title, mark);
       marker.look = look;
       this.shown.set(key, marker);
       this.layer.addLayer(marker);
@@ -381,14 +386,15 @@ export class DeviceMap {
     this.element.dataset.draws = String(Number(this.element.dataset.draws ?? 0) + 1);
   }
 
-  _deviceMarker(i, status, colour, title) {
+  _deviceMarker(i, status, colour, title, mark) {
     const L = window.L;
     const [lon, lat] = this.devices[i].location.coordinates;
-    const icon = L.divIcon({
-      className: `device-marker status-${status}`,
-      html: iconElement("marker", STATUS_SHAPES[status] ?? "?", colour, ""),
-      iconSize: [18, 18],
-    });
+    const html = iconElement("marker", STATUS_SHAPES[status] ?? "?", colour, "");
+    const kind = document.createElement("span");
+    kind.className = "kind";
+    kind.textContent = mark;
+    html.append(kind);
+    const icon = L.divIcon({ className: `device-marker status-${status}`, html, iconSize: [18, 18] });
     const marker = L.marker([lat, lon], { icon, title, keyboard: true, riseOnHover: true });
     const deviceId = this.devices[i].deviceId;
     marker.on("click keypress", (event) => {

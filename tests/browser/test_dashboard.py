@@ -164,6 +164,16 @@ async def test_a_metric_colouring_the_map_is_also_written_out(live: Live, tab: T
     await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
     # Coloured by status or kind there is no value column.
     assert await page.locator("#area-devices thead th:not([hidden])").count() == 4
+    # Coloured by kind, each device's marker also carries its kind's mark, as the legend says.
+    await page.select_option("#colour-by", "kind")
+    noise = live.device_of("noise").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", noise
+    )
+    assert await page.inner_text(f"#map .device-marker[title*='({noise})'] .kind") == "No"
+    assert "No Noise" in await page.inner_text("#legend")
+    await page.click("#fit-map")
+    await page.screenshot(path=tab.screenshot_path("map-by-kind"))
     await page.select_option("#colour-by", "air_quality:pm25")
     quality = sum(1 for d in live.fleet.devices if d.kind == "air_quality" and d != live.silent)
     await _until(page, f"document.querySelectorAll('#area-devices tbody tr').length <= {quality}")
@@ -182,6 +192,29 @@ async def test_a_metric_colouring_the_map_is_also_written_out(live: Live, tab: T
     title = await page.get_attribute(f"#map .device-marker[title*='({device_id})']", "title")
     assert title is not None
     assert title.endswith(f", PM2.5 {table[device_id]} µg/m³"), (title, table[device_id])
+    assert tab.errors == []
+
+
+async def test_a_map_coloured_by_a_metric_follows_its_latest_values(live: Live, tab: Tab) -> None:
+    """The values a metric colours the map by are asked for again (every 12 refreshes: here
+    each second), not kept from the moment the colouring was chosen."""
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    await page.select_option("#colour-by", "air_quality:pm25")
+    await _until(page, "!document.getElementById('area-value-head').hidden")
+    first: dict[str, str] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#area-devices tbody tr')]
+            .map((r) => [r.dataset.deviceId, r.cells[4].textContent]))"""
+    )
+    await _until(
+        page,
+        """(first) => [...document.querySelectorAll('#area-devices tbody tr')].some((r) =>
+            r.dataset.deviceId in first && first[r.dataset.deviceId] !== r.cells[4].textContent)""",
+        arg=first,
+        wait_ms=30_000,
+    )
     assert tab.errors == []
 
 
