@@ -25,6 +25,11 @@ const COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457
 const PAGE = 10000;
 const MAX_PAGES = 8; // a week of one-minute readings fits; beyond that the chart is bucketed anyway
 
+/** A window's length in words ("15 minuten"), from the API's code ("15m"). */
+function intervalText(code) {
+  return has(`interval.${code}`) ? t(`interval.${code}`) : code;
+}
+
 /** Buckets of `size` ms: [start + size/2, mean, min, max] per bucket with readings. */
 function bucketed(points, size) {
   const buckets = new Map();
@@ -146,8 +151,8 @@ export class DevicePage {
         }
         out[m.name] = {
           points, band, source: has(`chartSource.${answer.source}`)
-            ? t(`chartSource.${answer.source}`, { interval: answer.interval })
-            : t("device.sourceApi", { source: answer.source, interval: answer.interval }),
+            ? t(`chartSource.${answer.source}`, { interval: intervalText(answer.interval) })
+            : t("device.sourceApi", { source: answer.source, interval: intervalText(answer.interval) }),
           perWindow: m.aggregation === "counter",
         };
       }));
@@ -176,7 +181,7 @@ export class DevicePage {
       out[m.name] = {
         points: buckets.map(([t, mean]) => [t, mean]),
         band: buckets.map(([t, , lo, hi]) => [t, lo, hi]),
-        source: t("device.sourceHere", { interval: range.interval }),
+        source: t("device.sourceHere", { interval: intervalText(range.interval) }),
         raw: raw[m.name],
       };
     }
