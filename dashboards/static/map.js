@@ -351,8 +351,8 @@ export class DeviceMap {
       const title = item.cluster !== null
         ? t("map.cluster", { n, status: t(`status.${status}`) })
         : this.describe(this.devices[item.i]);
-      const mark = item.cluster === null ? this.marks?.[item.i] ?? "" : "";
-      const look = `${status} ${colour} ${mark} ${title}`;
+      const kindMark = item.cluster === null ? this.marks?.[item.i] ?? "" : "";
+      const look = `${status} ${colour} ${kindMark} ${title}`;
       let marker = this.shown.get(key);
       if (marker && marker.look === look) continue;
       if (marker) {
@@ -366,11 +366,11 @@ export class DeviceMap {
         const count = node.querySelector(".count");
         if (count) count.textContent = String(n);
         const kind = node.querySelector(".kind");
-        if (kind) kind.textContent = mark;
+        if (kind) kind.textContent = kindMark;
         marker.look = look;
         continue;
       }
-      marker = item.cluster !== null ? this._clusterMarker(item, status, colour, title) : this._deviceMarker(item.i, status, colour, title, mark);
+      marker = item.cluster !== null ? this._clusterMarker(item, status, colour, title) : this._deviceMarker(item.i, status, colour, title, kindMark);
       marker.look = look;
       this.shown.set(key, marker);
       this.layer.addLayer(marker);

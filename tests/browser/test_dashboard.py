@@ -170,8 +170,17 @@ async def test_a_metric_colouring_the_map_is_also_written_out(live: Live, tab: T
     await page.evaluate(
         "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", noise
     )
-    assert await page.inner_text(f"#map .device-marker[title*='({noise})'] .kind") == "No"
+    marker = f"#map .device-marker[title*='({noise})'] .kind"
+    assert await page.inner_text(marker) == "No"
     assert "No Noise" in await page.inner_text("#legend")
+    # The same marker, changed in place (it keeps a keyboard user's focus), loses and regains it.
+    for scheme, mark in (("status", ""), ("kind", "No")):
+        await page.select_option("#colour-by", scheme)
+        await _until(
+            page,
+            "([s, m]) => document.querySelector(s)?.textContent === m",
+            arg=[marker, mark],
+        )
     await page.click("#fit-map")
     await page.screenshot(path=tab.screenshot_path("map-by-kind"))
     await page.select_option("#colour-by", "air_quality:pm25")
