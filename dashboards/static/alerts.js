@@ -3,7 +3,7 @@
 // Also data completeness (received versus expected readings) per device and per tenant.
 
 import { ApiError, getJson, sendJson } from "./api.js";
-import { clock, dateTime, dayMonth, el, number } from "./format.js";
+import { clock, dateTime, dayMonth, el, number, replaceKeepingFocus } from "./format.js";
 import { has, t } from "./i18n.js";
 
 const ACTIVE = ["pending", "firing", "acknowledged"];
@@ -70,7 +70,7 @@ export class Alerts {
     const choice = this.filter.value;
     const state = choice === "active" ? ACTIVE : choice === "all" ? undefined : [choice];
     const [page] = await Promise.all([this.list({ state, tenant: this.ctx.tenant() }), this.loadRules()]);
-    body.replaceChildren(...page.items.map((a) => this.row(a, true)));
+    replaceKeepingFocus(body, ...page.items.map((a) => this.row(a, true)));
     document.getElementById("alerts-note").textContent = page.items.length
       ? t(page.next ? "alerts.shownMore" : "alerts.shown", { n: number(page.items.length) })
       : t("alerts.none");
@@ -156,7 +156,7 @@ export class Alerts {
     if (panel.hidden) return;
     const [page] = await Promise.all([this.list({ state: ACTIVE, deviceId }), this.loadRules()]);
     if (deviceId !== this.deviceId) return;
-    document.querySelector("#device-alerts-table tbody").replaceChildren(
+    replaceKeepingFocus(document.querySelector("#device-alerts-table tbody"),
       ...page.items.map((a) => this.row(a, false)));
     document.getElementById("device-alerts-note").textContent =
       page.items.length ? "" : t("alerts.noneForDevice");
@@ -211,7 +211,7 @@ export class Completeness {
       el("td", { className: "num" }, number(c.expected)),
       el("td", { className: "num" }, percent(c.ratio))));
     const none = start ? t("completeness.noneLost") : t("completeness.lowestPending");
-    document.querySelector("#lowest-completeness tbody").replaceChildren(...(rows.length ? rows
+    replaceKeepingFocus(document.querySelector("#lowest-completeness tbody"), ...(rows.length ? rows
       : [el("tr", { className: "empty" }, el("td", { colSpan: 6 }, none))]));
   }
 }

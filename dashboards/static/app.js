@@ -10,7 +10,7 @@ import * as boot from "./boot.js";
 import { Alerts, Completeness } from "./alerts.js";
 import { GroupCommand } from "./commands.js";
 import { DevicePage } from "./device.js";
-import { clock, dateTime, el, number, unitText } from "./format.js";
+import { clock, dateTime, el, number, replaceKeepingFocus, unitText, withUnit } from "./format.js";
 import {
   currentLanguage, has, rememberLanguage, t, translatePage,
 } from "./i18n.js";
@@ -93,9 +93,26 @@ function showError(error) {
 
 const KIND_COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#37474f"];
 const AREA_ROWS = 200;
+// A metric's values (every device of its kind, pages of 10,000) are asked for again every so
+// many refreshes rather than with each: once a minute at the default five seconds.
+const METRIC_REFRESHES = 12;
+
+/** The metric the map is coloured by and its values, when it is and they are in. */
+function colouringMetric() {
+  const choice = document.getElementById("colour-by").value;
+  const v = state.metricValues;
+  if (!v || choice !== `${v.kind}:${v.name}`) return null;
+  return { metric: ctx.metric(v.kind, v.name) ?? { name: v.name, label: v.name }, values: v.values };
+}
 
 function describeDevice(d) {
-  return t("map.markerName", { name: d.name, id: d.deviceId, kind: ctx.kindLabel(d.kind), status: t(`status.${d.status}`) });
+  const name = t("map.markerName", { name: d.name, id: d.deviceId, kind: ctx.kindLabel(d.kind), status: t(`status.${d.status}`) });
+  // Coloured by a metric, its value is in words too: the colour is never the only way to read it.
+  const coloured = colouringMetric();
+  if (!coloured?.values.has(d.deviceId)) return name;
+  return t("map.markerValue", {
+    device: name, metric: ctx.metricLabel(coloured.metric), value: withUnit(coloured.values.get(d.deviceId), coloured.metric.unit),
+  });
 }
 
 const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`), describeDevice);
@@ -123,6 +140,7 @@ function renderMap() {
   const legend = document.getElementById("legend");
   let devices = state.mapDevices;
   let colours;
+  let marks = null;
   const shapes = Object.entries(STATUS_SHAPES).map(([s, shape]) => legendEntry("#1b1b1b", shape, t(`status.${s}`)));
   if (choice === "status") {
     colours = devices.map((d) => STATUS_COLOURS[d.status]);
@@ -132,8 +150,11 @@ function renderMap() {
     const kinds = [...ctx.kinds.keys()];
     const colourOf = (kind) => KIND_COLOURS[Math.max(0, kinds.indexOf(kind)) % KIND_COLOURS.length];
     colours = devices.map((d) => colourOf(d.kind));
+    // A kind's mark beside each marker: its colour is not the only way to tell kinds apart.
+    const markOf = (kind) => (has(`kindMark.${kind}`) ? t(`kindMark.${kind}`) : kind.slice(0, 2));
+    marks = devices.map((d) => markOf(d.kind));
     const present = [...new Set(devices.map((d) => d.kind))].sort();
-    legend.replaceChildren(...present.map((k) => legendEntry(colourOf(k), "◆", ctx.kindLabel(k))), ...shapes);
+    legend.replaceChildren(...present.map((k) => legendEntry(colourOf(k), "◆", `${markOf(k)} ${ctx.kindLabel(k)}`)), ...shapes);
   } else {
     const [kind, name] = choice.split(":");
     const metric = ctx.metric(kind, name);
@@ -158,7 +179,7 @@ function renderMap() {
     gradient.style.background = `linear-gradient(90deg,${ramp(0)},${ramp(0.33)},${ramp(0.67)},${ramp(1)})`;
     legend.replaceChildren(el("span", {}, `${number(lo)} ${unit}`), gradient, el("span", {}, `${number(hi)} ${unit}`), ...shapes);
   }
-  deviceMap.setDevices(devices, colours, choice).catch(showError);
+  deviceMap.setDevices(devices, colours, choice, marks).catch(showError);
   document.getElementById("map-note").textContent =
     t(deviceMap.tileUrl ? "map.note" : "map.notePlain", { n: number(devices.length) });
   renderAreaDevices(devices);
@@ -179,7 +200,7 @@ async function loadMetric(kind, name) {
       cursor = page.next;
     } while (cursor);
     if (identity !== state.identity) return;
-    state.metricValues = { kind, name, values };
+    state.metricValues = { kind, name, values, at: Date.now() };
     if (document.getElementById("colour-by").value === `${kind}:${name}` && values.size) renderMap();
   } catch (error) {
     showError(error);
@@ -211,12 +232,22 @@ function renderAreaDevices(devices) {
   document.getElementById("area-note").textContent = area
     ? t("map.areaCount", { n: number(inside.length) }) : t("map.noArea");
   document.getElementById("clear-area").hidden = !area;
+  // The value the map is coloured by, as a column of its own.
+  const coloured = colouringMetric();
+  const valueHead = document.getElementById("area-value-head");
+  valueHead.hidden = !coloured;
+  if (coloured) {
+    const unit = unitText(coloured.metric.unit);
+    const label = ctx.metricLabel(coloured.metric);
+    valueHead.textContent = unit ? `${label} (${unit})` : label;
+  }
   const rows = inside.slice(0, AREA_ROWS).map((d) => el("tr", { dataset: { deviceId: d.deviceId } },
     el("td", {}, el("a", { href: `#/device/${d.deviceId}` }, d.name)),
     el("td", {}, d.tenant),
     el("td", {}, ctx.kindLabel(d.kind)),
-    el("td", { className: `status-${d.status}` }, statusBadge(d.status))));
-  document.querySelector("#area-devices tbody").replaceChildren(...rows);
+    el("td", { className: `status-${d.status}` }, statusBadge(d.status)),
+    coloured ? el("td", { className: "num" }, number(coloured.values.get(d.deviceId))) : null));
+  replaceKeepingFocus(document.querySelector("#area-devices tbody"), ...rows);
   document.getElementById("area-devices-note").textContent = inside.length > AREA_ROWS
     ? t("overview.latestCapped", { shown: number(AREA_ROWS), n: number(inside.length) }) : "";
 }
@@ -365,6 +396,12 @@ async function tick() {
         updateTenants(body.tenants);
         renderMap();
       }
+      const [kind, name] = document.getElementById("colour-by").value.split(":");
+      const values = state.metricValues;
+      if (name && values?.kind === kind && values.name === name
+          && Date.now() - values.at >= METRIC_REFRESHES * refreshSeconds() * 1000) {
+        loadMetric(kind, name); // draws the map again once they are in
+      }
     } else if (state.view === "device") {
       await devicePage.refresh();
     } else if (state.view === "rejections") {
@@ -505,9 +542,12 @@ async function main() {
   document.getElementById("fit-map").addEventListener("click", () => deviceMap.fit());
   document.getElementById("draw-area").addEventListener("click", () => {
     document.getElementById("area-note").textContent = t("map.drawHint");
-    deviceMap.drawArea(chooseArea);
+    deviceMap.drawArea(chooseArea, renderMap);
   });
-  document.getElementById("view-area").addEventListener("click", () => chooseArea(deviceMap.bounds()));
+  document.getElementById("view-area").addEventListener("click", () => {
+    deviceMap.stopDrawing?.();
+    chooseArea(deviceMap.bounds());
+  });
   document.getElementById("clear-area").addEventListener("click", () => chooseArea(null));
   // The server names the base map (PDOK by default); this browser's own choice goes first.
   // Only the map needs it: nothing waits for it but the map's first showing.

@@ -3,17 +3,35 @@
 // as the lamps answer. Commands go through the API, which stores them before they are sent.
 
 import { ApiError, getJson, sendJson } from "./api.js";
-import { clock, dateTime, el } from "./format.js";
+import { clock, dateTime, el, number } from "./format.js";
 import { has, t } from "./i18n.js";
 
 const STATES = ["created", "sent", "done", "refused", "failed", "expired"];
 const FINAL = new Set(["done", "refused", "failed", "expired"]);
 const HISTORY = 15;
 
+function argText(value) {
+  if (typeof value === "number") return number(value);
+  if (typeof value === "boolean") return t(value ? "commandArg.true" : "commandArg.false");
+  return String(value);
+}
+
 function describe(command) {
   const name = has(`command.${command.name}`) ? t(`command.${command.name}`) : command.name;
-  const args = Object.entries(command.args ?? {}).map(([k, v]) => `${k} ${v}`).join(", ");
+  const args = Object.entries(command.args ?? {})
+    .map(([k, v]) => `${has(`commandArg.${k}`) ? t(`commandArg.${k}`) : k} ${argText(v)}`)
+    .join(", ");
   return args ? `${name} (${args})` : name;
+}
+
+/** When a schedule's step falls, in words: "23:00" stays, "sunset" and "sunrise-30" are the
+ * API's codes, not words to show. */
+function stepText(at) {
+  const sun = /^(sunset|sunrise)(?:([+-])(\d+))?$/.exec(at);
+  if (!sun) return at;
+  const event = t(`lamp.at.${sun[1]}`);
+  if (!sun[2]) return event;
+  return t(sun[2] === "+" ? "lamp.at.after" : "lamp.at.before", { event, minutes: number(Number(sun[3])) });
 }
 
 function stateText(state) {
@@ -25,11 +43,13 @@ function describeSchedule(answer) {
   const parts = [t("lamp.schedule", { name: answer.schedule.name })];
   if (answer.inForce) {
     parts.push(t("lamp.inForce", {
-      level: answer.inForce.level, time: clock(answer.inForce.moment), at: answer.inForce.at,
+      level: number(answer.inForce.level), time: clock(answer.inForce.moment), at: stepText(answer.inForce.at),
     }));
   }
   if (answer.next) {
-    parts.push(t("lamp.next", { level: answer.next.level, time: clock(answer.next.moment), at: answer.next.at }));
+    parts.push(t("lamp.next", {
+      level: number(answer.next.level), time: clock(answer.next.moment), at: stepText(answer.next.at),
+    }));
   }
   const [name, ...steps] = parts;
   return steps.length ? t("lamp.scheduleSteps", { name, steps: steps.join("; ") }) : name;
@@ -71,7 +91,7 @@ export class LampControl {
     if (this.panel.hidden) return;
     const level = reading?.metrics?.dim_level;
     document.getElementById("dim-now").textContent =
-      level === undefined ? t("lamp.noReading") : `${level} %`;
+      level === undefined ? t("lamp.noReading") : `${number(level)} %`;
     const id = this.deviceId;
     if (this.ctx.caps.schedules && !this.scheduleShown) {
       const answer = await getJson(`/v1/devices/${id}/schedule`);

@@ -6,7 +6,7 @@ import { getJson } from "./api.js";
 import { drawChart } from "./chart.js";
 import { LampControl } from "./commands.js";
 import { ago, dateTime, el, number, withUnit } from "./format.js";
-import { t } from "./i18n.js";
+import { has, t } from "./i18n.js";
 
 const HOUR = 3600e3;
 export const RANGES = {
@@ -24,6 +24,11 @@ const WINDOW_VALUE = {
 const COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457"];
 const PAGE = 10000;
 const MAX_PAGES = 8; // a week of one-minute readings fits; beyond that the chart is bucketed anyway
+
+/** A window's length in words ("15 minuten"), from the API's code ("15m"). */
+function intervalText(code) {
+  return has(`interval.${code}`) ? t(`interval.${code}`) : code;
+}
 
 /** Buckets of `size` ms: [start + size/2, mean, min, max] per bucket with readings. */
 function bucketed(points, size) {
@@ -145,7 +150,9 @@ export class DevicePage {
           if (item.min != null && item.max != null) band.push([t, item.min, item.max]);
         }
         out[m.name] = {
-          points, band, source: t("device.sourceApi", { source: answer.source, interval: answer.interval }),
+          points, band, source: has(`chartSource.${answer.source}`)
+            ? t(`chartSource.${answer.source}`, { interval: intervalText(answer.interval) })
+            : t("device.sourceApi", { source: answer.source, interval: intervalText(answer.interval) }),
           perWindow: m.aggregation === "counter",
         };
       }));
@@ -174,7 +181,7 @@ export class DevicePage {
       out[m.name] = {
         points: buckets.map(([t, mean]) => [t, mean]),
         band: buckets.map(([t, , lo, hi]) => [t, lo, hi]),
-        source: t("device.sourceHere", { interval: range.interval }),
+        source: t("device.sourceHere", { interval: intervalText(range.interval) }),
         raw: raw[m.name],
       };
     }

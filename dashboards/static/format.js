@@ -84,3 +84,27 @@ export function el(tag, props = {}, ...children) {
   node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
 }
+
+/** A selector for the same link or button after a redraw: its row's and its own href and
+ * data-* attributes (a device's id, an alert's). */
+function sameControl(node) {
+  const key = (n) => [...n.attributes].filter((a) => a.name === "href" || a.name.startsWith("data-"))
+    .map((a) => `[${a.name}="${CSS.escape(a.value)}"]`).join("");
+  const own = key(node);
+  if (!own) return null;
+  const row = node.closest("tr");
+  const rowKey = row && row !== node ? key(row) : "";
+  return `${rowKey ? `tr${rowKey} ` : ""}${node.localName}${own}`;
+}
+
+/**
+ * Replace what `container` holds (a table's rows, mostly), and give the keyboard focus back to
+ * the same link or button when it was on one of them: the live tables are drawn again every few
+ * seconds, and a keyboard user would otherwise be sent back to the top of the page each time.
+ */
+export function replaceKeepingFocus(container, ...children) {
+  const focused = document.activeElement;
+  const wanted = focused && focused !== container && container.contains(focused) ? sameControl(focused) : null;
+  container.replaceChildren(...children);
+  if (wanted) container.querySelector(wanted)?.focus({ preventScroll: true });
+}

@@ -160,11 +160,13 @@ export class DeviceMap {
     return this.making;
   }
 
-  /** The devices to show (objects as above) and one CSS colour each (same order); after
+  /** The devices to show (objects as above), one CSS colour each (same order) and, when the
+   * colours stand for something a shape does not show (a kind), a short mark each; after
    * `ready()`. Resolves once they are drawn. */
-  async setDevices(devices, colours, colourScheme = "status") {
+  async setDevices(devices, colours, colourScheme = "status", marks = null) {
     this.devices = devices;
     this.colours = colours;
+    this.marks = marks;
     this.colourScheme = colourScheme;
     // Columns for the index: positions, the status's rank and the colour as a palette index.
     const n = devices.length;
@@ -252,14 +254,29 @@ export class DeviceMap {
     }
   }
 
-  /** Start drawing an area with the pointer; `done(area)` gets [w, s, e, n]. */
-  drawArea(done) {
+  /** Start drawing an area with the pointer; `done(area)` gets [w, s, e, n]. Escape stops
+   * drawing (`cancelled()`), as does choosing the view as the area by keyboard. */
+  drawArea(done, cancelled = () => {}) {
     const L = window.L;
     const map = this.map;
+    this.stopDrawing?.();
     map.dragging.disable();
     this.element.classList.add("drawing");
     let start = null;
     let box = null;
+    const stop = () => {
+      if (box) map.removeLayer(box);
+      map.off("mousedown", down).off("mousemove", move).off("mouseup", up);
+      document.removeEventListener("keydown", escape);
+      map.dragging.enable();
+      this.element.classList.remove("drawing");
+      this.stopDrawing = null;
+    };
+    const escape = (event) => {
+      if (event.key !== "Escape") return;
+      stop();
+      cancelled();
+    };
     const down = (event) => {
       start = event.latlng;
       box = L.rectangle([start, start], { color: "#154273", weight: 2, dashArray: "6 4", interactive: false }).addTo(map);
@@ -270,13 +287,12 @@ export class DeviceMap {
     const up = (event) => {
       if (!start) return;
       const b = L.latLngBounds(start, event.latlng);
-      map.removeLayer(box);
-      map.off("mousedown", down).off("mousemove", move).off("mouseup", up);
-      map.dragging.enable();
-      this.element.classList.remove("drawing");
+      stop();
       done([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]);
     };
     map.on("mousedown", down).on("mousemove", move).on("mouseup", up);
+    document.addEventListener("keydown", escape);
+    this.stopDrawing = stop;
   }
 
   /** Whether a device lies in [w, s, e, n]. */
@@ -335,7 +351,8 @@ export class DeviceMap {
       const title = item.cluster !== null
         ? t("map.cluster", { n, status: t(`status.${status}`) })
         : this.describe(this.devices[item.i]);
-      const look = `${status} ${colour} ${title}`;
+      const kindMark = item.cluster === null ? this.marks?.[item.i] ?? "" : "";
+      const look = `${status} ${colour} ${kindMark} ${title}`;
       let marker = this.shown.get(key);
       if (marker && marker.look === look) continue;
       if (marker) {
@@ -348,10 +365,12 @@ export class DeviceMap {
         mark.style.color = colour;
         const count = node.querySelector(".count");
         if (count) count.textContent = String(n);
+        const kind = node.querySelector(".kind");
+        if (kind) kind.textContent = kindMark;
         marker.look = look;
         continue;
       }
-      marker = item.cluster !== null ? this._clusterMarker(item, status, colour, title) : this._deviceMarker(item.i, status, colour, title);
+      marker = item.cluster !== null ? this._clusterMarker(item, status, colour, title) : this._deviceMarker(item.i, status, colour, title, kindMark);
       marker.look = look;
       this.shown.set(key, marker);
       this.layer.addLayer(marker);
@@ -367,14 +386,15 @@ export class DeviceMap {
     this.element.dataset.draws = String(Number(this.element.dataset.draws ?? 0) + 1);
   }
 
-  _deviceMarker(i, status, colour, title) {
+  _deviceMarker(i, status, colour, title, mark) {
     const L = window.L;
     const [lon, lat] = this.devices[i].location.coordinates;
-    const icon = L.divIcon({
-      className: `device-marker status-${status}`,
-      html: iconElement("marker", STATUS_SHAPES[status] ?? "?", colour, ""),
-      iconSize: [18, 18],
-    });
+    const html = iconElement("marker", STATUS_SHAPES[status] ?? "?", colour, "");
+    const kind = document.createElement("span");
+    kind.className = "kind";
+    kind.textContent = mark;
+    html.append(kind);
+    const icon = L.divIcon({ className: `device-marker status-${status}`, html, iconSize: [18, 18] });
     const marker = L.marker([lat, lon], { icon, title, keyboard: true, riseOnHover: true });
     const deviceId = this.devices[i].deviceId;
     marker.on("click keypress", (event) => {

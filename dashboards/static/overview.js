@@ -6,7 +6,7 @@
 import { getJson, getPage } from "./api.js";
 import { PAGE_SIZE } from "./boot.js";
 import { drawChart } from "./chart.js";
-import { ago, dateTime, el, number, withUnit } from "./format.js";
+import { ago, dateTime, el, number, replaceKeepingFocus, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
 import { DeviceMap, STATUS_SHAPES } from "./map.js";
 import { leaflet } from "./vendor.js";
@@ -173,7 +173,7 @@ export class Overview {
       el("td", {}, this.ctx.kindLabel(d.kind)),
       el("td", { title: ago(d.lastSeen, now) }, dateTime(d.lastSeen)),
       el("td", {}, ago(d.lastSeen, now))));
-    document.querySelector("#worst-silence tbody").replaceChildren(...(rows.length ? rows
+    replaceKeepingFocus(document.querySelector("#worst-silence tbody"), ...(rows.length ? rows
       : [el("tr", {}, el("td", { colSpan: 5 }, t("overview.noneSilent")))]));
   }
 
@@ -197,7 +197,7 @@ export class Overview {
         el("td", { title: ago(d.ts, now) }, dateTime(d.ts)),
         el("td", { className: "values" }, this.describe(d))));
     }
-    document.querySelector("#latest tbody").replaceChildren(rows);
+    replaceKeepingFocus(document.querySelector("#latest tbody"), rows);
     const first = this.pageNo * PAGE_SIZE;
     let note = t("overview.pageOf", {
       from: number(this.page.length ? first + 1 : 0), to: number(first + this.page.length),
@@ -257,7 +257,7 @@ export class Overview {
     const rows = [...reasons].sort((a, b) => b[1] - a[1]).map(([reason, n]) =>
       el("tr", {}, el("td", {}, el("a", { href: `#/rejections?reason=${reason}` }, reasonText(reason))),
         el("td", { className: "num" }, number(n))));
-    reasonsBody.replaceChildren(...(rows.length ? rows
+    replaceKeepingFocus(reasonsBody, ...(rows.length ? rows
       : [el("tr", {}, el("td", { colSpan: 2 }, t("overview.noneLastHour")))]));
   }
 }

@@ -1,7 +1,7 @@
 // Rejected readings: what the ingest set aside, why, and the raw excerpt, filterable.
 
 import { getJson } from "./api.js";
-import { dateTime, el, number } from "./format.js";
+import { dateTime, el, number, replaceKeepingFocus } from "./format.js";
 import { RANGES } from "./device.js";
 import { t } from "./i18n.js";
 import { reasonText } from "./overview.js";
@@ -89,7 +89,7 @@ export class Rejections {
         el("td", { className: "excerpt", title: excerpt },
           excerpt.length > 160 ? `${excerpt.slice(0, 160)}…` : excerpt)));
     }
-    document.querySelector("#rejections tbody").replaceChildren(rows);
+    replaceKeepingFocus(document.querySelector("#rejections tbody"), rows);
     document.getElementById("more-rejections").hidden = !this.next;
     document.getElementById("rejections-note").textContent =
       t(this.next ? "rejections.shownMore" : "rejections.shown", { n: number(this.items.length) });

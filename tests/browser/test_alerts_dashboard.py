@@ -136,12 +136,17 @@ async def test_an_operator_sees_acknowledges_and_follows_an_alert(live: Live, ta
     await page.screenshot(path=tab.screenshot_path("alerts"), full_page=True)
     assert await axe_violations(page) == []
 
-    # Acknowledge with a note.
-    await row.locator("button").click()
+    # Acknowledge with a note, by keyboard alone: the row's button, the note, Send.
+    await row.locator("button").focus()
+    await page.keyboard.press("Enter")
     await page.wait_for_selector("#ack-dialog[open]")
     assert await axe_violations(page) == []
-    await page.fill("#ack-note", "ploeg is onderweg")
-    await page.click("#ack-send")
+    assert await page.evaluate("() => document.activeElement.id") == "ack-note"
+    await page.keyboard.type("ploeg is onderweg")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("() => document.activeElement.id") == "ack-send"
+    await page.keyboard.press("Enter")
     await _until(
         page, "document.getElementById('alerts-result').textContent.includes('acknowledged')"
     )

@@ -4,12 +4,14 @@ and history, and a group command whose states fill in as simulated lamps answer 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from playwright.async_api import Page
 
 from api import ApiConfig
 from api.keys import KeyStore, Role
@@ -22,7 +24,7 @@ from lantaarn.serve import bind_free, serve_api
 from simulators.clock import SimClock
 from simulators.command_responder import CommandResponder
 from simulators.device import SimulatedDevice
-from tests.browser.conftest import Tab
+from tests.browser.conftest import Tab, axe_violations
 from tests.browser.test_dashboard import _until
 from timeseries import InfluxClient, InfluxConfig, Retention, ensure_schema
 from timeseries.schema import raw_measurement
@@ -117,8 +119,11 @@ async def test_a_lampposts_page_shows_its_dim_level_and_commands_it(
     shown = await page.inner_text("#lamp-schedule")
     assert shown.startswith("Schedule “Night profile”: ")
     assert "(Amsterdam time)" in shown
-    await page.fill("#dim-input", "30")
-    await page.click("#dim-send")
+    # By keyboard: the level, then Enter.
+    await page.focus("#dim-input")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("30")
+    await page.keyboard.press("Enter")
     # The command appears in the history and its state fills in once the lamp answered.
     await _until(
         page,
@@ -132,6 +137,7 @@ async def test_a_lampposts_page_shows_its_dim_level_and_commands_it(
     assert cells[2] == "done"
     assert cells[3] == "dim level 30 %"
     assert cells[4].startswith("operator ")
+    assert await axe_violations(page) == []
     assert tab.errors == []
 
 
@@ -171,6 +177,7 @@ async def test_an_operator_commands_the_lamps_in_the_maps_view_and_watches_them_
     assert counts == {"created": 0, "sent": 0, "done": 5, "refused": 1, "failed": 0, "expired": 0}
     assert "to 6 lamps" in await page.inner_text("#group-note")
     assert await page.get_attribute("#group-bar", "value") == "6"
+    assert await axe_violations(page) == []
     assert tab.errors == []
 
 
@@ -195,4 +202,76 @@ async def test_turning_back_to_a_page_seen_before_shows_that_page(
         "(rows) => rows.map((r) => r.dataset.deviceId)"
     )
     assert again == first == [d.device_id for d in LAMPS[:2]]
+    assert tab.errors == []
+
+
+async def _press_until(page: Page, key: str, selector: str, presses: int = 60) -> None:
+    """Press `key` (Tab, Shift+Tab) until the focused element matches `selector`."""
+    for _ in range(presses):
+        await page.keyboard.press(key)
+        if await page.evaluate("(s) => document.activeElement?.matches(s) ?? false", selector):
+            return
+    raise AssertionError(f"{key} never reached {selector}")
+
+
+async def test_an_operator_commands_the_lamps_of_an_area_by_keyboard_alone(
+    commanded: Commanded, tab: Tab
+) -> None:
+    """Zoom the map in by keyboard, take its view as the area, and command only the lamps in it."""
+    page = tab.page
+    await tab.sign_in(commanded.operator, commanded.base_url)
+    await page.goto(f"{commanded.base_url}/dashboard?refresh=1&lang=en#/map")
+    await _until(page, "window.lantaarn && window.lantaarn.map.devices.length === 6")
+    await _until(page, "!document.getElementById('group-form').hidden")
+    await _press_until(page, "Tab", "#map")
+    zoom, draws = await page.evaluate(
+        "() => [window.lantaarn.map.map.getZoom(),"
+        " Number(document.getElementById('map').dataset.draws)]"
+    )
+    await page.keyboard.press("+")  # one step closer: some of the lamps leave the view
+    await _until(
+        page,
+        f"""window.lantaarn.map.map.getZoom() > {zoom}
+            && Number(document.getElementById('map').dataset.draws) > {draws}""",
+    )
+    await _press_until(page, "Shift+Tab", "#view-area")
+    await page.keyboard.press("Enter")
+    await _until(page, "!document.getElementById('clear-area').hidden")
+    inside = await page.locator("#area-devices tbody tr").count()
+    assert 1 <= inside < len(LAMPS), inside
+    await _press_until(page, "Tab", "#group-level")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("25")
+    await page.keyboard.press("Enter")
+    await _until(
+        page,
+        "document.getElementById('group-progress').dataset.finished === 'true'",
+        wait_ms=30_000,
+    )
+    assert f"to {inside} lamps" in await page.inner_text("#group-note")
+    assert await page.get_attribute("#group-bar", "value") == str(inside)
+    assert tab.errors == []
+
+
+async def test_a_lamps_schedule_and_commands_read_in_dutch(commanded: Commanded, tab: Tab) -> None:
+    """No word of the API's own (`sunset`, an argument's name) reaches a Dutch page."""
+    page = tab.page
+    await tab.sign_in(commanded.operator, commanded.base_url)
+    lamp = LAMPS[0].device_id
+    await page.goto(f"{commanded.base_url}/dashboard?refresh=1&lang=nl#/device/{lamp}")
+    await _until(page, "document.getElementById('lamp-schedule').textContent.includes('daarna')")
+    schedule = await page.inner_text("#lamp-schedule")
+    assert schedule.startswith("Schema “Night profile”: "), schedule
+    assert not re.search(r"sun(set|rise)", schedule), schedule
+    await page.fill("#dim-input", "20")
+    await page.click("#dim-send")
+    await _until(
+        page,
+        """() => [...document.querySelectorAll('#command-history tbody tr')].some(
+            (row) => row.dataset.state === 'done' && row.cells[1].textContent.includes('20'))""",
+        wait_ms=20_000,
+    )
+    rows = await page.locator("#command-history tbody tr").all_inner_texts()
+    assert "dimniveau instellen (niveau 20)" in [r.split("\t")[1] for r in rows], rows
+    assert await axe_violations(page) == []
     assert tab.errors == []

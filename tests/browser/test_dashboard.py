@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -153,6 +155,77 @@ async def test_map_clusters_every_device_and_opens_one(live: Live, tab: Tab) -> 
     assert tab.errors == []
 
 
+async def test_a_metric_colouring_the_map_is_also_written_out(live: Live, tab: Tab) -> None:
+    """Coloured by a metric's latest value, the value is in each marker's name and in the map's
+    table too: a colour is never the only way to read it."""
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    # Coloured by status or kind there is no value column.
+    assert await page.locator("#area-devices thead th:not([hidden])").count() == 4
+    # Coloured by kind, each device's marker also carries its kind's mark, as the legend says.
+    await page.select_option("#colour-by", "kind")
+    noise = live.device_of("noise").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", noise
+    )
+    marker = f"#map .device-marker[title*='({noise})'] .kind"
+    assert await page.inner_text(marker) == "No"
+    assert "No Noise" in await page.inner_text("#legend")
+    # The same marker, changed in place (it keeps a keyboard user's focus), loses and regains it.
+    for scheme, mark in (("status", ""), ("kind", "No")):
+        await page.select_option("#colour-by", scheme)
+        await _until(
+            page,
+            "([s, m]) => document.querySelector(s)?.textContent === m",
+            arg=[marker, mark],
+        )
+    await page.click("#fit-map")
+    await page.screenshot(path=tab.screenshot_path("map-by-kind"))
+    await page.select_option("#colour-by", "air_quality:pm25")
+    await _until(page, "!document.getElementById('area-value-head').hidden")
+    heads = await _texts(page, "#area-devices thead th")
+    assert heads[-1] == "PM2.5 (µg/m³)", heads
+    table: dict[str, str] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#area-devices tbody tr')]
+            .map((r) => [r.dataset.deviceId, r.cells[4].textContent]))"""
+    )
+    assert table
+    assert all(re.fullmatch(r"[0-9,]+(\.[0-9]+)?", v) for v in table.values()), table
+    device_id = live.device_of("air_quality").device_id
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    title = await page.get_attribute(f"#map .device-marker[title*='({device_id})']", "title")
+    assert title is not None
+    assert title.endswith(f", PM2.5 {table[device_id]} µg/m³"), (title, table[device_id])
+    assert tab.errors == []
+
+
+async def test_a_map_coloured_by_a_metric_follows_its_latest_values(live: Live, tab: Tab) -> None:
+    """The values a metric colours the map by are asked for again (every 12 refreshes: here
+    each second), not kept from the moment the colouring was chosen."""
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    await page.select_option("#colour-by", "air_quality:pm25")
+    await _until(page, "!document.getElementById('area-value-head').hidden")
+    first: dict[str, str] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#area-devices tbody tr')]
+            .map((r) => [r.dataset.deviceId, r.cells[4].textContent]))"""
+    )
+    await _until(
+        page,
+        """(first) => [...document.querySelectorAll('#area-devices tbody tr')].some((r) =>
+            r.dataset.deviceId in first && first[r.dataset.deviceId] !== r.cells[4].textContent)""",
+        arg=first,
+        wait_ms=30_000,
+    )
+    assert tab.errors == []
+
+
 async def test_the_map_clusters_on_the_page_when_its_worker_cannot_start(
     live: Live, tab: Tab
 ) -> None:
@@ -177,21 +250,98 @@ async def test_the_map_clusters_on_the_page_when_its_worker_cannot_start(
     assert [e for e in tab.errors if "ERR_FAILED" not in e] == []
 
 
+# A one-pixel transparent PNG: what the test's tile servers answer.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
+XYZ = "https://tiles.example.org/{z}/{x}/{y}.png"
+WMTS = (
+    "https://wmts.example.org/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=standaard"
+    "&STYLE=default&TILEMATRIXSET=EPSG:3857&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&FORMAT=image/png"
+)
+
+
+async def test_the_base_map_comes_from_the_tile_source_configured(live: Live, tab: Tab) -> None:
+    """The server's XYZ source (PDOK's by default), then this browser's own WMTS one from the
+    settings; an address that is not an https tile template is refused there. Nothing else is
+    fetched from anywhere but the dashboard's own server: no CDN."""
+    page = tab.page
+    tiles: list[str] = []
+    elsewhere: list[str] = []
+
+    async def tile(route: Route, request: Request) -> None:
+        tiles.append(request.url)
+        await route.fulfill(content_type="image/png", body=PNG)
+
+    async def config(route: Route) -> None:
+        await route.fulfill(json={"mapTiles": XYZ, "mapAttribution": "© Example tiles"})
+
+    def note(request: Request) -> None:
+        if not request.url.startswith((live.base_url, "https://tiles.", "https://wmts.", "data:")):
+            elsewhere.append(request.url)
+
+    page.on("request", note)
+    await page.context.route("https://tiles.example.org/**", tile)
+    await page.context.route("https://wmts.example.org/**", tile)
+    await page.route("**/dashboard/config.json", config)
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    await _until(page, "document.querySelectorAll('#map img.leaflet-tile-loaded').length > 0")
+    assert tiles
+    assert all(re.fullmatch(r"https://tiles\.example\.org/\d+/\d+/\d+\.png", u) for u in tiles)
+    assert "© Example tiles" in await page.inner_text("#map .leaflet-control-attribution")
+    assert "no tiles" not in await page.inner_text("#map-note")
+
+    # Not an https tile template: the settings say so and keep what was there.
+    await page.click("#open-settings")
+    await page.fill("#tile-url", "http://tiles.example.org/{z}/{x}/{y}.png")
+    await page.click("#save-settings")
+    assert await page.evaluate("() => document.getElementById('tile-url').matches(':invalid')")
+    assert await page.get_attribute("#tile-url", "title") == (
+        "An https address with {z}, {x} and {y} in it"
+    )
+    await page.click("#settings button[value=cancel]")
+    await _until(page, "!document.getElementById('settings').open")
+    assert await page.evaluate("() => localStorage.getItem('lantaarn.tileUrl')") is None
+
+    # This browser's own source, a WMTS server asked by key and value.
+    await page.click("#open-settings")
+    await page.fill("#tile-url", WMTS)
+    before = len(tiles)
+    await page.click("#save-settings")
+    await _until(
+        page,
+        """[...document.querySelectorAll('#map img.leaflet-tile-loaded')].some(
+            (img) => img.src.startsWith('https://wmts.'))""",
+    )
+    wmts = tiles[before:]
+    assert wmts
+    assert all(
+        re.search(r"&TILEMATRIX=\d+&TILEROW=\d+&TILECOL=\d+&", u)
+        for u in wmts
+        if u.startswith("https://wmts.")
+    ), wmts
+    assert elsewhere == []
+    assert tab.errors == []
+
+
 async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab) -> None:
     page = tab.page
     await tab.sign_in(live.key, live.base_url)
     await page.goto(live.base_url + LIVE + "#/map")
     await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
     assert await page.locator("#area-devices tbody tr").count() == FLEET_SIZE
-    # Draw an area around one device's marker: a box of 30 px each way.
+    # Draw an area around one device's marker: a box of 30 px each way. (The marker is found
+    # once drawing started: the hint it shows may move the map down a line.)
     device_id = live.device_of("noise").device_id
+    await page.click("#draw-area")
     await page.evaluate(
         "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
     )
     box = await page.locator(f"#map .device-marker[title*='({device_id})']").bounding_box()
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    await page.click("#draw-area")
     await page.mouse.move(x - 30, y - 30)
     await page.mouse.down()
     await page.mouse.move(x + 30, y + 30, steps=4)

@@ -65,6 +65,7 @@ def test_every_kind_and_metric_of_the_catalogue_has_a_name(language: str) -> Non
     texts = catalogue(language)
     for kind in DEVICE_KINDS.values():
         assert f"kind.{kind.name}" in texts
+        assert f"kindMark.{kind.name}" in texts  # beside its colour on the map
         for metric in kind.metrics:
             assert f"metric.{metric.name}" in texts
 
@@ -91,3 +92,10 @@ def test_the_scripts_write_no_sentences_of_their_own() -> None:
         for m in sentence.finditer(path.read_text("utf-8"))
     ]
     assert found == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_kind_has_a_mark_of_its_own(language: str) -> None:
+    """The map tells kinds apart by these marks as well as by colour: no two may be alike."""
+    marks = [v for k, v in catalogue(language).items() if k.startswith("kindMark.")]
+    assert len(set(marks)) == len(marks) == len(DEVICE_KINDS)
