@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from api.timefmt import format_ns
 from api.timefmt import now_ns as now_ns_clock
-from devices import DEVICE_KINDS, Device, Registry
+from devices import DEVICE_KINDS, BoundingBox, Device, Registry
 from devices.registry import DeviceState, ReadingUpdate, StatusUpdate, live_status
 from timeseries import InfluxClient, InfluxError
 from timeseries.queries import RawReading, last_status, latest_readings
@@ -136,6 +136,7 @@ async def page_states(
     after: str | None,
     limit: int,
     admit: Callable[[Device], bool] | None = None,
+    bbox: BoundingBox | None = None,
 ) -> tuple[list[tuple[Device, LiveState]], str | None]:
     """A page of active devices in id order after `after`, each with its live state, from the
     device-state store; and the id to continue after (None on the last page).
@@ -151,7 +152,12 @@ async def page_states(
     # One more than the page, to know whether another follows.
     while len(chosen) <= limit and not exhausted:
         rows = await asyncio.to_thread(
-            registry.latest_page, tenants=tenants, kind=kind, after=cursor, limit=limit + 1
+            registry.latest_page,
+            tenants=tenants,
+            kind=kind,
+            after=cursor,
+            bbox=bbox,
+            limit=limit + 1,
         )
         exhausted = len(rows) <= limit
         for device, state in rows:

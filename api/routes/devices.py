@@ -85,7 +85,8 @@ async def registry_call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -
         ) from None
 
 
-def _bbox(text: str | None) -> BoundingBox | None:
+def bbox_param(text: str | None) -> BoundingBox | None:
+    """The `bbox` query parameter as a box; 400 when it is not one."""
     if text is None:
         return None
     try:
@@ -130,7 +131,7 @@ async def list_devices(
 
     Without an API key: the devices published as open data, with their licence.
     """
-    box = _bbox(bbox)
+    box = bbox_param(bbox)
     after = None
     if page_cursor is not None:
         after = str(cursor.decode(page_cursor).get("after", ""))

@@ -25,6 +25,7 @@ from api.open_access import (
     terms_out,
 )
 from api.problems import BadRequest
+from api.routes.devices import bbox_param
 from api.schemas import LatestOut
 from devices import Device
 from devices.topics import DEVICE_ID_RE, TENANT_PATTERN
@@ -68,6 +69,14 @@ async def latest(
     principal: OpenReader,
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
+    bbox: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="only devices inside: minLon,minLat,maxLon,maxLat in WGS84 degrees "
+            "(edges included), e.g. an area chosen on the dashboard's map",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
     page_cursor: Annotated[str | None, Query(alias="cursor", max_length=200)] = None,
 ) -> Response:
@@ -77,6 +86,7 @@ async def latest(
     Without an API key: the open-data devices only, each with its licence and attribution.
     """
     after = _after(page_cursor)
+    box = bbox_param(bbox)
     open_data = await open_data_of(request) if principal.open_data_only else None
     if open_data is not None:
         tenants: list[str] | None = open_data.tenants(tenant)
@@ -87,7 +97,14 @@ async def latest(
     following = None
     if tenants != []:
         found, following = await page_states(
-            registry, influx, tenants=tenants, kind=kind, after=after, limit=limit, admit=admit
+            registry,
+            influx,
+            tenants=tenants,
+            kind=kind,
+            after=after,
+            limit=limit,
+            admit=admit,
+            bbox=box,
         )
     devices = [public_view(d) if open_data is not None else d for d, _ in found]
     out = [

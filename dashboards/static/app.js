@@ -255,7 +255,7 @@ function renderAreaDevices(devices) {
 function chooseArea(area) {
   deviceMap.setArea(area);
   renderMap();
-  overview.renderLatest();
+  overview.firstPage().catch(showError);
   document.getElementById("area-note").focus?.();
 }
 

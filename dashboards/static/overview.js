@@ -8,7 +8,7 @@ import { PAGE_SIZE } from "./boot.js";
 import { drawChart } from "./chart.js";
 import { ago, dateTime, el, number, replaceKeepingFocus, withUnit } from "./format.js";
 import { has, t } from "./i18n.js";
-import { DeviceMap, STATUS_SHAPES } from "./map.js";
+import { STATUS_SHAPES } from "./map.js";
 import { leaflet } from "./vendor.js";
 
 const REASONS_EVERY_MS = 30e3; // the rejection reasons (/v1/fleet/activity) are asked for at most this often
@@ -61,7 +61,7 @@ export class Overview {
     document.getElementById("latest-note").textContent = "";
   }
 
-  /** Start again at the first page (another kind). */
+  /** Start again at the first page (another kind, another area). */
   async firstPage() {
     this.cursors = [null];
     this.pageNo = 0;
@@ -85,15 +85,18 @@ export class Overview {
   /** Fetch the page shown from the server; an answer overtaken by a later request is dropped. */
   async loadPage() {
     const ticket = ++this.pageTicket;
+    // An area chosen on the map is asked for: the server pages the devices inside it.
+    const area = this.ctx.area?.();
     const params = {
       tenant: this.ctx.tenant(),
       kind: document.getElementById("kind-filter").value,
+      bbox: area ? area.map((v) => v.toFixed(6)).join(",") : "",
       limit: PAGE_SIZE,
       cursor: this.cursors[this.pageNo],
     };
     const early = this.prefetched;
     this.prefetched = null;
-    const first = !params.tenant && !params.kind && !params.cursor;
+    const first = !params.tenant && !params.kind && !params.bbox && !params.cursor;
     const found = await (early && first ? early : getPage("/v1/latest", params));
     // Unchanged (a 304) needs no drawing only when it is the page already shown: turning back
     // to a page seen before is answered from the copy kept, and that copy must be drawn.
@@ -181,11 +184,10 @@ export class Overview {
     if (!this.page) return;
     const status = document.getElementById("status-filter").value;
     const search = document.getElementById("search").value.trim().toLowerCase();
-    const area = this.ctx.area?.();
+    const area = this.ctx.area?.(); // the page holds the area's devices only (loadPage)
     const matching = this.page.filter((d) =>
       (!status || d.status === status) &&
-      (!search || d.deviceId.includes(search) || d.name.toLowerCase().includes(search)) &&
-      (!area || DeviceMap.inside(d, area)));
+      (!search || d.deviceId.includes(search) || d.name.toLowerCase().includes(search)));
     const rows = document.createDocumentFragment();
     const now = Date.now();
     for (const d of matching) {

@@ -64,8 +64,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from devices.catalogue import DEVICE_KINDS
-from devices.model import Device
+from devices.model import BoundingBox, Device
 from devices.registry.alert_rows import alerts as alert_table
+from devices.registry.devices import in_box
 from devices.registry.rows import Base, DeviceRow, StateRow, device_of
 from devices.registry.store import Store
 
@@ -446,12 +447,14 @@ class DeviceStates(Store):
         tenants: Sequence[str] | None,
         kind: str | None = None,
         after: str | None = None,
+        bbox: BoundingBox | None = None,
         limit: int,
     ) -> list[tuple[Device, DeviceState | None]]:
-        """Active devices in id order after id `after`, each with its state (None: never seen).
+        """Active devices in id order after id `after` (inside `bbox`, edges included), each
+        with its state (None: never seen).
 
         One index range (devices by tenant and id) joined by key: the cost of a page does not
-        depend on the size of the fleet.
+        depend on the size of the fleet (with a box, on the share of devices inside it).
         """
         s = device_state.c
         query = (
@@ -467,6 +470,8 @@ class DeviceStates(Store):
             query = query.where(DeviceRow.kind == kind)
         if after is not None:
             query = query.where(DeviceRow.device_id > after)
+        if bbox is not None:
+            query = query.where(in_box(bbox))
         with self._session() as session:
             return [_device_and_state(row) for row in session.execute(query)]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,17 @@ class DeviceChanges:
 
 
 _CHUNK: Final = 500  # ids per IN (...) query; far below every driver's parameter limit
+
+
+def in_box(box: BoundingBox) -> ColumnElement[bool]:
+    """A device inside the box, edges included (across the antimeridian when min_lon >
+    max_lon)."""
+    lon: ColumnElement[bool]
+    if box.min_lon <= box.max_lon:
+        lon = DeviceRow.longitude.between(box.min_lon, box.max_lon)
+    else:
+        lon = or_(DeviceRow.longitude >= box.min_lon, DeviceRow.longitude <= box.max_lon)
+    return and_(DeviceRow.latitude.between(box.min_lat, box.max_lat), lon)
 
 
 class Devices(Store):
@@ -143,13 +154,7 @@ class Devices(Store):
         if status == "active" or not include_retired:
             query = query.where(DeviceRow.retired_at.is_(None))
         if bbox is not None:
-            query = query.where(DeviceRow.latitude.between(bbox.min_lat, bbox.max_lat))
-            if bbox.min_lon <= bbox.max_lon:
-                query = query.where(DeviceRow.longitude.between(bbox.min_lon, bbox.max_lon))
-            else:
-                query = query.where(
-                    or_(DeviceRow.longitude >= bbox.min_lon, DeviceRow.longitude <= bbox.max_lon)
-                )
+            query = query.where(in_box(bbox))
         if limit is not None:
             query = query.limit(limit)
         with self._session() as session:

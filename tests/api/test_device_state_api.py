@@ -128,6 +128,34 @@ def test_latest_pages_one_tenant_from_the_store(api: str, world: World) -> None:
     assert 'rel="next"' in geo.headers["link"]
 
 
+def test_latest_pages_only_the_devices_inside_a_box(api: str, world: World) -> None:
+    # The dashboard's table filtered by an area chosen on the map: the server picks the
+    # devices inside, every page full, rather than the browser filtering one page.
+    ours = sorted(world.of_tenant(TENANT_A), key=lambda d: d.device_id)
+    lats = sorted(d.latitude for d in ours)
+    middle = lats[len(lats) // 2]
+    inside = [d.device_id for d in ours if d.latitude <= middle]
+    assert 0 < len(inside) < len(ours), "the box must leave some of the tenant's devices out"
+    lons = [d.longitude for d in ours]
+    box = f"{min(lons)},{min(lats)},{max(lons)},{middle}"
+    seen: list[str] = []
+    url: str | None = f"{api}/v1/latest?limit=1&bbox={box}"
+    while url is not None:
+        answer = httpx.get(url, headers=_key(world, "viewer_a"))
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()) == 1
+        seen.extend(item["deviceId"] for item in answer.json())
+        link = answer.headers.get("link")
+        url = _next(api, link) if link else None
+    assert seen == inside
+    for wrong in ("4,52,5", "4,53,5,52", "a,b,c,d"):
+        refused = httpx.get(
+            f"{api}/v1/latest", params={"bbox": wrong}, headers=_key(world, "viewer_a")
+        )
+        assert refused.status_code == 400, wrong
+        assert refused.json()["invalidParams"][0]["name"] == "bbox"
+
+
 def test_latest_never_crosses_tenants(api: str, world: World) -> None:
     first = httpx.get(f"{api}/v1/latest?limit=1", headers=_key(world, "viewer_a"))
     next_url = _next(api, first.headers["link"])

@@ -369,6 +369,50 @@ async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab
     assert tab.errors == []
 
 
+async def test_the_overview_pages_the_devices_of_the_area_from_the_server(
+    live: Live, tab: Tab
+) -> None:
+    # A page of one device: an area that leaves out the fleet's first device still fills it,
+    # with a device inside (the browser once filtered the page it had, which showed nothing).
+    page = tab.page
+    await tab.sign_in(live.key, live.base_url)
+    await page.goto(live.base_url + LIVE + "&rows=1#/map")
+    await _until(page, f"document.getElementById('map').dataset.drawn === '{FLEET_SIZE}'")
+    first = min(d.device_id for d in live.fleet.devices)
+    device_id = max(
+        d.device_id
+        for d in live.fleet.devices
+        if d not in (live.offline, live.silent) and d.device_id != first
+    )
+    await page.click("#draw-area")
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    box = await page.locator(f"#map .device-marker[title*='({device_id})']").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x - 10, y - 10)
+    await page.mouse.down()
+    await page.mouse.move(x + 10, y + 10, steps=4)
+    await page.mouse.up()
+    await _until(page, "!document.getElementById('clear-area').hidden")
+    inside = await page.evaluate(
+        """() => [...document.querySelectorAll('#area-devices tbody tr')]
+            .map((r) => r.dataset.deviceId)"""
+    )
+    assert device_id in inside
+    assert first not in inside, "the area must leave the first device out"
+    await page.click("[data-nav=overview]")
+    await _until(page, "document.querySelectorAll('#latest tbody tr').length === 1")
+    [shown] = await _row_times(page)
+    assert shown == min(inside)
+    note = await page.locator("#latest-note").text_content()
+    assert note is not None
+    assert "match the filters" not in note
+    assert "in the area" in note
+    assert tab.errors == []
+
+
 async def _chart_points(page: Page) -> dict[str, int]:
     found: dict[str, int] = await page.evaluate(
         """() => Object.fromEntries([...document.querySelectorAll('#device-charts figure')]
