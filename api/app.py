@@ -243,16 +243,17 @@ def create_app(config: ApiConfig) -> FastAPI:
     if (dashboard / "index.html").exists():
         files = DashboardFiles(dashboard)
 
-        @app.get("/dashboard", include_in_schema=False)
+        # HEAD too, as StaticFiles did: monitors and proxies probe the page with it.
+        @app.api_route("/dashboard", methods=["GET", "HEAD"], include_in_schema=False)
         async def _dashboard(request: Request) -> Response:
             return files.answer(request, "index.html")
 
-        @app.get("/dashboard/config.json", include_in_schema=False)
+        @app.api_route("/dashboard/config.json", methods=["GET", "HEAD"], include_in_schema=False)
         async def _dashboard_config() -> dict[str, str]:
             # What the page needs from the settings before it asks the API anything.
             return {"mapTiles": config.map_tiles, "mapAttribution": config.map_attribution}
 
-        @app.get("/dashboard/{name:path}", include_in_schema=False)
+        @app.api_route("/dashboard/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)
         async def _dashboard_file(request: Request, name: str) -> Response:
             return files.answer(request, name)
 

@@ -48,7 +48,8 @@ def install(app: FastAPI, folder: Path = SWAGGER_UI) -> None:
             "no Swagger UI files in %s: run scripts/vendor-js.sh; /v1/docs answers 503", folder
         )
 
-    @app.get("/v1/docs", include_in_schema=False)
+    # HEAD too: an operator's monitor may probe the docs page (the assets answer it already).
+    @app.api_route("/v1/docs", methods=["GET", "HEAD"], include_in_schema=False)
     async def _docs() -> Response:
         if not (folder / "swagger-ui-bundle.js").exists():
             return problem(
@@ -58,7 +59,7 @@ def install(app: FastAPI, folder: Path = SWAGGER_UI) -> None:
             )
         return HTMLResponse(_PAGE)
 
-    @app.get("/v1/docs/swagger-init.js", include_in_schema=False)
+    @app.api_route("/v1/docs/swagger-init.js", methods=["GET", "HEAD"], include_in_schema=False)
     async def _start() -> FileResponse:
         return FileResponse(STATIC / "swagger-init.js", media_type="text/javascript")
 

@@ -10,6 +10,7 @@ RESULTS = Path(__file__).parent / "results"
 SCENARIOS = {
     "ingest": ["-m", "bench.ingest"],
     "api": ["-m", "bench.api_queries"],
+    "compression": ["-m", "bench.api_compression"],
     "simulator": ["-m", "bench.simulator_throughput", "--duration", "20", "--connections", "1"],
     "dashboard": ["-m", "bench.dashboard_overview"],
     "sta": ["-m", "bench.sta"],

@@ -62,3 +62,11 @@ async def ready(registry: RegistryDep, influx: InfluxDep) -> HealthOut | JSONRes
 async def health(registry: RegistryDep, influx: InfluxDep) -> HealthOut | JSONResponse:
     """The same as `/v1/health/ready`."""
     return await ready(registry, influx)
+
+
+# Load balancers and monitors often probe with HEAD: the same status and headers, no body. Out of
+# the OpenAPI document, which describes the GET operations; HEAD is GET without its body.
+for _path, _endpoint in (("/live", live), ("/ready", ready), ("", health)):
+    router.add_api_route(
+        _path, _endpoint, methods=["HEAD"], response_model=HealthOut, include_in_schema=False
+    )
