@@ -20,6 +20,9 @@ import { Rejections } from "./rejections.js";
 
 const TILE_STORE = "lantaarn.tileUrl";
 const REFRESH_STORE = "lantaarn.refreshSeconds";
+// While the event stream is open, the overview's page is asked for again (a 304 mostly) only
+// this often: at every summary (every 2 s) it cost the API more than the stream itself.
+const PAGE_RECHECK_S = 30;
 const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#b26a00" };
 
 const query = new URLSearchParams(location.search);
@@ -117,6 +120,9 @@ function describeDevice(d) {
 
 const deviceMap = new DeviceMap(document.getElementById("map"), (id) => ctx.navigate(`#/device/${id}`), describeDevice);
 ctx.area = () => deviceMap.area;
+// How old the overview's page may get before it is asked for again: with the event stream open
+// (changes of state pushed), PAGE_RECHECK_S; else at every refresh.
+ctx.pageRecheckSeconds = () => (state.events?.readyState === EventSource.OPEN ? PAGE_RECHECK_S : 0);
 
 function ramp(t) {
   // Blue → green → yellow → red, readable on the pale background.
@@ -382,9 +388,9 @@ async function tick() {
         await showSummary(state.summary);
       } else {
         // The page shown, asked for again with If-None-Match (a 304 when none of its devices
-        // changed): the summary may stay the same for a minute and `devices` events come only
-        // once a change has settled, and the table should not wait for either.
-        await overview.loadPage();
+        // changed) now and then: `devices` events bring its changes of state as they happen,
+        // but not devices added, renamed or retired, nor a device turning silent.
+        await overview.recheck(ctx.pageRecheckSeconds());
       }
     } else if (state.view === "map") {
       const [{ body, changed }] = await Promise.all([

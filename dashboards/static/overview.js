@@ -37,6 +37,7 @@ export class Overview {
     this.reasonsAt = 0;
     this.drawnOnce = false;
     this.pageTicket = 0;
+    this.pageAt = 0; // when the page shown was last asked for (ms)
     for (const id of ["status-filter", "search"]) {
       document.getElementById(id).addEventListener("input", () => this.renderLatest());
     }
@@ -85,6 +86,7 @@ export class Overview {
   /** Fetch the page shown from the server; an answer overtaken by a later request is dropped. */
   async loadPage() {
     const ticket = ++this.pageTicket;
+    this.pageAt = Date.now();
     // An area chosen on the map is asked for: the server pages the devices inside it.
     const area = this.ctx.area?.();
     const params = {
@@ -106,6 +108,12 @@ export class Overview {
     this.page = found.items;
     this.next = found.next;
     this.renderLatest();
+  }
+
+  /** Ask for the page shown again once it is `seconds` old (a 304 when none of its devices
+   * changed). */
+  async recheck(seconds) {
+    if (Date.now() - this.pageAt >= seconds * 1000) await this.loadPage();
   }
 
   /** Devices whose state changed (a `devices` event: id, status, ts and metrics of each):
@@ -148,10 +156,11 @@ export class Overview {
     this.renderWorst(summary.worst.silence);
     this.ctx.completeness?.renderLowest(summary.worst);
     const chart = this.renderActivity(summary.perMinute);
-    // The page shown is asked for again (with If-None-Match: 304 when none of its 100 devices
+    // The page shown is asked for again (with If-None-Match: 304 when none of its devices
     // changed): `devices` events carry changes of state only, not devices added, renamed or
-    // retired, nor a device turning silent without a change.
-    if (!fresh) await this.loadPage();
+    // retired, nor a device turning silent without a change. With the event stream open (a
+    // summary every few seconds), every PAGE_RECHECK_S seconds.
+    if (!fresh) await this.recheck(this.ctx.pageRecheckSeconds());
     await chart;
     if (!this.drawnOnce) {
       this.drawnOnce = true;

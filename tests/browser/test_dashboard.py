@@ -686,6 +686,9 @@ async def test_an_answer_asked_for_before_signing_in_is_not_shown_after(
     await page.goto(live.base_url + LIVE)
     await _until(page, f"document.getElementById('n-devices').textContent === '{FLEET_SIZE}'")
     await page.route("**/v1/latest*", hold_latest)
+    # The table asked for again (as the kind filter does; with the event stream open its own
+    # re-asking comes only every 30 s).
+    await page.evaluate("document.getElementById('kind-filter').dispatchEvent(new Event('input'))")
     async with asyncio.timeout(10):
         await one_held.wait()  # a poll as anyone is on its way
     holding = False
