@@ -222,36 +222,30 @@ class StatusBoard:
         ]
         return Noted(shown, unknown)
 
-    def _silent_mask(self, table: _Table, now_ns: int) -> npt.NDArray[np.bool_]:
-        n = table.size
-        return table.active[:n] & ~table.offline[:n] & (table.last[:n] < now_ns - table.after[:n])
-
-    def counts(self, now_ns: int) -> list[StatusCount]:
-        """Active devices per tenant and kind by status at `now_ns`, in (tenant, kind) order,
-        as Registry.status_counts counts them."""
+    def statuses(self, now_ns: int, limit: int) -> tuple[list[StatusCount], list[Silent]]:
+        """At `now_ns`: the active devices per tenant and kind by status, in (tenant, kind)
+        order, as Registry.status_counts counts them; and the `limit` silent active devices
+        longest without a reading (never seen first, then by id), as Registry.most_silent
+        finds them."""
         table = self._table
         assert table is not None, "load() first"
         n, groups = table.size, len(table.groups)
         active = table.active[:n]
         group = table.group[:n]
+        silent = active & ~table.offline[:n] & (table.last[:n] < now_ns - table.after[:n])
         total = np.bincount(group[active], minlength=groups).tolist()
-        offline = np.bincount(group[active & table.offline[:n]], minlength=groups).tolist()
-        silent = np.bincount(group[self._silent_mask(table, now_ns)], minlength=groups).tolist()
-        out = [
-            StatusCount(tenant, kind, total[g], total[g] - offline[g] - silent[g], offline[g],
-                        silent[g])
+        off = np.bincount(group[active & table.offline[:n]], minlength=groups).tolist()
+        quiet = np.bincount(group[silent], minlength=groups).tolist()
+        counts = [
+            StatusCount(tenant, kind, total[g], total[g] - off[g] - quiet[g], off[g], quiet[g])
             for g, (tenant, kind) in enumerate(table.groups)
             if total[g]
-        ]  # fmt: skip
-        out.sort(key=lambda c: (c.tenant, c.kind))
-        return out
+        ]
+        counts.sort(key=lambda c: (c.tenant, c.kind))
+        return counts, self._longest_silent(table, np.flatnonzero(silent), limit)
 
-    def most_silent(self, now_ns: int, limit: int) -> list[Silent]:
-        """The silent active devices longest without a reading (never seen first, then by id),
-        as Registry.most_silent finds them."""
-        table = self._table
-        assert table is not None, "load() first"
-        found = np.flatnonzero(self._silent_mask(table, now_ns))
+    @staticmethod
+    def _longest_silent(table: _Table, found: npt.NDArray[np.intp], limit: int) -> list[Silent]:
         if len(found) > limit:  # those at or below the limit-th oldest reading, ties included
             oldest = table.last[found]
             cut = np.partition(oldest, limit - 1)[limit - 1]

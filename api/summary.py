@@ -280,7 +280,7 @@ class SummaryCache:
             now = now_ns()
             statuses = None
             if board is not None and board.ready:  # in this loop: the board is the feed's
-                statuses = (board.counts(now), board.most_silent(now, WORST))
+                statuses = board.statuses(now, WORST)
             out = await asyncio.to_thread(
                 compute, self._registry, key, now, figures, statuses, self._registered
             )

@@ -68,6 +68,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 log = logging.getLogger(__name__)
 
 TICK_S: Final = 2.0
+FOLLOW_S: Final = 30.0  # how often a feed's board follows the registry's changed devices
 HEARTBEAT_S: Final = 15.0
 BATCH: Final = 2_000  # devices per `devices` event
 BATCHES_PER_TICK: Final = 5
@@ -146,6 +147,7 @@ class ChangeFeed:
         self.tenants = tenants
         self.after = after
         self.board = StatusBoard(registry, tenants)
+        self.followed = 0.0  # when the board last followed the registry (monotonic s)
         self.listeners: set[Listener] = set()
         self.reads = 0  # registry reads done (for tests and benchmarks)
         self.task: asyncio.Task[None] | None = None
@@ -175,7 +177,11 @@ class ChangeFeed:
 
     async def tick(self) -> None:
         """Read what changed since the last tick (up to BATCHES_PER_TICK events) and hand it out."""
-        await self.board.follow()
+        if time.monotonic() - self.followed >= FOLLOW_S or not self.board.ready:
+            # Devices retired or given another interval reach the board within FOLLOW_S;
+            # devices registered since, at once (their rows are not on the board: _read).
+            await self.board.follow()
+            self.followed = time.monotonic()
         for _ in range(BATCHES_PER_TICK):
             shown, read, self.after = await self._read(self.after, None)
             if shown:

@@ -81,11 +81,12 @@ async def test_the_board_counts_and_finds_the_silent_as_the_registry_does(
         board = StatusBoard(registry, tenants)
         await board.load()
         for at in (NOW, NOW + 3 * NS, NOW + int(10 * INTERVAL * NS)):
-            assert board.counts(at) == registry.status_counts(tenants, at), (tenants, at)
+            counts, silent = board.statuses(at, 10)
+            assert counts == registry.status_counts(tenants, at), (tenants, at)
             expected = [(d.device_id, last) for d, last in registry.most_silent(tenants, at, 10)]
-            assert [(s[0], s[3]) for s in board.most_silent(at, 10)] == expected
+            assert [(s[0], s[3]) for s in silent] == expected
             # fewer than there are: the same first ones (ties of never seen broken by id)
-            assert [s[0] for s in board.most_silent(at, 2)] == [i for i, _ in expected[:2]]
+            assert [s[0] for s in board.statuses(at, 2)[1]] == [i for i, _ in expected[:2]]
     # The summary made from the board is the one made from the registry.
     board = StatusBoard(registry, (AMSTERDAM.code,))
     await board.load()
@@ -94,7 +95,7 @@ async def test_the_board_counts_and_finds_the_silent_as_the_registry_does(
         registry,
         [AMSTERDAM.code],
         NOW,
-        statuses=(board.counts(NOW), board.most_silent(NOW, 10)),
+        statuses=board.statuses(NOW, 10),
     )
     assert from_board == from_sql
     assert from_sql.worst.silence, "the fleet has silent devices to list"
@@ -137,7 +138,8 @@ async def test_the_board_follows_devices_registered_changed_and_retired(
     noted = board.note(rows, NOW)
     assert "b0020" in {s[0] for s in noted.shown}
     assert "b0008" not in {s[0] for s in noted.shown}  # retired since
-    assert board.counts(NOW + 5 * NS) == registry.status_counts([AMSTERDAM.code], NOW + 5 * NS)
+    later = NOW + 5 * NS
+    assert board.statuses(later, 10)[0] == registry.status_counts([AMSTERDAM.code], later)
 
 
 async def test_a_feed_sends_statuses_from_its_board_and_counts_without_the_registry(
@@ -162,5 +164,5 @@ async def test_a_feed_sends_statuses_from_its_board_and_counts_without_the_regis
     shown = orjson.loads(event.split(b"data: ", 1)[1])["devices"]
     statuses = {d["deviceId"]: d["status"] for d in shown}
     assert statuses == {"b0000": "offline", "b0004": "silent", "b0006": "online", "b0030": "online"}
-    assert feed.board.counts(now) == registry.status_counts([AMSTERDAM.code], now)
+    assert feed.board.statuses(now, 10)[0] == registry.status_counts([AMSTERDAM.code], now)
     assert feed.board.loads == 1
