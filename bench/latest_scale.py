@@ -404,12 +404,13 @@ def main() -> None:
                 with engine.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
                 engine.dispose()
-    print("\nOpen /v1/events streams of GM0000 while the writer records the fleet: the API's "
-          f"CPU to open one (until its first summary), and over the next {args.stream_s} s "
-          "beyond the same time without streams")  # fmt: skip
-    print("\n| devices | API | opening 1 stream, CPU ms | 1 stream CPU % | 10 streams CPU % "
-          "per stream | device states/stream | API CPU idle / with the writer, no streams "
-          "|")  # fmt: skip
+    print(f"\nOpen dashboards of GM0000 (an event stream, and the table's page of {PAGE_SIZE} "
+          f"asked for every {POLL_S:.0f} s) while the writer records the fleet: the API's CPU "
+          f"to open one (until its stream's first summary), and over the next {args.stream_s} s "
+          "beyond the same time without dashboards")  # fmt: skip
+    print("\n| devices | API | opening 1 dashboard, CPU ms | 1 dashboard CPU % | 10 dashboards "
+          "CPU % per dashboard | device states/stream | API CPU idle / with the writer, none "
+          "open |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in stream_rows:
         print(row)
