@@ -31,7 +31,10 @@ class BrokerConfigError(Exception):
 
 
 def render_template(template: Path, values: dict[str, object]) -> str:
-    """`template` with every `${name}` replaced; a missing value is an error, not a blank."""
+    """`template` with every `${name}` replaced; a missing value is an error, not a blank.
+
+    A value of None leaves out the lines that use it (a setting that does not apply here).
+    """
 
     def value(match: re.Match[str]) -> str:
         name = match[1]
@@ -39,8 +42,14 @@ def render_template(template: Path, values: dict[str, object]) -> str:
             raise BrokerConfigError(f"{template}: no value for ${{{name}}}")
         return str(values[name])
 
+    lines = template.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [
+        line
+        for line in lines
+        if all(values.get(name, "") is not None for name in _PLACEHOLDER.findall(line))
+    ]
     # Only `${name}`: the files also hold `$7$` hashes, `$share` and `$SYS` in their comments.
-    return _PLACEHOLDER.sub(value, template.read_text(encoding="utf-8"))
+    return _PLACEHOLDER.sub(value, "".join(kept))
 
 
 def plugin_path() -> Path:
@@ -143,6 +152,8 @@ def render_mosquitto(layout: BrokerLayout, folder: Path) -> Path:
         "auth_window_s": security.auth_window_s,
         "publish_rate": security.publish_rate,
         "publish_burst": security.publish_burst,
+        # The plugin reads the certificate listener's CRL; without TLS there is none.
+        "crl_file": None if layout.tls is None else layout.tls.crl_file,
     }
     names = ["lantaarn-auth.conf"]
     if layout.tls is not None:
@@ -151,7 +162,6 @@ def render_mosquitto(layout: BrokerLayout, folder: Path) -> Path:
             "ca_file": tls.ca_file,
             "cert_file": tls.cert_file,
             "key_file": tls.key_file,
-            "crl_file": tls.crl_file,
             "tls_port": tls.tls_port,
             "certificate_port": tls.certificate_port,
             "device_address_v6": tls.device_addresses[0],
@@ -175,7 +185,8 @@ def stage_tls(
 
     The authority's folder is its owner's alone (0700); the broker, dropped to its own user,
     gets copies: the key readable by the broker's group only. Call again after a revocation,
-    then reload the broker (Mosquitto 2.0.11 re-reads its certificates and CRL on SIGHUP).
+    then reload the broker (Mosquitto 2.0.11 re-reads its certificates and CRL on SIGHUP, and the
+    lantaarn plugin disconnects the devices whose certificates are newly revoked).
     """
     folder.mkdir(parents=True, exist_ok=True)
     staged = {}

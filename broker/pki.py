@@ -4,7 +4,8 @@ The folder (mode 0700; every file in it 0600, written atomically):
 
 - `ca.crt`, `ca.key`: the authority (EC P-256, 10 years, may sign certificates and CRLs);
 - `server.crt`, `server.key`: the broker's certificate (its DNS names and IP addresses);
-- `crl.pem`: every revoked serial, which Mosquitto reads as its `crlfile`;
+- `crl.pem`: every revoked serial, which Mosquitto reads as its `crlfile`, after a line of text per
+  serial naming its identity, which the broker plugin reads to disconnect that device;
 - `issued.json`: what was issued (serial, identity, not-after, revoked-at).
 
 A device's identity is `{tenant}/{deviceId}`, the common name of its certificate: the broker takes
@@ -405,6 +406,7 @@ class Authority:
                 critical=False,
             )
         )
+        revoked = []
         for record in self._load_issued():
             if record.revoked_at is not None:
                 builder = builder.add_revoked_certificate(
@@ -413,8 +415,10 @@ class Authority:
                     .revocation_date(record.revoked_at)
                     .build()
                 )
+                revoked.append(record)
         crl = builder.sign(self._key, hashes.SHA256())
-        _write_private(self.crl_file, crl.public_bytes(serialization.Encoding.PEM))
+        pem = crl.public_bytes(serialization.Encoding.PEM)
+        _write_private(self.crl_file, _named(revoked) + pem)
         self._save_meta({**meta, "crl_number": number})
         return self.crl_file
 
@@ -449,6 +453,19 @@ class Authority:
     def _save_meta(self, meta: dict[str, Any]) -> None:
         document = {**meta, "certificates": self._load_document()["certificates"]}
         _write_private(self.folder / ISSUED, json.dumps(document, indent=1).encode())
+
+
+def _named(revoked: Sequence[IssuedCertificate]) -> bytes:
+    """The text before the CRL's PEM block: whose each revoked serial is.
+
+    A CRL carries serials only, and Mosquitto checks it only when a connection is made; the
+    broker plugin reads these lines (for serials the signed CRL lists) to disconnect the device
+    of a newly revoked certificate. Text before a PEM block is allowed (RFC 7468, section 2) and
+    OpenSSL, Mosquitto and cryptography skip it.
+    """
+    lines = ["lantaarn: the identity of each revoked certificate (revoked SERIAL-IN-HEX IDENTITY)"]
+    lines += [f"revoked {r.serial:X} {r.identity}" for r in revoked]
+    return "".join(f"{line}\n" for line in lines).encode()
 
 
 def revoke_retired(folder: Path | None, identity: str) -> Path | None:

@@ -7,7 +7,9 @@
  *    could join the ingest workers' shared subscription (taking its turns, receiving nothing);
  *  - client ids are not bound to logins, so any login could take `ingest-0` or another device's id
  *    and the broker would cut the holder off (and, with clean start, delete its session);
- *  - failed logins are not counted, so a password can be guessed as fast as the broker answers.
+ *  - failed logins are not counted, so a password can be guessed as fast as the broker answers;
+ *  - a connection made with a certificate stays open after the certificate is revoked: Mosquitto
+ *    checks its `crlfile` only when a connection is made.
  *
  * Logins are checked here against the same `$7$` password file Mosquitto reads (PBKDF2-SHA512),
  * because only the check that decides knows a login failed. Read permissions stay in the ACL file:
@@ -24,6 +26,8 @@
  *   auth_window_s        that window in seconds
  *   publish_rate         messages a second a device may publish on average (0: no limit)
  *   publish_burst        messages a device may publish at once above that rate
+ *   crl_file             the certificate listener's `crlfile`, written by `lantaarn pki`: on every
+ *                        reload a device whose certificate is newly in it is disconnected
  *
  * A device's login contains a '/' (`{tenant}/{deviceId}`); a service's login never does.
  */
@@ -34,11 +38,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -50,6 +59,7 @@
 #define ADDRESS_SLOTS 4096
 #define DEVICE_SLOTS 65536
 #define MAX_RESERVED 16
+#define MAX_CRL_BYTES (256L * 1024 * 1024)
 
 struct login {
 	char *username;
@@ -72,6 +82,12 @@ struct reserved {
 	char *prefix;
 };
 
+/* A revoked certificate: its serial in hex, and whose it is (NULL: unknown). */
+struct revoked {
+	char *serial;
+	char *identity;
+};
+
 struct state {
 	mosquitto_plugin_id_t *id;
 	char *password_file;
@@ -89,6 +105,10 @@ struct state {
 	double publish_burst;
 	struct slot *addresses;
 	struct slot *devices;
+	char *crl_file;
+	struct stat crl_seen;
+	struct revoked *revoked;
+	size_t revoked_count;
 };
 
 static struct state plugin;
@@ -176,6 +196,12 @@ static int by_username(const void *a, const void *b)
 	return strcmp(((const struct login *)a)->username, ((const struct login *)b)->username);
 }
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size
+		&& a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 /* (Re)read the password file when it changed; on failure keep what we had. */
 static int load_logins(void)
 {
@@ -185,9 +211,7 @@ static int load_logins(void)
 				plugin.password_file, strerror(errno));
 		return MOSQ_ERR_UNKNOWN;
 	}
-	if(plugin.logins && now.st_ino == plugin.seen.st_ino && now.st_size == plugin.seen.st_size
-			&& now.st_mtim.tv_sec == plugin.seen.st_mtim.tv_sec
-			&& now.st_mtim.tv_nsec == plugin.seen.st_mtim.tv_nsec){
+	if(plugin.logins && same_file(&now, &plugin.seen)){
 		return MOSQ_ERR_SUCCESS;
 	}
 	FILE *file = fopen(plugin.password_file, "r");
@@ -248,6 +272,145 @@ static int load_logins(void)
 	return MOSQ_ERR_SUCCESS;
 }
 
+static bool is_device(const char *username)
+{
+	return username && strchr(username, '/') != NULL;
+}
+
+/* A hex serial without its leading zeros: OpenSSL prints whole bytes (`0F12`), Python does not. */
+static const char *significant(const char *hex)
+{
+	while(hex[0] == '0' && hex[1]) hex++;
+	return hex;
+}
+
+static int by_serial(const void *a, const void *b)
+{
+	return strcasecmp(significant(((const struct revoked *)a)->serial),
+			significant(((const struct revoked *)b)->serial));
+}
+
+static void free_revoked(struct revoked *list, size_t count)
+{
+	for(size_t i = 0; i < count; i++){
+		mosquitto_free(list[i].serial);
+		mosquitto_free(list[i].identity);
+	}
+	mosquitto_free(list);
+}
+
+/* The whole of `path`, NUL-terminated, its length in `size` and what stat says of it in `st`;
+ * NULL (logged) when unreadable. */
+static char *read_whole(const char *path, size_t *size, struct stat *st)
+{
+	FILE *file = fopen(path, "rb");
+	if(!file){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "lantaarn: cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *data = NULL;
+	if(!fstat(fileno(file), st) && st->st_size <= MAX_CRL_BYTES){
+		data = mosquitto_malloc((size_t)st->st_size + 1);
+		if(data){
+			*size = fread(data, 1, (size_t)st->st_size, file);
+			data[*size] = '\0';
+		}
+	}else{
+		mosquitto_log_printf(MOSQ_LOG_ERR, "lantaarn: %s is unreadable or too large", path);
+	}
+	fclose(file);
+	return data;
+}
+
+/* The serials of the CRL in `text`, sorted; NULL when it holds none that OpenSSL can read. */
+static struct revoked *crl_serials(const char *text, size_t size, size_t *count)
+{
+	BIO *bio = BIO_new_mem_buf(text, (int)size);
+	X509_CRL *crl = bio ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	if(!crl) return NULL;
+	STACK_OF(X509_REVOKED) *entries = X509_CRL_get_REVOKED(crl);
+	int n = entries ? sk_X509_REVOKED_num(entries) : 0;
+	struct revoked *list = mosquitto_calloc(n > 0 ? (size_t)n : 1, sizeof(*list));
+	*count = 0;
+	for(int i = 0; list && i < n; i++){
+		const ASN1_INTEGER *serial = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(entries, i));
+		BIGNUM *number = ASN1_INTEGER_to_BN(serial, NULL);
+		char *hex = number ? BN_bn2hex(number) : NULL;
+		BN_free(number);
+		if(hex && (list[*count].serial = mosquitto_strdup(hex)) != NULL) (*count)++;
+		OPENSSL_free(hex);
+	}
+	X509_CRL_free(crl);
+	if(list) qsort(list, *count, sizeof(*list), by_serial);
+	return list;
+}
+
+/* Name the serials of `list` from the `revoked SERIAL IDENTITY` lines `lantaarn pki` writes before
+ * the PEM block (a CRL itself carries serials only). A line whose serial the signed CRL does not
+ * list names nothing. Cuts `text` into lines. */
+static void name_revoked(char *text, struct revoked *list, size_t count)
+{
+	char *line = text;
+	while(line && *line && strncmp(line, "-----BEGIN", 10)){
+		char *end = strchr(line, '\n');
+		if(end) *end = '\0';
+		char serial[128], identity[256];
+		if(sscanf(line, "revoked %127s %255s", serial, identity) == 2){
+			struct revoked key = {.serial = serial};
+			struct revoked *entry = bsearch(&key, list, count, sizeof(key), by_serial);
+			if(entry && !entry->identity) entry->identity = mosquitto_strdup(identity);
+		}
+		line = end ? end + 1 : NULL;
+	}
+}
+
+/* (Re)read the CRL; with `disconnect`, cut the device of every certificate newly revoked. On failure
+ * keep what we had: Mosquitto refuses a revoked certificate's new connections by itself. */
+static int load_crl(bool disconnect)
+{
+	struct stat now;
+	/* Most reloads are for logins: a CRL of 100,000 serials takes a third of a second to read. */
+	if(plugin.revoked && !stat(plugin.crl_file, &now) && same_file(&now, &plugin.crl_seen)){
+		return MOSQ_ERR_SUCCESS;
+	}
+	size_t size = 0, count = 0;
+	char *text = read_whole(plugin.crl_file, &size, &now);
+	if(!text) return MOSQ_ERR_UNKNOWN;
+	struct revoked *list = crl_serials(text, size, &count);
+	if(!list){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "lantaarn: %s holds no CRL that OpenSSL reads",
+				plugin.crl_file);
+		mosquitto_free(text);
+		return MOSQ_ERR_UNKNOWN;
+	}
+	name_revoked(text, list, count);
+	mosquitto_free(text);
+	for(size_t i = 0; disconnect && i < count; i++){
+		struct revoked *entry = &list[i];
+		if(bsearch(entry, plugin.revoked, plugin.revoked_count, sizeof(*entry), by_serial)) continue;
+		if(!entry->identity || !is_device(entry->identity)){
+			mosquitto_log_printf(MOSQ_LOG_WARNING,
+					"lantaarn: certificate %s is newly revoked but %s does not say whose: "
+					"a connection made with it stays open", entry->serial, plugin.crl_file);
+			continue;
+		}
+		/* The device may also be logged in with its password: that connection goes too, and may
+		 * come back, as a certificate's cannot. */
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				"lantaarn: certificate %s of %s is revoked; disconnecting it",
+				entry->serial, entry->identity);
+		mosquitto_kick_client_by_username(entry->identity, false);
+	}
+	free_revoked(plugin.revoked, plugin.revoked_count);
+	plugin.revoked = list;
+	plugin.revoked_count = count;
+	plugin.crl_seen = now;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "lantaarn: %zu revoked certificates in %s", count,
+			plugin.crl_file);
+	return MOSQ_ERR_SUCCESS;
+}
+
 static bool password_matches(const char *username, const char *password)
 {
 	struct login key = {.username = (char *)username};
@@ -259,11 +422,6 @@ static bool password_matches(const char *username, const char *password)
 		return false;
 	}
 	return CRYPTO_memcmp(digest, login->digest, DIGEST_BYTES) == 0;
-}
-
-static bool is_device(const char *username)
-{
-	return username && strchr(username, '/') != NULL;
 }
 
 static bool starts_with(const char *text, const char *prefix)
@@ -423,6 +581,7 @@ static int on_reload(int event, void *event_data, void *userdata)
 	 * we had (load_logins logs why): a reload must never lock every device out. */
 	memset(&plugin.seen, 0, sizeof(plugin.seen));
 	load_logins();
+	if(plugin.crl_file) load_crl(true);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -481,6 +640,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 			plugin.publish_rate = atof(value);
 		}else if(!strcmp(key, "publish_burst")){
 			plugin.publish_burst = atof(value) >= 1 ? atof(value) : 1;
+		}else if(!strcmp(key, "crl_file")){
+			plugin.crl_file = mosquitto_strdup(value);
 		}else{
 			mosquitto_log_printf(MOSQ_LOG_ERR, "lantaarn: unknown option plugin_opt_%s", key);
 			return MOSQ_ERR_INVAL;
@@ -495,6 +656,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	plugin.devices = mosquitto_calloc(DEVICE_SLOTS, sizeof(struct slot));
 	if(!plugin.addresses || !plugin.devices || !plugin.topic_prefix) return MOSQ_ERR_NOMEM;
 	int rc = load_logins();
+	if(!rc && plugin.crl_file) rc = load_crl(false);
 	if(rc) return rc;
 	mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
 	mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
@@ -519,6 +681,8 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 		mosquitto_free(plugin.groups[i].login);
 		mosquitto_free(plugin.groups[i].prefix);
 	}
+	free_revoked(plugin.revoked, plugin.revoked_count);
+	mosquitto_free(plugin.crl_file);
 	mosquitto_free(plugin.password_file);
 	mosquitto_free(plugin.topic_prefix);
 	mosquitto_free(plugin.addresses);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pwd
+import secrets
 import socket
 import ssl
 import time
@@ -10,9 +11,16 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from broker.config import BrokerTls
 from broker.passwords import write_broker_config
+from broker.pki import Authority
+from devices import Device, Registry, Tenant
+from devices.provisioning import issue_credentials
 from devices.topics import topic
+from lantaarn.cli import main
+from lantaarn.localstack import private_mosquitto
 from tests.broker.peers import Listener, connect
 from tests.broker.testca import ThrowawayAuthority
 from tests.conftest import SecuredBroker
@@ -156,3 +164,69 @@ def test_a_retired_device_is_cut_off_on_every_listener(secured: SecuredBroker) -
     assert on_certificate.disconnected.wait(5), "a retired device kept its certificate session"
     assert not bystander.disconnected.wait(0.5)
     bystander.close()
+
+
+def test_revoking_a_certificate_cuts_its_open_connection_and_refuses_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a deployment revokes: `lantaarn pki revoke`, then `lantaarn broker-config --stage-tls`
+    (what the path unit watching the CRL runs) and the broker's reload."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("LANTAARN_DATA_DIR", str(data))
+    monkeypatch.delenv("LANTAARN_REGISTRY_URL", raising=False)
+    data.mkdir()
+    ids = ("gm0363-lp-00001", "gm0363-lp-00002")
+    with Registry(f"sqlite:///{data / 'registry.sqlite3'}") as registry:
+        registry.add_tenant(Tenant("GM0363", "Amsterdam", ("2001:db8:363::/48",)))
+        for device_id in ids:
+            device = Device(device_id, "GM0363", "lamppost", device_id, 52.37, 4.9)
+            registry.add_device(device, password_hash=issue_credentials(device).password_hash)
+    assert main(["pki", "init"]) == 0
+    assert main(["pki", "server", "--ip", "127.0.0.1", "::1"]) == 0
+    authority = Authority.load(data / "pki")
+    certificates = {}
+    for device_id in ids:
+        # OpenSSL prints this serial with a leading zero ("0F..."), Python's hex without.
+        serial = (0x0F << 152) | secrets.randbits(152)
+        with monkeypatch.context() as chosen:
+            chosen.setattr(x509, "random_serial_number", lambda serial=serial: serial)
+            cert, key = authority.issue_device(f"GM0363/{device_id}")
+        (tmp_path / f"{device_id}.crt").write_bytes(cert)
+        (tmp_path / f"{device_id}.key").write_bytes(key)
+        certificates[device_id] = (tmp_path / f"{device_id}.crt", tmp_path / f"{device_id}.key")
+    folder = tmp_path / "mosquitto"
+    password_file, acl_file, staged = folder / "passwd", folder / "acl", folder / "tls"
+    sync = ["broker-config", "--password-file", str(password_file), "--acl-file", str(acl_file)]
+    sync += ["--stage-tls", str(staged)]
+    assert main(sync) == 0
+    tls = BrokerTls(
+        staged / "ca.crt",
+        staged / "server.crt",
+        staged / "server.key",
+        staged / "crl.pem",
+        device_addresses=("::1", "127.0.0.1"),
+    )
+    broker = private_mosquitto(folder, password_file=password_file, acl_file=acl_file, tls=tls)
+    try:
+        assert broker.tls is not None
+        assert broker.service.process is not None
+        listener = Listener("x509", "127.0.0.1", broker.tls.certificate_port, tls.ca_file)
+        doomed, bystander = (
+            connect(listener, None, None, client_id=f"GM0363/{d}", cert=certificates[d])
+            for d in ids
+        )
+        assert not doomed.refused
+        assert not bystander.refused
+
+        assert main(["pki", "revoke", "--device", ids[0]]) == 0
+        assert main([*sync, "--reload-pid", str(broker.service.process.pid)]) == 0
+        assert doomed.disconnected.wait(5), "a revoked certificate kept its open connection"
+        again = connect(
+            listener, None, None, client_id=f"GM0363/{ids[0]}", cert=certificates[ids[0]]
+        )
+        assert again.refused, "a revoked certificate connects again"
+        assert not bystander.disconnected.wait(0.5)
+        assert bystander.publish(topic("GM0363", ids[1]), b"{}").is_published()
+        bystander.close()
+    finally:
+        broker.stop()
