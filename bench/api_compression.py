@@ -42,7 +42,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api import ApiConfig, create_app
 from bench.isal_gzip import GzipAnswers
-from bench.latest_scale import cpu_seconds, fill, fleet
+from bench.latest_scale import cpu_seconds, fill, fleet, wait_live
 from devices import DEVICE_KINDS
 from lantaarn.localstack import free_port, private_influx
 from lantaarn.serve import bind
@@ -170,17 +170,11 @@ def api_process(url: str, influx: InfluxConfig, variant: str) -> Iterator[tuple[
     )
     child.start()
     base = f"http://[::1]:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/v1/health/live").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            child.terminate()
-            raise TimeoutError(f"the API ({variant}) did not come up")
-        time.sleep(0.1)
+    try:
+        wait_live(base, f"the API ({variant})")
+    except TimeoutError:
+        child.terminate()
+        raise
     try:
         assert child.pid is not None
         yield base, child.pid

@@ -143,6 +143,20 @@ def _serve(url: str, port: int) -> None:
     asyncio.run(serve_api(config, ["::1"], port, asyncio.Event()))
 
 
+def wait_live(base: str, what: str, seconds: float = 60.0) -> None:
+    """Wait until the API at `base` answers its liveness check; TimeoutError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/v1/health/live").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not come up")
+        time.sleep(0.1)
+
+
 @contextmanager
 def api_process(url: str, tree: str | None = None) -> Iterator[tuple[str, int]]:
     """The API in a child process; yields its base URL and pid. `tree`: run the API of that
@@ -157,16 +171,7 @@ def api_process(url: str, tree: str | None = None) -> Iterator[tuple[str, int]]:
         env = {**os.environ, "PYTHONPATH": tree}
         child = subprocess.Popen([sys.executable, "-c", code], cwd=tree, env=env)
     base = f"http://[::1]:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/v1/health/live").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the API did not come up")
-        time.sleep(0.1)
+    wait_live(base, "the API")
     try:
         assert child.pid is not None
         yield base, child.pid

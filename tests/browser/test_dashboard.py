@@ -326,6 +326,23 @@ async def test_the_base_map_comes_from_the_tile_source_configured(live: Live, ta
     assert tab.errors == []
 
 
+async def _draw_area_around(page: Page, device_id: str, half_px: int) -> None:
+    """Draw an area on the map with the mouse: a box `half_px` each way around the device's
+    marker (found once drawing started: the hint it shows may move the map down a line)."""
+    await page.click("#draw-area")
+    await page.evaluate(
+        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
+    )
+    box = await page.locator(f"#map .device-marker[title*='({device_id})']").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x - half_px, y - half_px)
+    await page.mouse.down()
+    await page.mouse.move(x + half_px, y + half_px, steps=4)
+    await page.mouse.up()
+    await _until(page, "!document.getElementById('clear-area').hidden")
+
+
 async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab) -> None:
     page = tab.page
     await tab.sign_in(live.key, live.base_url)
@@ -335,18 +352,7 @@ async def test_an_area_chosen_on_the_map_filters_the_tables(live: Live, tab: Tab
     # Draw an area around one device's marker: a box of 30 px each way. (The marker is found
     # once drawing started: the hint it shows may move the map down a line.)
     device_id = live.device_of("noise").device_id
-    await page.click("#draw-area")
-    await page.evaluate(
-        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
-    )
-    box = await page.locator(f"#map .device-marker[title*='({device_id})']").bounding_box()
-    assert box is not None
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    await page.mouse.move(x - 30, y - 30)
-    await page.mouse.down()
-    await page.mouse.move(x + 30, y + 30, steps=4)
-    await page.mouse.up()
-    await _until(page, "!document.getElementById('clear-area').hidden")
+    await _draw_area_around(page, device_id, 30)
     inside = await page.evaluate(
         """() => [...document.querySelectorAll('#area-devices tbody tr')]
             .map((r) => r.dataset.deviceId)"""
@@ -384,18 +390,7 @@ async def test_the_overview_pages_the_devices_of_the_area_from_the_server(
         for d in live.fleet.devices
         if d not in (live.offline, live.silent) and d.device_id != first
     )
-    await page.click("#draw-area")
-    await page.evaluate(
-        "(id) => new Promise((done) => window.lantaarn.map.reveal(id, () => done()))", device_id
-    )
-    box = await page.locator(f"#map .device-marker[title*='({device_id})']").bounding_box()
-    assert box is not None
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    await page.mouse.move(x - 10, y - 10)
-    await page.mouse.down()
-    await page.mouse.move(x + 10, y + 10, steps=4)
-    await page.mouse.up()
-    await _until(page, "!document.getElementById('clear-area').hidden")
+    await _draw_area_around(page, device_id, 10)
     inside = await page.evaluate(
         """() => [...document.querySelectorAll('#area-devices tbody tr')]
             .map((r) => r.dataset.deviceId)"""
