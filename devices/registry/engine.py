@@ -5,8 +5,6 @@ from __future__ import annotations
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
-_MMAP_BYTES = 1 << 30  # address space, not memory: pages stay the OS's page cache
-
 
 def connect(url: str) -> Engine:
     """An engine for the registry's database; SQLite gets WAL, foreign keys and a busy wait
@@ -22,9 +20,6 @@ def connect(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=5000")
-            # Read the file through memory rather than a system call per page: a feed's rows
-            # of changed devices lie all over the table (bench.latest_scale).
-            cur.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             cur.close()
 
     return engine
