@@ -27,7 +27,7 @@ from api.etag import weak_etag
 from api.lowest_completeness import HourFigures, LowestCompleteness
 from api.schemas import Out
 from api.status_board import Silent, StatusBoard
-from api.timefmt import format_ns, now_ns
+from api.timefmt import format_ns, now_ns, to_ns
 from devices import NotFound, Registry
 from devices.registry import StatusCount
 
@@ -147,13 +147,10 @@ def compute(
         known = {} if registered is None else registered
         if len(known) > _REMEMBERED_REGISTRATIONS:
             known.clear()
-        found: dict[str, int | None] = {}
-        for device_id, _, _, last_ns, _ in silent:  # the board does not keep registrations
-            if last_ns is None:
-                if device_id not in known:  # (summaries of other sets share `known`)
-                    known[device_id] = _registered(registry, device_id)
-                found[device_id] = known.get(device_id)
-        silent = [s if s[3] is not None else (*s[:4], found[s[0]]) for s in silent]
+        # The board does not keep registrations: looked up for the never seen it lists.
+        silent = [
+            s if s[3] is not None else (*s[:4], _registered(registry, s[0], known)) for s in silent
+        ]
     first = now - now % _MINUTE_NS - (MINUTES - 1) * _MINUTE_NS
     minutes = registry.minute_counts(tenants, first)
     open_alerts = registry.alert_counts(tenants)
@@ -219,15 +216,18 @@ def compute(
 
 
 def _ns_of(at: datetime | None) -> int | None:
-    return None if at is None else int(at.timestamp() * _NS)
+    return None if at is None else to_ns(at)
 
 
-def _registered(registry: Registry, device_id: str) -> int | None:
-    """When a device was registered (ns), None when it is not found."""
-    try:
-        return _ns_of(registry.device(device_id).created_at)
-    except NotFound:
-        return None
+def _registered(registry: Registry, device_id: str, known: dict[str, int | None]) -> int | None:
+    """When a device was registered (ns; None when it is not found), from `known` (shared by
+    the summaries of every tenant set) or else looked up and added to it."""
+    if device_id not in known:
+        try:
+            known[device_id] = _ns_of(registry.device(device_id).created_at)
+        except NotFound:
+            known[device_id] = None
+    return known.get(device_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,13 +166,10 @@ class ChangeFeed:
         noted = self.board.note(rows, now_ns())
         if noted.unknown:  # devices registered since the board last followed the registry
             await self.board.follow()
-            again = self.board.note(noted.unknown, now_ns())
-            # Still unknown: a state row without a device (none is written so); as a join
-            # to the devices would, leave it out.
-            position = {r[0]: n for n, r in enumerate(rows)}
-            merged = noted.shown + again.shown
-            merged.sort(key=lambda c: position[c[0]])
-            return merged, len(rows), last
+            # The batch again, in its order (applying a row twice changes nothing). Still
+            # unknown: a state row without a device (none is written so); as a join to the
+            # devices would, it is left out.
+            noted = self.board.note(rows, now_ns())
         return noted.shown, len(rows), last
 
     async def tick(self) -> None:
