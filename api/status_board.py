@@ -184,43 +184,56 @@ class StatusBoard:
                     self._table.device(device)
             self._revision = changes.revision
 
-    def note(self, rows: Sequence[StateChange], now_ns: int) -> Noted:
+    def note(
+        self, rows: Sequence[StateChange], now_ns: int, wanted: frozenset[str] | None = None
+    ) -> Noted:
         """Take in state rows as read from the registry (in change order); the changes of known
-        active devices as a `devices` event shows them, with their status at `now_ns`."""
+        active devices as a `devices` event shows them, with their status at `now_ns`: of every
+        such device, or only of those `wanted` (the devices the feed's streams show).
+
+        Every row is applied to the board, but without a step of Python per row where it can
+        be helped: the rows are turned into columns by C loops (zip, map, numpy), and only the
+        rows a stream shows are made into events (a dashboard shows a hundred devices of the
+        tens of thousands whose rows a feed reads a minute)."""
         table = self._table
         assert table is not None, "load() first"
-        slot_of = table.slot.get
-        known: list[StateChange] = []
-        slots: list[int] = []
-        unknown: list[StateChange] = []
-        for row in rows:
-            i = slot_of(row[0])
-            if i is None:
-                unknown.append(row)
-            else:
-                known.append(row)
-                slots.append(i)
-        if not known:
-            return Noted([], unknown)
-        count = len(known)
-        at = np.fromiter(slots, np.intp, count)
-        last = np.fromiter((NEVER if r[1] is None else r[1] for r in known), np.int64, count)
-        offline = np.fromiter((_is_offline(r[1], r[3], r[4]) for r in known), np.bool_, count)
-        stamp = np.fromiter((r[5] for r in known), np.int64, count)
+        if not rows:
+            return Noted([], [])
+        ids, lasts, metrics, statuses, status_ns, stamps = zip(*rows, strict=True)
+        slots = list(map(table.slot.get, ids))
+        if None in slots:  # registered since the board last followed the registry
+            unknown = [row for row, i in zip(rows, slots, strict=True) if i is None]
+            known = [row for row, i in zip(rows, slots, strict=True) if i is not None]
+            return Noted(self.note(known, now_ns, wanted).shown, unknown)
+        count = len(rows)
+        at = np.array(slots, np.intp)
+        last = np.array(
+            [NEVER if v is None else v for v in lasts] if None in lasts else lasts, np.int64
+        )
+        offline = np.zeros(count, np.bool_)
+        for i in np.flatnonzero(np.array(statuses, object) == "offline").tolist():
+            offline[i] = _is_offline(lasts[i], statuses[i], status_ns[i])
+        stamp = np.array(stamps, np.int64)
         # Rows read later are never older (they are the rows as committed when read); a row
         # older than what the board holds comes only from a read that began before its load.
         newer = stamp >= table.changed[at]
         table.last[at[newer]] = last[newer]
         table.offline[at[newer]] = offline[newer]
         table.changed[at[newer]] = stamp[newer]
-        code = np.where(offline, 1, np.where(last < now_ns - table.after[at], 2, 0))
-        shown_rows = (table.active[at] & newer).tolist()
+        show = table.active[at] & newer
+        if wanted is not None:
+            hits = wanted.intersection(ids)
+            if not hits:
+                return Noted([], [])
+            show &= np.fromiter((d in hits for d in ids), np.bool_, count)
+        picked = np.flatnonzero(show)
+        silent = last[picked] < now_ns - table.after[at[picked]]
+        code = np.where(offline[picked], 1, np.where(silent, 2, 0))
         shown = [
-            (r[0], STATUSES[c], r[1], r[2])
-            for r, c, show in zip(known, code.tolist(), shown_rows, strict=True)
-            if show
+            (ids[i], STATUSES[c], lasts[i], metrics[i])
+            for i, c in zip(picked.tolist(), code.tolist(), strict=True)
         ]
-        return Noted(shown, unknown)
+        return Noted(shown, [])
 
     def statuses(self, now_ns: int, limit: int) -> tuple[list[StatusCount], list[Silent]]:
         """At `now_ns`: the active devices per tenant and kind by status, in (tenant, kind)

@@ -4,16 +4,24 @@ Events of one stream, only of the caller's tenants (an API key's, or the dashboa
 
 - `summary`: the `/v1/summary` JSON, first on connecting and then whenever it changed (looked at
   every `TICK_S` seconds; the summary itself is shared by every stream of the same tenants);
+  sent after the `devices` events waiting, its `id` says the stream has sent every change up
+  to there (a reconnecting browser carries on from it);
 - `devices`: `{"devices": [...]}`, the devices whose state changed since the last such event,
   each as only what changes of an item of `/v1/latest`: `deviceId`, `status`, `ts` (its newest
   reading's time) and `metrics` (a dashboard merges it into the item it holds); its `id` lets a
-  reconnecting browser (`Last-Event-ID`) carry on where it left off;
+  reconnecting browser (`Last-Event-ID`) carry on where it left off, and a client opening a
+  stream of other devices (`?after=`) too. Of every device of the tenants, or, when the stream
+  names devices (`?devices=a,b,c`, as the dashboard names those of the page it shows), of
+  those only: a big city's tenant changes about a thousand devices a second, a page shows a
+  hundred, and a browser need not be sent and parse the rest;
 - `resync`: `{}`, the stream fell behind (its client read too slowly) and `devices` events were
   dropped: read `/v1/latest` again; a fresh `summary` follows;
 - a comment line (`: keep-alive`) when nothing was sent for `HEARTBEAT_S` seconds.
 
 One change feed per tenant set (`ChangeFeed`): it reads the set's changes once per tick and
-serialises each `devices` event once, and every open stream of that set is handed the same bytes.
+serialises each `devices` event once, and every open stream of that set that names no devices
+is handed the same bytes; a stream that names devices gets an event of its own, made only when
+one of them changed (only the rows of named devices are made into events).
 A stream holds at most `QUEUED_EVENTS` events (references to the shared bytes) for a slow client;
 beyond that its queue is emptied and it is told to `resync`, so a client that does not read
 never grows the API's memory.
@@ -48,7 +56,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, ClassVar, Final
 
 import orjson
@@ -72,23 +80,33 @@ FOLLOW_S: Final = 30.0  # how often a feed's board follows the registry's change
 HEARTBEAT_S: Final = 15.0
 BATCH: Final = 2_000  # devices per `devices` event
 BATCHES_PER_TICK: Final = 5
+NAMED_MAX: Final = 1_000  # devices a stream may name (a dashboard's largest page)
 QUEUED_EVENTS: Final = 8  # events a stream may have waiting before it is told to resync
-_EVENT_ID = re.compile(rf"(\d{{1,19}})\.({DEVICE_ID_PATTERN})")
+# An event's id: a position, `<stamp>.<device id>`; the device id is empty in a summary's id
+# sent before any change was read (the position a stream started at).
+_EVENT_ID = re.compile(rf"(\d{{1,19}})\.((?:{DEVICE_ID_PATTERN})?)")
 _RESYNC: Final = b"event: resync\ndata: {}\n\n"
 
 TenantKey = tuple[str, ...] | None
 
 
-def _start(last_event_id: str | None) -> Position | None:
-    """Where a stream starts: after the last event a reconnecting browser saw, else None (now)."""
-    if last_event_id is None:
-        return None
-    found = _EVENT_ID.fullmatch(last_event_id)
+def _start(event_id: str, name: str, where: str) -> Position:
+    """Where a stream starts: after the last event a client saw (`name`, in `where`)."""
+    found = _EVENT_ID.fullmatch(event_id)
     if found is None:
-        raise BadRequest(
-            [{"name": "Last-Event-ID", "in": "header", "reason": "not an event id of ours"}]
-        )
+        raise BadRequest([{"name": name, "in": where, "reason": "not an event id of ours"}])
     return int(found[1]), found[2]
+
+
+def _named(devices: str | None) -> frozenset[str] | None:
+    """The devices a stream names (None: it names none, and is sent every device's changes)."""
+    if devices is None:
+        return None
+    ids = frozenset(devices.split(",")) if devices else frozenset()
+    if len(ids) > NAMED_MAX or not all(DEVICE_ID_RE.fullmatch(d) for d in ids):
+        reason = f"at most {NAMED_MAX} device ids, comma separated"
+        raise BadRequest([{"name": "devices", "in": "query", "reason": reason}])
+    return ids
 
 
 def _event(name: str, data: bytes, event_id: str | None = None) -> bytes:
@@ -113,10 +131,37 @@ def _devices_event(shown: list[Shown], after: Position) -> bytes:
     return _event("devices", body, f"{after[0]}.{after[1]}")
 
 
-class Listener:
-    """One open stream's place in a feed: the events waiting for it, at most QUEUED_EVENTS."""
+def _hand_out(shown: list[Shown], after: Position, listeners: Sequence[Listener]) -> None:
+    """Offer each listener its `devices` event of these changes (read up to `after`): the same
+    bytes to every listener of all devices, and to those naming devices an event of theirs
+    only (none when none of theirs changed); each has been handed everything up to `after`."""
+    everything: bytes | None = None
+    latest: dict[str, Shown] | None = None
+    for listener in listeners:
+        listener.position = after
+        if not shown:
+            continue
+        if listener.devices is None:
+            if everything is None:
+                everything = _devices_event(shown, after)
+            listener.offer(everything)
+            continue
+        if latest is None:  # a device changed twice in the batch: its newest state
+            latest = {change[0]: change for change in shown}
+        mine = [latest[d] for d in listener.devices if d in latest]
+        if mine:
+            listener.offer(_devices_event(mine, after))
 
-    def __init__(self) -> None:
+
+class Listener:
+    """One open stream's place in a feed: the events waiting for it, at most QUEUED_EVENTS;
+    `devices`: the only devices whose changes it is sent (None: every device of the set);
+    `position`: how far the feed has handed it every change it is to get (the events of those
+    are in `waiting` or were sent)."""
+
+    def __init__(self, devices: frozenset[str] | None = None, position: Position = (0, "")) -> None:
+        self.devices = devices
+        self.position = position
         self.waiting: deque[bytes] = deque()
         self.arrived = asyncio.Event()
         self.behind = False  # events were dropped: the stream must tell its client to resync
@@ -153,24 +198,37 @@ class ChangeFeed:
         self.task: asyncio.Task[None] | None = None
 
     async def _read(
-        self, after: Position, until: Position | None
+        self,
+        after: Position,
+        until: Position | None,
+        wanted: Callable[[], frozenset[str] | None],
     ) -> tuple[list[Shown], int, Position]:
         """The changes after `after` (up to `until`), at most BATCH rows, as shown (through the
-        board); how many rows were read (a full batch: there may be more); and the position of
-        the last one (`after` when none)."""
+        board; only those of the devices `wanted()` names once they are read, None: all); how
+        many rows were read (a full batch: there may be more); and the position of the last
+        one (`after` when none)."""
         rows = await asyncio.to_thread(
             self.registry.state_changes, self.tenants, after, until, BATCH
         )
         self.reads += 1
         last = (rows[-1][5], rows[-1][0]) if rows else after
-        noted = self.board.note(rows, now_ns())
+        noted = self.board.note(rows, now_ns(), wanted())
         if noted.unknown:  # devices registered since the board last followed the registry
             await self.board.follow()
             # The batch again, in its order (applying a row twice changes nothing). Still
             # unknown: a state row without a device (none is written so); as a join to the
             # devices would, it is left out.
-            noted = self.board.note(rows, now_ns())
+            noted = self.board.note(rows, now_ns(), wanted())
         return noted.shown, len(rows), last
+
+    def _wanted(self) -> frozenset[str] | None:
+        """The devices whose changes the listeners are sent (None: all, when one wants all)."""
+        named: set[str] = set()
+        for listener in self.listeners:
+            if listener.devices is None:
+                return None
+            named.update(listener.devices)
+        return frozenset(named)
 
     async def tick(self) -> None:
         """Read what changed since the last tick (up to BATCHES_PER_TICK events) and hand it out."""
@@ -180,11 +238,10 @@ class ChangeFeed:
             await self.board.follow()
             self.followed = time.monotonic()
         for _ in range(BATCHES_PER_TICK):
-            shown, read, self.after = await self._read(self.after, None)
-            if shown:
-                event = _devices_event(shown, self.after)
-                for listener in list(self.listeners):
-                    listener.offer(event)
+            # Who wants what is looked at once the rows are in (a stream may have joined
+            # meanwhile), and nothing is awaited from there until every listener has its event.
+            shown, read, self.after = await self._read(self.after, None, self._wanted)
+            _hand_out(shown, self.after, list(self.listeners))
             if read < BATCH:
                 return
 
@@ -201,16 +258,19 @@ class ChangeFeed:
             if feeds.get(self.tenants) is self:
                 del feeds[self.tenants]
 
-    async def catch_up(self, after: Position) -> AsyncIterator[bytes]:
-        """`devices` events from `after` to where the feed is (a reconnecting browser's gap);
-        `resync` instead when that is more than BATCHES_PER_TICK events. Ends at the feed's
-        position: subscribe without awaiting anything in between."""
+    async def catch_up(
+        self, after: Position, devices: frozenset[str] | None = None
+    ) -> AsyncIterator[bytes]:
+        """`devices` events from `after` to where the feed is (a reconnecting browser's gap),
+        of the `devices` given only (None: all); `resync` instead when that is more than
+        BATCHES_PER_TICK events. Ends at the feed's position: subscribe without awaiting
+        anything in between."""
         await self.board.load()
         for _ in range(BATCHES_PER_TICK):
             target = self.after
             if after >= target:
                 return
-            shown, read, after = await self._read(after, target)
+            shown, read, after = await self._read(after, target, lambda: devices)
             if shown:
                 yield _devices_event(shown, after)
             complete = read < BATCH
@@ -229,7 +289,11 @@ def _feeds(request: Request) -> dict[TenantKey, ChangeFeed]:
 
 
 async def _stream(
-    request: Request, registry: Registry, tenants: Sequence[str] | None, after: Position | None
+    request: Request,
+    registry: Registry,
+    tenants: Sequence[str] | None,
+    after: Position | None,
+    devices: frozenset[str] | None,
 ) -> AsyncIterator[bytes]:
     cache = summaries(request)
     key: TenantKey = None if tenants is None else tuple(sorted(set(tenants)))
@@ -246,9 +310,9 @@ async def _stream(
     if feed is None or feed.task is None or feed.task.done():
         feed = feeds[key] = ChangeFeed(registry, key, start)
     elif after is not None:
-        async for event in feed.catch_up(after):
+        async for event in feed.catch_up(after, devices):
             yield event
-    listener = Listener()
+    listener = Listener(devices, feed.after)
     feed.listeners.add(listener)  # no await since catch_up ended: nothing slipped past
     if feed.task is None or feed.task.done():
         # New, or its last listener left while this one caught up: (re)start it from where
@@ -269,16 +333,21 @@ async def _stream(
                 shown = None  # a fresh summary after the resync
                 yield _RESYNC
                 sent = True
+            summary = None
             try:
                 summary = await cache.get(tenants, feed.board)
-                if summary.etag != shown:
-                    shown = summary.etag
-                    yield _event("summary", summary.body)
-                    sent = True
             except Exception as exc:  # noqa: BLE001 - the registry away: the stream waits
                 log.warning("event stream: could not compute the summary: %s", exc)
             while listener.waiting:
                 yield listener.waiting.popleft()
+                sent = True
+            if summary is not None and summary.etag != shown:
+                # Nothing awaited since the queue was found empty: the stream has sent every
+                # change up to the listener's position, the summary's id. A stream naming
+                # devices that seldom change thus still has a recent id to reconnect from.
+                shown = summary.etag
+                done = listener.position
+                yield _event("summary", summary.body, f"{done[0]}.{done[1]}")
                 sent = True
             if sent:
                 quiet_since = time.monotonic()
@@ -313,14 +382,35 @@ async def events(
     request: Request,
     principal: Reader,
     tenant: Annotated[str | None, Query(pattern=f"^{TENANT_PATTERN}$")] = None,
+    devices: Annotated[
+        str | None,
+        Query(
+            max_length=NAMED_MAX * 65,
+            description="only these devices' changes in `devices` events: their ids, comma "
+            f"separated, at most {NAMED_MAX} (those of a dashboard's page); empty: none. "
+            "Without it, every device of the caller's tenants. An id of a device of another "
+            "tenant, or of none, is accepted and never sent",
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="the id of the last event seen, as `Last-Event-ID` (which wins when "
+            "both are given): for a client that opens a new stream (other devices) and must "
+            "miss no change in between",
+        ),
+    ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
 ) -> StreamingResponse:
     """A stream of the fleet's changes for an open dashboard, of the caller's tenants only."""
     tenants = principal.allowed_tenants(tenant)
     registry: Registry = request.app.state.registry
-    after = _start(last_event_id)
+    start = _start(last_event_id, "Last-Event-ID", "header") if last_event_id else None
+    if start is None and after:
+        start = _start(after, "after", "query")
     return StreamingResponse(
-        _stream(request, registry, tenants, after),
+        _stream(request, registry, tenants, start, _named(devices)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

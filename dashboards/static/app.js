@@ -23,6 +23,9 @@ const REFRESH_STORE = "lantaarn.refreshSeconds";
 // While the event stream is open, the overview's page is asked for again (a 304 mostly) only
 // this often: at every summary (every 2 s) it cost the API more than the stream itself.
 const PAGE_RECHECK_S = 30;
+// The most devices a stream may name (NAMED_MAX, api/routes/events.py): a page of more is
+// sent every device's changes.
+const NAMED_MAX = 1000;
 const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#b26a00" };
 
 const query = new URLSearchParams(location.search);
@@ -37,6 +40,8 @@ const state = {
   view: null, timer: 0, busy: false, askedForKey: false, identity: 0,
   summary: null, // the newest /v1/summary
   events: null, // the EventSource of /v1/events
+  streamDevices: null, // the devices it names (pageDevices())
+  lastEventId: "", // the id of the last event it sent (where a stream opened again carries on)
   points: null, // the newest /v1/map/points
   mapDevices: [], // the same as device objects
   metricValues: null, // {kind, name, values: Map deviceId -> value} when the map is coloured by a metric
@@ -268,6 +273,10 @@ function chooseArea(area) {
 // ---- views and routing ----------------------------------------------------------------------
 
 const overview = new Overview(ctx);
+// The overview shows other devices: the open stream is asked for theirs.
+ctx.pageShown = () => {
+  if (state.events && pageDevices() !== state.streamDevices) openEvents();
+};
 const devicePage = new DevicePage(ctx);
 const rejections = new Rejections(ctx);
 const groupCommand = new GroupCommand(ctx, deviceMap);
@@ -337,22 +346,46 @@ async function showSummary(summary) {
   if (state.view === "overview") await overview.render(summary);
 }
 
+/** The devices of the overview's page, as /v1/events?devices= names them (sorted, so that the
+ * same page names them the same way): "" (none) while there is no page, null (every device)
+ * for a page of more than a stream may name. */
+function pageDevices() {
+  if (!overview.page) return "";
+  if (overview.page.length > NAMED_MAX) return null;
+  return overview.page.map((d) => d.deviceId).sort().join(",");
+}
+
 /** Listen to /v1/events for the tenant chosen (again after a sign-in, sign-out or another
- * tenant): `summary` redraws the overview, `devices` the rows of its page that changed. */
+ * tenant, and when the overview shows other devices): `summary` redraws the overview,
+ * `devices` the rows of its page that changed. The stream names the page's devices: the
+ * server sends their changes only, not every change of a city's fleet. A stream opened for
+ * another page carries on after the last event seen (`after`), so that nothing that changed
+ * while the page was fetched is missed. */
 function openEvents() {
   state.events?.close();
   const identity = state.identity;
+  const params = new URLSearchParams();
   const tenant = ctx.tenant();
-  const events = new EventSource(tenant ? `/v1/events?tenant=${encodeURIComponent(tenant)}` : "/v1/events");
+  if (tenant) params.set("tenant", tenant);
+  state.streamDevices = pageDevices();
+  // No page yet: no device's changes (the page, once in, opens the stream again).
+  if (state.streamDevices !== null) params.set("devices", state.streamDevices);
+  if (state.lastEventId) params.set("after", state.lastEventId);
+  const events = new EventSource(`/v1/events?${params}`);
   state.events = events;
+  const seen = (event) => {
+    if (event.lastEventId) state.lastEventId = event.lastEventId;
+  };
   events.addEventListener("summary", (event) => {
     if (identity !== state.identity || state.events !== events) return;
+    seen(event);
     showSummary(JSON.parse(event.data)).then(() => {
       if (state.view === "overview") updated();
     }).catch(showError);
   });
   events.addEventListener("devices", (event) => {
     if (identity !== state.identity || state.events !== events) return;
+    seen(event);
     overview.applyDevices(JSON.parse(event.data).devices);
     // How many pushes arrived: for tests, and for a look from the console.
     document.body.dataset.pushed = String(Number(document.body.dataset.pushed ?? 0) + 1);
@@ -362,6 +395,7 @@ function openEvents() {
 
 /** Start the overview's table and the map again (another tenant or identity). */
 function resetData() {
+  state.lastEventId = ""; // another tenant or identity: its stream starts afresh
   forgetCopies();
   overview.forget();
   state.summary = null;

@@ -108,6 +108,7 @@ export class Overview {
     this.page = found.items;
     this.next = found.next;
     this.renderLatest();
+    this.ctx.pageShown?.();
   }
 
   /** Ask for the page shown again once it is `seconds` old (a 304 when none of its devices

@@ -101,3 +101,63 @@ async def test_a_reconnecting_listener_catches_up_to_the_feed(
     assert _ids(gap[0]) == [ours.device_id]
     assert b'"pm25":2.0' in gap[0]
     assert [event async for event in feed.catch_up(feed.after)] == []  # nothing missed
+
+
+async def test_a_listener_naming_devices_is_sent_their_changes_only(registry: Registry) -> None:
+    ours, theirs = _devices(registry)
+    other = Device("feed-c", AMSTERDAM.code, "air_quality", "c", 52.38, 4.9)
+    registry.add_device(other)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), (0, ""))
+    everything = Listener()
+    named = Listener(frozenset({other.device_id}))
+    twice = Listener(frozenset({other.device_id}))
+    theirs_named = Listener(frozenset({theirs.device_id}))  # another tenant's: never sent
+    nothing = Listener(frozenset())
+    feed.listeners.update((everything, named, twice, theirs_named, nothing))
+    _record(registry, (ours, theirs), 1.0)
+    await feed.tick()
+    assert [_ids(e) for e in everything.waiting] == [[ours.device_id]]
+    for quiet in (named, twice, theirs_named, nothing):
+        assert not quiet.waiting
+    _record(registry, (ours, other, theirs), 2.0)
+    await feed.tick()
+    assert _ids(everything.waiting[-1]) == [ours.device_id, other.device_id]
+    assert [_ids(e) for e in named.waiting] == [[other.device_id]]
+    assert named.waiting[0] == twice.waiting[0]
+    assert f"id: {feed.after[0]}.{feed.after[1]}".encode() in named.waiting[0]
+    assert not theirs_named.waiting
+    assert not nothing.waiting
+    # Every listener has been handed all it is to get up to where the feed read, events or not
+    # (a stream's summary carries that position as its id).
+    assert {listener.position for listener in feed.listeners} == {feed.after}
+    assert feed.reads == 2  # one read per tick, however many listeners name what
+
+
+async def test_a_feed_of_named_listeners_still_keeps_its_board_current(
+    registry: Registry,
+) -> None:
+    ours, _theirs = _devices(registry)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), registry.change_position())
+    feed.listeners.add(Listener(frozenset()))
+    await feed.tick()
+    _record(registry, (ours,), 3.0)
+    await feed.tick()
+    now = time.time_ns()
+    assert feed.board.statuses(now, 10)[0] == registry.status_counts([AMSTERDAM.code], now)
+    [count] = feed.board.statuses(now, 10)[0]
+    assert count.online == 1  # the reading no stream was sent reached the board
+
+
+async def test_catching_up_sends_a_named_listener_its_devices_only(registry: Registry) -> None:
+    ours, _theirs = _devices(registry)
+    other = Device("feed-c", AMSTERDAM.code, "air_quality", "c", 52.38, 4.9)
+    registry.add_device(other)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), (0, ""))
+    feed.listeners.add(Listener())
+    await feed.tick()
+    seen = feed.after
+    _record(registry, (ours, other), 4.0)
+    await feed.tick()
+    gap = [event async for event in feed.catch_up(seen, frozenset({other.device_id}))]
+    assert [_ids(e) for e in gap] == [[other.device_id]]
+    assert [e async for e in feed.catch_up(seen, frozenset({"feed-z"}))] == []

@@ -274,6 +274,17 @@ def _events(lines: Iterator[str], until: Any, timeout_s: float = 10) -> list[tup
     raise AssertionError(f"the stream ended: {got}")
 
 
+def _devices_event_id(lines: Iterator[str]) -> str:
+    """The id of the next `devices` event (summaries carry ids too)."""
+    name = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("id: ") and name == "devices":
+            return line.removeprefix("id: ")
+    raise AssertionError("the stream ended")
+
+
 def test_events_stream_the_callers_changes_only(api: str, world: World) -> None:
     ours, theirs = world.of_tenant(TENANT_A), world.of_tenant(TENANT_B)
     with httpx.stream(
@@ -340,12 +351,7 @@ def test_streams_of_one_tenant_share_one_feed_and_resume_from_last_event_id(
         assert events_route.ChangeFeed.started - feeds_before == 1  # one feed for both
         # Find the id of that event (the raw lines carry it).
         _record(world, [ours[0]], lambda d: _marker(d) + 4)
-        seen_id = None
-        for line in lines_one:
-            if line.startswith("id: "):
-                seen_id = line.removeprefix("id: ")
-                break
-        assert seen_id is not None
+        seen_id = _devices_event_id(lines_one)
         _record(world, [ours[1], *theirs], lambda d: _marker(d) + 5)
         # stream two sees it: the feed has passed it before a browser comes back.
         _events(lines_two, lambda got: any(
@@ -381,3 +387,91 @@ def test_an_event_id_from_the_future_holds_no_stream_back(api: str, world: World
             sent = [d for n, data in got if n == "devices" for d in data["devices"]]
             assert [d["deviceId"] for d in sent] == [device.device_id]
             assert sent[0]["metrics"][_metric(device)] == _marker(device) + 6
+
+
+def test_a_stream_naming_devices_is_sent_their_changes_only(api: str, world: World) -> None:
+    ours = sorted(world.of_tenant(TENANT_A), key=lambda d: d.device_id)
+    theirs = world.of_tenant(TENANT_B)
+    headers = _key(world, "viewer_a")
+    named = f"{ours[1].device_id},{theirs[0].device_id}"  # the other tenant's: never sent
+    with httpx.stream(
+        "GET", f"{api}/v1/events", params={"devices": named}, headers=headers, timeout=10
+    ) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        _events(lines, lambda got: len(got) >= 1)
+        _record(world, [ours[0], *theirs], lambda d: _marker(d) + 7)  # none of them named
+        _record(world, [ours[1]], lambda d: _marker(d) + 7)
+        got = _events(lines, lambda got: any(n == "devices" for n, _ in got))
+        sent = [d for n, data in got if n == "devices" for d in data["devices"]]
+        assert [d["deviceId"] for d in sent] == [ours[1].device_id]
+        assert sent[0]["metrics"][_metric(ours[1])] == _marker(ours[1]) + 7
+    # A dashboard turning to another page opens a stream naming its devices, after the last
+    # event it saw: what changed in between is sent.
+    with httpx.stream(
+        "GET",
+        f"{api}/v1/events",
+        params={"devices": ours[0].device_id},
+        headers=headers,
+        timeout=10,
+    ) as first:
+        lines = first.iter_lines()
+        _events(lines, lambda got: len(got) >= 1)
+        _record(world, [ours[0]], lambda d: _marker(d) + 8)
+        event_id = _devices_event_id(lines)
+    _record(world, [ours[2]], lambda d: _marker(d) + 8)  # while no stream is open
+    with httpx.stream(
+        "GET",
+        f"{api}/v1/events",
+        params={"devices": ours[2].device_id, "after": event_id},
+        headers=headers,
+        timeout=10,
+    ) as turned:
+        got = _events(turned.iter_lines(), lambda got: any(n == "devices" for n, _ in got))
+        sent = [d for n, data in got if n == "devices" for d in data["devices"]]
+        assert [d["deviceId"] for d in sent] == [ours[2].device_id]
+        assert sent[0]["metrics"][_metric(ours[2])] == _marker(ours[2]) + 8
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"devices": "Not-An-Id"},
+        {"devices": ",".join(f"d{n}" for n in range(events_route.NAMED_MAX + 1))},
+        {"devices": "a,,b"},
+        {"after": "nonsense"},
+    ],
+)
+def test_a_stream_asked_for_badly_is_answered_400(
+    api: str, world: World, params: dict[str, str]
+) -> None:
+    answer = httpx.get(f"{api}/v1/events", params=params, headers=_key(world, "viewer_a"))
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.headers["content-type"] == PROBLEM
+
+
+def test_a_quiet_named_stream_resumes_from_its_summarys_id(api: str, world: World) -> None:
+    device = sorted(world.of_tenant(TENANT_A), key=lambda d: d.device_id)[3]
+    headers = _key(world, "viewer_a")
+    named = {"devices": device.device_id}
+    with httpx.stream(
+        "GET", f"{api}/v1/events", params=named, headers=headers, timeout=10
+    ) as stream:
+        summary_id = None
+        for line in stream.iter_lines():
+            if line.startswith("id: "):  # the first event with an id: the summary
+                summary_id = line.removeprefix("id: ")
+                break
+        assert summary_id is not None
+    _record(world, [device], lambda d: _marker(d) + 9)  # while the browser is away
+    with httpx.stream(
+        "GET",
+        f"{api}/v1/events",
+        params=named,
+        headers={**headers, "Last-Event-ID": summary_id},
+        timeout=10,
+    ) as back:
+        got = _events(back.iter_lines(), lambda got: any(n == "devices" for n, _ in got))
+        sent = [d for n, data in got if n == "devices" for d in data["devices"]]
+        assert [d["deviceId"] for d in sent] == [device.device_id]
+        assert sent[0]["metrics"][_metric(device)] == _marker(device) + 9

@@ -166,3 +166,24 @@ async def test_a_feed_sends_statuses_from_its_board_and_counts_without_the_regis
     assert statuses == {"b0000": "offline", "b0004": "silent", "b0006": "online", "b0030": "online"}
     assert feed.board.statuses(now, 10)[0] == registry.status_counts([AMSTERDAM.code], now)
     assert feed.board.loads == 1
+
+
+async def test_a_board_applies_every_row_but_shows_only_the_devices_wanted(
+    registry: Registry,
+) -> None:
+    devices = _fleet(registry)
+    board = StatusBoard(registry, None)
+    await board.load()
+    later = NOW + 60 * NS
+    start = registry.change_position()
+    # Readings of b0001 (silent until now) and b0004 (never seen): both count as online from
+    # here on, though only b0004 is wanted (and b9999 is no device of the board).
+    registry.record_states([_reading(devices[1], later), _reading(devices[4], later)], now_ns=later)
+    rows = registry.state_changes(None, start, None, 100)
+    assert sorted(r[0] for r in rows) == ["b0001", "b0004"]
+    noted = board.note(rows, later, frozenset({"b0004", "b9999"}))
+    assert [(s[0], s[1]) for s in noted.shown] == [("b0004", "online")]
+    assert board.statuses(later, 10)[0] == registry.status_counts(None, later)
+    # None of those wanted among the rows: nothing shown, every row applied all the same.
+    assert board.note(rows, later, frozenset({"b0000"})).shown == []
+    assert board.note(rows, later, frozenset()).shown == []

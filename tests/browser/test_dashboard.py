@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -778,6 +779,18 @@ async def test_the_overview_never_asks_for_the_whole_fleet(live: Live, tab: Tab)
     assert set(await _row_times(page)) == second
     everyone = sorted(d.device_id for d in live.fleet.devices)
     assert sorted(second) == everyone[15:30]
+    # The event stream names the devices of the page shown (their changes only are sent), and
+    # one opened for another page carries on after the last event the one before it sent.
+    deadline = time.monotonic() + 10
+    while True:
+        streams = [parse_qs(p.query) for p in map(urlsplit, (r.url for r in asked))
+                   if p.path == "/v1/events"]  # fmt: skip
+        if streams[-1].get("devices", [""])[0].split(",") == sorted(second):
+            break
+        assert time.monotonic() < deadline, streams[-1]
+        await asyncio.sleep(0.2)
+    assert len(streams) >= 3  # the first page's, then one for each page turned to
+    assert streams[-1].get("after"), "a stream opened for another page starts afresh"
 
     # The map: its points once, then If-None-Match on every poll.
     answers: list[tuple[int, str | None]] = []
