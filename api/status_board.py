@@ -35,6 +35,7 @@ from devices.registry import (
     DeviceChanges,
     LiveStatus,
     StateChange,
+    StateRecord,
     StatusCount,
     StatusRow,
 )
@@ -129,10 +130,11 @@ class _Table:
 
 @dataclass(slots=True)
 class Noted:
-    """What a batch of state rows gave: the changes to send (known, active devices), and the
-    ids of devices the board did not know (registered after it last followed the registry)."""
+    """What a batch of changes gave: the ids of the devices to show (known, active, wanted),
+    in change order; and the changes of devices the board did not know (registered after it
+    last followed the registry)."""
 
-    shown: list[Shown]
+    show: list[str]
     unknown: list[StateChange]
 
 
@@ -184,29 +186,73 @@ class StatusBoard:
                     self._table.device(device)
             self._revision = changes.revision
 
-    def note(
-        self, rows: Sequence[StateChange], now_ns: int, wanted: frozenset[str] | None = None
-    ) -> Noted:
-        """Take in state rows as read from the registry (in change order); the changes of known
-        active devices as a `devices` event shows them, with their status at `now_ns`: of every
-        such device, or only of those `wanted` (the devices the feed's streams show).
+    def note(self, rows: Sequence[StateChange], wanted: frozenset[str] | None = None) -> Noted:
+        """Take in changes as read from the registry (in change order); the ids of the known
+        active devices among them to show: of every one, or only of those `wanted` (the
+        devices the feed's streams show).
 
-        Every row is applied to the board, but without a step of Python per row where it can
-        be helped: the rows are turned into columns by C loops (zip, map, numpy), and only the
-        rows a stream shows are made into events (a dashboard shows a hundred devices of the
-        tens of thousands whose rows a feed reads a minute)."""
+        Every change is applied, but without a step of Python per row where it can be helped:
+        the rows are turned into columns by C loops (zip, map, numpy), and only the ids of the
+        devices shown are picked out one by one (a dashboard shows a hundred devices; a big
+        city's feed reads tens of thousands of changes a minute)."""
         table = self._table
         assert table is not None, "load() first"
         if not rows:
             return Noted([], [])
-        ids, lasts, metrics, statuses, status_ns, stamps = zip(*rows, strict=True)
+        ids, lasts, statuses, status_ns, stamps = zip(*rows, strict=True)
         slots = list(map(table.slot.get, ids))
         if None in slots:  # registered since the board last followed the registry
             unknown = [row for row, i in zip(rows, slots, strict=True) if i is None]
             known = [row for row, i in zip(rows, slots, strict=True) if i is not None]
-            return Noted(self.note(known, now_ns, wanted).shown, unknown)
-        count = len(rows)
+            return Noted(self.note(known, wanted).show, unknown)
         at = np.array(slots, np.intp)
+        newer = self._apply(at, ids, lasts, statuses, status_ns, stamps)
+        show = table.active[at] & newer
+        if wanted is not None:
+            hits = wanted.intersection(ids)
+            if not hits:
+                return Noted([], [])
+            show &= np.fromiter((d in hits for d in ids), np.bool_, len(ids))
+        return Noted([ids[i] for i in np.flatnonzero(show).tolist()], [])
+
+    def shown(self, records: Sequence[StateRecord], now_ns: int) -> list[Shown]:
+        """Take in state rows read with their values (Registry.state_records) and give them as
+        a `devices` event shows them, with their status at `now_ns`: those of known active
+        devices, in the order given."""
+        table = self._table
+        assert table is not None, "load() first"
+        known = [r for r in records if r[0] in table.slot]
+        if not known:
+            return []
+        ids, lasts, metrics, statuses, status_ns, stamps = zip(*known, strict=True)
+        at = np.array([table.slot[i] for i in ids], np.intp)
+        self._apply(at, ids, lasts, statuses, status_ns, stamps)
+        last = np.array([NEVER if v is None else v for v in lasts], np.int64)
+        offline = np.array(
+            [_is_offline(v, s, t) for v, s, t in zip(lasts, statuses, status_ns, strict=True)],
+            np.bool_,
+        )
+        silent = last < now_ns - table.after[at]
+        code = np.where(offline, 1, np.where(silent, 2, 0)).tolist()
+        active = table.active[at].tolist()
+        return [
+            (ids[n], STATUSES[code[n]], lasts[n], metrics[n]) for n in range(len(ids)) if active[n]
+        ]
+
+    def _apply(
+        self,
+        at: npt.NDArray[np.intp],
+        ids: Sequence[str],
+        lasts: Sequence[int | None],
+        statuses: Sequence[str | None],
+        status_ns: Sequence[int | None],
+        stamps: Sequence[int],
+    ) -> npt.NDArray[np.bool_]:
+        """Put these states (columns; `at`: their slots) on the board where they are not older
+        than what it holds; which ones were."""
+        table = self._table
+        assert table is not None
+        count = len(ids)
         last = np.array(
             [NEVER if v is None else v for v in lasts] if None in lasts else lasts, np.int64
         )
@@ -216,24 +262,11 @@ class StatusBoard:
         stamp = np.array(stamps, np.int64)
         # Rows read later are never older (they are the rows as committed when read); a row
         # older than what the board holds comes only from a read that began before its load.
-        newer = stamp >= table.changed[at]
+        newer: npt.NDArray[np.bool_] = stamp >= table.changed[at]
         table.last[at[newer]] = last[newer]
         table.offline[at[newer]] = offline[newer]
         table.changed[at[newer]] = stamp[newer]
-        show = table.active[at] & newer
-        if wanted is not None:
-            hits = wanted.intersection(ids)
-            if not hits:
-                return Noted([], [])
-            show &= np.fromiter((d in hits for d in ids), np.bool_, count)
-        picked = np.flatnonzero(show)
-        silent = last[picked] < now_ns - table.after[at[picked]]
-        code = np.where(offline[picked], 1, np.where(silent, 2, 0))
-        shown = [
-            (ids[i], STATUSES[c], lasts[i], metrics[i])
-            for i, c in zip(picked.tolist(), code.tolist(), strict=True)
-        ]
-        return Noted(shown, [])
+        return newer
 
     def statuses(self, now_ns: int, limit: int) -> tuple[list[StatusCount], list[Silent]]:
         """At `now_ns`: the active devices per tenant and kind by status, in (tenant, kind)

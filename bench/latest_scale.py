@@ -10,13 +10,14 @@ own. Measured, one request after another over HTTP:
 - `/v1/summary?tenant=<big city>` computed afresh (in this process: the registry queries) and
   over HTTP (mostly answered from the API's cache, as dashboards see it);
 - the API process's resident memory after these (MB), and per device between sizes;
-- one and ten open dashboards of the big city (each a `/v1/events` stream, and the
-  overview's page of 100 devices asked for again every 30 s with If-None-Match, as the
-  dashboard does) while a writer records the whole fleet's readings at the rate they arrive
-  (every device every 60 s, in flushes of one second), after a first stream of 5 s (not
-  measured) has warmed the API: the API's CPU to open them (until each stream has its first
-  summary: the feed reads its status board then), and over the next `--stream-s` seconds, per
-  dashboard, beyond the same time without any;
+- one and ten open dashboards of the big city (each a `/v1/events` stream naming the 100
+  devices of the overview's page, and that page asked for again every 30 s with
+  If-None-Match, as the dashboard does) while a writer records the whole fleet's readings at
+  the rate they arrive (every device every 60 s, in flushes of one second), after a first
+  stream of 5 s (not measured) has warmed the API: the API's CPU to open them (until each
+  stream has its first summary: the feed reads its status board then), and over the next
+  `--stream-s` seconds, per dashboard, beyond the same time without any; then one stream of
+  every change of the big city (no devices named, as an API client may follow them);
 - the worker's side: `StateRecorder.note` per message (a batch of 1,000 points) and its flush
   per changed device, in this process.
 
@@ -221,13 +222,20 @@ def writer(url: str, devices: list[Device], stop: threading.Event) -> None:
             stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
 
 
-def stream_cost(base: str, pid: int, streams: int, seconds: float) -> tuple[float, float, int]:
-    """Open `streams` dashboards: each an event stream, and the overview's table (its first
-    page of PAGE_SIZE devices) asked for again every POLL_S seconds with If-None-Match, as
-    dashboards/static/overview.js does. The API's CPU seconds from opening the streams until
-    each has had its first summary (what opening costs, once); its CPU seconds over the next
-    `seconds` (what they cost while open); and the device states each stream received in that
-    time."""
+def stream_cost(
+    base: str, pid: int, streams: int, seconds: float, named: bool = True
+) -> tuple[float, float, int]:
+    """Open `streams` dashboards: each an event stream naming the devices of the overview's
+    table (its first page of PAGE_SIZE devices; `named` False: a stream of every change, as an
+    API client may open), and that page asked for again every POLL_S seconds with
+    If-None-Match, as dashboards/static/app.js and overview.js do. The API's CPU seconds from
+    opening the streams until each has had its first summary (what opening costs, once); its
+    CPU seconds over the next `seconds` (what they cost while open); and the device states
+    each stream received in that time."""
+    params = {"tenant": "GM0000"}
+    if named and streams:
+        first = httpx.get(f"{base}/v1/latest", params={**params, "limit": PAGE_SIZE}, timeout=60)
+        params["devices"] = ",".join(sorted(d["deviceId"] for d in first.json()))
     received = [0]
     stop = threading.Event()
     measuring = threading.Event()
@@ -246,9 +254,7 @@ def stream_cost(base: str, pid: int, streams: int, seconds: float) -> tuple[floa
                 tag = answer.headers.get("ETag", tag)
 
     def read(n: int) -> None:
-        with httpx.stream(
-            "GET", f"{base}/v1/events", params={"tenant": "GM0000"}, timeout=30
-        ) as response:
+        with httpx.stream("GET", f"{base}/v1/events", params=params, timeout=30) as response:
             for line in response.iter_lines():
                 if line.startswith('data: {"devices"') and measuring.is_set():
                     received[0] += line.count('"deviceId"')
@@ -277,9 +283,11 @@ def stream_cost(base: str, pid: int, streams: int, seconds: float) -> tuple[floa
 
 def streams(
     url: str, devices: list[Device], base: str, pid: int, seconds: float
-) -> tuple[float, float, float, float, float, int]:
-    """The API's CPU seconds over `seconds`: idle, with the writer; opening one stream; with
-    the writer and one open stream, and with ten; and the device states one stream received."""
+) -> tuple[float, float, float, float, float, int, float, int]:
+    """The API's CPU seconds over `seconds`: idle, with the writer; opening one dashboard;
+    with the writer and one open dashboard, and with ten; the device states one dashboard's
+    stream received; and the CPU seconds and device states of one stream of every change
+    instead (no devices named)."""
     stop = threading.Event()
     writing = threading.Thread(target=writer, args=(url, devices, stop), daemon=True)
     _, idle, _ = stream_cost(base, pid, 0, seconds)
@@ -293,10 +301,12 @@ def streams(
         opening, one, got_one = stream_cost(base, pid, 1, seconds)
         time.sleep(2 * TICK_S)
         _, ten, _ = stream_cost(base, pid, 10, seconds)
+        time.sleep(2 * TICK_S)
+        _, every, got_every = stream_cost(base, pid, 1, seconds, named=False)
     finally:
         stop.set()
         writing.join(10)
-    return idle, base_cpu, opening, one, ten, got_one
+    return idle, base_cpu, opening, one, ten, got_one, every, got_every
 
 
 def _points(devices: int, count: int = 1000, at: int = 0) -> list[Point]:
@@ -391,14 +401,16 @@ def main() -> None:
                 rounds.insert(0, (f"{args.compare} (before)", args.compare))
             for label, tree in rounds:
                 with api_process(url, tree) as (base, pid):
-                    idle, base_cpu, opening, one, ten, got_one = streams(
+                    idle, base_cpu, opening, one, ten, got_one, every, got_every = streams(
                         url, devices, base, pid, args.stream_s
                     )
                 one_pct = max(0.0, one - base_cpu) / args.stream_s * 100
                 ten_pct = max(0.0, ten - base_cpu) / args.stream_s * 100 / 10
+                every_pct = max(0.0, every - base_cpu) / args.stream_s * 100
                 stream_rows.append(
                     f"| {size:,} | {label} | {opening * 1000:.0f} | {one_pct:.2f} | "
-                    f"{ten_pct:.2f} | {got_one} | {idle:.2f} / {base_cpu:.2f} s |"
+                    f"{ten_pct:.2f} | {got_one} | {every_pct:.2f} ({got_every}) | "
+                    f"{idle:.2f} / {base_cpu:.2f} s |"
                 )
             print(
                 f"| {size:,} | {first[0]:.1f} / {first[1]:.1f}, {first[3]:.1f} | "
@@ -414,9 +426,9 @@ def main() -> None:
           f"to open one (until its stream's first summary), and over the next {args.stream_s} s "
           "beyond the same time without dashboards")  # fmt: skip
     print("\n| devices | API | opening 1 dashboard, CPU ms | 1 dashboard CPU % | 10 dashboards "
-          "CPU % per dashboard | device states/stream | API CPU idle / with the writer, none "
-          "open |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "CPU % per dashboard | device states/stream | 1 stream of every change: CPU % "
+          "(device states) | API CPU idle / with the writer, none open |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in stream_rows:
         print(row)
     if len(memory) > 1:

@@ -185,6 +185,7 @@ class ChangeFeed:
     handed to each listener. The task runs while the feed has listeners."""
 
     started: ClassVar[int] = 0  # feeds made in this process (for tests and benchmarks)
+    running: ClassVar[int] = 0  # feeds of this process whose task runs (for tests)
 
     def __init__(self, registry: Registry, tenants: TenantKey, after: Position) -> None:
         ChangeFeed.started += 1
@@ -203,23 +204,40 @@ class ChangeFeed:
         until: Position | None,
         wanted: Callable[[], frozenset[str] | None],
     ) -> tuple[list[Shown], int, Position]:
-        """The changes after `after` (up to `until`), at most BATCH rows, as shown (through the
-        board; only those of the devices `wanted()` names once they are read, None: all); how
-        many rows were read (a full batch: there may be more); and the position of the last
-        one (`after` when none)."""
+        """The changes after `after` (up to `until`), at most BATCH rows, put on the board; those
+        of the devices `wanted()` names (None: all) as shown, with their values; how many rows
+        were read (a full batch: there may be more); and the position of the last one (`after`
+        when none).
+
+        `wanted()` is asked again after each read: a stream that joined meanwhile (it has been
+        sent every change up to the position this batch started from) gets its devices' changes
+        of this batch too."""
         rows = await asyncio.to_thread(
             self.registry.state_changes, self.tenants, after, until, BATCH
         )
         self.reads += 1
-        last = (rows[-1][5], rows[-1][0]) if rows else after
-        noted = self.board.note(rows, now_ns(), wanted())
+        last = (rows[-1][4], rows[-1][0]) if rows else after
+        asked = wanted()
+        noted = self.board.note(rows, asked)
         if noted.unknown:  # devices registered since the board last followed the registry
             await self.board.follow()
             # The batch again, in its order (applying a row twice changes nothing). Still
             # unknown: a state row without a device (none is written so); as a join to the
             # devices would, it is left out.
-            noted = self.board.note(rows, now_ns(), wanted())
-        return noted.shown, len(rows), last
+            asked = wanted()
+            noted = self.board.note(rows, asked)
+        shown: list[Shown] = []
+        show, done = noted.show, set[str]()
+        while show:
+            records = await asyncio.to_thread(self.registry.state_records, show)
+            shown.extend(self.board.shown(records, now_ns()))
+            done.update(show)
+            later = wanted()
+            if asked is None or (later is not None and later <= asked):
+                break
+            asked = later
+            show = [d for d in self.board.note(rows, asked).show if d not in done]
+        return shown, len(rows), last
 
     def _wanted(self) -> frozenset[str] | None:
         """The devices whose changes the listeners are sent (None: all, when one wants all)."""
@@ -247,6 +265,7 @@ class ChangeFeed:
 
     async def run(self, feeds: dict[TenantKey, ChangeFeed]) -> None:
         """Tick until the last listener has gone, then leave `feeds`."""
+        ChangeFeed.running += 1
         try:
             while self.listeners:
                 try:
@@ -255,6 +274,7 @@ class ChangeFeed:
                     log.warning("change feed: could not read the device state: %s", exc)
                 await asyncio.sleep(TICK_S)
         finally:
+            ChangeFeed.running -= 1
             if feeds.get(self.tenants) is self:
                 del feeds[self.tenants]
 

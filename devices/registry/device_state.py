@@ -76,13 +76,19 @@ _CHUNK: Final = 500  # rows per upsert statement (far below every driver's param
 
 LiveStatus = Literal["online", "offline", "silent"]
 Position = tuple[int, str]  # (change stamp, device id): how far a reader of changes has got
-# A changed device's state row as stored: id, newest reading's time (ns), that reading's values
-# as the JSON object stored, last will (online/offline) and its time, and the change's stamp.
-StateChange = tuple[str, int | None, str, str | None, int | None, int]
+# A changed device's state without its values, as a change index holds it: id, newest
+# reading's time (ns), last will (online/offline) and its time, and the change's stamp.
+StateChange = tuple[str, int | None, str | None, int | None, int]
+# A device's state row as stored: id, newest reading's time (ns), that reading's values as the
+# JSON object stored, last will and its time, and the stamp of its last change.
+StateRecord = tuple[str, int | None, str, str | None, int | None, int]
 # A device as a status board needs it (api/status_board.py): id, tenant, kind, own reporting
 # interval (s), retired (1) or not (0), then its state: newest reading's time, last will and its
 # time, change stamp (None when never seen).
 StatusRow = tuple[str, str, str, float | None, int, int | None, str | None, int | None, int | None]
+
+# What the change indexes hold of a device's state beside its id and stamp (migration g0011).
+CHANGE_INDEX_STATE: Final = ("last_ns", "status", "status_ns")
 
 device_state = Table(
     "device_state",
@@ -95,9 +101,17 @@ device_state = Table(
     Column("status_ns", BigInteger, nullable=True),
     Column("changed_ns", BigInteger, nullable=False),  # the stamp of the row's last change
     # In the order changes are read (stamp, then id): a reader's next batch is the range after
-    # its position, read in index order, no sort (widened by migration f0010).
-    Index("ix_device_state_tenant_changed", "tenant", "changed_ns", "device_id"),
-    Index("ix_device_state_changed", "changed_ns", "device_id"),
+    # its position, read in index order, no sort (widened by migration f0010). With the state
+    # but its values: a change feed reads the batch from the index alone (g0011), a few
+    # neighbouring pages at the index's end rather than a table page per changed device.
+    Index(
+        "ix_device_state_tenant_changed",
+        "tenant",
+        "changed_ns",
+        "device_id",
+        *CHANGE_INDEX_STATE,
+    ),
+    Index("ix_device_state_changed", "changed_ns", "device_id", *CHANGE_INDEX_STATE),
 )
 
 # One row (id 1): the last change stamp given. Writers update it first (see the module's doc).
@@ -576,14 +590,16 @@ class DeviceStates(Store):
         until: Position | None,
         limit: int,
     ) -> list[StateChange]:
-        """The state rows of the tenants' devices changed after `after` (and not after
-        `until`), in (stamp, device id) order: a reader continues from the last one it got.
+        """The states (without their values) of the tenants' devices changed after `after` (and
+        not after `until`), in (stamp, device id) order: a reader continues from the last one
+        it got.
 
-        The rows as stored, from one index range, joined to nothing: retired devices are among
-        them, and a row's status is for the reader to decide (api/status_board.py holds what
-        that takes). Joining each row to its device and deciding the status in SQL cost twice
-        as much per row, and SQLAlchemy's rows again as much as the driver's (bench.latest_scale):
-        plain SQL in the driver's parameter style, as `_newer_readings` writes.
+        The rows as stored, from one change index alone (it holds every column read: a batch
+        is a few neighbouring index pages, where reading the rows cost a table page per device
+        changed, each one just rewritten: bench/results/latest_scale.md), joined to nothing:
+        retired devices are among them, and a row's status is for the reader to decide
+        (api/status_board.py holds what that takes). Their values, for the few a reader shows:
+        `state_records`. Plain SQL in the driver's parameter style (`_driver_rows`).
         """
         where = ["(changed_ns, device_id) > ({p}, {p})"]
         params: list[object] = [*after]
@@ -596,13 +612,39 @@ class DeviceStates(Store):
         # Fixed text and placeholders only: every value is a parameter.
         sql = " ".join(
             [
-                "SELECT device_id, last_ns, metrics, status, status_ns, changed_ns",
+                "SELECT device_id, last_ns, status, status_ns, changed_ns",
                 "FROM device_state WHERE",
                 " AND ".join(where),
                 "ORDER BY changed_ns, device_id LIMIT {p}",
             ]
         )
         params.append(limit)
+        return self._driver_rows(sql, params)
+
+    def state_records(self, device_ids: Sequence[str]) -> list[StateRecord]:
+        """The state rows of these devices as stored (values included), in (stamp, device id)
+        order; devices without one are absent. Each is as new as when read: it may be newer
+        than a change read before."""
+        out: list[StateRecord] = []
+        for start in range(0, len(device_ids), _CHUNK):
+            chunk = list(device_ids[start : start + _CHUNK])
+            # Fixed text and placeholders only: every id is a parameter.
+            marks = ", ".join(["{p}"] * len(chunk))
+            sql = " ".join(
+                [
+                    "SELECT device_id, last_ns, metrics, status, status_ns, changed_ns",
+                    "FROM device_state WHERE device_id IN (",
+                    marks,
+                    ")",
+                ]
+            )
+            out.extend(self._driver_rows(sql, chunk))
+        out.sort(key=lambda r: (r[5], r[0]))
+        return out
+
+    def _driver_rows(self, sql: str, params: Sequence[object]) -> list[Any]:
+        """The rows of `sql` (placeholders written `{p}`) as the driver's own plain tuples:
+        SQLAlchemy's rows cost as much again per row (bench.latest_scale)."""
         with self._begin() as conn:
             mark = _PLACEHOLDERS.get(conn.dialect.paramstyle)
             if mark is None:  # a driver of a named style: SQLAlchemy translates

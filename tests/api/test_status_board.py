@@ -106,16 +106,21 @@ async def test_each_change_is_shown_with_the_status_of_the_rule(registry: Regist
     board = StatusBoard(registry, None)
     await board.load()
     rows = registry.state_changes(None, (0, ""), None, 100)
-    noted = board.note(rows, NOW)
+    noted = board.note(rows)
     states = registry.device_states(d.device_id for d in devices)
     by_id = {d.device_id: d for d in devices}
     assert noted.unknown == []
-    # every device with a state but the retired one, each with the rule's status
-    assert {s[0]: s[1] for s in noted.shown} == {
+    # every device with a state but the retired one, in change order
+    assert noted.show == [r[0] for r in rows if r[0] != "b0005"]
+    # each shown with its values and the rule's status
+    shown = board.shown(registry.state_records(noted.show), NOW)
+    assert {s[0]: s[1] for s in shown} == {
         i: live_status(by_id[i], state, NOW) for i, state in states.items() if i != "b0005"
     }
-    assert {s[0]: s[1] for s in noted.shown}["b0003"] == "online"  # read after its last will
-    assert [s[0] for s in noted.shown] == [r[0] for r in rows if r[0] != "b0005"]
+    assert {s[0]: s[1] for s in shown}["b0003"] == "online"  # read after its last will
+    assert all(orjson.loads(s[3]) == states[s[0]].metrics for s in shown)
+    # A retired device's row is not shown even when asked for by id.
+    assert board.shown(registry.state_records(["b0005"]), NOW) == []
 
 
 async def test_the_board_follows_devices_registered_changed_and_retired(
@@ -132,12 +137,12 @@ async def test_the_board_follows_devices_registered_changed_and_retired(
     registry.record_states([_reading(late, NOW - NS)], now_ns=NOW)
     start = (0, "")
     rows = registry.state_changes([AMSTERDAM.code], start, None, 100)
-    assert [r[0] for r in board.note(rows, NOW).unknown] == ["b0020"]
+    assert [r[0] for r in board.note(rows).unknown] == ["b0020"]
     await board.follow()
     assert board.loads == 1  # followed, not read again
-    noted = board.note(rows, NOW)
-    assert "b0020" in {s[0] for s in noted.shown}
-    assert "b0008" not in {s[0] for s in noted.shown}  # retired since
+    noted = board.note(rows)
+    assert "b0020" in noted.show
+    assert "b0008" not in noted.show  # retired since
     later = NOW + 5 * NS
     assert board.statuses(later, 10)[0] == registry.status_counts([AMSTERDAM.code], later)
 
@@ -181,9 +186,8 @@ async def test_a_board_applies_every_row_but_shows_only_the_devices_wanted(
     registry.record_states([_reading(devices[1], later), _reading(devices[4], later)], now_ns=later)
     rows = registry.state_changes(None, start, None, 100)
     assert sorted(r[0] for r in rows) == ["b0001", "b0004"]
-    noted = board.note(rows, later, frozenset({"b0004", "b9999"}))
-    assert [(s[0], s[1]) for s in noted.shown] == [("b0004", "online")]
+    assert board.note(rows, frozenset({"b0004", "b9999"})).show == ["b0004"]
     assert board.statuses(later, 10)[0] == registry.status_counts(None, later)
     # None of those wanted among the rows: nothing shown, every row applied all the same.
-    assert board.note(rows, later, frozenset({"b0000"})).shown == []
-    assert board.note(rows, later, frozenset()).shown == []
+    assert board.note(rows, frozenset({"b0000"})).show == []
+    assert board.note(rows, frozenset()).show == []

@@ -113,7 +113,7 @@ def test_status_counts_agree_with_the_status_rule_per_tenant_and_kind(registry: 
     # reader's to decide: tests/api/test_status_board.py).
     changes = registry.state_changes(None, (0, ""), None, 100)
     assert {c[0] for c in changes} == {"d0000", "d0001", "d0002", "d0006", "d0007", "d0008"}
-    assert {c[0]: (c[1], c[3], c[4]) for c in changes}["d0002"] == (NOW - NS, "offline", NOW)
+    assert {c[0]: (c[1], c[2], c[3]) for c in changes}["d0002"] == (NOW - NS, "offline", NOW)
     assert [(c.tenant, c.kind) for c in registry.status_counts([UTRECHT.code], NOW)] == [
         (UTRECHT.code, "air_quality")
     ]
@@ -147,8 +147,14 @@ def test_changes_are_read_in_order_and_per_tenant(registry: Registry) -> None:
     registry.record_states([_reading(d, NOW, 1.0) for d in (*ours[3:], theirs)], now_ns=NOW + NS)
     first = registry.state_changes([AMSTERDAM.code], start, None, 2)
     assert [c[0] for c in first] == ["d0000", "d0001"]
-    assert first[0] == ("d0000", NOW, '{"pm25":1.0}', None, None, NOW)
-    after = (first[-1][5], first[-1][0])
+    assert first[0] == ("d0000", NOW, None, None, NOW)  # the state, not its values
+    # Their values, by id, in change order (devices without a state left out).
+    assert registry.state_records(["d0001", "d0000", "d0009", "nothing"]) == [
+        ("d0000", NOW, '{"pm25":1.0}', None, None, NOW),
+        ("d0001", NOW, '{"pm25":1.0}', None, None, NOW),
+        ("d0009", NOW, '{"pm25":1.0}', None, None, NOW + NS),
+    ]
+    after = (first[-1][4], first[-1][0])
     rest = registry.state_changes([AMSTERDAM.code], after, None, 10)
     assert [c[0] for c in rest] == ["d0002", "d0003", "d0004"]
     # Up to a position only (a reconnecting reader catching up to a feed).
@@ -171,11 +177,12 @@ def test_change_stamps_increase_in_commit_order_whatever_the_writers_clocks(
     registry.record_states([_reading(ours[1], NOW, 1.0)], now_ns=NOW - 60 * NS)
     registry.record_states([_reading(ours[2], NOW, 1.0)], now_ns=NOW)
     later = registry.state_changes(None, after, None, 10)
-    assert [(c[0], c[5]) for c in later] == [("d0001", NOW + 1), ("d0002", NOW + 2)]
+    assert [(c[0], c[4]) for c in later] == [("d0001", NOW + 1), ("d0002", NOW + 2)]
     # A device rewritten moves forward, past where the reader got to, with its newest state.
     registry.record_states([_reading(ours[0], NOW + NS, 2.0)], now_ns=NOW)
-    again = registry.state_changes(None, (later[-1][5], later[-1][0]), None, 10)
-    assert [(c[0], c[2], c[5]) for c in again] == [("d0000", '{"pm25":2.0}', NOW + 3)]
+    again = registry.state_changes(None, (later[-1][4], later[-1][0]), None, 10)
+    assert [(c[0], c[1], c[4]) for c in again] == [("d0000", NOW + NS, NOW + 3)]
+    assert registry.state_records(["d0000"])[0][2] == '{"pm25":2.0}'
 
 
 @pytest.fixture
@@ -221,7 +228,7 @@ def test_a_writer_that_commits_late_is_read_before_one_that_came_after(postgres_
             engine.dispose()
         changes = registry.state_changes(None, start, None, 10)
         assert [c[0] for c in changes] == ["d0001", "d0002"]
-        assert changes[0][5] < changes[1][5]
+        assert changes[0][4] < changes[1][4]
 
 
 def test_minute_counts_add_up_across_workers(registry: Registry) -> None:

@@ -288,7 +288,7 @@ def test_a_database_from_before_migrations_is_brought_up_to_date(registry_url: s
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         columns = {c["name"] for c in inspect(conn).get_columns("devices")}
     engine.dispose()
-    assert version == "f0010"  # the newest revision (the change-order indexes, r0010)
+    assert version == "g0011"  # the newest revision (the covering change indexes, r0011)
     assert "broker_password_hash" in columns
     with Registry(registry_url) as again:  # opening an up-to-date registry changes nothing
         assert again.revision() == (8, 2)
