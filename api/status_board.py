@@ -22,7 +22,7 @@ set is open.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -214,6 +214,12 @@ class StatusBoard:
                 return Noted([], [])
             show &= np.fromiter((d in hits for d in ids), np.bool_, len(ids))
         return Noted([ids[i] for i in np.flatnonzero(show).tolist()], [])
+
+    def knows(self, device_ids: Iterable[str]) -> bool:
+        """Whether every one of these devices is on the board."""
+        table = self._table
+        assert table is not None, "load() first"
+        return all(map(table.slot.__contains__, device_ids))
 
     def shown(self, records: Sequence[StateRecord], now_ns: int) -> list[Shown]:
         """Take in state rows read with their values (Registry.state_records) and give them as

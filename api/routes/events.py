@@ -212,6 +212,8 @@ class ChangeFeed:
         `wanted()` is asked again after each read: a stream that joined meanwhile (it has been
         sent every change up to the position this batch started from) gets its devices' changes
         of this batch too."""
+        if wanted() is None:  # a stream of every change: the values in the same read
+            return await self._read_all(after, until)
         rows = await asyncio.to_thread(
             self.registry.state_changes, self.tenants, after, until, BATCH
         )
@@ -228,16 +230,29 @@ class ChangeFeed:
             noted = self.board.note(rows, asked)
         shown: list[Shown] = []
         show, done = noted.show, set[str]()
-        while show:
-            records = await asyncio.to_thread(self.registry.state_records, show)
-            shown.extend(self.board.shown(records, now_ns()))
-            done.update(show)
+        while True:
+            if show:
+                records = await asyncio.to_thread(self.registry.state_records, show)
+                shown.extend(self.board.shown(records, now_ns()))
+                done.update(show)
             later = wanted()
             if asked is None or (later is not None and later <= asked):
-                break
-            asked = later
+                return shown, len(rows), last
+            asked = later  # a stream joined during a read: its devices of this batch too
             show = [d for d in self.board.note(rows, asked).show if d not in done]
-        return shown, len(rows), last
+
+    async def _read_all(
+        self, after: Position, until: Position | None
+    ) -> tuple[list[Shown], int, Position]:
+        """As `_read`, every change shown: the rows read with their values at once."""
+        records = await asyncio.to_thread(
+            self.registry.changed_records, self.tenants, after, until, BATCH
+        )
+        self.reads += 1
+        last = (records[-1][5], records[-1][0]) if records else after
+        if not self.board.knows(r[0] for r in records):
+            await self.board.follow()  # devices registered since it last followed the registry
+        return self.board.shown(records, now_ns()), len(records), last
 
     def _wanted(self) -> frozenset[str] | None:
         """The devices whose changes the listeners are sent (None: all, when one wants all)."""

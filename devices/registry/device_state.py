@@ -350,6 +350,38 @@ _NEWER_READING: Final = (
 _PLACEHOLDERS: Final = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
+def _changes_sql(
+    columns: str,
+    tenants: Sequence[str] | None,
+    after: Position,
+    until: Position | None,
+    limit: int,
+) -> tuple[str, list[object]]:
+    """The query of the state rows changed after `after` (and not after `until`) in change
+    order, with placeholders written `{p}`, and its parameters."""
+    where = ["(changed_ns, device_id) > ({p}, {p})"]
+    params: list[object] = [*after]
+    if until is not None:
+        where.append("(changed_ns, device_id) <= ({p}, {p})")
+        params.extend(until)
+    if tenants is not None:
+        where.append(f"tenant IN ({', '.join(['{p}'] * len(tenants))})")
+        params.extend(tenants)
+    params.append(limit)
+    # Fixed text (the columns are the callers' constants) and placeholders only: every value is
+    # a parameter.
+    sql = " ".join(
+        [
+            "SELECT",
+            columns,
+            "FROM device_state WHERE",
+            " AND ".join(where),
+            "ORDER BY changed_ns, device_id LIMIT {p}",
+        ]
+    )
+    return sql, params
+
+
 def _newer_readings(session: Session, rows: list[tuple[str, str, int, str, int]]) -> None:
     """Upsert (device_id, tenant, last_ns, metrics JSON, changed_ns) rows, keeping newer times."""
     connection = session.connection()
@@ -601,25 +633,21 @@ class DeviceStates(Store):
         (api/status_board.py holds what that takes). Their values, for the few a reader shows:
         `state_records`. Plain SQL in the driver's parameter style (`_driver_rows`).
         """
-        where = ["(changed_ns, device_id) > ({p}, {p})"]
-        params: list[object] = [*after]
-        if until is not None:
-            where.append("(changed_ns, device_id) <= ({p}, {p})")
-            params.extend(until)
-        if tenants is not None:
-            where.append(f"tenant IN ({', '.join(['{p}'] * len(tenants))})")
-            params.extend(tenants)
-        # Fixed text and placeholders only: every value is a parameter.
-        sql = " ".join(
-            [
-                "SELECT device_id, last_ns, status, status_ns, changed_ns",
-                "FROM device_state WHERE",
-                " AND ".join(where),
-                "ORDER BY changed_ns, device_id LIMIT {p}",
-            ]
-        )
-        params.append(limit)
-        return self._driver_rows(sql, params)
+        columns = "device_id, last_ns, status, status_ns, changed_ns"
+        return self._driver_rows(*_changes_sql(columns, tenants, after, until, limit))
+
+    def changed_records(
+        self,
+        tenants: Sequence[str] | None,
+        after: Position,
+        until: Position | None,
+        limit: int,
+    ) -> list[StateRecord]:
+        """As `state_changes`, with the values: the state rows as stored, for a reader that
+        shows every change (one read of the table's rows rather than the index's and then the
+        rows by id)."""
+        columns = "device_id, last_ns, metrics, status, status_ns, changed_ns"
+        return self._driver_rows(*_changes_sql(columns, tenants, after, until, limit))
 
     def state_records(self, device_ids: Sequence[str]) -> list[StateRecord]:
         """The state rows of these devices as stored (values included), in (stamp, device id)

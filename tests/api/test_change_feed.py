@@ -161,3 +161,38 @@ async def test_catching_up_sends_a_named_listener_its_devices_only(registry: Reg
     gap = [event async for event in feed.catch_up(seen, frozenset({other.device_id}))]
     assert [_ids(e) for e in gap] == [[other.device_id]]
     assert [e async for e in feed.catch_up(seen, frozenset({"feed-z"}))] == []
+
+
+class Joining:
+    """Who wants what, as a feed asks: nobody for the first `calls` questions, then a stream
+    naming `devices` has joined."""
+
+    def __init__(self, calls: int, devices: frozenset[str]) -> None:
+        self.calls = calls
+        self.devices = devices
+        self.asked = 0
+
+    def __call__(self) -> frozenset[str]:
+        self.asked += 1
+        return frozenset() if self.asked <= self.calls else self.devices
+
+
+# A feed asks before the read, once the rows are in, again after following the registry (a
+# device it did not know), and once more at the end: the stream joins during the follow, or
+# only after everything else was read.
+@pytest.mark.parametrize("calls", [2, 3])
+async def test_a_stream_joining_during_a_read_gets_its_devices_of_that_batch(
+    registry: Registry, calls: int
+) -> None:
+    ours, _theirs = _devices(registry)
+    late = Device("feed-d", AMSTERDAM.code, "air_quality", "d", 52.38, 4.9)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), registry.change_position())
+    await feed.board.load()
+    registry.add_device(late)  # not on the board yet: followed during the read
+    _record(registry, (ours, late), 5.0)
+    joining = Joining(calls, frozenset({ours.device_id, late.device_id}))
+    shown, read, _ = await feed._read(feed.after, None, joining)
+    assert read == 2
+    assert joining.asked == calls + 2  # asked once more after the last read
+    assert sorted(s[0] for s in shown) == [ours.device_id, late.device_id]
+    assert all(s[3] == '{"pm25":5.0}' for s in shown)
