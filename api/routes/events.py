@@ -42,10 +42,14 @@ feed reads. It decides each change's status (and leaves out retired devices) wit
 and the set's `summary` counts devices by status from it rather than by an aggregate query
 over all of them.
 
-What a change costs the API (bench/results/latest_scale.md): one row of an index range in
-(stamp, id) order (`DeviceStates.state_changes`, plain driver rows), a few array cells of the
-board, and one JSON fragment written from it (the stored metrics embedded as stored, the time's
-text cached per second), no dict per device.
+What a change costs the API (bench/results/latest_scale.md): one entry of a change index, read
+in (stamp, id) order from the index alone (`DeviceStates.state_changes`: the index holds the
+state but its values, migration g0011; plain driver rows), and a few array cells of the board,
+filled column by column. Only a change some stream is sent costs more: its row read by id with
+its values (`state_records`) and one JSON fragment written from it (the stored metrics embedded
+as stored, the time's text cached per second), no dict per device. A feed one of whose streams
+names no devices reads every changed row with its values in one range read instead
+(`changed_records`): it sends them all.
 """
 
 from __future__ import annotations
