@@ -383,6 +383,11 @@ function openEvents() {
       if (state.view === "overview") updated();
     }).catch(showError);
   });
+  // The stream fell behind and dropped changes: the page shown is read again.
+  events.addEventListener("resync", () => {
+    if (identity !== state.identity || state.events !== events || !overview.page) return;
+    overview.loadPage().catch(showError);
+  });
   events.addEventListener("devices", (event) => {
     if (identity !== state.identity || state.events !== events) return;
     seen(event);

@@ -791,6 +791,15 @@ async def test_the_overview_never_asks_for_the_whole_fleet(live: Live, tab: Tab)
         await asyncio.sleep(0.2)
     assert len(streams) >= 3  # the first page's, then one for each page turned to
     assert streams[-1].get("after"), "a stream opened for another page starts afresh"
+    # A stream that fell behind says `resync`: the page shown is read again.
+    pages_read = sum(1 for r in asked if urlsplit(r.url).path == "/v1/latest")
+    await page.evaluate(
+        "() => window.lantaarn.state.events.dispatchEvent(new MessageEvent('resync', {data: '{}'}))"
+    )
+    deadline = time.monotonic() + 10
+    while sum(1 for r in asked if urlsplit(r.url).path == "/v1/latest") == pages_read:
+        assert time.monotonic() < deadline, "the page was not read again after a resync"
+        await asyncio.sleep(0.2)
 
     # The map: its points once, then If-None-Match on every poll.
     answers: list[tuple[int, str | None]] = []
