@@ -60,7 +60,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Annotated, ClassVar, Final
 
 import orjson
@@ -333,7 +333,7 @@ async def _stream(
     tenants: Sequence[str] | None,
     after: Position | None,
     devices: frozenset[str] | None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     cache = summaries(request)
     key: TenantKey = None if tenants is None else tuple(sorted(set(tenants)))
     feeds = _feeds(request)
@@ -380,10 +380,12 @@ async def _stream(
             while listener.waiting:
                 yield listener.waiting.popleft()
                 sent = True
-            if summary is not None and summary.etag != shown:
+            if summary is not None and summary.etag != shown and not listener.behind:
                 # Nothing awaited since the queue was found empty: the stream has sent every
                 # change up to the listener's position, the summary's id. A stream naming
                 # devices that seldom change thus still has a recent id to reconnect from.
+                # (Fallen behind while the queue was sent: events were dropped, so the
+                # position is not the stream's; the resync goes first, then the summary.)
                 shown = summary.etag
                 done = listener.position
                 yield _event("summary", summary.body, f"{done[0]}.{done[1]}")

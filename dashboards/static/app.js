@@ -23,9 +23,11 @@ const REFRESH_STORE = "lantaarn.refreshSeconds";
 // While the event stream is open, the overview's page is asked for again (a 304 mostly) only
 // this often: at every summary (every 2 s) it cost the API more than the stream itself.
 const PAGE_RECHECK_S = 30;
-// The most devices a stream may name (NAMED_MAX, api/routes/events.py): a page of more is
+// The most devices a stream may name (NAMED_MAX, api/routes/events.py), and the longest list
+// of their ids it names (proxies commonly refuse a request line over 8 KB): a page of more is
 // sent every device's changes.
 const NAMED_MAX = 1000;
+const NAMED_CHARS = 6000;
 const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#b26a00" };
 
 const query = new URLSearchParams(location.search);
@@ -273,9 +275,12 @@ function chooseArea(area) {
 // ---- views and routing ----------------------------------------------------------------------
 
 const overview = new Overview(ctx);
-// The overview shows other devices: the open stream is asked for theirs.
-ctx.pageShown = () => {
-  if (state.events && pageDevices() !== state.streamDevices) openEvents();
+// The overview shows other devices: the open stream is asked for theirs, from where the
+// stream had got to when the page was asked for (`since`, streamPosition()): a change of one of
+// them after the page was read, sent before the new stream opens, is sent to it again.
+ctx.streamPosition = () => state.lastEventId;
+ctx.pageShown = (since) => {
+  if (state.events && pageDevices() !== state.streamDevices) openEvents(since);
 };
 const devicePage = new DevicePage(ctx);
 const rejections = new Rejections(ctx);
@@ -352,16 +357,17 @@ async function showSummary(summary) {
 function pageDevices() {
   if (!overview.page) return "";
   if (overview.page.length > NAMED_MAX) return null;
-  return overview.page.map((d) => d.deviceId).sort().join(",");
+  const named = overview.page.map((d) => d.deviceId).sort().join(",");
+  return named.length <= NAMED_CHARS ? named : null;
 }
 
 /** Listen to /v1/events for the tenant chosen (again after a sign-in, sign-out or another
  * tenant, and when the overview shows other devices): `summary` redraws the overview,
  * `devices` the rows of its page that changed. The stream names the page's devices: the
  * server sends their changes only, not every change of a city's fleet. A stream opened for
- * another page carries on after the last event seen (`after`), so that nothing that changed
- * while the page was fetched is missed. */
-function openEvents() {
+ * another page carries on `after` the last event seen when that page was asked for, so that
+ * nothing that changed while the page was fetched is missed. */
+function openEvents(after = state.lastEventId) {
   state.events?.close();
   const identity = state.identity;
   const params = new URLSearchParams();
@@ -370,7 +376,7 @@ function openEvents() {
   state.streamDevices = pageDevices();
   // No page yet: no device's changes (the page, once in, opens the stream again).
   if (state.streamDevices !== null) params.set("devices", state.streamDevices);
-  if (state.lastEventId) params.set("after", state.lastEventId);
+  if (after) params.set("after", after);
   const events = new EventSource(`/v1/events?${params}`);
   state.events = events;
   const seen = (event) => {

@@ -87,6 +87,7 @@ export class Overview {
   async loadPage() {
     const ticket = ++this.pageTicket;
     this.pageAt = Date.now();
+    const since = this.ctx.streamPosition?.(); // where the event stream had got to
     // An area chosen on the map is asked for: the server pages the devices inside it.
     const area = this.ctx.area?.();
     const params = {
@@ -108,7 +109,7 @@ export class Overview {
     this.page = found.items;
     this.next = found.next;
     this.renderLatest();
-    this.ctx.pageShown?.();
+    this.ctx.pageShown?.(since);
   }
 
   /** Ask for the page shown again once it is `seconds` old (a 304 when none of its devices

@@ -4,16 +4,21 @@ to resync instead of holding an ever longer queue."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import cast
 
 import orjson
 import pytest
+from fastapi import Request
 
 import api.routes.events as events_route
-from api.routes.events import ChangeFeed, Listener
+from api.routes.events import ChangeFeed, Listener, _hand_out
+from api.summary import SummaryCache
 from devices import Device, Registry
-from devices.registry import ReadingUpdate
+from devices.registry import ReadingUpdate, StateRecord
 from tests.devices.conftest import AMSTERDAM, UTRECHT, registry, registry_url
 
 __all__ = ["registry", "registry_url"]  # the fixtures, shared with tests/devices
@@ -196,3 +201,82 @@ async def test_a_stream_joining_during_a_read_gets_its_devices_of_that_batch(
     assert joining.asked == calls + 2  # asked once more after the last read
     assert sorted(s[0] for s in shown) == [ours.device_id, late.device_id]
     assert all(s[3] == '{"pm25":5.0}' for s in shown)
+
+
+class _Request:
+    """What `_stream` uses of a request: the app's state, and whether the client has gone."""
+
+    def __init__(self, registry: Registry) -> None:
+        cache = SummaryCache(registry, max_age_s=0.0, cost_factor=0.0)  # computed each time
+        self.app = SimpleNamespace(state=SimpleNamespace(summaries=cache, change_feeds={}))
+
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+async def test_a_stream_fallen_behind_while_sending_says_resync_before_a_summary_id(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _devices(registry)
+
+    async def idle(self: ChangeFeed, feeds: object) -> None:  # the test hands events out
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(ChangeFeed, "run", idle)
+    request = _Request(registry)
+    stream = events_route._stream(cast(Request, request), registry, [AMSTERDAM.code], None, None)
+    try:
+        assert await anext(stream) == b"retry: 5000\n\n"
+        assert (await anext(stream)).startswith(b"event: summary\nid: ")
+        [feed] = request.app.state.change_feeds.values()
+        [listener] = feed.listeners
+        # The next summary differs (readings counted this minute): it would be sent.
+        now = time.time_ns()
+        minute = now - now % (60 * 1_000_000_000)
+        registry.record_states([], minutes={(AMSTERDAM.code, minute): (10, 0)}, now_ns=now)
+        listener.offer(b"event: devices\ndata: {}\n\n")
+        assert await anext(stream) == b"event: devices\ndata: {}\n\n"
+        # While that event was being sent, the client read too slowly: events were dropped,
+        # and the listener's position went past them.
+        for _ in range(events_route.QUEUED_EVENTS + 1):
+            listener.offer(b"event: devices\ndata: {}\n\n")
+            _hand_out([], (feed.after[0] + 1, "zzz"), [listener])
+        assert listener.behind
+        # Not a summary whose id would let a reconnecting browser skip what was dropped.
+        assert await anext(stream) == events_route._RESYNC
+        assert (await anext(stream)).startswith(b"event: summary\nid: ")
+    finally:
+        await stream.aclose()
+        if feed.task is not None:
+            feed.task.cancel()
+
+
+async def test_a_feed_of_named_listeners_reads_the_values_of_their_devices_only(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _theirs = _devices(registry)
+    other = Device("feed-c", AMSTERDAM.code, "air_quality", "c", 52.38, 4.9)
+    registry.add_device(other)
+    feed = ChangeFeed(registry, (AMSTERDAM.code,), registry.change_position())
+    named = Listener(frozenset({other.device_id}))
+    feed.listeners.add(named)
+    await feed.tick()  # reads the board
+    asked: list[list[str]] = []
+    read_records = registry.state_records
+
+    def records(device_ids: list[str]) -> list[StateRecord]:
+        asked.append(list(device_ids))
+        return read_records(device_ids)
+
+    def every_row(*args: object) -> list[StateRecord]:
+        raise AssertionError("no stream is sent every change: no read of every row's values")
+
+    monkeypatch.setattr(registry, "state_records", records)
+    monkeypatch.setattr(registry, "changed_records", every_row)
+    _record(registry, (ours, other), 7.0)
+    await feed.tick()
+    assert asked == [[other.device_id]]  # the values of the named device only
+    assert [_ids(e) for e in named.waiting] == [[other.device_id]]
+    assert b'"pm25":7.0' in named.waiting[0]
+    now = time.time_ns()  # and both changes reached the board
+    assert feed.board.statuses(now, 10)[0] == registry.status_counts([AMSTERDAM.code], now)
