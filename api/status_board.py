@@ -206,7 +206,7 @@ class StatusBoard:
             known = [row for row, i in zip(rows, slots, strict=True) if i is not None]
             return Noted(self.note(known, wanted).show, unknown)
         at = np.array(slots, np.intp)
-        newer = self._apply(at, ids, lasts, statuses, status_ns, stamps)
+        newer, _, _ = self._apply(at, lasts, statuses, status_ns, stamps)
         show = table.active[at] & newer
         if wanted is not None:
             hits = wanted.intersection(ids)
@@ -232,12 +232,7 @@ class StatusBoard:
             return []
         ids, lasts, metrics, statuses, status_ns, stamps = zip(*known, strict=True)
         at = np.array([table.slot[i] for i in ids], np.intp)
-        self._apply(at, ids, lasts, statuses, status_ns, stamps)
-        last = np.array([NEVER if v is None else v for v in lasts], np.int64)
-        offline = np.array(
-            [_is_offline(v, s, t) for v, s, t in zip(lasts, statuses, status_ns, strict=True)],
-            np.bool_,
-        )
+        _, last, offline = self._apply(at, lasts, statuses, status_ns, stamps)
         silent = last < now_ns - table.after[at]
         code = np.where(offline, 1, np.where(silent, 2, 0)).tolist()
         active = table.active[at].tolist()
@@ -248,17 +243,17 @@ class StatusBoard:
     def _apply(
         self,
         at: npt.NDArray[np.intp],
-        ids: Sequence[str],
         lasts: Sequence[int | None],
         statuses: Sequence[str | None],
         status_ns: Sequence[int | None],
         stamps: Sequence[int],
-    ) -> npt.NDArray[np.bool_]:
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Put these states (columns; `at`: their slots) on the board where they are not older
-        than what it holds; which ones were."""
+        than what it holds; which ones were, and the states as arrays: the newest reading's
+        time (NEVER: none) and whether the last will says offline."""
         table = self._table
         assert table is not None
-        count = len(ids)
+        count = len(at)
         last = np.array(
             [NEVER if v is None else v for v in lasts] if None in lasts else lasts, np.int64
         )
@@ -272,7 +267,7 @@ class StatusBoard:
         table.last[at[newer]] = last[newer]
         table.offline[at[newer]] = offline[newer]
         table.changed[at[newer]] = stamp[newer]
-        return newer
+        return newer, last, offline
 
     def statuses(self, now_ns: int, limit: int) -> tuple[list[StatusCount], list[Silent]]:
         """At `now_ns`: the active devices per tenant and kind by status, in (tenant, kind)

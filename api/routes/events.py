@@ -113,6 +113,11 @@ def _named(devices: str | None) -> frozenset[str] | None:
     return ids
 
 
+def _event_id(position: Position) -> str:
+    """An event's id: the position a stream has got to (`_start` reads it back)."""
+    return f"{position[0]}.{position[1]}"
+
+
 def _event(name: str, data: bytes, event_id: str | None = None) -> bytes:
     head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id else "")
     return head.encode() + b"data: " + data + b"\n\n"
@@ -132,7 +137,7 @@ def _devices_event(shown: list[Shown], after: Position) -> bytes:
         ts = "null" if last_ns is None else f'"{format_ns(last_ns)}"'
         parts.append(f'{{"deviceId":{quoted},"status":"{status}","ts":{ts},"metrics":{metrics}}}')
     body = ('{"devices":[' + ",".join(parts) + "]}").encode()
-    return _event("devices", body, f"{after[0]}.{after[1]}")
+    return _event("devices", body, _event_id(after))
 
 
 def _hand_out(shown: list[Shown], after: Position, listeners: Sequence[Listener]) -> None:
@@ -150,7 +155,7 @@ def _hand_out(shown: list[Shown], after: Position, listeners: Sequence[Listener]
                 everything = _devices_event(shown, after)
             listener.offer(everything)
             continue
-        if latest is None:  # a device changed twice in the batch: its newest state
+        if latest is None:  # by id, for the listeners' few devices
             latest = {change[0]: change for change in shown}
         mine = [latest[d] for d in listener.devices if d in latest]
         if mine:
@@ -387,8 +392,7 @@ async def _stream(
                 # (Fallen behind while the queue was sent: events were dropped, so the
                 # position is not the stream's; the resync goes first, then the summary.)
                 shown = summary.etag
-                done = listener.position
-                yield _event("summary", summary.body, f"{done[0]}.{done[1]}")
+                yield _event("summary", summary.body, _event_id(listener.position))
                 sent = True
             if sent:
                 quiet_since = time.monotonic()

@@ -23,10 +23,9 @@ const REFRESH_STORE = "lantaarn.refreshSeconds";
 // While the event stream is open, the overview's page is asked for again (a 304 mostly) only
 // this often: at every summary (every 2 s) it cost the API more than the stream itself.
 const PAGE_RECHECK_S = 30;
-// The most devices a stream may name (NAMED_MAX, api/routes/events.py), and the longest list
-// of their ids it names (proxies commonly refuse a request line over 8 KB): a page of more is
-// sent every device's changes.
-const NAMED_MAX = 1000;
+// The longest list of ids a stream names (proxies commonly refuse a request line over 8 KB): a
+// page of more is sent every device's changes. (A page holds at most 1,000 devices, boot.js, as
+// many as a stream may name, NAMED_MAX in api/routes/events.py.)
 const NAMED_CHARS = 6000;
 const STATUS_COLOURS = { online: "#2e7d32", offline: "#c62828", silent: "#b26a00" };
 
@@ -356,7 +355,6 @@ async function showSummary(summary) {
  * for a page of more than a stream may name. */
 function pageDevices() {
   if (!overview.page) return "";
-  if (overview.page.length > NAMED_MAX) return null;
   const named = overview.page.map((d) => d.deviceId).sort().join(",");
   return named.length <= NAMED_CHARS ? named : null;
 }

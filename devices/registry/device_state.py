@@ -348,6 +348,9 @@ _NEWER_READING: Final = (
 )
 # The placeholder of each positional DB-API parameter style (sqlite3: qmark; psycopg2: pyformat).
 _PLACEHOLDERS: Final = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+# The columns of a StateChange (all in the change indexes) and of a StateRecord, in order.
+_CHANGE_COLUMNS: Final = "device_id, last_ns, status, status_ns, changed_ns"
+_RECORD_COLUMNS: Final = "device_id, last_ns, metrics, status, status_ns, changed_ns"
 
 
 def _changes_sql(
@@ -633,8 +636,7 @@ class DeviceStates(Store):
         (api/status_board.py holds what that takes). Their values, for the few a reader shows:
         `state_records`. Plain SQL in the driver's parameter style (`_driver_rows`).
         """
-        columns = "device_id, last_ns, status, status_ns, changed_ns"
-        return self._driver_rows(*_changes_sql(columns, tenants, after, until, limit))
+        return self._driver_rows(*_changes_sql(_CHANGE_COLUMNS, tenants, after, until, limit))
 
     def changed_records(
         self,
@@ -646,8 +648,7 @@ class DeviceStates(Store):
         """As `state_changes`, with the values: the state rows as stored, for a reader that
         shows every change (one read of the table's rows rather than the index's and then the
         rows by id)."""
-        columns = "device_id, last_ns, metrics, status, status_ns, changed_ns"
-        return self._driver_rows(*_changes_sql(columns, tenants, after, until, limit))
+        return self._driver_rows(*_changes_sql(_RECORD_COLUMNS, tenants, after, until, limit))
 
     def state_records(self, device_ids: Sequence[str]) -> list[StateRecord]:
         """The state rows of these devices as stored (values included), in (stamp, device id)
@@ -660,7 +661,8 @@ class DeviceStates(Store):
             marks = ", ".join(["{p}"] * len(chunk))
             sql = " ".join(
                 [
-                    "SELECT device_id, last_ns, metrics, status, status_ns, changed_ns",
+                    "SELECT",
+                    _RECORD_COLUMNS,
                     "FROM device_state WHERE device_id IN (",
                     marks,
                     ")",
